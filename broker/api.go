@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// ServiceName is the NATS micro service name of the broker API.
+const ServiceName = "plugbus-broker"
+
+// apiHandler handles one decoded, validated API request.
+type apiHandler func(ctx context.Context, req any) (any, error)
+
+// apiEndpoint describes one broker API endpoint: its name, the schema its
+// request must satisfy, a constructor for the request value and the handler.
+type apiEndpoint struct {
+	name    string
+	schema  string
+	newReq  func() any
+	handler apiHandler
+}
+
+func endpoint[T any](name, schema string, h func(ctx context.Context, req *T) (any, error)) apiEndpoint {
+	return apiEndpoint{
+		name:    name,
+		schema:  schema,
+		newReq:  func() any { return new(T) },
+		handler: func(ctx context.Context, req any) (any, error) { return h(ctx, req.(*T)) },
+	}
+}
+
+func (b *Broker) endpoints() []apiEndpoint {
+	return []apiEndpoint{
+		endpoint(schemas.APIPluginsRegister, "api/v1/register_request.json", b.handleRegister),
+		endpoint(schemas.APIPluginsList, "api/v1/plugin_list_request.json", b.handlePluginList),
+		endpoint(schemas.APIPluginsGet, "api/v1/plugin_get_request.json", b.handlePluginGet),
+		endpoint(schemas.APIPluginsConfig, "api/v1/plugin_config_request.json", b.handlePluginConfig),
+		endpoint(schemas.APIJobsDeploy, "api/v1/job_deploy_request.json", b.handleJobDeploy),
+		endpoint(schemas.APIJobsDelete, "api/v1/job_ref.json", b.handleJobDelete),
+		endpoint(schemas.APIJobsList, "api/v1/job_list_request.json", b.handleJobList),
+		endpoint(schemas.APIJobsGet, "api/v1/job_ref.json", b.handleJobGet),
+		endpoint(schemas.APIMachinesAction, "api/v1/machine_action_request.json", b.handleMachineAction),
+		endpoint(schemas.APIMachinesGet, "api/v1/machine_ref.json", b.handleMachineGet),
+		endpoint(schemas.APIMachinesList, "api/v1/machine_list_request.json", b.handleMachineList),
+		endpoint(schemas.APIMachinesSetParam, "api/v1/machine_set_param_request.json", b.handleMachineSetParam),
+		endpoint(schemas.APIAlertsFire, "api/v1/alert_fire_request.json", b.handleAlertFire),
+		endpoint(schemas.APIAlertsResolve, "api/v1/alert_ref.json", b.handleAlertResolve),
+	}
+}
+
+// startAPI adds the broker's micro service with one endpoint per API call.
+// All broker replicas share the default queue group, so each request is
+// handled once.
+func (b *Broker) startAPI(ctx context.Context) (micro.Service, error) {
+	svc, err := micro.AddService(b.nc, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "plugbus broker API",
+		Metadata:    map[string]string{"plugbus.prefix": b.cfg.Prefix},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start broker API service: %w", err)
+	}
+	for _, ep := range b.endpoints() {
+		ep := ep
+		subject := schemas.APISubject(b.cfg.Prefix, ep.name)
+		h := micro.HandlerFunc(func(req micro.Request) { b.dispatch(ctx, ep, req) })
+		if err := svc.AddEndpoint(endpointName(ep.name), h, micro.WithEndpointSubject(subject)); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("add API endpoint %s: %w", subject, err)
+		}
+	}
+	return svc, nil
+}
+
+// endpointName turns "machines.set-param" into a micro endpoint name.
+func endpointName(api string) string {
+	out := []byte(api)
+	for i, c := range out {
+		if c == '.' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+// dispatch runs one request on its own goroutine, bounded by MaxConcurrency,
+// so slow calls (a registration running the lifecycle, an action waiting on
+// a plugin) never hold up other requests.
+func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request) {
+	select {
+	case b.sem <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	b.wg.Add(1)
+	go func() {
+		defer func() { <-b.sem; b.wg.Done() }()
+		start := time.Now()
+		resp, err := b.serve(ctx, ep, req.Data())
+		code := "ok"
+		if err != nil {
+			e := schemas.AsError(err)
+			code = e.Code
+			switch code {
+			case schemas.CodeBadRequest, schemas.CodeInvalidField, schemas.CodeMissingParam,
+				schemas.CodeUnknownAction, schemas.CodeTooLarge:
+				b.metrics.badInput.WithLabelValues(code).Inc()
+			}
+			lvl := b.log.Debug()
+			if code == schemas.CodeInternal {
+				lvl = b.log.Error()
+			}
+			lvl.Str(FieldEndpoint, ep.name).Str(FieldCode, code).Msg(e.Message)
+		}
+		b.metrics.apiRequests.WithLabelValues(ep.name, code).Inc()
+		b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
+		if rerr := rpc.Respond(req, resp, err); rerr != nil {
+			b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
+		}
+	}()
+}
+
+// serve checks the size, validates the request against its schema, decodes
+// it and calls the handler.
+func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, error) {
+	if len(data) > b.cfg.MaxRequestBytes {
+		return nil, schemas.Errorf(schemas.CodeTooLarge, "",
+			"request to %s is %d bytes, above the limit of %d: send less data (the limit is the broker's --max-request-bytes)",
+			ep.name, len(data), b.cfg.MaxRequestBytes)
+	}
+	if len(data) == 0 {
+		data = []byte("{}")
+	}
+	req := ep.newReq()
+	if err := schemas.Decode(ep.schema, data, req); err != nil {
+		return nil, err
+	}
+	return ep.handler(ctx, req)
+}

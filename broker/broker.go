@@ -1,0 +1,211 @@
+// Package broker is the plugbus core: it runs (or joins) NATS JetStream,
+// keeps the plugin registry, drives each plugin's lifecycle, routes actions,
+// publishes core CloudEvents, dead-letters what plugins cannot handle and
+// serves the broker API over NATS plus /healthz and /metrics over HTTP.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Version is the broker's version, reported by its micro service.
+var Version = "0.1.0"
+
+// Broker is one broker process. Several brokers may serve the same bus: they
+// keep no state outside JetStream.
+type Broker struct {
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics
+
+	srv     *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	st      *stores
+	pub     *Publisher
+	reg     *registry
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	ready   chan struct{}
+	httpLn  net.Listener
+	natsURL string
+}
+
+// New checks cfg and returns a broker that Run starts. It has no side
+// effects.
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Broker{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str(FieldComponent, "broker").Logger(),
+		metrics: newMetrics(),
+		sem:     make(chan struct{}, cfg.MaxConcurrency),
+		ready:   make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once the streams, buckets, API and HTTP server are up.
+func (b *Broker) Ready() <-chan struct{} { return b.ready }
+
+// HTTPAddr returns the address the HTTP server listens on, once ready.
+func (b *Broker) HTTPAddr() string {
+	if b.httpLn == nil {
+		return ""
+	}
+	return b.httpLn.Addr().String()
+}
+
+// NATSURL returns the URL clients use to reach the bus, once ready.
+func (b *Broker) NATSURL() string { return b.natsURL }
+
+// Run starts the broker and blocks until ctx ends, then drains and returns
+// nil. A failure to start is returned at once.
+func (b *Broker) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := b.connect(); err != nil {
+		return err
+	}
+	defer b.shutdownNATS()
+
+	setupCtx, setupCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer setupCancel()
+	b.js, err = jetstream.New(b.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	b.st, err = ensureStores(setupCtx, b.js, b.cfg)
+	if err != nil {
+		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
+	}
+	b.pub = NewPublisher(b.js, b.cfg.Prefix, b.metrics)
+	b.reg = newRegistry(b)
+	if err := b.reg.load(setupCtx); err != nil {
+		return err
+	}
+
+	dlq, err := b.startDLQ(ctx)
+	if err != nil {
+		return err
+	}
+	defer dlq.Stop()
+
+	svc, err := b.startAPI(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = svc.Stop() }()
+
+	httpSrv, err := b.startHTTP()
+	if err != nil {
+		return err
+	}
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); b.reg.watch(ctx) }()
+	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
+
+	close(b.ready)
+	b.log.Info().Str("nats_url", b.natsURL).Str("http", b.HTTPAddr()).Str("prefix", b.cfg.Prefix).
+		Bool("embedded", b.srv != nil).Msg("broker ready")
+
+	<-ctx.Done()
+	b.log.Info().Msg("broker stopping: draining requests")
+	if httpSrv != nil {
+		shutCtx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = httpSrv.Shutdown(shutCtx)
+		c()
+	}
+	_ = svc.Stop()
+	b.wg.Wait()
+	bg.Wait()
+	b.log.Info().Msg("broker stopped")
+	return nil
+}
+
+func (b *Broker) connect() error {
+	opts := []nats.Option{
+		nats.Name("plugbus-broker"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn().Err(err).Msg("disconnected from NATS")
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+		}),
+	}
+	if b.cfg.NATSURL == "" {
+		srv, err := startEmbedded(b.cfg)
+		if err != nil {
+			return err
+		}
+		b.srv = srv
+		b.natsURL = srv.ClientURL()
+		opts = append(opts, nats.InProcessServer(srv))
+	} else {
+		b.natsURL = b.cfg.NATSURL
+		if b.cfg.Creds != "" {
+			opts = append(opts, nats.UserCredentials(b.cfg.Creds))
+		}
+	}
+	nc, err := nats.Connect(b.natsURL, opts...)
+	if err != nil {
+		if b.srv != nil {
+			b.srv.Shutdown()
+		}
+		return fmt.Errorf("connect to NATS at %s: %w (check --nats-url and --creds)", b.natsURL, err)
+	}
+	b.nc = nc
+	return nil
+}
+
+func (b *Broker) shutdownNATS() {
+	if b.nc != nil {
+		if err := b.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			b.log.Warn().Err(err).Msg("drain NATS connection")
+		}
+		for i := 0; i < 100 && !b.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+func (b *Broker) startHTTP() (*http.Server, error) {
+	if b.cfg.HTTPAddr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s: %w (is the port in use? choose another with --http)", b.cfg.HTTPAddr, err)
+	}
+	b.httpLn = ln
+	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.log.Error().Err(err).Msg("HTTP server failed")
+		}
+	}()
+	return srv, nil
+}

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults applied by Config.withDefaults.
+const (
+	DefaultPrefix            = "plugbus"
+	DefaultDataDir           = "./data"
+	DefaultListen            = "127.0.0.1:4222"
+	DefaultHTTPAddr          = "127.0.0.1:8080"
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultPluginTimeout     = 10 * time.Second
+	DefaultActionTimeout     = 30 * time.Second
+	DefaultMaxRequestBytes   = 1 << 20
+	DefaultMaxConcurrency    = 256
+	DefaultEventMaxAge       = 7 * 24 * time.Hour
+	// embeddedMaxPayload is larger than DefaultMaxRequestBytes so an
+	// oversized API request reaches the broker and gets a too_large reply
+	// instead of the client's connection refusing it.
+	embeddedMaxPayload = 8 << 20
+)
+
+// ErrInvalidConfig is wrapped by every Config validation error.
+var ErrInvalidConfig = errors.New("invalid broker config")
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Config configures a Broker. The zero value runs the embedded default: a
+// nats-server with JetStream storing under ./data, NATS on 127.0.0.1:4222
+// and HTTP on 127.0.0.1:8080.
+type Config struct {
+	// NATSURL points the broker at an existing NATS server instead of
+	// embedding one.
+	NATSURL string
+	// Creds is a NATS credentials file used with NATSURL.
+	Creds string
+	// DataDir is where the embedded server keeps JetStream files.
+	DataDir string
+	// Listen is the embedded server's client address (HOST:PORT; port 0 or
+	// -1 picks a random free port).
+	Listen string
+	// HTTPAddr is where /healthz and /metrics are served ("" disables HTTP;
+	// port 0 picks a random free port).
+	HTTPAddr string
+	// Prefix is the root of every plugbus subject (default "plugbus").
+	Prefix string
+	// Replicas is the replica count of streams and buckets (default 1; use 3
+	// on a cluster).
+	Replicas int
+	// HeartbeatInterval is how often the broker checks that every plugin
+	// still has a running instance (default 5s).
+	HeartbeatInterval time.Duration
+	// PluginTimeout bounds each init, config and verify call (default 10s).
+	PluginTimeout time.Duration
+	// ActionTimeout bounds an action call to a plugin (default 30s).
+	ActionTimeout time.Duration
+	// MaxRequestBytes is the largest API request accepted (default 1 MiB).
+	MaxRequestBytes int
+	// MaxConcurrency bounds API requests handled at once (default 256).
+	MaxConcurrency int
+	// EventMaxAge is how long core events are kept for replay (default 7 days).
+	EventMaxAge time.Duration
+	// Logger receives the broker's structured logs (default: disabled).
+	Logger *zerolog.Logger
+	// ServerLogs forwards the embedded nats-server's own notices to Logger.
+	ServerLogs bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.PluginTimeout == 0 {
+		c.PluginTimeout = DefaultPluginTimeout
+	}
+	if c.ActionTimeout == 0 {
+		c.ActionTimeout = DefaultActionTimeout
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.EventMaxAge == 0 {
+		c.EventMaxAge = DefaultEventMaxAge
+	}
+	if c.Logger == nil {
+		l := zerolog.Nop()
+		c.Logger = &l
+	}
+	return c
+}
+
+// Validate reports the first problem with c, naming the field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	if !prefixRE.MatchString(c.Prefix) {
+		return bad("prefix", "%q must be one subject token of letters, digits, '-' or '_'", c.Prefix)
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return bad("listen", "%q is not HOST:PORT: %v", c.Listen, err)
+		}
+	} else if c.Creds != "" && c.NATSURL == "" {
+		return bad("creds", "needs --nats-url")
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			return bad("http", "%q is not HOST:PORT: %v", c.HTTPAddr, err)
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		return bad("replicas", "%d must be between 1 and 5", c.Replicas)
+	}
+	for name, d := range map[string]time.Duration{
+		"heartbeat-interval": c.HeartbeatInterval, "plugin-timeout": c.PluginTimeout,
+		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge,
+	} {
+		if d < 0 {
+			return bad(name, "%s must not be negative", d)
+		}
+	}
+	if c.MaxRequestBytes < 1024 {
+		return bad("max-request-bytes", "%d is below 1024", c.MaxRequestBytes)
+	}
+	if c.MaxConcurrency < 1 {
+		return bad("max-concurrency", "%d must be at least 1", c.MaxConcurrency)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Dead-letter headers set on every message in the DLQ stream, next to the
+// original message's own headers (its ce- attributes).
+const (
+	HeaderDLQReason     = "plugbus-dlq-reason"
+	HeaderDLQCause      = "plugbus-dlq-cause"
+	HeaderDLQConsumer   = "plugbus-dlq-consumer"
+	HeaderDLQStream     = "plugbus-dlq-stream"
+	HeaderDLQStreamSeq  = "plugbus-dlq-stream-seq"
+	HeaderDLQSubject    = "plugbus-dlq-subject"
+	HeaderDLQDeliveries = "plugbus-dlq-deliveries"
+	HeaderDLQTime       = "plugbus-dlq-time"
+)
+
+// Dead-letter causes.
+const (
+	CauseMaxDeliveries = "max_deliveries"
+	CauseTerminated    = "terminated"
+)
+
+// advisory is the part of JetStream's max_deliver and terminated advisories
+// the dead-letter path needs.
+type advisory struct {
+	Type       string `json:"type"`
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+	Reason     string `json:"reason"`
+}
+
+// DLQSubject returns the subject dead letters of a consumer are stored on.
+func DLQSubject(prefix, consumer string) string { return prefix + ".dlq." + consumer }
+
+// startDLQ consumes the advisory stream: for every event a plugin gave up on
+// (max deliveries reached, or terminated as malformed or permanently
+// failing) it copies the original message, headers and body intact, into
+// the DLQ stream with the reason.
+func (b *Broker) startDLQ(ctx context.Context) (jetstream.ConsumeContext, error) {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, StreamAdvisories, jetstream.ConsumerConfig{
+		Durable:     dlqConsumer,
+		Description: "plugbus broker dead-letter path",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     30 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on %s: %w", dlqConsumer, StreamAdvisories, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if err := b.deadLetter(ctx, m); err != nil {
+			b.log.Error().Err(err).Str("subject", m.Subject()).Msg("dead-letter failed; will retry")
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", StreamAdvisories, err)
+	}
+	return cc, nil
+}
+
+func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
+	var a advisory
+	if err := json.Unmarshal(m.Data(), &a); err != nil {
+		b.log.Warn().Err(err).Str("subject", m.Subject()).Msg("undecodable advisory dropped")
+		return nil
+	}
+	cause, reason := CauseTerminated, a.Reason
+	if strings.HasPrefix(m.Subject(), advisoryMaxDeliveries) {
+		cause = CauseMaxDeliveries
+		reason = fmt.Sprintf("max deliveries reached (%d): the consumer never acknowledged it", a.Deliveries)
+	}
+	if reason == "" {
+		reason = "terminated by the consumer"
+	}
+	out := &nats.Msg{Subject: DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
+	orig, err := b.st.events.GetMsg(ctx, a.StreamSeq)
+	if err != nil {
+		reason += fmt.Sprintf(" (original message %d is no longer in %s: %v)", a.StreamSeq, a.Stream, err)
+	} else {
+		for k, vs := range orig.Header {
+			for _, v := range vs {
+				out.Header.Add(k, v)
+			}
+		}
+		out.Data = orig.Data
+		out.Header.Set(HeaderDLQSubject, orig.Subject)
+	}
+	out.Header.Del("Nats-Msg-Id")
+	out.Header.Set(HeaderDLQReason, reason)
+	out.Header.Set(HeaderDLQCause, cause)
+	out.Header.Set(HeaderDLQConsumer, a.Consumer)
+	out.Header.Set(HeaderDLQStream, a.Stream)
+	out.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(a.StreamSeq, 10))
+	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(a.Deliveries, 10))
+	out.Header.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	msgID := fmt.Sprintf("%s-%s-%d", a.Stream, a.Consumer, a.StreamSeq)
+	if _, err := b.js.PublishMsg(ctx, out, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("publish dead letter for %s seq %d: %w", a.Consumer, a.StreamSeq, err)
+	}
+	b.metrics.deadLetters.WithLabelValues(a.Consumer, cause).Inc()
+	if strings.HasPrefix(reason, "malformed") {
+		b.metrics.badInput.WithLabelValues("malformed_event").Inc()
+	}
+	b.log.Warn().Str(FieldConsumer, a.Consumer).Uint64(FieldStreamSeq, a.StreamSeq).Str("cause", cause).
+		Str(FieldReason, reason).Msg("event dead-lettered")
+	return nil
+}

@@ -1,0 +1,68 @@
+package broker
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+)
+
+// startEmbedded starts an in-process nats-server with JetStream on the
+// config's data dir and client address.
+func startEmbedded(cfg Config) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("listen port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	storeDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "jetstream"))
+	if err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", cfg.DataDir, err)
+	}
+	if err := os.MkdirAll(storeDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir %q: %w (choose another with --data-dir)", storeDir, err)
+	}
+	opts := &server.Options{
+		ServerName: "plugbus",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		MaxPayload: embeddedMaxPayload,
+		NoSigs:     true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configure embedded nats-server: %w", err)
+	}
+	if cfg.ServerLogs {
+		s.SetLoggerV2(serverLogger{l: cfg.Logger.With().Str(FieldComponent, "nats-server").Logger()}, false, false, false)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server did not accept connections on %s within 30s: is the port in use? choose another with --listen", cfg.Listen)
+	}
+	return s, nil
+}
+
+// serverLogger adapts zerolog to nats-server's Logger interface.
+type serverLogger struct{ l zerolog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) { s.l.Info().Msgf(format, v...) }
+func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn().Msgf(format, v...) }
+func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error().Msgf(format, v...) }
+func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error().Msgf(format, v...) }
+func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debug().Msgf(format, v...) }
+func (s serverLogger) Tracef(format string, v ...any)  { s.l.Trace().Msgf(format, v...) }

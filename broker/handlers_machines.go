@@ -1,0 +1,199 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// ModelMachines is the object model of machine actions.
+const ModelMachines = "machines"
+
+func machineNotFound(name string) error {
+	return schemas.Errorf(schemas.CodeNotFound, "name", "machine %q does not exist (machines are created by `busctl machine set-param`)", name)
+}
+
+func (b *Broker) handleMachineGet(ctx context.Context, req *schemas.MachineRef) (any, error) {
+	var m schemas.Machine
+	if _, err := getJSON(ctx, b.st.machines, req.Name, &m); err != nil {
+		if isNotFound(err) {
+			return nil, machineNotFound(req.Name)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+func (b *Broker) handleMachineList(ctx context.Context, _ *schemas.MachineListRequest) (any, error) {
+	ms, err := listJSON[schemas.Machine](ctx, b.st.machines)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+	return schemas.MachineListResponse{Machines: ms}, nil
+}
+
+func (b *Broker) handleMachineSetParam(ctx context.Context, req *schemas.MachineSetParamRequest) (any, error) {
+	return updateJSON(ctx, b.st.machines, req.Machine, func(cur *schemas.Machine, exists bool) error {
+		if !exists {
+			*cur = schemas.Machine{Name: req.Machine}
+		}
+		if cur.Params == nil {
+			cur.Params = map[string]any{}
+		}
+		if req.Value == nil {
+			delete(cur.Params, req.Param)
+		} else {
+			cur.Params[req.Param] = req.Value
+		}
+		cur.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+}
+
+// handleMachineAction routes an action to the plugin offering the command
+// on machines, enforcing required params first, and publishes the
+// action_requested and action_completed events around the call.
+func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineActionRequest) (any, error) {
+	rec, spec, err := b.routeAction(ModelMachines, req.Command, req.Plugin)
+	if err != nil {
+		return nil, err
+	}
+	var machine schemas.Machine
+	if _, err := getJSON(ctx, b.st.machines, req.Machine, &machine); err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	params := map[string]any{}
+	for k, v := range req.Params {
+		params[k] = v
+	}
+	for _, p := range append(append([]string{}, spec.RequiredParams...), spec.OptionalParams...) {
+		if _, ok := params[p]; !ok {
+			if v, ok := machine.Params[p]; ok {
+				params[p] = v
+			}
+		}
+	}
+	for _, p := range spec.RequiredParams {
+		if v, ok := params[p]; !ok || v == nil {
+			return nil, &schemas.Error{Code: schemas.CodeMissingParam, Field: "params." + p, Plugin: rec.Name,
+				Message: fmt.Sprintf("action %s needs param %q: pass it with --param %s=VALUE or set it on machine %s", req.Command, p, p, req.Machine)}
+		}
+	}
+
+	actionID := uuid.NewString()
+	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
+		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
+	}); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	callCtx, cancel := context.WithTimeout(ctx, b.cfg.ActionTimeout)
+	var resp schemas.ActionResponse
+	callErr := rpc.Call(callCtx, b.nc, schemas.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
+		ActionID: actionID, Command: req.Command, Model: ModelMachines, Object: req.Machine, Params: params,
+	}, &resp)
+	cancel()
+	elapsed := time.Since(start)
+	result := "ok"
+	completed := schemas.MachineActionCompletedData{
+		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name,
+		Status: schemas.ActionSucceeded, Result: resp.Result, DurationMs: float64(elapsed.Microseconds()) / 1000,
+	}
+	if callErr != nil {
+		e := schemas.AsError(callErr)
+		e.Plugin = rec.Name
+		if e.Code == schemas.CodeNoResponders {
+			e.Message = fmt.Sprintf("plugin %s has no running instance to run %s: start it and retry", rec.Name, req.Command)
+		}
+		callErr = e
+		result = e.Code
+		completed.Status = schemas.ActionFailed
+		completed.Result = nil
+		completed.Error = e
+	}
+	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, result).Observe(elapsed.Seconds())
+	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionCompleted, completed); err != nil {
+		b.log.Error().Err(err).Str(FieldActionID, actionID).Msg("publish action_completed")
+	}
+	b.log.Info().Str(FieldActionID, actionID).Str(FieldMachine, req.Machine).Str(FieldCommand, req.Command).
+		Str(FieldPlugin, rec.Name).Str("result", result).Dur("duration", elapsed).Msg("action")
+	if callErr != nil {
+		return nil, callErr
+	}
+	if len(resp.Result) == 0 {
+		resp.Result = json.RawMessage("null")
+	}
+	return schemas.MachineActionResponse{ActionID: actionID, Machine: req.Machine, Command: req.Command,
+		Plugin: rec.Name, Result: resp.Result}, nil
+}
+
+// routeAction finds the ACTIVE plugin offering command on model. plugin,
+// when set, selects one by name.
+func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecord, schemas.ActionSpec, error) {
+	type cand struct {
+		rec  schemas.PluginRecord
+		spec schemas.ActionSpec
+	}
+	var active, inactive []cand
+	commands := map[string]bool{}
+	for _, rec := range b.reg.cached() {
+		for _, a := range rec.Manifest.Actions {
+			if a.Model != model {
+				continue
+			}
+			if rec.State == schemas.StateActive {
+				commands[a.Command] = true
+			}
+			if a.Command != command || (plugin != "" && rec.Name != plugin) {
+				continue
+			}
+			if rec.State == schemas.StateActive {
+				active = append(active, cand{rec, a})
+			} else {
+				inactive = append(inactive, cand{rec, a})
+			}
+		}
+	}
+	switch {
+	case len(active) == 1:
+		return active[0].rec, active[0].spec, nil
+	case len(active) > 1:
+		names := make([]string, len(active))
+		for i, c := range active {
+			names[i] = c.rec.Name
+		}
+		return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeAmbiguousAction, Field: "plugin",
+			Message: fmt.Sprintf("several plugins offer %s on %s (%s): choose one with --plugin", command, model, strings.Join(names, ", ")),
+			Details: map[string]any{"plugins": names}}
+	case len(inactive) > 0:
+		c := inactive[0]
+		msg := fmt.Sprintf("plugin %s offers %s but is %s", c.rec.Name, command, c.rec.State)
+		if c.rec.LastError != nil {
+			msg += ": " + c.rec.LastError.Message
+		}
+		return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeNotActive, Field: "command", Plugin: c.rec.Name, Message: msg}
+	}
+	avail := make([]string, 0, len(commands))
+	for c := range commands {
+		avail = append(avail, c)
+	}
+	sort.Strings(avail)
+	msg := fmt.Sprintf("no active plugin offers action %q on %s", command, model)
+	if plugin != "" {
+		msg = fmt.Sprintf("plugin %q does not offer action %q on %s", plugin, command, model)
+	}
+	if len(avail) > 0 {
+		msg += "; available: " + strings.Join(avail, ", ")
+	}
+	return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeUnknownAction, Field: "command", Message: msg,
+		Details: map[string]any{"available": avail}}
+}

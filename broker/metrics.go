@@ -1,0 +1,56 @@
+package broker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds the broker's Prometheus metrics in a registry of its own, so
+// several brokers can live in one process (tests).
+type metrics struct {
+	reg             *prometheus.Registry
+	eventsPublished *prometheus.CounterVec
+	publishErrors   *prometheus.CounterVec
+	apiRequests     *prometheus.CounterVec
+	apiDuration     *prometheus.HistogramVec
+	badInput        *prometheus.CounterVec
+	deadLetters     *prometheus.CounterVec
+	stateChanges    *prometheus.CounterVec
+	pluginCalls     *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_events_published_total", Help: "Core events published, by CloudEvent type.",
+		}, []string{"type"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_event_publish_errors_total", Help: "Core events that failed to publish, by type.",
+		}, []string{"type"}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_api_requests_total", Help: "Broker API requests, by endpoint and result code (ok or an error code).",
+		}, []string{"endpoint", "code"}),
+		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plugbus_api_request_duration_seconds", Help: "Broker API request handling time.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"endpoint"}),
+		badInput: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_bad_input_total", Help: "Rejected input, by kind (bad_request, invalid_field, missing_param, unknown_action, too_large, malformed_event).",
+		}, []string{"kind"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_dead_letters_total", Help: "Events copied to the dead-letter stream, by consumer and cause (max_deliveries or terminated).",
+		}, []string{"consumer", "cause"}),
+		stateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_plugin_state_changes_total", Help: "Plugin lifecycle transitions, by target state.",
+		}, []string{"state"}),
+		pluginCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plugbus_plugin_call_duration_seconds", Help: "Broker-to-plugin calls (init, config, verify, action), by verb and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"verb", "result"}),
+	}
+	m.reg.MustRegister(m.eventsPublished, m.publishErrors, m.apiRequests, m.apiDuration, m.badInput,
+		m.deadLetters, m.stateChanges, m.pluginCalls,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

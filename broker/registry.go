@@ -1,0 +1,585 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// registry keeps plugin records in the plugins bucket and drives each
+// plugin's lifecycle. A local cache, fed by a watch on the bucket, serves
+// reads on the hot path (action routing); writes always go to the bucket.
+type registry struct {
+	b *Broker
+
+	mu    sync.RWMutex
+	cache map[string]schemas.PluginRecord
+
+	lockMu sync.Mutex
+	locks  map[string]*sync.Mutex
+}
+
+func newRegistry(b *Broker) *registry {
+	return &registry{b: b, cache: map[string]schemas.PluginRecord{}, locks: map[string]*sync.Mutex{}}
+}
+
+// lock serialises lifecycle work on one plugin within this broker.
+func (r *registry) lock(name string) func() {
+	r.lockMu.Lock()
+	l, ok := r.locks[name]
+	if !ok {
+		l = &sync.Mutex{}
+		r.locks[name] = l
+	}
+	r.lockMu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// load reads every record into the cache.
+func (r *registry) load(ctx context.Context) error {
+	keys, err := r.b.st.plugins.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("list plugins: %w", err)
+	}
+	for k := range keys.Keys() {
+		rec, _, err := r.get(ctx, k)
+		if err != nil {
+			continue
+		}
+		r.put(rec)
+	}
+	return nil
+}
+
+// watch keeps the cache in step with the bucket, including writes made by
+// other broker replicas.
+func (r *registry) watch(ctx context.Context) {
+	w, err := r.b.st.plugins.WatchAll(ctx)
+	if err != nil {
+		r.b.log.Error().Err(err).Msg("watch plugin registry")
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				r.mu.Lock()
+				delete(r.cache, e.Key())
+				r.mu.Unlock()
+				continue
+			}
+			var rec schemas.PluginRecord
+			if err := json.Unmarshal(e.Value(), &rec); err == nil {
+				r.put(rec)
+			}
+		}
+	}
+}
+
+func (r *registry) put(rec schemas.PluginRecord) {
+	r.mu.Lock()
+	r.cache[rec.Name] = rec
+	r.mu.Unlock()
+}
+
+// cached returns the cached records sorted by name.
+func (r *registry) cached() []schemas.PluginRecord {
+	r.mu.RLock()
+	out := make([]schemas.PluginRecord, 0, len(r.cache))
+	for _, rec := range r.cache {
+		out = append(out, rec)
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// get reads one record from the bucket.
+func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, uint64, error) {
+	var rec schemas.PluginRecord
+	e, err := r.b.st.plugins.Get(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return rec, 0, schemas.Errorf(schemas.CodeNotFound, "name", "plugin %q is not registered (list plugins with `busctl plugins ls`)", name)
+		}
+		return rec, 0, fmt.Errorf("read plugin %q: %w", name, err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, 0, fmt.Errorf("decode plugin record %q: %w", name, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+// save writes rec to the bucket and the cache.
+func (r *registry) save(ctx context.Context, rec schemas.PluginRecord) error {
+	rec.UpdatedAt = time.Now().UTC()
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode plugin record %q: %w", rec.Name, err)
+	}
+	if _, err := r.b.st.plugins.Put(ctx, rec.Name, body); err != nil {
+		return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
+	}
+	r.put(rec)
+	return nil
+}
+
+// register handles a registration: validate the manifest beyond its schema,
+// store the record, create or update the plugin's durable consumer, then run
+// the lifecycle. Registering the same manifest again is idempotent.
+func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (*schemas.RegisterResponse, error) {
+	m := req.Manifest
+	if err := checkManifest(m); err != nil {
+		return nil, err
+	}
+	unlock := r.lock(m.Name)
+	defer unlock()
+
+	prev, _, err := r.get(ctx, m.Name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, schemas.ErrNotFound) {
+		return nil, err
+	}
+	same := exists && prev.Version == m.Version && reflect.DeepEqual(normalize(prev.Manifest), normalize(m))
+	if same && prev.State == schemas.StateActive {
+		if err := r.ensureConsumer(ctx, m); err != nil {
+			return nil, err
+		}
+		return &schemas.RegisterResponse{Plugin: prev, Changed: false}, nil
+	}
+
+	rec := prev
+	now := time.Now().UTC()
+	if !exists {
+		rec = schemas.PluginRecord{Name: m.Name, RegisteredAt: now}
+	}
+	if !same {
+		rec.Manifest = m
+		rec.Version = m.Version
+		rec.RegisteredAt = now
+		if err := r.ensureConsumer(ctx, m); err != nil {
+			return nil, err
+		}
+		rec.Consumer = ""
+		if m.Events != nil {
+			rec.Consumer = schemas.ConsumerName(m.Name)
+		}
+		from := rec.State
+		rec.State = schemas.StateRegistered
+		rec.LastError = nil
+		if err := r.save(ctx, rec); err != nil {
+			return nil, err
+		}
+		prevVersion := ""
+		if exists && prev.Version != m.Version {
+			prevVersion = prev.Version
+		}
+		r.publish(ctx, schemas.TypePluginRegistered, schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion})
+		r.stateEvent(ctx, rec, from, nil)
+		r.b.log.Info().Str(FieldPlugin, m.Name).Str(FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
+	}
+	rec = r.lifecycle(ctx, rec, req.Config)
+	return &schemas.RegisterResponse{Plugin: rec, Changed: true}, nil
+}
+
+// normalize makes manifests comparable after a JSON round trip.
+func normalize(m schemas.Manifest) schemas.Manifest {
+	b, _ := json.Marshal(m)
+	var out schemas.Manifest
+	_ = json.Unmarshal(b, &out)
+	if len(out.ConfigSchema) > 0 {
+		var v any
+		_ = json.Unmarshal(out.ConfigSchema, &v)
+		out.ConfigSchema, _ = json.Marshal(v)
+	}
+	return out
+}
+
+// checkManifest applies the rules a schema cannot express.
+func checkManifest(m schemas.Manifest) error {
+	if len(m.ConfigSchema) > 0 {
+		if _, err := schemas.CompileConfigSchema(m.ConfigSchema); err != nil {
+			return err
+		}
+	}
+	seen := map[string]bool{}
+	for i, a := range m.Actions {
+		key := a.Model + "/" + a.Command
+		if seen[key] {
+			return schemas.Errorf(schemas.CodeInvalidField, fmt.Sprintf("manifest.actions.%d.command", i),
+				"action %q on model %q is declared twice", a.Command, a.Model)
+		}
+		seen[key] = true
+	}
+	if m.Events != nil && m.Events.Start != "" && m.Events.Start != schemas.StartNew && m.Events.Start != schemas.StartAll {
+		if _, err := time.Parse(time.RFC3339, m.Events.Start); err != nil {
+			return schemas.Errorf(schemas.CodeInvalidField, "manifest.events.start",
+				"start %q must be \"new\", \"all\" or an RFC 3339 time", m.Events.Start)
+		}
+	}
+	return nil
+}
+
+// lifecycle runs init → config → verify and leaves the plugin ACTIVE, or in
+// ERROR with the error kept. The caller holds the plugin's lock.
+func (r *registry) lifecycle(ctx context.Context, rec schemas.PluginRecord, initial map[string]any) schemas.PluginRecord {
+	name := rec.Name
+	rec = r.transition(ctx, rec, schemas.StateInitializing, nil)
+	var initResp schemas.InitResponse
+	if err := r.call(ctx, name, schemas.VerbInit, schemas.InitRequest{Name: name, Version: rec.Version}, &initResp); err != nil {
+		return r.transition(ctx, rec, schemas.StateError, err)
+	}
+	rec.Metadata = initResp.Metadata
+
+	rec = r.transition(ctx, rec, schemas.StateConfiguring, nil)
+	cfg, err := r.currentConfig(ctx, name)
+	if err != nil {
+		return r.transition(ctx, rec, schemas.StateError, err)
+	}
+	if cfg == nil {
+		cfg = initial
+	}
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	if err := r.applyConfig(ctx, rec, cfg); err != nil {
+		return r.transition(ctx, rec, schemas.StateError, err)
+	}
+	rec.Config = cfg
+
+	return r.verify(ctx, rec)
+}
+
+// verify runs the verify step and leaves the plugin ACTIVE or in ERROR.
+func (r *registry) verify(ctx context.Context, rec schemas.PluginRecord) schemas.PluginRecord {
+	rec = r.transition(ctx, rec, schemas.StateVerifying, nil)
+	var vr schemas.VerifyResponse
+	if err := r.call(ctx, rec.Name, schemas.VerbVerify, schemas.VerifyRequest{}, &vr); err != nil {
+		return r.transition(ctx, rec, schemas.StateError, err)
+	}
+	if !vr.Ready {
+		msg := vr.Message
+		if msg == "" {
+			msg = "plugin reported it is not ready"
+		}
+		return r.transition(ctx, rec, schemas.StateError, &schemas.Error{Code: schemas.CodePluginError, Plugin: rec.Name,
+			Message: "verify failed: " + msg})
+	}
+	return r.transition(ctx, rec, schemas.StateActive, nil)
+}
+
+// applyConfig enforces required params and the config schema, sends the
+// config to the plugin and, once accepted, stores it in the configs bucket,
+// where every running instance watches it.
+func (r *registry) applyConfig(ctx context.Context, rec schemas.PluginRecord, cfg map[string]any) error {
+	if err := checkConfig(rec.Manifest, cfg); err != nil {
+		return err
+	}
+	if err := r.call(ctx, rec.Name, schemas.VerbConfig, schemas.ConfigRequest{Config: cfg}, nil); err != nil {
+		return err
+	}
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("encode config of %s: %w", rec.Name, err)
+	}
+	if _, err := r.b.st.configs.Put(ctx, rec.Name, body); err != nil {
+		return fmt.Errorf("store config of %s: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// checkConfig enforces the manifest's required params and config schema.
+func checkConfig(m schemas.Manifest, cfg map[string]any) error {
+	for _, p := range m.RequiredParams {
+		if v, ok := cfg[p]; !ok || v == nil || v == "" {
+			return schemas.Errorf(schemas.CodeMissingParam, "config."+p,
+				"plugin %s needs config param %q: set it with `busctl plugins config %s --set %s=VALUE`", m.Name, p, m.Name, p)
+		}
+	}
+	if len(m.ConfigSchema) > 0 {
+		cs, err := schemas.CompileConfigSchema(m.ConfigSchema)
+		if err != nil {
+			return err
+		}
+		if err := cs.Validate(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// currentConfig returns the stored config of a plugin, nil when none is stored.
+func (r *registry) currentConfig(ctx context.Context, name string) (map[string]any, error) {
+	e, err := r.b.st.configs.Get(ctx, name)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read config of %s: %w", name, err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
+		return nil, fmt.Errorf("decode config of %s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// configure merges set over the plugin's config, validates it and pushes it
+// through config → verify; an empty set just reads.
+func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigRequest) (schemas.PluginRecord, error) {
+	unlock := r.lock(req.Name)
+	defer unlock()
+	rec, _, err := r.get(ctx, req.Name)
+	if err != nil {
+		return rec, err
+	}
+	cur, err := r.currentConfig(ctx, req.Name)
+	if err != nil {
+		return rec, err
+	}
+	if len(req.Set) == 0 {
+		if cur != nil {
+			rec.Config = cur
+		}
+		return rec, nil
+	}
+	next := map[string]any{}
+	for k, v := range cur {
+		next[k] = v
+	}
+	for k, v := range req.Set {
+		if v == nil {
+			delete(next, k)
+			continue
+		}
+		next[k] = v
+	}
+	if err := checkConfig(rec.Manifest, next); err != nil {
+		return rec, err
+	}
+	if rec.State == schemas.StateStale {
+		return rec, schemas.Errorf(schemas.CodeNotActive, "name", "plugin %s has no running instance (STALE): start it, then set its config", rec.Name)
+	}
+	rec = r.transition(ctx, rec, schemas.StateConfiguring, nil)
+	if err := r.applyConfig(ctx, rec, next); err != nil {
+		r.transition(ctx, rec, schemas.StateError, err)
+		return rec, err
+	}
+	rec.Config = next
+	if rec.Metadata == nil && rec.State != schemas.StateActive {
+		var initResp schemas.InitResponse
+		if err := r.call(ctx, rec.Name, schemas.VerbInit, schemas.InitRequest{Name: rec.Name, Version: rec.Version}, &initResp); err == nil {
+			rec.Metadata = initResp.Metadata
+		}
+	}
+	rec = r.verify(ctx, rec)
+	if rec.State != schemas.StateActive {
+		return rec, rec.LastError
+	}
+	return rec, nil
+}
+
+// transition moves rec to state "to", keeping err as its last error when
+// moving to ERROR or STALE, stores it and publishes state_changed.
+func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to schemas.PluginState, err error) schemas.PluginRecord {
+	from := rec.State
+	rec.State = to
+	if err != nil {
+		e := schemas.AsError(err)
+		if e.Plugin == "" && e.Code != schemas.CodeMissingParam && e.Code != schemas.CodeInvalidField {
+			e.Plugin = rec.Name
+		}
+		rec.LastError = e
+	} else if to == schemas.StateActive {
+		rec.LastError = nil
+	}
+	if serr := r.save(ctx, rec); serr != nil {
+		r.b.log.Error().Err(serr).Str(FieldPlugin, rec.Name).Msg("store plugin state")
+	}
+	if from != to {
+		r.b.metrics.stateChanges.WithLabelValues(string(to)).Inc()
+		r.stateEvent(ctx, rec, from, rec.LastError)
+		ev := r.b.log.Info()
+		if to == schemas.StateError || to == schemas.StateStale {
+			ev = r.b.log.Warn()
+			if rec.LastError != nil {
+				ev = ev.Str("error", rec.LastError.Error())
+			}
+		}
+		ev.Str(FieldPlugin, rec.Name).Str(FieldVersion, rec.Version).Str("from", string(from)).Str(FieldState, string(to)).Msg("plugin state changed")
+	}
+	return rec
+}
+
+func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, from schemas.PluginState, err *schemas.Error) {
+	if from == "" {
+		from = schemas.StateRegistered
+	}
+	data := schemas.PluginStateChangedData{Name: rec.Name, Version: rec.Version, From: from, To: rec.State}
+	if rec.State == schemas.StateError || rec.State == schemas.StateStale {
+		data.Error = err
+	}
+	r.publish(ctx, schemas.TypePluginStateChanged, data)
+}
+
+func (r *registry) publish(ctx context.Context, eventType string, data any) {
+	if _, err := r.b.pub.Publish(ctx, eventType, data); err != nil {
+		r.b.log.Error().Err(err).Str(FieldEventType, eventType).Msg("publish event")
+	}
+}
+
+// call sends a control request to one instance of a plugin (queue group).
+func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any) error {
+	ctx, cancel := context.WithTimeout(ctx, r.b.cfg.PluginTimeout)
+	defer cancel()
+	start := time.Now()
+	err := rpc.Call(ctx, r.b.nc, schemas.PluginSubject(r.b.cfg.Prefix, plugin, verb), req, resp)
+	result := "ok"
+	if err != nil {
+		e := schemas.AsError(err)
+		result = e.Code
+		if e.Plugin == "" {
+			e.Plugin = plugin
+		}
+		e.Message = verb + ": " + e.Message
+		err = e
+	}
+	r.b.metrics.pluginCalls.WithLabelValues(verb, result).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// ensureConsumer creates or updates the plugin's durable consumer from its
+// manifest, or deletes it when the manifest no longer consumes events. An
+// existing consumer keeps its position, so a new version carries on where
+// the old one stopped.
+func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest) error {
+	name := schemas.ConsumerName(m.Name)
+	if m.Events == nil || len(m.Events.Types) == 0 {
+		err := r.b.js.DeleteConsumer(ctx, StreamEvents, name)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("delete consumer %s: %w", name, err)
+		}
+		return nil
+	}
+	cc := ConsumerConfig(r.b.cfg.Prefix, m)
+	if existing, err := r.b.js.Consumer(ctx, StreamEvents, name); err == nil {
+		info := existing.CachedInfo()
+		cc.DeliverPolicy = info.Config.DeliverPolicy
+		cc.OptStartTime = info.Config.OptStartTime
+		cc.OptStartSeq = info.Config.OptStartSeq
+	}
+	if _, err := r.b.js.CreateOrUpdateConsumer(ctx, StreamEvents, cc); err != nil {
+		return schemas.Errorf(schemas.CodeInvalidField, "manifest.events", "cannot create consumer %s: %v", name, err)
+	}
+	return nil
+}
+
+// ConsumerConfig returns the durable consumer a manifest asks for: server-side
+// subject filters for its event types and its delivery settings.
+func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig {
+	ev := m.Events
+	cc := jetstream.ConsumerConfig{
+		Durable:       schemas.ConsumerName(m.Name),
+		Description:   fmt.Sprintf("plugbus plugin %s %s", m.Name, m.Version),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    5,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		MaxAckPending: 1000,
+	}
+	seen := map[string]bool{}
+	for _, t := range ev.Types {
+		s := schemas.EventSubject(prefix, t)
+		if !seen[s] {
+			seen[s] = true
+			cc.FilterSubjects = append(cc.FilterSubjects, s)
+		}
+	}
+	if ev.AckWait > 0 {
+		cc.AckWait = ev.AckWait.D()
+	}
+	if ev.MaxDeliver != 0 {
+		cc.MaxDeliver = ev.MaxDeliver
+	}
+	switch ev.Start {
+	case "", schemas.StartNew:
+	case schemas.StartAll:
+		cc.DeliverPolicy = jetstream.DeliverAllPolicy
+	default:
+		if t, err := time.Parse(time.RFC3339, ev.Start); err == nil {
+			cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+			cc.OptStartTime = &t
+		}
+	}
+	return cc
+}
+
+// heartbeat marks a plugin STALE when none of its instances answers a micro
+// PING, and brings a STALE plugin back through its lifecycle when one does.
+func (r *registry) heartbeat(ctx context.Context) {
+	t := time.NewTicker(r.b.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, rec := range r.cached() {
+			if ctx.Err() != nil {
+				return
+			}
+			r.checkAlive(ctx, rec.Name)
+		}
+	}
+}
+
+// PingSubject returns the micro PING subject of a plugin's instances.
+func PingSubject(plugin string) string { return "$SRV.PING.plugbus-" + plugin }
+
+func (r *registry) checkAlive(ctx context.Context, name string) {
+	pctx, cancel := context.WithTimeout(ctx, r.b.cfg.HeartbeatInterval)
+	_, err := r.b.nc.RequestWithContext(pctx, PingSubject(name), nil)
+	cancel()
+	alive := err == nil
+	if ctx.Err() != nil {
+		return
+	}
+	unlock := r.lock(name)
+	defer unlock()
+	rec, _, gerr := r.get(ctx, name)
+	if gerr != nil {
+		return
+	}
+	switch {
+	case !alive && rec.State != schemas.StateStale:
+		msg := "no instance answers: start the plugin (or check its logs)"
+		if errors.Is(err, nats.ErrNoResponders) {
+			msg = "no instance is running: start the plugin (or check its logs)"
+		}
+		r.transition(ctx, rec, schemas.StateStale, &schemas.Error{Code: schemas.CodeNoResponders, Plugin: name, Message: msg})
+	case alive && rec.State == schemas.StateStale:
+		r.lifecycle(ctx, rec, nil)
+	}
+}

@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and bucket names. They are fixed so every tool (busctl, the SDK,
+// dashboards) finds them without configuration.
+const (
+	StreamEvents     = "PLUGBUS_EVENTS"
+	StreamDLQ        = "PLUGBUS_DLQ"
+	StreamAdvisories = "PLUGBUS_ADVISORIES"
+	BucketPlugins    = "plugbus_plugins"
+	BucketConfigs    = "plugbus_configs"
+	BucketMachines   = "plugbus_machines"
+	BucketJobs       = "plugbus_jobs"
+	BucketAlerts     = "plugbus_alerts"
+	// dlqConsumer is the broker's durable consumer on the advisory stream.
+	dlqConsumer = "broker_dlq"
+)
+
+// Advisory subject prefixes the dead-letter path listens to.
+const (
+	advisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+	advisoryTerminated    = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+)
+
+type stores struct {
+	events   jetstream.Stream
+	dlq      jetstream.Stream
+	plugins  jetstream.KeyValue
+	configs  jetstream.KeyValue
+	machines jetstream.KeyValue
+	jobs     jetstream.KeyValue
+	alerts   jetstream.KeyValue
+}
+
+// ensureStores creates (or updates) every stream and bucket the bus needs.
+// It is idempotent: a restart finds them as they were.
+func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*stores, error) {
+	var st stores
+	var err error
+	st.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "plugbus core and plugin events (CloudEvents, binary mode)",
+		Subjects:    []string{cfg.Prefix + ".evt.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.EventMaxAge,
+		Duplicates:  2 * time.Minute,
+		MaxMsgSize:  int32(cfg.MaxRequestBytes),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
+	}
+	st.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamDLQ,
+		Description: "plugbus dead letters: events a plugin could not handle, with the reason",
+		Subjects:    []string{cfg.Prefix + ".dlq.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamDLQ, err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamAdvisories,
+		Description: "JetStream delivery advisories of the event stream, consumed by the broker's dead-letter path",
+		Subjects: []string{
+			advisoryMaxDeliveries + "." + StreamEvents + ".*",
+			advisoryTerminated + "." + StreamEvents + ".*",
+		},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+		Replicas:  cfg.Replicas,
+		MaxAge:    cfg.EventMaxAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", StreamAdvisories, err)
+	}
+	buckets := []struct {
+		name, desc string
+		kv         *jetstream.KeyValue
+	}{
+		{BucketPlugins, "plugbus plugin registry: manifest, state, metadata", &st.plugins},
+		{BucketConfigs, "plugbus plugin configs, watched by every plugin instance", &st.configs},
+		{BucketMachines, "plugbus machines and their params", &st.machines},
+		{BucketJobs, "plugbus jobs", &st.jobs},
+		{BucketAlerts, "plugbus alerts", &st.alerts},
+	}
+	for _, b := range buckets {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      b.name,
+			Description: b.desc,
+			History:     5,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("create bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	return &st, nil
+}
+
+func isNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
+}

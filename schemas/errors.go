@@ -1,0 +1,113 @@
+package schemas
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes carried by every plugbus error reply. They are stable: clients
+// branch on them, and docs/protocol.md lists what each means.
+const (
+	// CodeBadRequest: the request is not valid JSON or not an object.
+	CodeBadRequest = "bad_request"
+	// CodeInvalidField: a field fails its schema; Field names it.
+	CodeInvalidField = "invalid_field"
+	// CodeMissingParam: a required param is absent; Field names it.
+	CodeMissingParam = "missing_param"
+	// CodeUnknownAction: no active plugin offers the command on that model.
+	CodeUnknownAction = "unknown_action"
+	// CodeAmbiguousAction: several plugins offer the command; name one.
+	CodeAmbiguousAction = "ambiguous_action"
+	// CodeNotFound: the named object (plugin, job, machine, alert) does not exist.
+	CodeNotFound = "not_found"
+	// CodeConflict: the request conflicts with the current state.
+	CodeConflict = "conflict"
+	// CodeNotActive: the plugin exists but is not ACTIVE.
+	CodeNotActive = "not_active"
+	// CodePluginError: the plugin answered with an error of its own.
+	CodePluginError = "plugin_error"
+	// CodeTimeout: a plugin or the broker did not answer in time.
+	CodeTimeout = "timeout"
+	// CodeNoResponders: nobody listens on the subject.
+	CodeNoResponders = "no_responders"
+	// CodeTooLarge: the message exceeds the size limit.
+	CodeTooLarge = "too_large"
+	// CodeRejected: a hook rejected the operation.
+	CodeRejected = "rejected"
+	// CodeInternal: an unexpected failure inside plugbus.
+	CodeInternal = "internal"
+)
+
+// Error is the error envelope of every plugbus reply (schema api/v1/error.json).
+// It implements error; errors.Is matches two *Error values by Code, so
+// errors.Is(err, schemas.ErrNotFound) works on replies decoded from the wire.
+type Error struct {
+	// Code is one of the Code* constants.
+	Code string `json:"code"`
+	// Message says what is wrong and, where it helps, what to do.
+	Message string `json:"message"`
+	// Field names the offending field or param, as a JSON pointer-ish path
+	// ("manifest.name", "params.incrementer/touched"), when there is one.
+	Field string `json:"field,omitempty"`
+	// Plugin names the plugin the error came from, when it came from one.
+	Plugin string `json:"plugin,omitempty"`
+	// Details carries extra data, such as the candidate plugins of an
+	// ambiguous action.
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Sentinel errors to match with errors.Is against errors from the wire.
+var (
+	ErrBadRequest      = &Error{Code: CodeBadRequest}
+	ErrInvalidField    = &Error{Code: CodeInvalidField}
+	ErrMissingParam    = &Error{Code: CodeMissingParam}
+	ErrUnknownAction   = &Error{Code: CodeUnknownAction}
+	ErrAmbiguousAction = &Error{Code: CodeAmbiguousAction}
+	ErrNotFound        = &Error{Code: CodeNotFound}
+	ErrConflict        = &Error{Code: CodeConflict}
+	ErrNotActive       = &Error{Code: CodeNotActive}
+	ErrPluginError     = &Error{Code: CodePluginError}
+	ErrTimeout         = &Error{Code: CodeTimeout}
+	ErrNoResponders    = &Error{Code: CodeNoResponders}
+	ErrTooLarge        = &Error{Code: CodeTooLarge}
+	ErrRejected        = &Error{Code: CodeRejected}
+	ErrInternal        = &Error{Code: CodeInternal}
+)
+
+// Error formats the error as "code: message (field F)".
+func (e *Error) Error() string {
+	s := e.Code + ": " + e.Message
+	if e.Field != "" {
+		s += fmt.Sprintf(" (field %s)", e.Field)
+	}
+	if e.Plugin != "" {
+		s += fmt.Sprintf(" (plugin %s)", e.Plugin)
+	}
+	return s
+}
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	if !errors.As(target, &t) {
+		return false
+	}
+	return t.Code == e.Code
+}
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error, wrapping any other error as CodeInternal.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}

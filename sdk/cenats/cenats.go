@@ -1,0 +1,71 @@
+// Package cenats encodes and decodes CloudEvents as NATS messages in binary
+// content mode, as the CloudEvents NATS protocol binding defines it: every
+// attribute and extension in its own lower-case "ce-" header and the data as
+// the message body. Encoding and decoding go through the CloudEvents SDK's
+// own NATS JetStream binding, so the stream stays readable by other
+// CloudEvents tools. Structured-mode input (a JSON CloudEvent as the body,
+// no ce- headers) is accepted on decode.
+package cenats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+)
+
+// HeaderSpecVersion is the header whose presence marks a binary-mode event.
+const HeaderSpecVersion = "ce-specversion"
+
+// HeaderContentType is the plain content type header set next to
+// ce-datacontenttype for tools that look only at it. It never carries
+// application/cloudevents…, which would mean structured mode.
+const HeaderContentType = "Content-Type"
+
+// ErrNotCloudEvent is wrapped by Decode when a message is not a valid
+// CloudEvent in either binary or structured mode.
+var ErrNotCloudEvent = errors.New("not a CloudEvent")
+
+// Encode turns e into a NATS message on subject in binary content mode.
+func Encode(ctx context.Context, subject string, e *event.Event) (*nats.Msg, error) {
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid cloudevent %s: %w", e.ID(), err)
+	}
+	var body bytes.Buffer
+	hdr, err := cejs.WriteMsg(ctx, binding.ToMessage(e), &body)
+	if err != nil {
+		return nil, fmt.Errorf("encode cloudevent %s: %w", e.ID(), err)
+	}
+	if ct := e.DataContentType(); ct != "" {
+		hdr.Set(HeaderContentType, ct)
+	}
+	return &nats.Msg{Subject: subject, Header: hdr, Data: body.Bytes()}, nil
+}
+
+// Decode reads a CloudEvent from a NATS message in binary or structured
+// mode and validates it. A message that is not a CloudEvent yields an error
+// wrapping ErrNotCloudEvent that says what is missing.
+func Decode(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
+	m := cejs.NewMessage(msg)
+	if m.ReadEncoding() == binding.EncodingStructured && !looksLikeJSONObject(msg.Data) {
+		return nil, fmt.Errorf("%w: no %s header and the body is not a structured JSON CloudEvent", ErrNotCloudEvent, HeaderSpecVersion)
+	}
+	e, err := binding.ToEvent(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
+	}
+	return e, nil
+}
+
+func looksLikeJSONObject(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 1 && b[0] == '{'
+}
