@@ -1,0 +1,234 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// startServer runs an in-process nats-server with JetStream on a random
+// loopback port and a temp store.
+func startServer(t testing.TB) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), NoSigs: true, MaxPayload: 8 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+type testBus struct {
+	b      *Broker
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBroker runs a broker against url (or embedded when cfg.NATSURL is
+// set by the caller) and a client connection to it.
+func startBroker(t testing.TB, cfg Config) *testBus {
+	t.Helper()
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = time.Hour
+	}
+	if cfg.PluginTimeout == 0 {
+		cfg.PluginTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		l := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+		cfg.Logger = &l
+	}
+	b, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb := &testBus{b: b, cancel: cancel, done: make(chan error, 1)}
+	go func() { tb.done <- b.Run(ctx) }()
+	select {
+	case <-b.Ready():
+	case err := <-tb.done:
+		t.Fatalf("broker stopped before ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("broker not ready within 30s")
+	}
+	tb.nc, err = nats.Connect(b.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb.js, _ = jetstream.New(tb.nc)
+	t.Cleanup(tb.stop)
+	return tb
+}
+
+func (tb *testBus) stop() {
+	if tb.cancel == nil {
+		return
+	}
+	tb.nc.Close()
+	tb.cancel()
+	<-tb.done
+	tb.cancel = nil
+}
+
+// call sends an API request and decodes the reply.
+func (tb *testBus) call(t testing.TB, endpoint string, req, resp any) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return rpc.Call(ctx, tb.nc, schemas.APISubject(tb.b.cfg.Prefix, endpoint), req, resp)
+}
+
+func (tb *testBus) mustCall(t testing.TB, endpoint string, req, resp any) {
+	t.Helper()
+	if err := tb.call(t, endpoint, req, resp); err != nil {
+		t.Fatalf("%s: %v", endpoint, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a bounded wait.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wantCode asserts err is a *schemas.Error with code (and field when set).
+func wantCode(t testing.TB, err error, code, field string) *schemas.Error {
+	t.Helper()
+	var e *schemas.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want *schemas.Error %s, got %v", code, err)
+	}
+	if e.Code != code {
+		t.Fatalf("want code %s, got %s: %s", code, e.Code, e.Message)
+	}
+	if field != "" && e.Field != field {
+		t.Fatalf("want field %q, got %q (%s)", field, e.Field, e.Message)
+	}
+	if e.Message == "" {
+		t.Fatalf("error %s has no message", code)
+	}
+	return e
+}
+
+// fakePlugin is a plugin speaking the control protocol directly with micro,
+// so broker tests control every answer. (Plugins are written with the SDK;
+// this is the broker's view of one.)
+type fakePlugin struct {
+	t        testing.TB
+	manifest schemas.Manifest
+	nc       *nats.Conn
+	svc      micro.Service
+
+	mu       sync.Mutex
+	initErr  *schemas.Error
+	notReady string
+	configs  []map[string]any
+	actions  []schemas.ActionRequest
+	result   any
+	actErr   *schemas.Error
+}
+
+func newFakePlugin(t testing.TB, url string, m schemas.Manifest) *fakePlugin {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return &fakePlugin{t: t, manifest: m, nc: nc}
+}
+
+// start adds the micro service answering init, config, verify and action.
+func (p *fakePlugin) start(prefix string) {
+	p.t.Helper()
+	svc, err := micro.AddService(p.nc, micro.Config{Name: "plugbus-" + p.manifest.Name, Version: p.manifest.Version})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	add := func(verb string, h func(data []byte) (any, error)) {
+		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
+			resp, err := h(r.Data())
+			_ = rpc.Respond(r, resp, err)
+		}), micro.WithEndpointSubject(schemas.PluginSubject(prefix, p.manifest.Name, verb)))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	add(schemas.VerbInit, func([]byte) (any, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.initErr != nil {
+			return nil, p.initErr
+		}
+		return schemas.InitResponse{Metadata: map[string]any{"fake": true}}, nil
+	})
+	add(schemas.VerbConfig, func(d []byte) (any, error) {
+		var req schemas.ConfigRequest
+		_ = json.Unmarshal(d, &req)
+		p.mu.Lock()
+		p.configs = append(p.configs, req.Config)
+		p.mu.Unlock()
+		return schemas.ConfigResponse{}, nil
+	})
+	add(schemas.VerbVerify, func([]byte) (any, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return schemas.VerifyResponse{Ready: p.notReady == "", Message: p.notReady}, nil
+	})
+	add(schemas.VerbAction, func(d []byte) (any, error) {
+		var req schemas.ActionRequest
+		_ = json.Unmarshal(d, &req)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.actions = append(p.actions, req)
+		if p.actErr != nil {
+			return nil, p.actErr
+		}
+		res, _ := json.Marshal(p.result)
+		return schemas.ActionResponse{Result: res}, nil
+	})
+	p.svc = svc
+}
+
+func (p *fakePlugin) stopService() { _ = p.svc.Stop() }
+
+func (p *fakePlugin) register(t testing.TB, tb *testBus, cfg map[string]any) schemas.RegisterResponse {
+	t.Helper()
+	var resp schemas.RegisterResponse
+	tb.mustCall(t, schemas.APIPluginsRegister, schemas.RegisterRequest{Manifest: p.manifest, Config: cfg}, &resp)
+	return resp
+}
+
+func (p *fakePlugin) lastActions() []schemas.ActionRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]schemas.ActionRequest(nil), p.actions...)
+}

@@ -1,0 +1,220 @@
+// Package busctl implements the busctl command line: a terminal front end
+// to the plugbus broker API (through sdk/client) and a reader of the event
+// and dead-letter streams (through JetStream ordered consumers).
+//
+// cmd/busctl/main.go only calls Execute, so tests run every command
+// in-process.
+package busctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
+)
+
+// Exit codes of Execute.
+const (
+	// ExitOK: the command did what it was asked.
+	ExitOK = 0
+	// ExitError: the broker or NATS refused or failed the request.
+	ExitError = 1
+	// ExitUsage: the command line is wrong (unknown command or flag, bad
+	// argument count, malformed K=V, invalid -o).
+	ExitUsage = 2
+)
+
+// DefaultServer is the NATS URL used when neither --server nor $NATS_URL is
+// set: where `make run` (the broker's embedded NATS server) listens.
+const DefaultServer = "nats://127.0.0.1:4222"
+
+// Output formats accepted by -o.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+var outputFormats = []string{outputTable, outputJSON}
+
+// app holds the global flags and the lazily opened connection of one run.
+type app struct {
+	stdout, stderr io.Writer
+
+	server  string
+	creds   string
+	prefix  string
+	timeout time.Duration
+	output  string
+
+	nc *nats.Conn
+	// running is set once a command's RunE starts: any error before that
+	// is a usage error.
+	running bool
+	// hint, when set by the running command, explains an API error in
+	// terms of that command's flags (such as --param for missing_param).
+	hint func(*schemas.Error) string
+}
+
+// Execute runs busctl with args (without the program name), writing results
+// to stdout and errors to stderr, and returns the process exit code
+// (ExitOK, ExitError or ExitUsage). Cancelling ctx (Ctrl-C) stops a running
+// command; `events tail --follow` then ends with ExitOK.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
+	defer func() {
+		if a.nc != nil {
+			a.nc.Close()
+		}
+	}()
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	return a.report(cmd, err)
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	server := os.Getenv("NATS_URL")
+	if server == "" {
+		server = DefaultServer
+	}
+	root := &cobra.Command{
+		Use:   "busctl",
+		Short: "Drive a plugbus bus from the terminal",
+		Long: `busctl talks to the plugbus broker over NATS: it lists and configures plugins,
+deploys and deletes jobs, runs machine actions, fires and resolves alerts, and
+reads the event and dead-letter streams.
+
+Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		PersistentPreRunE: a.validateGlobals,
+	}
+	f := root.PersistentFlags()
+	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated (default $NATS_URL, else "+DefaultServer+")")
+	f.StringVar(&a.creds, "creds", "", "NATS credentials file")
+	f.StringVar(&a.prefix, "prefix", client.DefaultPrefix, "subject prefix of the bus")
+	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
+	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+
+	root.AddCommand(a.pluginsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(), a.eventsCommand())
+	return root
+}
+
+// group makes cmd a command group: alone it prints its help; with an
+// unknown subcommand it is a usage error (cobra would print help and
+// succeed).
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		return usageErrf("unknown command %q for %q: use one of %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
+	}
+	return cmd
+}
+
+// validateGlobals checks the global flags before any command runs.
+func (a *app) validateGlobals(*cobra.Command, []string) error {
+	switch a.output {
+	case outputTable, outputJSON:
+	default:
+		return usageErrf("invalid output format %q for -o: use one of %s", a.output, strings.Join(outputFormats, ", "))
+	}
+	if a.timeout <= 0 {
+		return usageErrf("--timeout must be positive, got %s", a.timeout)
+	}
+	if a.prefix == "" || strings.ContainsAny(a.prefix, " \t*>") || strings.Contains(a.prefix, "..") ||
+		strings.HasPrefix(a.prefix, ".") || strings.HasSuffix(a.prefix, ".") {
+		return usageErrf("invalid --prefix %q: want a NATS subject without wildcards, such as plugbus", a.prefix)
+	}
+	return nil
+}
+
+// run wraps a command body: from here on, errors are not usage errors
+// unless marked so.
+func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		a.running = true
+		return fn(cmd, args)
+	}
+}
+
+// conn connects to NATS on first use.
+func (a *app) conn() (*nats.Conn, error) {
+	if a.nc != nil {
+		return a.nc, nil
+	}
+	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout)}
+	if a.creds != "" {
+		if _, err := os.Stat(a.creds); err != nil {
+			return nil, usageErrf("cannot read --creds file: %v", err)
+		}
+		opts = append(opts, nats.UserCredentials(a.creds))
+	}
+	nc, err := nats.Connect(a.server, opts...)
+	if err != nil {
+		return nil, &connectError{url: a.server, err: err}
+	}
+	a.nc = nc
+	return nc, nil
+}
+
+// client returns a broker API client over the connection.
+func (a *app) client() (*client.Client, error) {
+	nc, err := a.conn()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(nc, client.WithPrefix(a.prefix), client.WithTimeout(a.timeout)), nil
+}
+
+// callCtx bounds one request by --timeout.
+func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.timeout)
+}
+
+func (a *app) jsonOutput() bool { return a.output == outputJSON }
+
+// exactArgs is cobra.ExactArgs with names, so the message says what is missing.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) == len(names) {
+			return nil
+		}
+		if len(args) < len(names) {
+			return usageErrf("%s needs %s; missing %s", cmd.CommandPath(), strings.Join(names, " "),
+				strings.Join(names[len(args):], " "))
+		}
+		return usageErrf("%s takes %d argument(s) (%s), got %d: %q", cmd.CommandPath(), len(names),
+			strings.Join(names, " "), len(args), args)
+	}
+}
+
+// isCanceled reports whether err comes from ctx ending (Ctrl-C).
+func isCanceled(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err()))
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,179 @@
+package busctl
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+func (a *app) jobCommand() *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:     "job",
+		Aliases: []string{"jobs"},
+		Short:   "Deploy, delete and list jobs",
+	})
+	cmd.AddCommand(a.jobDeployCommand(), a.jobDeleteCommand(), a.jobListCommand(), a.jobGetCommand())
+	return cmd
+}
+
+func (a *app) jobDeployCommand() *cobra.Command {
+	var (
+		version, image string
+		env, labels    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy NAME --version V --image IMG [--env K=V]... [--label K=V]...",
+		Short: "Deploy a job (runs the job.pre_deploy and job.runtime_env hooks, publishes job.v1.deployed)",
+		Args:  exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			envMap, err := parsePairs("env", env)
+			if err != nil {
+				return err
+			}
+			labelMap, err := parsePairs("label", labels)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.DeployJob(cmd.Context(), schemas.JobDeployRequest{
+				Name: args[0], Version: version, Image: image, Env: envMap, Labels: labelMap,
+			})
+			if err != nil {
+				return err
+			}
+			return a.printJobResponse(res)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&version, "version", "", "job version (required)")
+	f.StringVar(&image, "image", "", "container image (required)")
+	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "label KEY=VALUE (repeatable)")
+	_ = cmd.MarkFlagRequired("version")
+	_ = cmd.MarkFlagRequired("image")
+	return cmd
+}
+
+func (a *app) jobDeleteCommand() *cobra.Command {
+	var version string
+	cmd := &cobra.Command{
+		Use:   "delete NAME --version V",
+		Short: "Delete a job version (runs the job.pre_delete hook, publishes job.v1.deleted)",
+		Args:  exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			a.hint = notFoundHint("job version", "busctl job ls")
+			res, err := c.DeleteJob(cmd.Context(), args[0], version)
+			if err != nil {
+				return err
+			}
+			return a.printJobResponse(res)
+		}),
+	}
+	cmd.Flags().StringVar(&version, "version", "", "job version (required)")
+	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}
+
+func (a *app) jobListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List jobs",
+		Args:    exactArgs(),
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			jobs, err := c.ListJobs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if jobs == nil {
+				jobs = []schemas.Job{}
+			}
+			if a.jsonOutput() {
+				return printJSON(a.stdout, schemas.JobListResponse{Jobs: jobs})
+			}
+			w := newTable(a.stdout)
+			row(w, "NAME", "VERSION", "IMAGE", "STATUS", "DEPLOYED", "DELETED")
+			for _, j := range jobs {
+				deleted := ""
+				if j.DeletedAt != nil {
+					deleted = fmtTime(*j.DeletedAt)
+				}
+				row(w, j.Name, j.Version, j.Image, j.Status, fmtTime(j.DeployedAt), deleted)
+			}
+			return w.Flush()
+		}),
+	}
+}
+
+func (a *app) jobGetCommand() *cobra.Command {
+	var version string
+	cmd := &cobra.Command{
+		Use:   "get NAME --version V",
+		Short: "Show one job version with its env and labels",
+		Args:  exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			a.hint = notFoundHint("job version", "busctl job ls")
+			j, err := c.GetJob(cmd.Context(), args[0], version)
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return printJSON(a.stdout, j)
+			}
+			return a.printJob(j, "")
+		}),
+	}
+	cmd.Flags().StringVar(&version, "version", "", "job version (required)")
+	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}
+
+func (a *app) printJobResponse(res *schemas.JobResponse) error {
+	if a.jsonOutput() {
+		return printJSON(a.stdout, res)
+	}
+	return a.printJob(&res.Job, res.EventID)
+}
+
+// printJob shows one job as "KEY: value" lines, with the event id when
+// the job comes from deploy or delete.
+func (a *app) printJob(j *schemas.Job, eventID string) error {
+	w := newTable(a.stdout)
+	kv := func(k, v string) {
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(w, "%s:\t%s\n", k, v)
+	}
+	kv("NAME", j.Name)
+	kv("VERSION", j.Version)
+	kv("IMAGE", j.Image)
+	kv("STATUS", j.Status)
+	kv("DEPLOYED", fmtTime(j.DeployedAt))
+	if j.DeletedAt != nil {
+		kv("DELETED", fmtTime(*j.DeletedAt))
+	}
+	kv("ENV", fmtStringMap(j.Env))
+	kv("LABELS", fmtStringMap(j.Labels))
+	if eventID != "" {
+		kv("EVENT", eventID)
+	}
+	return w.Flush()
+}
