@@ -100,10 +100,11 @@ func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request
 		return
 	}
 	b.wg.Add(1)
+	data := req.Data()
 	go func() {
 		defer func() { <-b.sem; b.wg.Done() }()
 		start := time.Now()
-		resp, err := b.serve(ctx, ep, req.Data())
+		resp, err := b.serve(ctx, ep, data)
 		code := "ok"
 		if err != nil {
 			e := schemas.AsError(err)
@@ -121,7 +122,10 @@ func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request
 		}
 		b.metrics.apiRequests.WithLabelValues(ep.name, code).Inc()
 		b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
-		if rerr := rpc.Respond(req, resp, err); rerr != nil {
+		if req.Reply() == "" {
+			return
+		}
+		if rerr := b.nc.PublishMsg(rpc.ReplyMsg(req.Reply(), resp, err)); rerr != nil {
 			b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
 		}
 	}()

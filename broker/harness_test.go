@@ -216,6 +216,10 @@ func (p *fakePlugin) start(prefix string) {
 		return schemas.ActionResponse{Result: res}, nil
 	})
 	p.svc = svc
+	// Make sure the server has the subscriptions before anyone calls them.
+	if err := p.nc.Flush(); err != nil {
+		p.t.Fatal(err)
+	}
 }
 
 func (p *fakePlugin) stopService() { _ = p.svc.Stop() }

@@ -90,3 +90,25 @@ func RespondError(req micro.Request, err error) error {
 	body, _ := json.Marshal(e)
 	return req.Error(e.Code, e.Message, body)
 }
+
+// ReplyMsg builds the reply to a request on subject reply: an error reply
+// (error headers plus a schemas.Error body) when err is not nil, otherwise
+// resp as JSON. Use it with nats.Conn.PublishMsg to answer a request from
+// another goroutine than the one that received it (micro.Request is not
+// safe for that).
+func ReplyMsg(reply string, resp any, err error) *nats.Msg {
+	msg := &nats.Msg{Subject: reply, Header: nats.Header{}}
+	if err == nil {
+		body, merr := json.Marshal(resp)
+		if merr == nil {
+			msg.Data = body
+			return msg
+		}
+		err = fmt.Errorf("encode reply: %w", merr)
+	}
+	e := schemas.AsError(err)
+	msg.Data, _ = json.Marshal(e)
+	msg.Header.Set(schemas.HeaderError, e.Message)
+	msg.Header.Set(schemas.HeaderErrorCode, e.Code)
+	return msg
+}
