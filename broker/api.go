@@ -37,20 +37,20 @@ func endpoint[T any](name, schema string, h func(ctx context.Context, req *T) (a
 
 func (b *Broker) endpoints() []apiEndpoint {
 	return []apiEndpoint{
-		endpoint(schemas.APIPluginsRegister, "api/v1/register_request.json", b.handleRegister),
-		endpoint(schemas.APIPluginsList, "api/v1/plugin_list_request.json", b.handlePluginList),
-		endpoint(schemas.APIPluginsGet, "api/v1/plugin_get_request.json", b.handlePluginGet),
-		endpoint(schemas.APIPluginsConfig, "api/v1/plugin_config_request.json", b.handlePluginConfig),
-		endpoint(schemas.APIJobsDeploy, "api/v1/job_deploy_request.json", b.handleJobDeploy),
-		endpoint(schemas.APIJobsDelete, "api/v1/job_ref.json", b.handleJobDelete),
-		endpoint(schemas.APIJobsList, "api/v1/job_list_request.json", b.handleJobList),
-		endpoint(schemas.APIJobsGet, "api/v1/job_ref.json", b.handleJobGet),
-		endpoint(schemas.APIMachinesAction, "api/v1/machine_action_request.json", b.handleMachineAction),
-		endpoint(schemas.APIMachinesGet, "api/v1/machine_ref.json", b.handleMachineGet),
-		endpoint(schemas.APIMachinesList, "api/v1/machine_list_request.json", b.handleMachineList),
-		endpoint(schemas.APIMachinesSetParam, "api/v1/machine_set_param_request.json", b.handleMachineSetParam),
-		endpoint(schemas.APIAlertsFire, "api/v1/alert_fire_request.json", b.handleAlertFire),
-		endpoint(schemas.APIAlertsResolve, "api/v1/alert_ref.json", b.handleAlertResolve),
+		endpoint(schemas.APIPluginsRegister, schemas.APIRegisterRequest, b.handleRegister),
+		endpoint(schemas.APIPluginsList, schemas.APIPluginListRequest, b.handlePluginList),
+		endpoint(schemas.APIPluginsGet, schemas.APIPluginGetRequest, b.handlePluginGet),
+		endpoint(schemas.APIPluginsConfig, schemas.APIPluginConfigRequest, b.handlePluginConfig),
+		endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, b.handleJobDeploy),
+		endpoint(schemas.APIJobsDelete, schemas.APIJobRef, b.handleJobDelete),
+		endpoint(schemas.APIJobsList, schemas.APIJobListRequest, b.handleJobList),
+		endpoint(schemas.APIJobsGet, schemas.APIJobRef, b.handleJobGet),
+		endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, b.handleMachineAction),
+		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, b.handleMachineGet),
+		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, b.handleMachineList),
+		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, b.handleMachineSetParam),
+		endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, b.handleAlertFire),
+		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, b.handleAlertResolve),
 	}
 }
 

@@ -216,21 +216,11 @@ func normalize(m schemas.Manifest) schemas.Manifest {
 	return out
 }
 
-// checkManifest applies the rules a schema cannot express.
+// checkManifest applies the rules a schema cannot express (config schema
+// compiles, hook timeouts, duplicate hooks and actions, the start position).
 func checkManifest(m schemas.Manifest) error {
-	if len(m.ConfigSchema) > 0 {
-		if _, err := schemas.CompileConfigSchema(m.ConfigSchema); err != nil {
-			return err
-		}
-	}
-	seen := map[string]bool{}
-	for i, a := range m.Actions {
-		key := a.Model + "/" + a.Command
-		if seen[key] {
-			return schemas.Errorf(schemas.CodeInvalidField, fmt.Sprintf("manifest.actions.%d.command", i),
-				"action %q on model %q is declared twice", a.Command, a.Model)
-		}
-		seen[key] = true
+	if err := m.Validate(); err != nil {
+		return err
 	}
 	if m.Events != nil && m.Events.Start != "" && m.Events.Start != schemas.StartNew && m.Events.Start != schemas.StartAll {
 		if _, err := time.Parse(time.RFC3339, m.Events.Start); err != nil {

@@ -1,0 +1,34 @@
+# plugbus — see README.md. `make run` starts the whole bus locally; `make test`
+# is what CI runs.
+GO       ?= go
+BIN      ?= bin
+PLUGINS  := $(notdir $(wildcard plugins/*))
+GOFLAGS  ?=
+
+.PHONY: all build run test vet fmt fmt-check clean help
+
+all: build
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: ## build bin/broker, bin/busctl, bin/webhook-sink and bin/plugins/NAME
+	@mkdir -p $(BIN)/plugins
+	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/...
+	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build $(GOFLAGS) -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+
+run: build ## run the broker (embedded NATS) with the sample plugins; Ctrl-C stops all
+	@BIN=$(BIN) ./deployments/local/run.sh
+
+vet: ## go vet and gofmt check
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: vet ## vet, then every test with the race detector
+	$(GO) test -race -timeout 9m ./...
+
+fmt: ## gofmt every file
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## remove binaries and the local data dir
+	rm -rf $(BIN) data

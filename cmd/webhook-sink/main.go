@@ -1,0 +1,44 @@
+// Command webhook-sink is a tiny HTTP server for local runs: it prints every
+// JSON message POSTed to it, so you can watch what notify-webhook sends
+// without a Slack workspace.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	addr := flag.String("listen", "127.0.0.1:8099", "address to listen on")
+	flag.Parse()
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST a JSON message", http.StatusMethodNotAllowed)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, body, "  ", "  ") != nil {
+			pretty.Write(body)
+		}
+		fmt.Fprintf(os.Stdout, "webhook-sink %s %s\n  %s\n", time.Now().Format("15:04:05"), r.URL.Path, pretty.String())
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ok"))
+	})
+	srv := &http.Server{Addr: *addr, ReadHeaderTimeout: 5 * time.Second}
+	log.Printf("webhook-sink listening on http://%s", *addr)
+	if err := srv.ListenAndServe(); err != nil {
+		log.Fatalf("webhook-sink: %v (is %s in use? choose another with --listen)", err, *addr)
+	}
+}

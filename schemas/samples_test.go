@@ -1,0 +1,153 @@
+package schemas_test
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+// sample is a realistic value of a Go type and the schema it must satisfy.
+type sample struct {
+	name string
+	path string
+	v    any
+}
+
+var (
+	t0 = time.Date(2025, 3, 14, 9, 26, 53, 589793000, time.UTC)
+	t1 = t0.Add(90 * time.Second)
+)
+
+func intp(i int) *int { return &i }
+
+func sampleManifest() schemas.Manifest {
+	return schemas.Manifest{
+		Name:        "incrementer",
+		Version:     "1.4.2-rc.1+build.7",
+		Description: "Increments a machine param on demand.",
+		URL:         "https://github.com/plugbus/plugbus/tree/main/plugins/incrementer",
+		Category:    "infrastructure",
+		Priority:    -10,
+		Components:  []string{"compute", "edge"},
+		Events: &schemas.EventSubscription{
+			Types:      []string{schemas.TypeJobDeployed, "io.plugbus.alert.v1.*", "com.example.billing.v2.invoice_paid"},
+			AckWait:    schemas.Duration(30 * time.Second),
+			MaxDeliver: 5,
+			Backoff:    []schemas.Duration{schemas.Duration(250 * time.Millisecond), schemas.Duration(1500 * time.Microsecond), schemas.Duration(90 * time.Second)},
+			Start:      t0.Format(time.RFC3339),
+		},
+		Hooks: []schemas.HookSpec{
+			{Hook: "job.pre_deploy", Priority: intp(5), Timeout: schemas.Duration(2 * time.Second), FailurePolicy: schemas.FailurePolicyFail},
+			{Hook: "job.runtime_env", FailurePolicy: schemas.FailurePolicyIgnore, Override: true},
+		},
+		Actions: []schemas.ActionSpec{
+			{Command: "increment", Model: "machines", Description: "Adds step to a param.",
+				RequiredParams: []string{"incrementer/parameter"}, OptionalParams: []string{"incrementer/step", "incrementer.touched"}},
+			{Command: "reset_all"},
+		},
+		RequiredParams: []string{"incrementer/default-step"},
+		ConfigSchema:   json.RawMessage(`{"type":"object","properties":{"incrementer/default-step":{"type":"integer","minimum":1}}}`),
+	}
+}
+
+func sampleError() *schemas.Error {
+	return &schemas.Error{Code: schemas.CodePluginError, Message: "machine is locked", Field: "params.incrementer/step",
+		Plugin: "incrementer", Details: map[string]any{"retry_after": "5s"}}
+}
+
+func sampleRecord() schemas.PluginRecord {
+	return schemas.PluginRecord{
+		Name: "incrementer", Version: "1.4.2-rc.1+build.7", State: schemas.StateError, Manifest: sampleManifest(),
+		LastError: sampleError(), Metadata: map[string]any{"build": "abc123", "features": []any{"a", "b"}},
+		Config: map[string]any{"incrementer/default-step": 2}, Consumer: schemas.ConsumerName("incrementer"),
+		RegisteredAt: t0, UpdatedAt: t1,
+	}
+}
+
+func sampleJob() schemas.Job {
+	return schemas.Job{Name: "web-frontend", Version: "2024.11.3", Image: "ghcr.io/acme/web:2024.11.3@sha256:0123abcd",
+		Env: map[string]string{"PORT": "8080", "_DEBUG": "1"}, Labels: map[string]string{"team": "web", "app.kubernetes.io/name": "web"},
+		Status: schemas.JobDeleted, DeployedAt: t0, DeletedAt: &t1}
+}
+
+func sampleMachine() schemas.Machine {
+	return schemas.Machine{Name: "rack1-node07.dc2", Params: map[string]any{"incrementer/step": 3, "incrementer/touched": true, "os": "debian-12"}, UpdatedAt: t1}
+}
+
+func sampleAlert(resolved bool) schemas.Alert {
+	a := schemas.Alert{ID: "disk-full.node07", Severity: schemas.SeverityCritical, Summary: "disk 95% full on node07",
+		Labels: map[string]string{"host": "node07"}, Status: schemas.AlertFiring, FiredAt: t0}
+	if resolved {
+		a.Status, a.ResolvedAt = schemas.AlertResolved, &t1
+	}
+	return a
+}
+
+// samples covers every document schema with a populated value, plus the
+// minimal values Go produces for empty types and nil slices/maps.
+func samples() []sample {
+	return []sample{
+		{"manifest", schemas.ManifestV1, sampleManifest()},
+		{"manifest minimal", schemas.ManifestV1, schemas.Manifest{Name: "a", Version: "0.0.1"}},
+		{"error", schemas.APIError, sampleError()},
+		{"register request", schemas.APIRegisterRequest, schemas.RegisterRequest{Manifest: sampleManifest(), InstanceID: "NnkUxHRQ1Z7ab0cd", Config: map[string]any{"incrementer/default-step": 1}}},
+		{"register response", schemas.APIRegisterResponse, schemas.RegisterResponse{Plugin: sampleRecord(), Changed: true}},
+		{"plugin record", schemas.APIPluginRecord, sampleRecord()},
+		{"plugin list request", schemas.APIPluginListRequest, schemas.PluginListRequest{State: schemas.StateActive}},
+		{"plugin list request empty", schemas.APIPluginListRequest, schemas.PluginListRequest{}},
+		{"plugin list response", schemas.APIPluginListResponse, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{sampleRecord()}}},
+		{"plugin list response nil", schemas.APIPluginListResponse, schemas.PluginListResponse{}},
+		{"plugin get request", schemas.APIPluginGetRequest, schemas.PluginGetRequest{Name: "incrementer"}},
+		{"plugin config request", schemas.APIPluginConfigRequest, schemas.PluginConfigRequest{Name: "incrementer", Set: map[string]any{"incrementer/default-step": 4}}},
+		{"init request", schemas.APIInitRequest, schemas.InitRequest{Name: "incrementer", Version: "1.4.2"}},
+		{"init response", schemas.APIInitResponse, schemas.InitResponse{Metadata: map[string]any{"pid": 4242}}},
+		{"config request", schemas.APIConfigRequest, schemas.ConfigRequest{Config: map[string]any{"incrementer/default-step": 4}}},
+		{"config request nil", schemas.APIConfigRequest, schemas.ConfigRequest{}},
+		{"config response", schemas.APIConfigResponse, schemas.ConfigResponse{}},
+		{"verify request", schemas.APIVerifyRequest, schemas.VerifyRequest{}},
+		{"verify response", schemas.APIVerifyResponse, schemas.VerifyResponse{Ready: false, Message: "waiting for the database"}},
+		{"action request", schemas.APIActionRequest, schemas.ActionRequest{ActionID: "act-01HZX3", Command: "increment", Model: "machines", Object: "rack1-node07.dc2",
+			Params: map[string]any{"incrementer/parameter": "counter", "incrementer/step": 2}}},
+		{"action response", schemas.APIActionResponse, schemas.ActionResponse{Result: json.RawMessage(`{"counter":7}`)}},
+		{"job", schemas.APIJob, sampleJob()},
+		{"job deploy request", schemas.APIJobDeployRequest, schemas.JobDeployRequest{Name: "web-frontend", Version: "v1.2.3", Image: "nginx:1.27",
+			Env: map[string]string{"PORT": "8080"}, Labels: map[string]string{"team": "web"}}},
+		{"job ref", schemas.APIJobRef, schemas.JobRef{Name: "web-frontend", Version: "v1.2.3"}},
+		{"job response", schemas.APIJobResponse, schemas.JobResponse{Job: sampleJob(), EventID: "01HZX3Q7Y6M2V9"}},
+		{"job list request", schemas.APIJobListRequest, schemas.JobListRequest{}},
+		{"job list response", schemas.APIJobListResponse, schemas.JobListResponse{Jobs: []schemas.Job{sampleJob()}}},
+		{"job list response nil", schemas.APIJobListResponse, schemas.JobListResponse{}},
+		{"machine", schemas.APIMachine, sampleMachine()},
+		{"machine nil params", schemas.APIMachine, schemas.Machine{Name: "m1", UpdatedAt: t0}},
+		{"machine ref", schemas.APIMachineRef, schemas.MachineRef{Name: "rack1-node07.dc2"}},
+		{"machine list request", schemas.APIMachineListRequest, schemas.MachineListRequest{}},
+		{"machine list response", schemas.APIMachineListResponse, schemas.MachineListResponse{Machines: []schemas.Machine{sampleMachine()}}},
+		{"machine set param request", schemas.APIMachineSetParamRequest, schemas.MachineSetParamRequest{Machine: "m1", Param: "incrementer/step", Value: 3}},
+		{"machine set param request delete", schemas.APIMachineSetParamRequest, schemas.MachineSetParamRequest{Machine: "m1", Param: "incrementer/step"}},
+		{"machine action request", schemas.APIMachineActionRequest, schemas.MachineActionRequest{Machine: "m1", Command: "increment",
+			Params: map[string]any{"incrementer/step": 2}, Plugin: "incrementer"}},
+		{"machine action response", schemas.APIMachineActionResponse, schemas.MachineActionResponse{ActionID: "act-1", Machine: "m1", Command: "increment",
+			Plugin: "incrementer", Result: json.RawMessage(`7`)}},
+		{"alert", schemas.APIAlert, sampleAlert(true)},
+		{"alert fire request", schemas.APIAlertFireRequest, schemas.AlertFireRequest{ID: "disk-full.node07", Severity: schemas.SeverityWarning,
+			Summary: "disk 85% full", Labels: map[string]string{"host": "node07"}}},
+		{"alert fire request no id", schemas.APIAlertFireRequest, schemas.AlertFireRequest{Severity: schemas.SeverityInfo, Summary: "deploy window opens"}},
+		{"alert ref", schemas.APIAlertRef, schemas.AlertRef{ID: "disk-full.node07"}},
+		{"alert response", schemas.APIAlertResponse, schemas.AlertResponse{Alert: sampleAlert(false), EventID: "01HZX3Q7Y6M2VA"}},
+		{"job deployed", schemas.EventJobDeployed, schemas.JobDeployedData{Name: "web", Version: "1", Image: "nginx:1.27",
+			Env: map[string]string{"PORT": "80"}, Labels: map[string]string{"team": "web"}, DeployedAt: t0}},
+		{"job deleted", schemas.EventJobDeleted, schemas.JobDeletedData{Name: "web", Version: "1", Image: "nginx:1.27", DeletedAt: t1}},
+		{"machine action requested", schemas.EventMachineActionRequested, schemas.MachineActionRequestedData{ActionID: "act-1", Machine: "m1",
+			Command: "increment", Plugin: "incrementer", Params: map[string]any{"incrementer/step": 2}}},
+		{"machine action completed", schemas.EventMachineActionCompleted, schemas.MachineActionCompletedData{ActionID: "act-1", Machine: "m1",
+			Command: "increment", Plugin: "incrementer", Status: schemas.ActionSucceeded, Result: json.RawMessage(`{"counter":7}`), DurationMs: 12.5}},
+		{"machine action failed", schemas.EventMachineActionCompleted, schemas.MachineActionCompletedData{ActionID: "act-2", Machine: "m1",
+			Command: "increment", Plugin: "incrementer", Status: schemas.ActionFailed, Error: sampleError(), DurationMs: 0}},
+		{"alert fired", schemas.EventAlertFired, sampleAlert(false)},
+		{"alert resolved", schemas.EventAlertResolved, sampleAlert(true)},
+		{"plugin registered", schemas.EventPluginRegistered, schemas.PluginRegisteredData{Name: "incrementer", Version: "1.5.0", PreviousVersion: "1.4.2"}},
+		{"plugin state changed", schemas.EventPluginStateChanged, schemas.PluginStateChangedData{Name: "incrementer", Version: "1.5.0",
+			From: schemas.StateVerifying, To: schemas.StateError, Error: sampleError()}},
+	}
+}
