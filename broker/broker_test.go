@@ -239,3 +239,23 @@ func TestAPIBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestOversizedEventRefused: a message above the stream's max message size
+// is refused to its publisher with an error naming the limit, and the
+// stream keeps everything else.
+func TestOversizedEventRefused(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL(), MaxRequestBytes: 64 << 10})
+	ctx := context.Background()
+	tb.mustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{Severity: "info", Summary: "before"}, nil)
+	_, err := tb.js.Publish(ctx, "plugbus.evt.alert.v1.fired", bytes.Repeat([]byte("x"), 100<<10))
+	if err == nil || !strings.Contains(err.Error(), "maximum") {
+		t.Fatalf("oversized event accepted or unclear error: %v", err)
+	}
+	tb.mustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{Severity: "info", Summary: "after"}, nil)
+	stream, _ := tb.js.Stream(ctx, StreamEvents)
+	info, _ := stream.Info(ctx)
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d events, want the 2 valid ones", info.State.Msgs)
+	}
+}
