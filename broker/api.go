@@ -20,37 +20,39 @@ type apiHandler func(ctx context.Context, req any) (any, error)
 // apiEndpoint describes one broker API endpoint: its name, the schema its
 // request must satisfy, a constructor for the request value and the handler.
 type apiEndpoint struct {
-	name    string
-	schema  string
-	newReq  func() any
-	handler apiHandler
+	name       string
+	schema     string
+	respSchema string
+	newReq     func() any
+	handler    apiHandler
 }
 
-func endpoint[T any](name, schema string, h func(ctx context.Context, req *T) (any, error)) apiEndpoint {
+func endpoint[T any](name, schema, respSchema string, h func(ctx context.Context, req *T) (any, error)) apiEndpoint {
 	return apiEndpoint{
-		name:    name,
-		schema:  schema,
-		newReq:  func() any { return new(T) },
-		handler: func(ctx context.Context, req any) (any, error) { return h(ctx, req.(*T)) },
+		name:       name,
+		schema:     schema,
+		respSchema: respSchema,
+		newReq:     func() any { return new(T) },
+		handler:    func(ctx context.Context, req any) (any, error) { return h(ctx, req.(*T)) },
 	}
 }
 
 func (b *Broker) endpoints() []apiEndpoint {
 	return []apiEndpoint{
-		endpoint(schemas.APIPluginsRegister, schemas.APIRegisterRequest, b.handleRegister),
-		endpoint(schemas.APIPluginsList, schemas.APIPluginListRequest, b.handlePluginList),
-		endpoint(schemas.APIPluginsGet, schemas.APIPluginGetRequest, b.handlePluginGet),
-		endpoint(schemas.APIPluginsConfig, schemas.APIPluginConfigRequest, b.handlePluginConfig),
-		endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, b.handleJobDeploy),
-		endpoint(schemas.APIJobsDelete, schemas.APIJobRef, b.handleJobDelete),
-		endpoint(schemas.APIJobsList, schemas.APIJobListRequest, b.handleJobList),
-		endpoint(schemas.APIJobsGet, schemas.APIJobRef, b.handleJobGet),
-		endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, b.handleMachineAction),
-		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, b.handleMachineGet),
-		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, b.handleMachineList),
-		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, b.handleMachineSetParam),
-		endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, b.handleAlertFire),
-		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, b.handleAlertResolve),
+		endpoint(schemas.APIPluginsRegister, schemas.APIRegisterRequest, schemas.APIRegisterResponse, b.handleRegister),
+		endpoint(schemas.APIPluginsList, schemas.APIPluginListRequest, schemas.APIPluginListResponse, b.handlePluginList),
+		endpoint(schemas.APIPluginsGet, schemas.APIPluginGetRequest, schemas.APIPluginRecord, b.handlePluginGet),
+		endpoint(schemas.APIPluginsConfig, schemas.APIPluginConfigRequest, schemas.APIPluginRecord, b.handlePluginConfig),
+		endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, schemas.APIJobResponse, b.handleJobDeploy),
+		endpoint(schemas.APIJobsDelete, schemas.APIJobRef, schemas.APIJobResponse, b.handleJobDelete),
+		endpoint(schemas.APIJobsList, schemas.APIJobListRequest, schemas.APIJobListResponse, b.handleJobList),
+		endpoint(schemas.APIJobsGet, schemas.APIJobRef, schemas.APIJob, b.handleJobGet),
+		endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, schemas.APIMachineActionResponse, b.handleMachineAction),
+		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, schemas.APIMachine, b.handleMachineGet),
+		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, schemas.APIMachineListResponse, b.handleMachineList),
+		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
+		endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire),
+		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve),
 	}
 }
 
@@ -132,7 +134,7 @@ func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request
 }
 
 // serve checks the size, validates the request against its schema, decodes
-// it and calls the handler.
+// it, calls the handler and validates the reply.
 func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, error) {
 	if len(data) > b.cfg.MaxRequestBytes {
 		return nil, schemas.Errorf(schemas.CodeTooLarge, "",
@@ -146,5 +148,14 @@ func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, e
 	if err := schemas.Decode(ep.schema, data, req); err != nil {
 		return nil, err
 	}
-	return ep.handler(ctx, req)
+	resp, err := ep.handler(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	// Replies are checked against their schema too: a failure here is a
+	// broker bug, reported as internal rather than sent malformed.
+	if verr := schemas.ValidateValue(ep.respSchema, resp); verr != nil {
+		return nil, &schemas.Error{Code: schemas.CodeInternal, Message: fmt.Sprintf("reply of %s fails its schema: %v", ep.name, verr)}
+	}
+	return resp, nil
 }

@@ -8,8 +8,6 @@ package busctl
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -104,7 +102,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		PersistentPreRunE: a.validateGlobals,
 	}
 	f := root.PersistentFlags()
-	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated (default $NATS_URL, else "+DefaultServer+")")
+	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file")
 	f.StringVar(&a.prefix, "prefix", client.DefaultPrefix, "subject prefix of the bus")
 	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
@@ -211,10 +209,3 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 			strings.Join(names, " "), len(args), args)
 	}
 }
-
-// isCanceled reports whether err comes from ctx ending (Ctrl-C).
-func isCanceled(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, ctx.Err()))
-}
-
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,11 +1,13 @@
 package busctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -81,7 +83,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 			fmt.Fprintf(w, "hint: the broker creates stream %s when it starts: %s\n", se.stream, hintStartBroker)
 		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 			fmt.Fprintf(w, "hint: this NATS server (or account) has no JetStream: %s\n", hintStartBroker)
-		case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, jetstream.ErrTimeout):
+		case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 			fmt.Fprintf(w, "hint: JetStream did not answer within --timeout %s: raise --timeout or check the NATS server\n", a.timeout)
 		}
 		return ExitError
