@@ -10,25 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// Dead-letter headers set on every message in the DLQ stream, next to the
-// original message's own headers (its ce- attributes).
-const (
-	HeaderDLQReason     = "plugbus-dlq-reason"
-	HeaderDLQCause      = "plugbus-dlq-cause"
-	HeaderDLQConsumer   = "plugbus-dlq-consumer"
-	HeaderDLQStream     = "plugbus-dlq-stream"
-	HeaderDLQStreamSeq  = "plugbus-dlq-stream-seq"
-	HeaderDLQSubject    = "plugbus-dlq-subject"
-	HeaderDLQDeliveries = "plugbus-dlq-deliveries"
-	HeaderDLQTime       = "plugbus-dlq-time"
-)
-
-// Dead-letter causes.
-const (
-	CauseMaxDeliveries = "max_deliveries"
-	CauseTerminated    = "terminated"
+	"github.com/plugbus/plugbus/schemas"
 )
 
 // advisory is the part of JetStream's max_deliver and terminated advisories
@@ -41,9 +24,6 @@ type advisory struct {
 	Deliveries uint64 `json:"deliveries"`
 	Reason     string `json:"reason"`
 }
-
-// DLQSubject returns the subject dead letters of a consumer are stored on.
-func DLQSubject(prefix, consumer string) string { return prefix + ".dlq." + consumer }
 
 // startDLQ consumes the advisory stream: for every event a plugin gave up on
 // (max deliveries reached, or terminated as malformed or permanently
@@ -79,15 +59,15 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 		b.log.Warn().Err(err).Str("subject", m.Subject()).Msg("undecodable advisory dropped")
 		return nil
 	}
-	cause, reason := CauseTerminated, a.Reason
+	cause, reason := schemas.CauseTerminated, a.Reason
 	if strings.HasPrefix(m.Subject(), advisoryMaxDeliveries) {
-		cause = CauseMaxDeliveries
+		cause = schemas.CauseMaxDeliveries
 		reason = fmt.Sprintf("max deliveries reached (%d): the consumer never acknowledged it", a.Deliveries)
 	}
 	if reason == "" {
 		reason = "terminated by the consumer"
 	}
-	out := &nats.Msg{Subject: DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
+	out := &nats.Msg{Subject: schemas.DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
 	orig, err := b.st.events.GetMsg(ctx, a.StreamSeq)
 	if err != nil {
 		reason += fmt.Sprintf(" (original message %d is no longer in %s: %v)", a.StreamSeq, a.Stream, err)
@@ -98,16 +78,16 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 			}
 		}
 		out.Data = orig.Data
-		out.Header.Set(HeaderDLQSubject, orig.Subject)
+		out.Header.Set(schemas.HeaderDLQSubject, orig.Subject)
 	}
 	out.Header.Del("Nats-Msg-Id")
-	out.Header.Set(HeaderDLQReason, reason)
-	out.Header.Set(HeaderDLQCause, cause)
-	out.Header.Set(HeaderDLQConsumer, a.Consumer)
-	out.Header.Set(HeaderDLQStream, a.Stream)
-	out.Header.Set(HeaderDLQStreamSeq, strconv.FormatUint(a.StreamSeq, 10))
-	out.Header.Set(HeaderDLQDeliveries, strconv.FormatUint(a.Deliveries, 10))
-	out.Header.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	out.Header.Set(schemas.HeaderDLQReason, reason)
+	out.Header.Set(schemas.HeaderDLQCause, cause)
+	out.Header.Set(schemas.HeaderDLQConsumer, a.Consumer)
+	out.Header.Set(schemas.HeaderDLQStream, a.Stream)
+	out.Header.Set(schemas.HeaderDLQStreamSeq, strconv.FormatUint(a.StreamSeq, 10))
+	out.Header.Set(schemas.HeaderDLQDeliveries, strconv.FormatUint(a.Deliveries, 10))
+	out.Header.Set(schemas.HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
 	msgID := fmt.Sprintf("%s-%s-%d", a.Stream, a.Consumer, a.StreamSeq)
 	if _, err := b.js.PublishMsg(ctx, out, jetstream.WithMsgID(msgID)); err != nil {
 		return fmt.Errorf("publish dead letter for %s seq %d: %w", a.Consumer, a.StreamSeq, err)

@@ -309,12 +309,12 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 			t.Fatal(err)
 		}
 		byID[m.Header.Get("ce-id")] = m
-		if m.Subject != "plugbus.dlq.plugin_sink" || m.Header.Get(HeaderDLQConsumer) != "plugin_sink" {
+		if m.Subject != "plugbus.dlq.plugin_sink" || m.Header.Get(schemas.HeaderDLQConsumer) != "plugin_sink" {
 			t.Fatalf("dead letter placed wrong: %s %v", m.Subject, m.Header)
 		}
 	}
 	d1 := byID[a1.EventID]
-	if d1 == nil || d1.Header.Get(HeaderDLQReason) != "permanent: webhook answered 400" || d1.Header.Get(HeaderDLQCause) != CauseTerminated {
+	if d1 == nil || d1.Header.Get(schemas.HeaderDLQReason) != "permanent: webhook answered 400" || d1.Header.Get(schemas.HeaderDLQCause) != schemas.CauseTerminated {
 		t.Fatalf("terminated event: %+v", d1)
 	}
 	ev, err := cenats.Decode(ctx, natsMsg(d1))
@@ -322,14 +322,14 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 		t.Fatalf("original CloudEvent not intact in the DLQ: %v %v", ev, err)
 	}
 	d2 := byID[a2.EventID]
-	if d2 == nil || d2.Header.Get(HeaderDLQCause) != CauseMaxDeliveries || d2.Header.Get(HeaderDLQDeliveries) != "2" {
+	if d2 == nil || d2.Header.Get(schemas.HeaderDLQCause) != schemas.CauseMaxDeliveries || d2.Header.Get(schemas.HeaderDLQDeliveries) != "2" {
 		t.Fatalf("max deliveries event: %+v", d2)
 	}
 	d3 := byID[""]
-	if d3 == nil || string(d3.Data) != "garbage" || d3.Header.Get(HeaderDLQReason) != "malformed cloudevent: no ce-specversion" {
+	if d3 == nil || string(d3.Data) != "garbage" || d3.Header.Get(schemas.HeaderDLQReason) != "malformed cloudevent: no ce-specversion" {
 		t.Fatalf("malformed event: %+v", d3)
 	}
-	if seq, _ := strconv.Atoi(d3.Header.Get(HeaderDLQStreamSeq)); seq == 0 {
+	if seq, _ := strconv.Atoi(d3.Header.Get(schemas.HeaderDLQStreamSeq)); seq == 0 {
 		t.Fatalf("stream seq missing: %v", d3.Header)
 	}
 }

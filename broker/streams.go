@@ -7,19 +7,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/schemas"
 )
 
 // Stream and bucket names. They are fixed so every tool (busctl, the SDK,
 // dashboards) finds them without configuration.
 const (
-	StreamEvents     = "PLUGBUS_EVENTS"
-	StreamDLQ        = "PLUGBUS_DLQ"
-	StreamAdvisories = "PLUGBUS_ADVISORIES"
-	BucketPlugins    = "plugbus_plugins"
-	BucketConfigs    = "plugbus_configs"
-	BucketMachines   = "plugbus_machines"
-	BucketJobs       = "plugbus_jobs"
-	BucketAlerts     = "plugbus_alerts"
+	StreamEvents     = schemas.StreamEvents
+	StreamDLQ        = schemas.StreamDLQ
+	StreamAdvisories = schemas.StreamAdvisories
+	BucketPlugins    = schemas.BucketPlugins
+	BucketConfigs    = schemas.BucketConfigs
+	BucketMachines   = schemas.BucketMachines
+	BucketJobs       = schemas.BucketJobs
+	BucketAlerts     = schemas.BucketAlerts
 	// dlqConsumer is the broker's durable consumer on the advisory stream.
 	dlqConsumer = "broker_dlq"
 )

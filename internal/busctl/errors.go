@@ -148,10 +148,16 @@ func paramName(field string) string {
 
 // candidates lists the plugins of an ambiguous_action error's details.
 func candidates(e *schemas.Error) string {
-	v, ok := e.Details["candidates"]
-	if !ok {
-		v, ok = e.Details["plugins"]
+	if c := detailList(e, "plugins"); c != "" {
+		return c
 	}
+	return detailList(e, "candidates")
+}
+
+// detailList shows details[key] of an error as a sorted, comma-separated
+// list.
+func detailList(e *schemas.Error, key string) string {
+	v, ok := e.Details[key]
 	if !ok {
 		return ""
 	}

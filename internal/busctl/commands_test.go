@@ -1,0 +1,336 @@
+package busctl_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/internal/busctl"
+	"github.com/plugbus/plugbus/schemas"
+)
+
+var when = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func TestJobDeploy(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	fb.reply(schemas.APIJobsDeploy, schemas.JobResponse{EventID: "ev-1", Job: schemas.Job{
+		Name: "web", Version: "1.2.0", Image: "nginx:1.27", Status: schemas.JobDeployed, DeployedAt: when,
+		Env: map[string]string{"A": "1", "DSN": "x=y"}}})
+
+	out := b.mustRun(t, "job", "deploy", "web", "--version", "1.2.0", "--image", "nginx:1.27",
+		"--env", "A=1", "--env", "DSN=x=y", "--env", "EMPTY=", "--label", "team=core")
+	var got schemas.JobDeployRequest
+	fb.lastRequest(t, schemas.APIJobsDeploy, &got)
+	want := schemas.JobDeployRequest{Name: "web", Version: "1.2.0", Image: "nginx:1.27",
+		Env:    map[string]string{"A": "1", "DSN": "x=y", "EMPTY": ""},
+		Labels: map[string]string{"team": "core"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("request = %+v, want %+v", got, want)
+	}
+	for _, s := range []string{"NAME:", "web", "1.2.0", "nginx:1.27", "deployed", "A=1, DSN=x=y", "ev-1"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	tests := []struct {
+		name string
+		args []string
+		want []string // in stderr
+	}{
+		{"env without =", []string{"job", "deploy", "web", "--version", "1", "--image", "i", "--env", "FOO"},
+			[]string{`invalid --env "FOO": want KEY=VALUE`, "busctl job deploy --help"}},
+		{"label with empty key", []string{"job", "deploy", "web", "--version", "1", "--image", "i", "--label", "=x"},
+			[]string{`invalid --label "=x"`, "key"}},
+		{"duplicate env key", []string{"job", "deploy", "web", "--version", "1", "--image", "i", "--env", "A=1", "--env", "A=2"},
+			[]string{`--env`, `"A"`, "twice"}},
+		{"param without =", []string{"machine", "action", "m1", "increment", "--param", "incrementer/touched"},
+			[]string{`invalid --param "incrementer/touched"`}},
+		{"set without =", []string{"plugins", "config", "inc", "--set", "step"}, []string{`invalid --set "step"`}},
+		{"missing required flag", []string{"job", "deploy", "web", "--version", "1"}, []string{"image"}},
+		{"missing argument", []string{"job", "get", "--version", "1"}, []string{"missing NAME"}},
+		{"too many arguments", []string{"machine", "get", "a", "b"}, []string{"takes 1 argument"}},
+		{"bad output format", []string{"-o", "yaml", "job", "ls"}, []string{`"yaml"`, "table, json"}},
+		{"unknown command", []string{"jobz"}, []string{`unknown command "jobz"`}},
+		{"unknown subcommand", []string{"job", "launch"}, []string{`unknown command "launch"`, "deploy"}},
+		{"unknown flag", []string{"job", "ls", "--frobnicate"}, []string{"frobnicate"}},
+		{"bad timeout", []string{"--timeout", "0s", "job", "ls"}, []string{"--timeout"}},
+		{"missing creds file", []string{"--creds", "/nonexistent/x.creds", "job", "ls"}, []string{"--creds"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.busctl(t, tt.args...)
+			if r.code != busctl.ExitUsage {
+				t.Errorf("exit %d, want %d", r.code, busctl.ExitUsage)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout not empty:\n%s", r.stdout)
+			}
+		})
+	}
+	for _, ep := range allEndpoints {
+		if n := len(fb.requests(ep)); n != 0 {
+			t.Errorf("%d requests reached %s despite usage errors", n, ep)
+		}
+	}
+}
+
+func TestMachineAction(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	resp := schemas.MachineActionResponse{ActionID: "act-1", Machine: "m1", Command: "increment",
+		Plugin: "incrementer", Result: json.RawMessage(`{"value":3,"touched":true}`)}
+	fb.reply(schemas.APIMachinesAction, resp)
+
+	out := b.mustRun(t, "machine", "action", "m1", "increment", "--param", "incrementer/step=2",
+		"--param", "note=hello world", "--param", "list=[1,\"a\"]", "--param", `quoted="2"`,
+		"--param", "flag=true", "--plugin", "incrementer")
+	var got map[string]any
+	fb.lastRequest(t, schemas.APIMachinesAction, &got)
+	want := map[string]any{"machine": "m1", "command": "increment", "plugin": "incrementer",
+		"params": map[string]any{"incrementer/step": json.Number("2"), "note": "hello world",
+			"list": []any{json.Number("1"), "a"}, "quoted": "2", "flag": true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("request = %#v\nwant %#v", got, want)
+	}
+	// Table mode prints the plugin's result.
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["value"] != 3.0 {
+		t.Errorf("output is not the plugin's result: %v\n%s", err, out)
+	}
+
+	// -o json prints the whole MachineActionResponse.
+	out = b.mustRun(t, "-o", "json", "machine", "action", "m1", "increment")
+	var full schemas.MachineActionResponse
+	if err := json.Unmarshal([]byte(out), &full); err != nil {
+		t.Fatal(err)
+	}
+	if full.ActionID != "act-1" || full.Plugin != "incrementer" || string(full.Result) == "" {
+		t.Errorf("-o json = %+v", full)
+	}
+	var res2 map[string]any
+	if err := json.Unmarshal(full.Result, &res2); err != nil || res2["touched"] != true {
+		t.Errorf("result is not the plugin's JSON: %s", full.Result)
+	}
+
+	// A string result prints as text.
+	fb.reply(schemas.APIMachinesAction, schemas.MachineActionResponse{Result: json.RawMessage(`"done"`)})
+	if out := b.mustRun(t, "machine", "action", "m1", "increment"); out != "done\n" {
+		t.Errorf("string result printed as %q", out)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	fb.fail(schemas.APIMachinesAction, &schemas.Error{Code: schemas.CodeMissingParam,
+		Message: "action increment needs param incrementer/touched", Field: "params.incrementer/touched",
+		Plugin: "incrementer"})
+	fb.fail(schemas.APIJobsGet, schemas.Errorf(schemas.CodeNotFound, "name", "job web 9 not found"))
+	fb.fail(schemas.APIPluginsConfig, &schemas.Error{Code: schemas.CodeMissingParam,
+		Message: "required param token is missing", Field: "config.token"})
+	fb.reply(schemas.APIPluginsGet, schemas.PluginRecord{Name: "notify"})
+	fb.fail(schemas.APIJobsDeploy, &schemas.Error{Code: schemas.CodeAmbiguousAction, Message: "x",
+		Details: map[string]any{"plugins": []string{"b", "a"}}})
+
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing param names the flag", []string{"machine", "action", "m1", "increment"},
+			[]string{"missing_param", "incrementer/touched", "--param incrementer/touched=",
+				"busctl machine set-param m1 incrementer/touched VALUE"}},
+		{"not found", []string{"job", "get", "web", "--version", "9"},
+			[]string{"error: not_found: job web 9 not found", "busctl job ls"}},
+		{"config missing param names --set", []string{"plugins", "config", "notify", "--set", "x=1"},
+			[]string{"missing_param", "--set token="}},
+		{"details in the hint", []string{"job", "deploy", "w", "--version", "1", "--image", "i"},
+			[]string{"ambiguous_action", "--plugin (a, b)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.busctl(t, tt.args...)
+			if r.code != busctl.ExitError {
+				t.Errorf("exit %d, want %d", r.code, busctl.ExitError)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestNoBroker(t *testing.T) {
+	t.Run("NATS up, nothing answers", func(t *testing.T) {
+		b := startBus(t)
+		r := b.busctl(t, "plugins", "ls")
+		if r.code != busctl.ExitError {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		for _, s := range []string{"no_responders", "plugbus.api.plugins.list", "is the broker running", "make run"} {
+			if !strings.Contains(r.stderr, s) {
+				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+			}
+		}
+	})
+	t.Run("no NATS server", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		// Nothing listens on port 1.
+		code := busctl.Execute(context.Background(), []string{"-s", "nats://127.0.0.1:1", "job", "ls"}, &out, &errOut)
+		if code != busctl.ExitError {
+			t.Errorf("exit %d, want 1", code)
+		}
+		for _, s := range []string{"cannot connect to NATS at nats://127.0.0.1:1", "is the broker running", "make run"} {
+			if !strings.Contains(errOut.String(), s) {
+				t.Errorf("stderr lacks %q:\n%s", s, errOut.String())
+			}
+		}
+	})
+}
+
+func TestTimeout(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	fb.set(schemas.APIJobsList, func(micro.Request) { <-release })
+	r := b.busctl(t, "--timeout", "200ms", "job", "ls")
+	if r.code != busctl.ExitError || !strings.Contains(r.stderr, "timeout") || !strings.Contains(r.stderr, "--timeout") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+func TestPluginsConfig(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	schema := json.RawMessage(`{"type":"object","properties":{
+		"hosts":{"type":"array","items":{"type":"string"}},
+		"ports":{"type":["array","null"],"items":{"type":"integer"}},
+		"step":{"type":"integer"},
+		"name":{"type":"string"}}}`)
+	fb.reply(schemas.APIPluginsGet, schemas.PluginRecord{Name: "inc",
+		Manifest: schemas.Manifest{Name: "inc", ConfigSchema: schema}})
+	fb.reply(schemas.APIPluginsConfig, schemas.PluginRecord{Name: "inc",
+		Config: map[string]any{"hosts": []any{"a", "b"}, "step": 3, "name": "x"}})
+
+	out := b.mustRun(t, "plugins", "config", "inc", "--set", "hosts=a, b", "--set", "ports=80,443",
+		"--set", "step=3", "--set", "name=x", "--set", "other=1,2", "--set", `tags=["t"]`)
+	var got struct {
+		Name string         `json:"name"`
+		Set  map[string]any `json:"set"`
+	}
+	fb.lastRequest(t, schemas.APIPluginsConfig, &got)
+	want := map[string]any{
+		"hosts": []any{"a", "b"},                              // array of strings: split, kept as strings
+		"ports": []any{json.Number("80"), json.Number("443")}, // array of integers: split, parsed
+		"step":  json.Number("3"),                             // JSON
+		"name":  "x",                                          // not JSON: string
+		"other": "1,2",                                        // not an array in the schema: no split
+		"tags":  []any{"t"},                                   // JSON array as is
+	}
+	if got.Name != "inc" || !reflect.DeepEqual(got.Set, want) {
+		t.Errorf("request = %+v\nwant set %#v", got, want)
+	}
+	for _, s := range []string{"KEY", "VALUE", `hosts  ["a","b"]`, "name   x", "step   3"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+
+	// Without --set it only reads: no manifest lookup, no set.
+	b.mustRun(t, "plugins", "config", "inc")
+	if n := len(fb.requests(schemas.APIPluginsGet)); n != 1 {
+		t.Errorf("plugins.get called %d times, want 1 (only for --set)", n)
+	}
+	reqs := fb.requests(schemas.APIPluginsConfig)
+	if last := string(reqs[len(reqs)-1]); last != `{"name":"inc"}` {
+		t.Errorf("read request = %s", last)
+	}
+}
+
+func TestRequestMapping(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	fb.reply(schemas.APIJobsDelete, schemas.JobResponse{Job: schemas.Job{Name: "web"}})
+	fb.reply(schemas.APIJobsGet, schemas.Job{Name: "web"})
+	fb.reply(schemas.APIMachinesSetParam, schemas.Machine{Name: "m1"})
+	fb.reply(schemas.APIMachinesGet, schemas.Machine{Name: "m1"})
+	fb.reply(schemas.APIAlertsFire, schemas.AlertResponse{Alert: schemas.Alert{ID: "a1"}})
+	fb.reply(schemas.APIAlertsResolve, schemas.AlertResponse{Alert: schemas.Alert{ID: "a1"}})
+	fb.reply(schemas.APIPluginsGet, schemas.PluginRecord{Name: "inc"})
+	fb.reply(schemas.APIPluginsList, schemas.PluginListResponse{})
+
+	tests := []struct {
+		args     []string
+		endpoint string
+		want     string
+	}{
+		{[]string{"job", "delete", "web", "--version", "1"}, schemas.APIJobsDelete, `{"name":"web","version":"1"}`},
+		{[]string{"job", "get", "web", "--version", "1"}, schemas.APIJobsGet, `{"name":"web","version":"1"}`},
+		{[]string{"machine", "set-param", "m1", "incrementer/touched", "5"}, schemas.APIMachinesSetParam,
+			`{"machine":"m1","param":"incrementer/touched","value":5}`},
+		{[]string{"machine", "get", "m1"}, schemas.APIMachinesGet, `{"name":"m1"}`},
+		{[]string{"alert", "fire", "--severity", "critical", "--summary", "disk full", "--label", "host=h1", "--id", "a1"},
+			schemas.APIAlertsFire, `{"id":"a1","severity":"critical","summary":"disk full","labels":{"host":"h1"}}`},
+		{[]string{"alert", "resolve", "a1"}, schemas.APIAlertsResolve, `{"id":"a1"}`},
+		{[]string{"plugins", "get", "inc"}, schemas.APIPluginsGet, `{"name":"inc"}`},
+		{[]string{"plugins", "ls", "--state", "active"}, schemas.APIPluginsList, `{"state":"ACTIVE"}`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args[:2], " "), func(t *testing.T) {
+			b.mustRun(t, tt.args...)
+			reqs := fb.requests(tt.endpoint)
+			if len(reqs) == 0 {
+				t.Fatalf("no request on %s", tt.endpoint)
+			}
+			if got := string(reqs[len(reqs)-1]); got != tt.want {
+				t.Errorf("request = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTables(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	fb.reply(schemas.APIPluginsList, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{
+		{Name: "incrementer", Version: "1.0.0", State: schemas.StateActive, Consumer: "plugin_incrementer",
+			Manifest: schemas.Manifest{Actions: []schemas.ActionSpec{{Command: "increment"}, {Command: "reset"}}}},
+		{Name: "notify", Version: "0.3.0", State: schemas.StateError,
+			LastError: &schemas.Error{Code: schemas.CodeMissingParam, Message: "token is missing"}},
+	}})
+	fb.reply(schemas.APIJobsList, schemas.JobListResponse{})
+
+	out := b.mustRun(t, "plugins", "ls")
+	want := "NAME         VERSION  STATE   CONSUMER            ACTIONS          LAST ERROR\n" +
+		"incrementer  1.0.0    ACTIVE  plugin_incrementer  increment,reset  -\n" +
+		"notify       0.3.0    ERROR   -                   -                missing_param: token is missing\n"
+	if out != want {
+		t.Errorf("plugins ls =\n%s\nwant\n%s", out, want)
+	}
+
+	// -o json prints the reply, with an empty list as [] (not null).
+	out = b.mustRun(t, "job", "ls", "-o", "json")
+	if out != "{\n  \"jobs\": []\n}\n" {
+		t.Errorf("job ls -o json = %q", out)
+	}
+}

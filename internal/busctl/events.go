@@ -1,0 +1,464 @@
+package busctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/cenats"
+)
+
+// Streams and dead-letter headers of the bus (the broker creates the
+// streams; see docs/protocol.md).
+const (
+	StreamEvents = schemas.StreamEvents
+	StreamDLQ    = schemas.StreamDLQ
+
+	HeaderDLQReason     = schemas.HeaderDLQReason
+	HeaderDLQCause      = schemas.HeaderDLQCause
+	HeaderDLQConsumer   = schemas.HeaderDLQConsumer
+	HeaderDLQStreamSeq  = schemas.HeaderDLQStreamSeq
+	HeaderDLQDeliveries = schemas.HeaderDLQDeliveries
+	HeaderDLQTime       = schemas.HeaderDLQTime
+)
+
+// summaryWidth bounds the data shown in the SUMMARY column.
+const summaryWidth = 60
+
+func (a *app) eventsCommand() *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:   "events",
+		Short: "Read the event stream and the dead letters",
+	})
+	cmd.AddCommand(a.eventsTailCommand(), a.eventsDLQCommand())
+	return cmd
+}
+
+func (a *app) eventsTailCommand() *cobra.Command {
+	var (
+		typ    string
+		count  int
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "tail [--type T] [--count N] [--follow]",
+		Short: "Print the last events of the event stream, oldest first",
+		Long: `Print the last N events (default 10) of the event stream PLUGBUS_EVENTS, oldest
+first, and exit; with --follow keep printing new events until Ctrl-C.
+
+--type keeps one event type (io.plugbus.job.v1.deployed) or a pattern of
+types ("io.plugbus.job.v1.*", "io.plugbus.*.v1.fired", "io.plugbus.>"); it is
+turned into a subject filter, so the server does the filtering.
+
+The stream is read with an ephemeral ordered consumer (memory storage, no
+acks), deleted when busctl exits: no durable state is left behind.
+
+-o json prints one structured CloudEvent (JSON) per line. A message that is
+not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
+(in -o json mode that note goes to stderr, so stdout stays CloudEvents).`,
+		Args: exactArgs(),
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if count < 0 {
+				return usageErrf("--count must be 0 or more, got %d", count)
+			}
+			filter := a.prefix + ".evt.>"
+			if typ != "" {
+				var err error
+				if filter, err = typeFilter(a.prefix, typ); err != nil {
+					return err
+				}
+			}
+			p := &eventPrinter{a: a, table: newStreamTable(a.stdout,
+				[]string{"TIME", "TYPE", "SUBJECT", "ID", "SUMMARY"}, []int{20, 30, 30, 36, 0})}
+			return a.readStream(cmd.Context(), StreamEvents, []string{filter}, uint64(count), follow, p)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&typ, "type", "", "event type or pattern, such as io.plugbus.job.v1.deployed or io.plugbus.job.v1.* (default: all)")
+	f.IntVarP(&count, "count", "n", 10, "how many of the last events to print")
+	f.BoolVarP(&follow, "follow", "f", false, "keep printing new events until Ctrl-C")
+	return cmd
+}
+
+func (a *app) eventsDLQCommand() *cobra.Command {
+	var (
+		count  int
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dlq [--count N] [--follow]",
+		Short: "Print the last dead letters (events a plugin failed to process), oldest first",
+		Long: `Print the last N dead letters (default 10) of stream PLUGBUS_DLQ, oldest first:
+when they were dead-lettered, the event's type and id, the plugin consumer
+that gave up, the event's sequence in PLUGBUS_EVENTS, how many deliveries
+were tried and why it failed.
+
+-o json prints one object per line with every header of the dead letter and
+the event decoded as a CloudEvent.`,
+		Args: exactArgs(),
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if count < 0 {
+				return usageErrf("--count must be 0 or more, got %d", count)
+			}
+			p := &dlqPrinter{a: a, table: newStreamTable(a.stdout,
+				[]string{"TIME", "SEQ", "TYPE", "ID", "CONSUMER", "STREAM-SEQ", "DELIVERIES", "REASON"},
+				[]int{20, 3, 30, 36, 8, 10, 10, 0})}
+			return a.readStream(cmd.Context(), StreamDLQ, nil, uint64(count), follow, p)
+		}),
+	}
+	cmd.Flags().IntVarP(&count, "count", "n", 10, "how many of the last dead letters to print")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new dead letters until Ctrl-C")
+	return cmd
+}
+
+// typeFilter turns an event type or type pattern into the subject filter
+// of the event stream.
+func typeFilter(prefix, typ string) (string, error) {
+	subj := schemas.EventSubject(prefix, typ)
+	if strings.ContainsAny(typ, " \t\r\n") {
+		return "", usageErrf("invalid --type %q: no spaces allowed", typ)
+	}
+	toks := strings.Split(subj, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "":
+			return "", usageErrf("invalid --type %q: empty part between dots", typ)
+		case tok == ">" && i != len(toks)-1:
+			return "", usageErrf("invalid --type %q: > may only come last", typ)
+		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
+			return "", usageErrf("invalid --type %q: * and > must stand alone between dots (io.plugbus.job.v1.*)", typ)
+		}
+	}
+	return subj, nil
+}
+
+// msgPrinter shows the messages of a stream.
+type msgPrinter interface {
+	// print shows one message.
+	print(msg jetstream.Msg) error
+	// endBatch is called once the last N messages are shown (before
+	// --follow goes on with new ones). It may be called more than once.
+	endBatch() error
+}
+
+// readStream prints the last n messages of stream that match filters,
+// oldest first, then with follow keeps printing new ones until ctx ends.
+// See lastN for how the start is found.
+func (a *app) readStream(ctx context.Context, stream string, filters []string, n uint64, follow bool, p msgPrinter) error {
+	nc, err := a.conn()
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := a.callCtx(ctx)
+	defer cancel()
+	s, err := js.Stream(cctx, stream)
+	if err != nil {
+		return &streamError{stream: stream, err: err}
+	}
+	win, err := lastN(cctx, s, filters, n)
+	if err != nil {
+		return &streamError{stream: stream, err: err}
+	}
+	if win.Want == 0 && !follow {
+		return p.endBatch()
+	}
+	oc, err := s.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    filters,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       win.Start,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return &streamError{stream: stream, err: err}
+	}
+	it, err := oc.Messages()
+	if err != nil {
+		return &streamError{stream: stream, err: err}
+	}
+	defer func() {
+		it.Stop()
+		// Leave nothing behind: the ordered consumer would otherwise live
+		// until its inactivity threshold.
+		if info := oc.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = s.DeleteConsumer(dctx, info.Name)
+			cancel()
+		}
+	}()
+
+	if win.Want == 0 {
+		if err := p.endBatch(); err != nil {
+			return err
+		}
+	}
+	var got uint64
+	for follow || got < win.Want {
+		nctx, ncancel := ctx, context.CancelFunc(func() {})
+		if !follow {
+			// The messages are known to be there: bound the wait anyway.
+			nctx, ncancel = a.callCtx(ctx)
+		}
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		ncancel()
+		if err != nil {
+			if follow && ctx.Err() != nil {
+				return nil // Ctrl-C ends --follow normally
+			}
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				return &streamError{stream: stream, err: fmt.Errorf("%d of %d messages arrived within --timeout %s", got, win.Want, a.timeout)}
+			}
+			return &streamError{stream: stream, err: err}
+		}
+		if err := p.print(msg); err != nil {
+			return err
+		}
+		got++
+		if got == win.Want {
+			if err := p.endBatch(); err != nil {
+				return err
+			}
+		}
+		if !follow {
+			// Messages deleted meanwhile (limits, purge) shorten the window.
+			if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
+				break
+			}
+		}
+	}
+	return p.endBatch()
+}
+
+// eventPrinter shows event stream messages as table rows or CloudEvent
+// JSON lines.
+type eventPrinter struct {
+	a     *app
+	table *streamTable
+}
+
+func (p *eventPrinter) print(msg jetstream.Msg) error {
+	meta, _ := msg.Metadata()
+	var seq uint64
+	var stored time.Time
+	if meta != nil {
+		seq, stored = meta.Sequence.Stream, meta.Timestamp
+	}
+	e, err := cenats.Decode(context.Background(), natsMsg(msg))
+	if err != nil {
+		note := fmt.Sprintf("malformed event at stream seq %d: %v", seq, err)
+		if p.a.jsonOutput() {
+			_, werr := fmt.Fprintf(p.a.stderr, "%s (subject %s)\n", note, msg.Subject())
+			return werr
+		}
+		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject(), "", note)
+	}
+	if p.a.jsonOutput() {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("encode event %s: %w", e.ID(), err)
+		}
+		_, err = p.a.stdout.Write(append(b, '\n'))
+		return err
+	}
+	t := e.Time()
+	if t.IsZero() {
+		t = stored
+	}
+	return p.table.add(fmtTime(t), e.Type(), msg.Subject(), e.ID(), truncate(dataSummary(e), summaryWidth))
+}
+
+func (p *eventPrinter) endBatch() error {
+	if p.a.jsonOutput() {
+		return nil
+	}
+	return p.table.flush()
+}
+
+// dataSummary shows event data on one line: JSON compacted, text as is,
+// binary as its size.
+func dataSummary(e *event.Event) string {
+	data := e.Data()
+	if len(data) == 0 {
+		return ""
+	}
+	if json.Valid(data) {
+		return compactJSON(data)
+	}
+	if utf8.Valid(data) {
+		return string(data)
+	}
+	return fmt.Sprintf("<%d bytes>", len(data))
+}
+
+// deadLetter is the -o json form of a dead letter.
+type deadLetter struct {
+	// Seq is the dead letter's sequence in PLUGBUS_DLQ.
+	Seq uint64 `json:"seq"`
+	// Time is when it was dead-lettered (plugbus-dlq-time, else when it
+	// was stored).
+	Time    time.Time `json:"time"`
+	Subject string    `json:"subject"`
+	// Reason, Cause, Consumer, StreamSeq and Deliveries come from the
+	// plugbus-dlq-* headers.
+	Reason     string `json:"reason,omitempty"`
+	Cause      string `json:"cause,omitempty"`
+	Consumer   string `json:"consumer,omitempty"`
+	StreamSeq  uint64 `json:"stream_seq,omitempty"`
+	Deliveries uint64 `json:"deliveries,omitempty"`
+	// Headers holds every header of the message (first value of each).
+	Headers map[string]string `json:"headers"`
+	// Event is the dead letter decoded as a CloudEvent, when it is one.
+	Event       *event.Event `json:"event,omitempty"`
+	DecodeError string       `json:"decode_error,omitempty"`
+}
+
+type dlqPrinter struct {
+	a     *app
+	table *streamTable
+}
+
+func (p *dlqPrinter) print(msg jetstream.Msg) error {
+	h := msg.Headers()
+	d := deadLetter{
+		Subject:  msg.Subject(),
+		Reason:   h.Get(HeaderDLQReason),
+		Cause:    h.Get(HeaderDLQCause),
+		Consumer: h.Get(HeaderDLQConsumer),
+		Headers:  map[string]string{},
+	}
+	d.StreamSeq, _ = strconv.ParseUint(h.Get(HeaderDLQStreamSeq), 10, 64)
+	d.Deliveries, _ = strconv.ParseUint(h.Get(HeaderDLQDeliveries), 10, 64)
+	for k, v := range h {
+		if len(v) > 0 {
+			d.Headers[k] = v[0]
+		}
+	}
+	if meta, err := msg.Metadata(); err == nil {
+		d.Seq, d.Time = meta.Sequence.Stream, meta.Timestamp.UTC()
+	}
+	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderDLQTime)); err == nil {
+		d.Time = t.UTC()
+	}
+	typ, id := h.Get("ce-type"), h.Get("ce-id")
+	if e, err := cenats.Decode(context.Background(), natsMsg(msg)); err == nil {
+		d.Event = e
+		typ, id = e.Type(), e.ID()
+	} else {
+		d.DecodeError = err.Error()
+	}
+	if p.a.jsonOutput() {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return fmt.Errorf("encode dead letter %d: %w", d.Seq, err)
+		}
+		_, err = p.a.stdout.Write(append(b, '\n'))
+		return err
+	}
+	if typ == "" && d.DecodeError != "" {
+		typ = "MALFORMED"
+	}
+	return p.table.add(fmtTime(d.Time), strconv.FormatUint(d.Seq, 10), typ, id, d.Consumer,
+		h.Get(HeaderDLQStreamSeq), h.Get(HeaderDLQDeliveries), d.Reason)
+}
+
+func (p *dlqPrinter) endBatch() error {
+	if p.a.jsonOutput() {
+		return nil
+	}
+	return p.table.flush()
+}
+
+// natsMsg rebuilds the core NATS message of a JetStream message for
+// cenats.Decode.
+func natsMsg(m jetstream.Msg) *nats.Msg {
+	return &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+}
+
+// streamTable is a table whose rows may keep coming after it is first
+// printed (--follow): the first batch is aligned as a whole, and later
+// rows are padded to the widths of that batch.
+type streamTable struct {
+	w         io.Writer
+	header    []string
+	minWidths []int
+	widths    []int
+	pending   [][]string
+	printed   bool
+}
+
+// newStreamTable starts a table; minWidths are the column widths used when
+// the first batch is empty, so rows that come later with --follow still
+// line up.
+func newStreamTable(w io.Writer, header []string, minWidths []int) *streamTable {
+	t := &streamTable{w: w, header: header, minWidths: minWidths, widths: make([]int, len(header))}
+	for i := range header {
+		t.widths[i] = utf8.RuneCountInString(header[i])
+	}
+	return t
+}
+
+// add queues a row before the first flush, and prints it at once after.
+func (t *streamTable) add(cells ...string) error {
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = "-"
+		}
+		cells[i] = strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(cells[i])
+	}
+	if !t.printed {
+		t.pending = append(t.pending, cells)
+		return nil
+	}
+	return t.write([][]string{cells})
+}
+
+// flush prints the header and the queued rows, once.
+func (t *streamTable) flush() error {
+	if t.printed {
+		return nil
+	}
+	t.printed = true
+	if len(t.pending) == 0 {
+		for i := range t.widths {
+			t.widths[i] = max(t.widths[i], t.minWidths[i])
+		}
+	}
+	for _, r := range t.pending {
+		for i, c := range r[:len(r)-1] {
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	rows := append([][]string{t.header}, t.pending...)
+	t.pending = nil
+	return t.write(rows)
+}
+
+func (t *streamTable) write(rows [][]string) error {
+	tw := newTable(t.w)
+	for _, r := range rows {
+		padded := make([]string, len(r))
+		for i, c := range r {
+			if i < len(r)-1 {
+				c += strings.Repeat(" ", max(0, t.widths[i]-utf8.RuneCountInString(c)))
+			}
+			padded[i] = c
+		}
+		fmt.Fprintln(tw, strings.Join(padded, "\t"))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,6 @@
+package busctl
+
+// Exported for the external tests.
+var LastN = lastN
+
+type Window = window

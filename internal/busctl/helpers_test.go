@@ -1,0 +1,233 @@
+package busctl_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/internal/busctl"
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// bus is an in-process nats-server with JetStream, and a connection to it.
+type bus struct {
+	url string
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+func startBus(t *testing.T) *bus {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bus{url: s.ClientURL(), nc: nc, js: js}
+}
+
+// result is what one busctl run printed and returned.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// busctl runs the CLI in-process against the bus.
+func (b *bus) busctl(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := busctl.Execute(context.Background(), append([]string{"--server", b.url}, args...), &out, &errOut)
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+// mustRun runs busctl and fails the test unless it exits 0.
+func (b *bus) mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	r := b.busctl(t, args...)
+	if r.code != 0 {
+		t.Fatalf("busctl %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// fakeBroker answers the broker API endpoints under "plugbus" with the
+// replies set per endpoint and records every request body.
+type fakeBroker struct {
+	mu      sync.Mutex
+	replies map[string]func(micro.Request)
+	got     map[string][][]byte
+}
+
+var allEndpoints = []string{
+	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
+	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
+	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
+	schemas.APIAlertsFire, schemas.APIAlertsResolve,
+}
+
+func (b *bus) fakeBroker(t *testing.T) *fakeBroker {
+	t.Helper()
+	fb := &fakeBroker{replies: map[string]func(micro.Request){}, got: map[string][][]byte{}}
+	svc, err := micro.AddService(b.nc, micro.Config{Name: "fake-broker", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	for _, ep := range allEndpoints {
+		ep := ep
+		err := svc.AddEndpoint(strings.ReplaceAll(ep, ".", "_"), micro.HandlerFunc(func(req micro.Request) {
+			fb.mu.Lock()
+			fb.got[ep] = append(fb.got[ep], append([]byte(nil), req.Data()...))
+			reply := fb.replies[ep]
+			fb.mu.Unlock()
+			if reply == nil {
+				_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeInternal, "", "fake broker: no reply set for %s", ep))
+				return
+			}
+			reply(req)
+		}), micro.WithEndpointSubject(schemas.APISubject("plugbus", ep)))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The subscriptions must reach the server before another connection
+	// sends requests.
+	if err := b.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return fb
+}
+
+func (fb *fakeBroker) reply(endpoint string, resp any) {
+	fb.set(endpoint, func(req micro.Request) { _ = rpc.Respond(req, resp, nil) })
+}
+
+func (fb *fakeBroker) fail(endpoint string, e *schemas.Error) {
+	fb.set(endpoint, func(req micro.Request) { _ = rpc.RespondError(req, e) })
+}
+
+func (fb *fakeBroker) set(endpoint string, h func(micro.Request)) {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.replies[endpoint] = h
+}
+
+// requests returns the request bodies received on endpoint.
+func (fb *fakeBroker) requests(endpoint string) [][]byte {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return fb.got[endpoint]
+}
+
+// lastRequest decodes the one request received on endpoint into v.
+func (fb *fakeBroker) lastRequest(t *testing.T, endpoint string, v any) {
+	t.Helper()
+	reqs := fb.requests(endpoint)
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests on %s, want 1", len(reqs), endpoint)
+	}
+	dec := json.NewDecoder(bytes.NewReader(reqs[0]))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("request on %s: %v: %s", endpoint, err, reqs[0])
+	}
+}
+
+// newEvent builds a core CloudEvent with JSON data.
+func newEvent(t *testing.T, id, typ string, data any) *event.Event {
+	t.Helper()
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/plugbus/broker")
+	e.SetType(typ)
+	e.SetTime(time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
+	e.SetDataSchema(schemas.EventSchemaID(typ))
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+	return &e
+}
+
+// createStream creates a stream over subjects.
+func (b *bus) createStream(t *testing.T, name string, subjects ...string) jetstream.Stream {
+	t.Helper()
+	s, err := b.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: name, Subjects: subjects})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// publishEvent publishes e on its core event subject in binary mode.
+func (b *bus) publishEvent(t *testing.T, e *event.Event) {
+	t.Helper()
+	msg, err := cenats.Encode(context.Background(), schemas.EventSubject("plugbus", e.Type()), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while busctl writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func cenatsEncode(e *event.Event, subject string) (*nats.Msg, error) {
+	return cenats.Encode(context.Background(), subject, e)
+}

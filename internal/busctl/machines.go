@@ -1,0 +1,188 @@
+package busctl
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+func (a *app) machineCommand() *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:     "machine",
+		Aliases: []string{"machines"},
+		Short:   "Run actions on machines and manage their params",
+	})
+	cmd.AddCommand(a.machineActionCommand(), a.machineGetCommand(), a.machineListCommand(), a.machineSetParamCommand())
+	return cmd
+}
+
+func (a *app) machineActionCommand() *cobra.Command {
+	var (
+		params []string
+		plugin string
+	)
+	cmd := &cobra.Command{
+		Use:   "action MACHINE COMMAND [--param K=V]... [--plugin P]",
+		Short: "Run an action on a machine and print the plugin's result",
+		Long: `Run COMMAND on MACHINE through the plugin that offers it and print the
+plugin's result. With -o json the whole reply is printed (action_id, machine,
+command, plugin and the plugin's result as JSON).
+
+A --param value that is valid JSON is sent as JSON, anything else as a
+string. Required params missing from the call are taken from the machine's
+params (see busctl machine set-param).`,
+		Args: exactArgs("MACHINE", "COMMAND"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			machine, command := args[0], args[1]
+			pairs, err := parsePairs("param", params)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			a.hint = func(e *schemas.Error) string {
+				switch e.Code {
+				case schemas.CodeMissingParam:
+					p := paramName(e.Field)
+					if p == "" {
+						return ""
+					}
+					return fmt.Sprintf("pass it with --param %s=..., or store it on the machine: `busctl machine set-param %s %s VALUE`",
+						p, machine, p)
+				case schemas.CodeUnknownAction:
+					return fmt.Sprintf("no ACTIVE plugin offers %q on machines: `busctl plugins ls` shows the commands offered (ACTIONS column)", command)
+				case schemas.CodeNotFound:
+					return "`busctl machine ls` lists the machines; `busctl machine set-param` creates one"
+				}
+				return ""
+			}
+			res, err := c.MachineAction(cmd.Context(), schemas.MachineActionRequest{
+				Machine: machine, Command: command, Params: parseValues(pairs), Plugin: plugin,
+			})
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return printJSON(a.stdout, res)
+			}
+			return printResult(a.stdout, res.Result)
+		}),
+	}
+	cmd.Flags().StringArrayVar(&params, "param", nil, "action param KEY=VALUE (repeatable; JSON values are sent as JSON)")
+	cmd.Flags().StringVar(&plugin, "plugin", "", "plugin to run the action (when several offer the command)")
+	return cmd
+}
+
+// printResult prints a plugin's result: a JSON string as plain text,
+// anything else as indented JSON, nothing for an empty result.
+func printResult(w interface{ Write([]byte) (int, error) }, raw json.RawMessage) error {
+	if len(strings.TrimSpace(string(raw))) == 0 || string(raw) == "null" {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		_, err := fmt.Fprintln(w, s)
+		return err
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	return printJSON(w, v)
+}
+
+func (a *app) machineGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a machine and its params",
+		Args:  exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			a.hint = notFoundHint("machine", "busctl machine ls")
+			m, err := c.GetMachine(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printMachine(m)
+		}),
+	}
+}
+
+func (a *app) machineListCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List machines",
+		Args:    exactArgs(),
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			machines, err := c.ListMachines(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if machines == nil {
+				machines = []schemas.Machine{}
+			}
+			if a.jsonOutput() {
+				return printJSON(a.stdout, schemas.MachineListResponse{Machines: machines})
+			}
+			w := newTable(a.stdout)
+			row(w, "NAME", "PARAMS", "UPDATED")
+			for _, m := range machines {
+				row(w, m.Name, truncate(strings.Join(sortedKeys(m.Params), ","), 60), fmtTime(m.UpdatedAt))
+			}
+			return w.Flush()
+		}),
+	}
+}
+
+func (a *app) machineSetParamCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-param MACHINE PARAM VALUE",
+		Short: "Set one param on a machine (creating the machine if needed)",
+		Long: `Set PARAM on MACHINE, creating the machine if it does not exist yet.
+
+VALUE is sent as JSON when it is valid JSON (3, true, ["a","b"], {"k":1}),
+otherwise as a string; null deletes the param.`,
+		Args: exactArgs("MACHINE", "PARAM", "VALUE"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.SetMachineParam(cmd.Context(), args[0], args[1], parseValue(args[2]))
+			if err != nil {
+				return err
+			}
+			return a.printMachine(m)
+		}),
+	}
+}
+
+func (a *app) printMachine(m *schemas.Machine) error {
+	if a.jsonOutput() {
+		return printJSON(a.stdout, m)
+	}
+	w := newTable(a.stdout)
+	fmt.Fprintf(w, "NAME:\t%s\n", m.Name)
+	fmt.Fprintf(w, "UPDATED:\t%s\n", fmtTime(m.UpdatedAt))
+	fmt.Fprintln(w)
+	row(w, "PARAM", "VALUE")
+	for _, k := range sortedKeys(m.Params) {
+		row(w, k, fmtValue(m.Params[k]))
+	}
+	return w.Flush()
+}

@@ -1,0 +1,358 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// startServer runs an in-process nats-server on a random local port and
+// returns a connection to it.
+func startServer(t *testing.T) *nats.Conn {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// fakeBroker answers every broker API endpoint under prefix with whatever
+// reply is set for it and records the last request body per endpoint.
+type fakeBroker struct {
+	mu      sync.Mutex
+	replies map[string]func(req micro.Request)
+	got     map[string][]byte
+}
+
+var allEndpoints = []string{
+	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
+	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
+	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
+	schemas.APIAlertsFire, schemas.APIAlertsResolve,
+}
+
+func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
+	t.Helper()
+	fb := &fakeBroker{replies: map[string]func(micro.Request){}, got: map[string][]byte{}}
+	svc, err := micro.AddService(nc, micro.Config{Name: "fake-broker", Version: "0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	for _, ep := range allEndpoints {
+		ep := ep
+		name := strings.NewReplacer(".", "_").Replace(ep)
+		err := svc.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
+			fb.mu.Lock()
+			fb.got[ep] = append([]byte(nil), req.Data()...)
+			reply := fb.replies[ep]
+			fb.mu.Unlock()
+			if reply == nil {
+				_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeInternal, "", "no reply set for %s", ep))
+				return
+			}
+			reply(req)
+		}), micro.WithEndpointSubject(schemas.APISubject(prefix, ep)))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The subscriptions must reach the server before another connection
+	// sends requests.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return fb
+}
+
+func (fb *fakeBroker) reply(endpoint string, resp any) {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.replies[endpoint] = func(req micro.Request) { _ = rpc.Respond(req, resp, nil) }
+}
+
+func (fb *fakeBroker) fail(endpoint string, e *schemas.Error) {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	fb.replies[endpoint] = func(req micro.Request) { _ = rpc.RespondError(req, e) }
+}
+
+func (fb *fakeBroker) request(t *testing.T, endpoint string) map[string]any {
+	t.Helper()
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	body, ok := fb.got[endpoint]
+	if !ok {
+		t.Fatalf("no request received on %s", endpoint)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("request on %s is not a JSON object: %v: %s", endpoint, err, body)
+	}
+	return m
+}
+
+// jsonMap round-trips v through JSON so it compares with a decoded request.
+func jsonMap(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestEndpoints(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	c := client.New(nc)
+	ctx := context.Background()
+
+	when := time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
+	plugin := schemas.PluginRecord{Name: "incrementer", Version: "1.0.0", State: schemas.StateActive,
+		Manifest: schemas.Manifest{Name: "incrementer", Version: "1.0.0"}, Config: map[string]any{"step": 2.0},
+		RegisteredAt: when, UpdatedAt: when}
+	job := schemas.Job{Name: "web", Version: "1.2.0", Image: "nginx:1.27", Env: map[string]string{"A": "1"},
+		Status: schemas.JobDeployed, DeployedAt: when}
+	machine := schemas.Machine{Name: "m1", Params: map[string]any{"incrementer/touched": 3.0}, UpdatedAt: when}
+	alert := schemas.Alert{ID: "a1", Severity: "critical", Summary: "disk full", Status: schemas.AlertFiring, FiredAt: when}
+
+	tests := []struct {
+		name     string
+		endpoint string
+		reply    any
+		call     func() (any, error)
+		wantReq  any
+		wantResp any
+	}{
+		{"Register", schemas.APIPluginsRegister, schemas.RegisterResponse{Plugin: plugin, Changed: true},
+			func() (any, error) {
+				return c.Register(ctx, schemas.RegisterRequest{Manifest: plugin.Manifest, InstanceID: "i1"})
+			},
+			schemas.RegisterRequest{Manifest: plugin.Manifest, InstanceID: "i1"},
+			&schemas.RegisterResponse{Plugin: plugin, Changed: true}},
+		{"ListPlugins", schemas.APIPluginsList, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{plugin}},
+			func() (any, error) { return c.ListPlugins(ctx, schemas.StateActive) },
+			schemas.PluginListRequest{State: schemas.StateActive},
+			[]schemas.PluginRecord{plugin}},
+		{"GetPlugin", schemas.APIPluginsGet, plugin,
+			func() (any, error) { return c.GetPlugin(ctx, "incrementer") },
+			schemas.PluginGetRequest{Name: "incrementer"}, &plugin},
+		{"ConfigPlugin", schemas.APIPluginsConfig, plugin,
+			func() (any, error) { return c.ConfigPlugin(ctx, "incrementer", map[string]any{"step": 2}) },
+			schemas.PluginConfigRequest{Name: "incrementer", Set: map[string]any{"step": 2}}, &plugin},
+		{"DeployJob", schemas.APIJobsDeploy, schemas.JobResponse{Job: job, EventID: "e1"},
+			func() (any, error) {
+				return c.DeployJob(ctx, schemas.JobDeployRequest{Name: "web", Version: "1.2.0", Image: "nginx:1.27",
+					Env: map[string]string{"A": "1"}})
+			},
+			schemas.JobDeployRequest{Name: "web", Version: "1.2.0", Image: "nginx:1.27", Env: map[string]string{"A": "1"}},
+			&schemas.JobResponse{Job: job, EventID: "e1"}},
+		{"DeleteJob", schemas.APIJobsDelete, schemas.JobResponse{Job: job, EventID: "e2"},
+			func() (any, error) { return c.DeleteJob(ctx, "web", "1.2.0") },
+			schemas.JobRef{Name: "web", Version: "1.2.0"}, &schemas.JobResponse{Job: job, EventID: "e2"}},
+		{"ListJobs", schemas.APIJobsList, schemas.JobListResponse{Jobs: []schemas.Job{job}},
+			func() (any, error) { return c.ListJobs(ctx) },
+			schemas.JobListRequest{}, []schemas.Job{job}},
+		{"GetJob", schemas.APIJobsGet, job,
+			func() (any, error) { return c.GetJob(ctx, "web", "1.2.0") },
+			schemas.JobRef{Name: "web", Version: "1.2.0"}, &job},
+		{"MachineAction", schemas.APIMachinesAction,
+			schemas.MachineActionResponse{ActionID: "x", Machine: "m1", Command: "increment", Plugin: "incrementer",
+				Result: json.RawMessage(`{"value":4}`)},
+			func() (any, error) {
+				return c.MachineAction(ctx, schemas.MachineActionRequest{Machine: "m1", Command: "increment",
+					Params: map[string]any{"incrementer/step": 1}, Plugin: "incrementer"})
+			},
+			schemas.MachineActionRequest{Machine: "m1", Command: "increment",
+				Params: map[string]any{"incrementer/step": 1}, Plugin: "incrementer"},
+			&schemas.MachineActionResponse{ActionID: "x", Machine: "m1", Command: "increment", Plugin: "incrementer",
+				Result: json.RawMessage(`{"value":4}`)}},
+		{"GetMachine", schemas.APIMachinesGet, machine,
+			func() (any, error) { return c.GetMachine(ctx, "m1") },
+			schemas.MachineRef{Name: "m1"}, &machine},
+		{"ListMachines", schemas.APIMachinesList, schemas.MachineListResponse{Machines: []schemas.Machine{machine}},
+			func() (any, error) { return c.ListMachines(ctx) },
+			schemas.MachineListRequest{}, []schemas.Machine{machine}},
+		{"SetMachineParam", schemas.APIMachinesSetParam, machine,
+			func() (any, error) { return c.SetMachineParam(ctx, "m1", "incrementer/touched", 3) },
+			schemas.MachineSetParamRequest{Machine: "m1", Param: "incrementer/touched", Value: 3}, &machine},
+		{"FireAlert", schemas.APIAlertsFire, schemas.AlertResponse{Alert: alert, EventID: "e3"},
+			func() (any, error) {
+				return c.FireAlert(ctx, schemas.AlertFireRequest{Severity: "critical", Summary: "disk full",
+					Labels: map[string]string{"host": "h1"}})
+			},
+			schemas.AlertFireRequest{Severity: "critical", Summary: "disk full", Labels: map[string]string{"host": "h1"}},
+			&schemas.AlertResponse{Alert: alert, EventID: "e3"}},
+		{"ResolveAlert", schemas.APIAlertsResolve, schemas.AlertResponse{Alert: alert, EventID: "e4"},
+			func() (any, error) { return c.ResolveAlert(ctx, "a1") },
+			schemas.AlertRef{ID: "a1"}, &schemas.AlertResponse{Alert: alert, EventID: "e4"}},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen[tt.endpoint] = true
+			fb.reply(tt.endpoint, tt.reply)
+			got, err := tt.call()
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			if req := fb.request(t, tt.endpoint); !reflect.DeepEqual(req, jsonMap(t, tt.wantReq)) {
+				t.Errorf("request on %s = %v, want %v", tt.endpoint, req, jsonMap(t, tt.wantReq))
+			}
+			if !reflect.DeepEqual(got, tt.wantResp) {
+				t.Errorf("reply = %#v, want %#v", got, tt.wantResp)
+			}
+		})
+	}
+	for _, ep := range allEndpoints {
+		if !seen[ep] {
+			t.Errorf("endpoint %s has no test case", ep)
+		}
+	}
+}
+
+func TestErrorReply(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	c := client.New(nc)
+	fb.fail(schemas.APIMachinesAction, &schemas.Error{Code: schemas.CodeMissingParam,
+		Message: "required param incrementer/touched is missing", Field: "params.incrementer/touched",
+		Plugin: "incrementer"})
+	fb.fail(schemas.APIJobsGet, schemas.Errorf(schemas.CodeNotFound, "name", "job web 9.9.9 not found"))
+
+	_, err := c.GetJob(context.Background(), "web", "9.9.9")
+	if !errors.Is(err, schemas.ErrNotFound) {
+		t.Fatalf("GetJob error = %v, want errors.Is ErrNotFound", err)
+	}
+	if errors.Is(err, schemas.ErrConflict) {
+		t.Errorf("not_found error matches ErrConflict too")
+	}
+
+	_, err = c.MachineAction(context.Background(), schemas.MachineActionRequest{Machine: "m1", Command: "increment"})
+	var e *schemas.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("MachineAction error %T %v is not a *schemas.Error", err, err)
+	}
+	want := schemas.Error{Code: schemas.CodeMissingParam, Message: "required param incrementer/touched is missing",
+		Field: "params.incrementer/touched", Plugin: "incrementer"}
+	if !reflect.DeepEqual(*e, want) {
+		t.Errorf("error = %#v, want %#v", *e, want)
+	}
+}
+
+func TestNoResponders(t *testing.T) {
+	nc := startServer(t)
+	newFakeBroker(t, nc, "plugbus") // answers under another prefix only
+	c := client.New(nc, client.WithPrefix("elsewhere"))
+	_, err := c.ListJobs(context.Background())
+	if !errors.Is(err, schemas.ErrNoResponders) {
+		t.Fatalf("error = %v, want ErrNoResponders", err)
+	}
+	if !strings.Contains(err.Error(), "elsewhere.api.jobs.list") {
+		t.Errorf("error %q does not name the subject", err)
+	}
+}
+
+func TestPrefixRoutesCalls(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "team-a")
+	fb.reply(schemas.APIJobsList, schemas.JobListResponse{Jobs: []schemas.Job{{Name: "x"}}})
+	jobs, err := client.New(nc, client.WithPrefix("team-a")).ListJobs(context.Background())
+	if err != nil || len(jobs) != 1 || jobs[0].Name != "x" {
+		t.Fatalf("ListJobs = %v, %v", jobs, err)
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	fb.mu.Lock()
+	fb.replies[schemas.APIJobsList] = func(req micro.Request) { <-release } // never answers in time
+	fb.mu.Unlock()
+
+	t.Run("default timeout when ctx has no deadline", func(t *testing.T) {
+		c := client.New(nc, client.WithTimeout(100*time.Millisecond))
+		start := time.Now()
+		_, err := c.ListJobs(context.Background())
+		if !errors.Is(err, schemas.ErrTimeout) {
+			t.Fatalf("error = %v, want ErrTimeout", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("call took %s, the 100ms timeout was not applied", d)
+		}
+	})
+	t.Run("ctx deadline wins over the default", func(t *testing.T) {
+		c := client.New(nc, client.WithTimeout(time.Hour))
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_, err := c.ListJobs(ctx)
+		if !errors.Is(err, schemas.ErrTimeout) {
+			t.Fatalf("error = %v, want ErrTimeout", err)
+		}
+	})
+}
+
+func TestInvalidOptions(t *testing.T) {
+	nc := startServer(t)
+	for name, opt := range map[string]client.Option{
+		"empty prefix":     client.WithPrefix(""),
+		"wildcard prefix":  client.WithPrefix("plug.*"),
+		"empty token":      client.WithPrefix("plug..bus"),
+		"negative timeout": client.WithTimeout(-time.Second),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := client.New(nc, opt).ListJobs(context.Background())
+			if !errors.Is(err, client.ErrInvalidOption) {
+				t.Fatalf("error = %v, want ErrInvalidOption", err)
+			}
+		})
+	}
+}
+
+func TestCallGeneric(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	fb.reply(schemas.APIMachinesGet, schemas.Machine{Name: "m1"})
+	var raw json.RawMessage
+	if err := client.New(nc).Call(context.Background(), schemas.APIMachinesGet, schemas.MachineRef{Name: "m1"}, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"name":"m1"`) {
+		t.Errorf("raw reply = %s", raw)
+	}
+	// A nil resp discards the reply.
+	if err := client.New(nc).Call(context.Background(), schemas.APIMachinesGet, schemas.MachineRef{Name: "m1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+}

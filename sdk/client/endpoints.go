@@ -1,0 +1,158 @@
+package client
+
+import (
+	"context"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+// Register registers (or re-registers) a plugin with the broker
+// (schemas.APIPluginsRegister). The broker validates the manifest and runs
+// the plugin's lifecycle; the reply's Changed is false when the same
+// manifest was already registered.
+func (c *Client) Register(ctx context.Context, req schemas.RegisterRequest) (*schemas.RegisterResponse, error) {
+	var resp schemas.RegisterResponse
+	if err := c.Call(ctx, schemas.APIPluginsRegister, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// ListPlugins returns the registered plugins sorted by name
+// (schemas.APIPluginsList). An empty state lists every plugin; otherwise
+// only plugins in that state are returned.
+func (c *Client) ListPlugins(ctx context.Context, state schemas.PluginState) ([]schemas.PluginRecord, error) {
+	var resp schemas.PluginListResponse
+	if err := c.Call(ctx, schemas.APIPluginsList, schemas.PluginListRequest{State: state}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Plugins, nil
+}
+
+// GetPlugin returns one plugin's record (schemas.APIPluginsGet); a plugin
+// that is not registered yields schemas.ErrNotFound.
+func (c *Client) GetPlugin(ctx context.Context, name string) (*schemas.PluginRecord, error) {
+	var resp schemas.PluginRecord
+	if err := c.Call(ctx, schemas.APIPluginsGet, schemas.PluginGetRequest{Name: name}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// ConfigPlugin reads (set empty) or changes a plugin's configuration
+// (schemas.APIPluginsConfig) and returns the plugin's record with the
+// resulting config. The keys of set are merged over the current config; the
+// broker validates the result against the plugin's required params and
+// config schema (schemas.ErrMissingParam, schemas.ErrInvalidField) before it
+// stores it and pushes it to the plugin's instances.
+func (c *Client) ConfigPlugin(ctx context.Context, name string, set map[string]any) (*schemas.PluginRecord, error) {
+	var resp schemas.PluginRecord
+	if err := c.Call(ctx, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: name, Set: set}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// DeployJob deploys a job (schemas.APIJobsDeploy). The reply carries the job
+// as stored and the id of the io.plugbus.job.v1.deployed event published;
+// a pre-deploy hook may refuse it with schemas.ErrRejected.
+func (c *Client) DeployJob(ctx context.Context, req schemas.JobDeployRequest) (*schemas.JobResponse, error) {
+	var resp schemas.JobResponse
+	if err := c.Call(ctx, schemas.APIJobsDeploy, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// DeleteJob deletes one version of a job (schemas.APIJobsDelete) and returns
+// it with the id of the io.plugbus.job.v1.deleted event published.
+func (c *Client) DeleteJob(ctx context.Context, name, version string) (*schemas.JobResponse, error) {
+	var resp schemas.JobResponse
+	if err := c.Call(ctx, schemas.APIJobsDelete, schemas.JobRef{Name: name, Version: version}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// ListJobs returns every job sorted by name then version
+// (schemas.APIJobsList).
+func (c *Client) ListJobs(ctx context.Context) ([]schemas.Job, error) {
+	var resp schemas.JobListResponse
+	if err := c.Call(ctx, schemas.APIJobsList, schemas.JobListRequest{}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Jobs, nil
+}
+
+// GetJob returns one job version (schemas.APIJobsGet); an unknown one
+// yields schemas.ErrNotFound.
+func (c *Client) GetJob(ctx context.Context, name, version string) (*schemas.Job, error) {
+	var resp schemas.Job
+	if err := c.Call(ctx, schemas.APIJobsGet, schemas.JobRef{Name: name, Version: version}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// MachineAction runs an action on a machine (schemas.APIMachinesAction) and
+// returns the plugin's result. Set req.Plugin when several plugins offer the
+// command (otherwise schemas.ErrAmbiguousAction); a required param that is
+// neither in req.Params nor on the machine yields schemas.ErrMissingParam
+// with Field naming it.
+func (c *Client) MachineAction(ctx context.Context, req schemas.MachineActionRequest) (*schemas.MachineActionResponse, error) {
+	var resp schemas.MachineActionResponse
+	if err := c.Call(ctx, schemas.APIMachinesAction, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// GetMachine returns one machine with its params (schemas.APIMachinesGet).
+func (c *Client) GetMachine(ctx context.Context, name string) (*schemas.Machine, error) {
+	var resp schemas.Machine
+	if err := c.Call(ctx, schemas.APIMachinesGet, schemas.MachineRef{Name: name}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// ListMachines returns every machine sorted by name
+// (schemas.APIMachinesList).
+func (c *Client) ListMachines(ctx context.Context) ([]schemas.Machine, error) {
+	var resp schemas.MachineListResponse
+	if err := c.Call(ctx, schemas.APIMachinesList, schemas.MachineListRequest{}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Machines, nil
+}
+
+// SetMachineParam sets one param on a machine, creating the machine if
+// needed (schemas.APIMachinesSetParam), and returns the machine. A nil
+// value deletes the param.
+func (c *Client) SetMachineParam(ctx context.Context, machine, param string, value any) (*schemas.Machine, error) {
+	var resp schemas.Machine
+	req := schemas.MachineSetParamRequest{Machine: machine, Param: param, Value: value}
+	if err := c.Call(ctx, schemas.APIMachinesSetParam, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// FireAlert fires an alert (schemas.APIAlertsFire). An empty req.ID gets a
+// generated id; firing an id that is already firing updates the alert.
+func (c *Client) FireAlert(ctx context.Context, req schemas.AlertFireRequest) (*schemas.AlertResponse, error) {
+	var resp schemas.AlertResponse
+	if err := c.Call(ctx, schemas.APIAlertsFire, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// ResolveAlert resolves a firing alert (schemas.APIAlertsResolve).
+func (c *Client) ResolveAlert(ctx context.Context, id string) (*schemas.AlertResponse, error) {
+	var resp schemas.AlertResponse
+	if err := c.Call(ctx, schemas.APIAlertsResolve, schemas.AlertRef{ID: id}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
