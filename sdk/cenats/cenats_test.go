@@ -1,0 +1,124 @@
+package cenats_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+
+	"github.com/plugbus/plugbus/sdk/cenats"
+)
+
+func sample(t testing.TB) *event.Event {
+	t.Helper()
+	e := event.New()
+	e.SetID("id-1")
+	e.SetSource("/plugbus/broker")
+	e.SetType("io.plugbus.job.v1.deployed")
+	e.SetDataSchema("https://plugbus.io/schemas/events/job/v1/deployed.json")
+	e.SetExtension("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	if err := e.SetData(event.ApplicationJSON, map[string]string{"name": "demo"}); err != nil {
+		t.Fatal(err)
+	}
+	return &e
+}
+
+func TestEncodeBinaryMode(t *testing.T) {
+	msg, err := cenats.Encode(context.Background(), "plugbus.evt.job.v1.deployed", sample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ce-specversion":     "1.0",
+		"ce-id":              "id-1",
+		"ce-source":          "/plugbus/broker",
+		"ce-type":            "io.plugbus.job.v1.deployed",
+		"ce-datacontenttype": "application/json",
+		"ce-dataschema":      "https://plugbus.io/schemas/events/job/v1/deployed.json",
+		"ce-traceparent":     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"Content-Type":       "application/json",
+	}
+	for k, v := range want {
+		if got := msg.Header.Get(k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	if string(msg.Data) != `{"name":"demo"}` {
+		t.Errorf("body %s", msg.Data)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	ctx := context.Background()
+	bin, err := cenats.Encode(ctx, "s", sample(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	structured, _ := sample(t).MarshalJSON()
+	cases := []struct {
+		name    string
+		msg     *nats.Msg
+		wantErr bool
+	}{
+		{"binary", bin, false},
+		{"structured", &nats.Msg{Subject: "s", Data: structured}, false},
+		{"garbage", &nats.Msg{Subject: "s", Data: []byte("garbage")}, true},
+		{"empty", &nats.Msg{Subject: "s"}, true},
+		{"json but not a cloudevent", &nats.Msg{Subject: "s", Data: []byte(`{"hello":"world"}`)}, true},
+		{"binary missing id", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"1.0"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true},
+		{"unknown spec version", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"9.9"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := cenats.Decode(ctx, c.msg)
+			if c.wantErr {
+				if !errors.Is(err, cenats.ErrNotCloudEvent) {
+					t.Fatalf("want ErrNotCloudEvent, got %v (%v)", err, e)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.ID() != "id-1" || e.Type() != "io.plugbus.job.v1.deployed" || string(e.Data()) != `{"name":"demo"}` {
+				t.Fatalf("decoded %s", e)
+			}
+			if e.Extensions()["traceparent"] == nil {
+				t.Fatalf("extension lost: %v", e.Extensions())
+			}
+		})
+	}
+}
+
+func TestEncodeRejectsInvalidEvent(t *testing.T) {
+	e := event.New()
+	if _, err := cenats.Encode(context.Background(), "s", &e); err == nil {
+		t.Fatal("an event without id, source and type must not encode")
+	}
+}
+
+// FuzzDecode feeds arbitrary headers and bodies to Decode: it must never
+// panic, and whatever it accepts must be a valid CloudEvent.
+func FuzzDecode(f *testing.F) {
+	structured, _ := sample(f).MarshalJSON()
+	f.Add("1.0", "id", "/src", "type", []byte(`{"a":1}`))
+	f.Add("", "", "", "", structured)
+	f.Add("0.3", "x", "", "t", []byte("garbage"))
+	f.Fuzz(func(t *testing.T, spec, id, source, typ string, body []byte) {
+		h := nats.Header{}
+		if spec != "" {
+			h.Set("ce-specversion", spec)
+			h.Set("ce-id", id)
+			h.Set("ce-source", source)
+			h.Set("ce-type", typ)
+		}
+		e, err := cenats.Decode(context.Background(), &nats.Msg{Subject: "s", Header: h, Data: body})
+		if err == nil {
+			if verr := e.Validate(); verr != nil {
+				t.Fatalf("accepted an invalid event: %v", verr)
+			}
+		}
+	})
+}
