@@ -119,6 +119,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
 
+	// Ready means the API answers: make sure the server has our
+	// subscriptions before saying so.
+	if err := b.nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("flush API subscriptions: %w", err)
+	}
 	close(b.ready)
 	b.log.Info().Str("nats_url", b.natsURL).Str("http", b.HTTPAddr()).Str("prefix", b.cfg.Prefix).
 		Bool("embedded", b.srv != nil).Msg("broker ready")

@@ -68,7 +68,9 @@ func (r *registry) load(ctx context.Context) error {
 func (r *registry) watch(ctx context.Context) {
 	w, err := r.b.st.plugins.WatchAll(ctx)
 	if err != nil {
-		r.b.log.Error().Err(err).Msg("watch plugin registry")
+		if ctx.Err() == nil {
+			r.b.log.Error().Err(err).Msg("watch plugin registry")
+		}
 		return
 	}
 	defer func() { _ = w.Stop() }()
@@ -131,8 +133,8 @@ func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, 
 	return rec, e.Revision(), nil
 }
 
-// save writes rec to the bucket and the cache.
-func (r *registry) save(ctx context.Context, rec schemas.PluginRecord) error {
+// save stamps rec's update time and writes it to the bucket and the cache.
+func (r *registry) save(ctx context.Context, rec *schemas.PluginRecord) error {
 	rec.UpdatedAt = time.Now().UTC()
 	body, err := json.Marshal(rec)
 	if err != nil {
@@ -141,7 +143,7 @@ func (r *registry) save(ctx context.Context, rec schemas.PluginRecord) error {
 	if _, err := r.b.st.plugins.Put(ctx, rec.Name, body); err != nil {
 		return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
 	}
-	r.put(rec)
+	r.put(*rec)
 	return nil
 }
 
@@ -188,7 +190,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		from := rec.State
 		rec.State = schemas.StateRegistered
 		rec.LastError = nil
-		if err := r.save(ctx, rec); err != nil {
+		if err := r.save(ctx, &rec); err != nil {
 			return nil, err
 		}
 		prevVersion := ""
@@ -404,7 +406,7 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 	} else if to == schemas.StateActive {
 		rec.LastError = nil
 	}
-	if serr := r.save(ctx, rec); serr != nil {
+	if serr := r.save(ctx, &rec); serr != nil {
 		r.b.log.Error().Err(serr).Str(FieldPlugin, rec.Name).Msg("store plugin state")
 	}
 	if from != to {

@@ -1,0 +1,92 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// ConnectConfig says how to reach NATS.
+type ConnectConfig struct {
+	// URL is the server URL (or a comma-separated list); empty means
+	// $NATS_URL, then nats://127.0.0.1:4222.
+	URL string
+	// Creds is a NATS credentials file (the plugin's own user).
+	Creds string
+	// Name is the connection name shown by the server (use the plugin's
+	// service name).
+	Name string
+	// Logger, when set, receives connection events (retries, disconnects,
+	// reconnects).
+	Logger *zerolog.Logger
+	// Options are extra nats.Options, applied last.
+	Options []nats.Option
+}
+
+// URLOrDefault returns the URL Connect will use.
+func (c ConnectConfig) URLOrDefault() string {
+	if c.URL != "" {
+		return c.URL
+	}
+	if u := os.Getenv("NATS_URL"); u != "" {
+		return u
+	}
+	return nats.DefaultURL
+}
+
+// Connect connects to NATS, retrying with backoff until the server answers
+// or ctx ends, and returns a connection that reconnects forever. Errors that
+// retrying cannot fix (a bad URL, unreadable credentials, refused
+// authorization) are returned at once.
+func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
+	url := c.URLOrDefault()
+	log := zerolog.Nop()
+	if c.Logger != nil {
+		log = *c.Logger
+	}
+	opts := []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed on purpose
+				log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+		}),
+	}
+	if c.Name != "" {
+		opts = append(opts, nats.Name(c.Name))
+	}
+	if c.Creds != "" {
+		if _, err := os.Stat(c.Creds); err != nil {
+			return nil, fmt.Errorf("nats credentials %s: %w", c.Creds, err)
+		}
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	opts = append(opts, c.Options...)
+	nc, err := backoff.Retry(ctx, func() (*nats.Conn, error) {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, err
+		}
+		return nil, backoff.Permanent(err)
+	}, append(retryForever(250*time.Millisecond, 5*time.Second),
+		backoff.WithNotify(func(err error, next time.Duration) {
+			log.Warn().Err(err).Str("url", url).Dur(FieldDelay, next).Msg("cannot reach NATS yet; retrying")
+		}))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,207 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/cenats"
+)
+
+// pullBatch is how many events an instance buffers. Handlers run one at a
+// time per instance, so a small batch keeps buffered events from waiting out
+// their ack wait; run more instances to handle more at once.
+const pullBatch = 8
+
+// maxReasonLen bounds the reason sent with a terminated event.
+const maxReasonLen = 1024
+
+// delivery settings read from the consumer.
+type deliverySettings struct {
+	ackWait    time.Duration
+	maxDeliver int
+	backoff    []time.Duration
+}
+
+func (p *Plugin) settingsFor(info *jetstream.ConsumerInfo) deliverySettings {
+	s := deliverySettings{ackWait: DefaultAckWait, maxDeliver: -1}
+	if info != nil {
+		if info.Config.AckWait > 0 {
+			s.ackWait = info.Config.AckWait
+		}
+		if info.Config.MaxDeliver != 0 {
+			s.maxDeliver = info.Config.MaxDeliver
+		}
+		s.backoff = info.Config.BackOff
+	}
+	if ev := p.manifest.Events; ev != nil && len(ev.Backoff) > 0 {
+		s.backoff = make([]time.Duration, len(ev.Backoff))
+		for i, d := range ev.Backoff {
+			s.backoff[i] = d.D()
+		}
+	}
+	if len(s.backoff) == 0 {
+		s.backoff = []time.Duration{DefaultRetryDelay}
+	}
+	return s
+}
+
+// retryDelay is the redelivery delay after the numDelivered-th failure: the
+// backoff list indexed by attempt, the last entry repeating.
+func (s deliverySettings) retryDelay(numDelivered uint64) time.Duration {
+	i := int(min(numDelivered, uint64(len(s.backoff)))) - 1
+	return s.backoff[max(i, 0)]
+}
+
+// consume waits until the plugin is ACTIVE, then consumes the plugin's
+// durable consumer until ctx ends, re-attaching if the consumer goes away.
+// consuming is closed the first time consumption starts.
+func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming chan<- struct{}) {
+	select {
+	case <-p.active:
+	case <-ctx.Done():
+		return
+	}
+	stream, name := schemas.StreamEvents, consumerName(p.manifest.Name)
+	log := p.Logger().With().Str(FieldConsumer, name).Logger()
+	started := false
+	for ctx.Err() == nil {
+		cons, err := backoff.Retry(ctx, func() (jetstream.Consumer, error) {
+			c, err := js.Consumer(ctx, stream, name)
+			if err != nil {
+				log.Debug().Err(err).Msg("waiting for the durable consumer")
+			}
+			return c, err
+		}, retryForever(100*time.Millisecond, 2*time.Second)...)
+		if err != nil {
+			return
+		}
+		s := p.settingsFor(cons.CachedInfo())
+		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, s) },
+			jetstream.PullMaxMessages(pullBatch),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				log.Warn().Err(err).Msg("consume error")
+			}))
+		if err != nil {
+			log.Warn().Err(err).Msg("cannot consume; retrying")
+			if !sleepCtx(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		log.Info().Dur("ack_wait", s.ackWait).Int("max_deliver", s.maxDeliver).Msg("consuming events")
+		if !started {
+			started = true
+			close(consuming)
+		}
+		select {
+		case <-ctx.Done():
+			cc.Drain()
+			select {
+			case <-cc.Closed():
+			case <-time.After(s.ackWait + 5*time.Second):
+				log.Warn().Msg("event handlers did not finish draining in time")
+			}
+			return
+		case <-cc.Closed():
+			log.Warn().Msg("consumption stopped (consumer deleted?); attaching again")
+			if !sleepCtx(ctx, 500*time.Millisecond) {
+				return
+			}
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// handleMsg decodes one delivery, runs its handler and acknowledges,
+// redelivers or terminates it according to the outcome.
+func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
+	log := p.Logger().With().Str(FieldConsumer, consumerName(p.manifest.Name)).Logger()
+	d := Delivery{Subject: msg.Subject(), NumDelivered: 1, MaxDeliver: s.maxDeliver}
+	if md, err := msg.Metadata(); err == nil {
+		d.StreamSeq, d.NumDelivered, d.Published = md.Sequence.Stream, md.NumDelivered, md.Timestamp
+	}
+	log = log.With().Uint64(FieldStreamSeq, d.StreamSeq).Uint64(FieldDelivered, d.NumDelivered).Logger()
+	// The event may have waited in the pull buffer: give the handler a full
+	// ack wait.
+	_ = msg.InProgress()
+
+	ev, err := cenats.Decode(context.Background(), &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+	if err != nil {
+		p.stats.eventsMalformed.Add(1)
+		p.terminate(msg, log, "malformed cloudevent: "+err.Error())
+		return
+	}
+	log = log.With().Str(FieldEventID, ev.ID()).Str(FieldEventType, ev.Type()).Logger()
+	h := p.eventHandler(ev.Type())
+	if h == nil {
+		p.stats.eventsIgnored.Add(1)
+		log.Debug().Msg("no handler for event type; acknowledging it")
+		p.ack(msg, log)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.ackWait)
+	err = safely(func() error { return h(ctx, *ev) })
+	cancel()
+	if err == nil {
+		p.stats.eventsHandled.Add(1)
+		log.Debug().Msg("event handled")
+		p.ack(msg, log)
+		return
+	}
+	p.stats.eventsFailed.Add(1)
+	switch delay, retryAfter := RetryDelay(err); {
+	case IsPermanent(err):
+		p.terminate(msg, log, err.Error())
+	case d.LastAttempt():
+		p.terminate(msg, log, fmt.Sprintf("failed on the last of %d deliveries: %v", s.maxDeliver, err))
+	case retryAfter:
+		p.nak(msg, log, delay, err)
+	default:
+		p.nak(msg, log, s.retryDelay(d.NumDelivered), err)
+	}
+}
+
+func (p *Plugin) ack(msg jetstream.Msg, log zerolog.Logger) {
+	if err := msg.Ack(); err != nil {
+		log.Warn().Err(err).Msg("cannot acknowledge event")
+	}
+}
+
+func (p *Plugin) nak(msg jetstream.Msg, log zerolog.Logger, delay time.Duration, cause error) {
+	log.Warn().Err(cause).Dur(FieldDelay, delay).Msg("event handler failed; event will be redelivered")
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn().Err(err).Msg("cannot nak event")
+	}
+}
+
+func (p *Plugin) terminate(msg jetstream.Msg, log zerolog.Logger, reason string) {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	p.stats.eventsTerminated.Add(1)
+	log.Warn().Str(FieldReason, reason).Msg("terminating event; the broker dead-letters it")
+	if err := msg.TermWithReason(reason); err != nil {
+		log.Warn().Err(err).Msg("cannot terminate event")
+	}
+}
+
+// interface guard: handlers receive the CloudEvents SDK's event type.
+var _ EventHandler = func(context.Context, event.Event) error { return nil }

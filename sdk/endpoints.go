@@ -1,0 +1,199 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// addEndpoints adds the init, config, verify and action endpoints on their
+// explicit plugin subjects, in the service's default queue group.
+func (p *Plugin) addEndpoints(svc micro.Service) error {
+	for _, ep := range []struct {
+		verb string
+		h    micro.HandlerFunc
+	}{
+		{schemas.VerbInit, p.serveInit},
+		{schemas.VerbConfig, p.serveConfig},
+		{schemas.VerbVerify, p.serveVerify},
+		{schemas.VerbAction, p.serveAction},
+	} {
+		subject := schemas.PluginSubject(p.opts.prefix, p.manifest.Name, ep.verb)
+		if err := svc.AddEndpoint(ep.verb, ep.h, micro.WithEndpointSubject(subject)); err != nil {
+			return fmt.Errorf("add %s endpoint on %s: %w", ep.verb, subject, err)
+		}
+	}
+	return nil
+}
+
+func (p *Plugin) handlerContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(p.base, p.opts.handlerTimeout)
+}
+
+func (p *Plugin) serveInit(req micro.Request) {
+	var in schemas.InitRequest
+	if err := decodeRequest(req, &in); err != nil {
+		p.respond(req, schemas.VerbInit, nil, err)
+		return
+	}
+	p.mu.RLock()
+	h := p.onInit
+	p.mu.RUnlock()
+	var md map[string]any
+	var err error
+	if h != nil {
+		ctx, cancel := p.handlerContext()
+		err = safely(func() error {
+			var herr error
+			md, herr = h(ctx, in)
+			return herr
+		})
+		cancel()
+	}
+	p.respond(req, schemas.VerbInit, schemas.InitResponse{Metadata: md}, p.pluginError(err))
+}
+
+func (p *Plugin) serveConfig(req micro.Request) {
+	var in schemas.ConfigRequest
+	if err := decodeRequest(req, &in); err != nil {
+		p.respond(req, schemas.VerbConfig, nil, err)
+		return
+	}
+	ctx, cancel := p.handlerContext()
+	err := p.applyConfig(ctx, in.Config, false)
+	cancel()
+	p.respond(req, schemas.VerbConfig, schemas.ConfigResponse{}, p.pluginError(err))
+}
+
+// serveVerify answers {ready: false, message} when the verify handler
+// fails: not being ready is an answer, not a transport failure.
+func (p *Plugin) serveVerify(req micro.Request) {
+	var in schemas.VerifyRequest
+	if err := decodeRequest(req, &in); err != nil {
+		p.respond(req, schemas.VerbVerify, nil, err)
+		return
+	}
+	p.mu.RLock()
+	h := p.onVerify
+	p.mu.RUnlock()
+	resp := schemas.VerifyResponse{Ready: true}
+	if h != nil {
+		ctx, cancel := p.handlerContext()
+		err := safely(func() error { return h(ctx) })
+		cancel()
+		if err != nil {
+			resp = schemas.VerifyResponse{Ready: false, Message: err.Error()}
+			p.Logger().Warn().Err(err).Str(FieldVerb, schemas.VerbVerify).Msg("plugin is not ready")
+		}
+	}
+	p.respond(req, schemas.VerbVerify, resp, nil)
+}
+
+func (p *Plugin) serveAction(req micro.Request) {
+	var in schemas.ActionRequest
+	if err := decodeRequest(req, &in); err != nil {
+		p.stats.actionsFailed.Add(1)
+		p.respond(req, schemas.VerbAction, nil, err)
+		return
+	}
+	log := p.Logger().With().Str(FieldCommand, in.Command).Str(FieldActionID, in.ActionID).Str(FieldObject, in.Object).Logger()
+	h := p.actionHandler(in.Command)
+	if h == nil {
+		p.stats.actionsFailed.Add(1)
+		e := schemas.Errorf(schemas.CodeUnknownAction, "command", "plugin %s has no handler for command %q", p.manifest.Name, in.Command)
+		e.Plugin = p.manifest.Name
+		log.Warn().Msg("unknown action command")
+		p.respond(req, schemas.VerbAction, nil, e)
+		return
+	}
+	ctx, cancel := p.handlerContext()
+	var result any
+	err := safely(func() error {
+		var herr error
+		result, herr = h(ctx, &Action{ActionRequest: in})
+		return herr
+	})
+	cancel()
+	var resp schemas.ActionResponse
+	if err == nil {
+		resp.Result, err = encodeResult(result)
+	}
+	if err != nil {
+		p.stats.actionsFailed.Add(1)
+		log.Warn().Err(err).Msg("action failed")
+		p.respond(req, schemas.VerbAction, nil, p.pluginError(err))
+		return
+	}
+	p.stats.actionsHandled.Add(1)
+	log.Debug().Msg("action done")
+	p.respond(req, schemas.VerbAction, resp, nil)
+}
+
+func (p *Plugin) respond(req micro.Request, verb string, resp any, err error) {
+	if rerr := rpc.Respond(req, resp, err); rerr != nil {
+		p.Logger().Warn().Err(rerr).Str(FieldVerb, verb).Msg("cannot send reply")
+	}
+}
+
+// pluginError turns a handler's error into the error reply: a
+// *schemas.Error keeps its code, anything else becomes plugin_error with the
+// error's message. Either way the reply names the plugin.
+func (p *Plugin) pluginError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *schemas.Error
+	if errors.As(err, &se) {
+		c := *se
+		if c.Plugin == "" {
+			c.Plugin = p.manifest.Name
+		}
+		return &c
+	}
+	return &schemas.Error{Code: schemas.CodePluginError, Message: err.Error(), Plugin: p.manifest.Name}
+}
+
+func decodeRequest(req micro.Request, v any) error {
+	data := bytes.TrimSpace(req.Data())
+	if len(data) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return schemas.Errorf(schemas.CodeBadRequest, "", "request on %s is not a valid JSON object: %v", req.Subject(), err)
+	}
+	return nil
+}
+
+func encodeResult(v any) (json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if raw, ok := v.(json.RawMessage); ok {
+		if !json.Valid(raw) {
+			return nil, errors.New("action result is not valid JSON")
+		}
+		return raw, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode action result: %w", err)
+	}
+	return b, nil
+}
+
+// safely runs f and turns a panic into an error.
+func safely(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return f()
+}

@@ -1,0 +1,128 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// EventHandler handles one CloudEvent delivered from the plugin's durable
+// consumer. Its context ends when the delivery's ack wait runs out. What it
+// returns decides the event's fate: nil acknowledges it, [Permanent]
+// terminates it (dead letter), [RetryAfter] redelivers it after the given
+// delay, and any other error redelivers it after the manifest's next backoff
+// delay. A panic counts as an ordinary error.
+type EventHandler func(ctx context.Context, e event.Event) error
+
+// DecodeData decodes the event's data (JSON) into a T. A failure is marked
+// [Permanent], since redelivering the same bytes cannot fix it, so a handler
+// can return the error as it is.
+func DecodeData[T any](e event.Event) (T, error) {
+	var v T
+	if err := e.DataAs(&v); err != nil {
+		return v, Permanent(fmt.Errorf("decode data of event %s (%s): %w", e.ID(), e.Type(), err))
+	}
+	return v, nil
+}
+
+// Delivery describes the JetStream delivery of the event being handled.
+type Delivery struct {
+	// Subject the event was published on.
+	Subject string
+	// StreamSeq is the event's sequence number in the event stream.
+	StreamSeq uint64
+	// NumDelivered counts deliveries of this event, this one included (1 on
+	// the first attempt).
+	NumDelivered uint64
+	// MaxDeliver is the consumer's delivery limit (-1: unlimited).
+	MaxDeliver int
+	// Published is when the event was stored in the stream.
+	Published time.Time
+}
+
+// LastAttempt reports whether this delivery is the last one allowed.
+func (d Delivery) LastAttempt() bool {
+	return d.MaxDeliver > 0 && d.NumDelivered >= uint64(d.MaxDeliver)
+}
+
+type deliveryKey struct{}
+
+// DeliveryFromContext returns the delivery of the event an EventHandler is
+// handling; ok is false outside an event handler.
+func DeliveryFromContext(ctx context.Context) (d Delivery, ok bool) {
+	d, ok = ctx.Value(deliveryKey{}).(Delivery)
+	return d, ok
+}
+
+// eventRoutes maps event types to handlers. A pattern is an exact type, a
+// type prefix ending in ".*" that matches one more level
+// ("io.plugbus.alert.v1.*" matches "io.plugbus.alert.v1.fired" but not
+// "io.plugbus.alert.v1.x.y"), or "*" for every type. The most specific
+// pattern wins: exact, then the longest prefix, then "*".
+type eventRoutes struct {
+	exact    map[string]EventHandler
+	prefixes []prefixRoute // sorted longest first
+	any      EventHandler
+}
+
+type prefixRoute struct {
+	prefix string // with the trailing dot
+	h      EventHandler
+}
+
+func (r *eventRoutes) add(pattern string, h EventHandler) error {
+	switch {
+	case pattern == "":
+		return fmt.Errorf("event type must not be empty")
+	case h == nil:
+		return fmt.Errorf("event handler for %q must not be nil", pattern)
+	case pattern == "*":
+		if r.any != nil {
+			return fmt.Errorf("a handler for every event type (\"*\") is already registered")
+		}
+		r.any = h
+	case strings.HasSuffix(pattern, ".*"):
+		prefix := strings.TrimSuffix(pattern, "*")
+		if strings.Contains(prefix, "*") || prefix == "." {
+			return fmt.Errorf("event type pattern %q: only a trailing \".*\" is allowed", pattern)
+		}
+		for _, p := range r.prefixes {
+			if p.prefix == prefix {
+				return fmt.Errorf("a handler for %q is already registered", pattern)
+			}
+		}
+		r.prefixes = append(r.prefixes, prefixRoute{prefix: prefix, h: h})
+		sort.SliceStable(r.prefixes, func(i, j int) bool { return len(r.prefixes[i].prefix) > len(r.prefixes[j].prefix) })
+	case strings.Contains(pattern, "*"):
+		return fmt.Errorf("event type pattern %q: only a trailing \".*\" is allowed", pattern)
+	default:
+		if r.exact == nil {
+			r.exact = map[string]EventHandler{}
+		}
+		if _, dup := r.exact[pattern]; dup {
+			return fmt.Errorf("a handler for %q is already registered", pattern)
+		}
+		r.exact[pattern] = h
+	}
+	return nil
+}
+
+func (r *eventRoutes) lookup(eventType string) EventHandler {
+	if h, ok := r.exact[eventType]; ok {
+		return h
+	}
+	for _, p := range r.prefixes {
+		if rest, ok := strings.CutPrefix(eventType, p.prefix); ok && rest != "" && !strings.Contains(rest, ".") {
+			return p.h
+		}
+	}
+	return r.any
+}
+
+func (r *eventRoutes) empty() bool {
+	return len(r.exact) == 0 && len(r.prefixes) == 0 && r.any == nil
+}

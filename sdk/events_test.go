@@ -1,0 +1,219 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk"
+)
+
+type eventT = event.Event
+
+// attempts records the deliveries a handler saw, by event id.
+type attempts struct {
+	mu  sync.Mutex
+	n   map[string][]sdk.Delivery
+	ctx []bool // whether each call's context had a deadline
+}
+
+func (a *attempts) add(ctx context.Context, e event.Event) int {
+	d, _ := sdk.DeliveryFromContext(ctx)
+	_, hasDeadline := ctx.Deadline()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.n == nil {
+		a.n = map[string][]sdk.Delivery{}
+	}
+	a.n[e.ID()] = append(a.n[e.ID()], d)
+	a.ctx = append(a.ctx, hasDeadline)
+	return len(a.n[e.ID()])
+}
+
+func (a *attempts) count(id string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.n[id])
+}
+
+func TestEventOutcomes(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	alert := schemas.Alert{ID: "a1", Severity: schemas.SeverityCritical, Summary: "disk full", Status: schemas.AlertFiring}
+
+	tests := []struct {
+		name        string
+		maxDeliver  int
+		handler     func(n int) error // n = attempt number, from 1
+		publish     func(t *testing.T, b *fakeBroker)
+		attempts    int    // handler calls expected
+		handled     uint64 // Stats().EventsHandled
+		ignored     uint64
+		malformed   uint64
+		termination string // expected reason prefix; "" means not terminated
+	}{
+		{name: "ack", handler: func(int) error { return nil }, attempts: 1, handled: 1},
+		{name: "permanent", handler: func(int) error { return sdk.Permanent(errors.New("bad alert")) }, attempts: 1, termination: "bad alert"},
+		{name: "retry then succeed", handler: func(n int) error {
+			if n == 1 {
+				return errors.New("flaky")
+			}
+			return nil
+		}, attempts: 2, handled: 1},
+		{name: "retry after", handler: func(n int) error {
+			if n < 3 {
+				return sdk.RetryAfter(5*time.Millisecond, errors.New("rate limited"))
+			}
+			return nil
+		}, attempts: 3, handled: 1},
+		{name: "panic is retried", handler: func(n int) error {
+			if n == 1 {
+				panic("oops")
+			}
+			return nil
+		}, attempts: 2, handled: 1},
+		{name: "last delivery terminates", maxDeliver: 3, handler: func(int) error { return errors.New("always down") },
+			attempts: 3, termination: "failed on the last of 3 deliveries: always down"},
+		{name: "undecodable data is permanent", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
+			b.publish(t, "ev-undecodable-data", schemas.TypeAlertFired, "not an object")
+		}, attempts: 1, termination: "decode data of event"},
+		{name: "no handler", publish: func(t *testing.T, b *fakeBroker) {
+			b.publish(t, "ev-no-handler", schemas.TypeAlertResolved, alert)
+		}, attempts: 0, ignored: 1},
+		{name: "malformed", publish: func(t *testing.T, b *fakeBroker) {
+			b.publishRaw(t, schemas.EventSubject(testPrefix, schemas.TypeAlertFired), []byte("hello"))
+		}, attempts: 0, malformed: 1, termination: "malformed cloudevent: not a CloudEvent"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("ev%d", i)
+			m := schemas.Manifest{Name: name, Version: "1.0.0", Events: &schemas.EventSubscription{
+				Types:      []string{schemas.TypeAlertFired, schemas.TypeAlertResolved},
+				MaxDeliver: tt.maxDeliver,
+				Backoff:    []schemas.Duration{schemas.Duration(time.Millisecond), schemas.Duration(5 * time.Millisecond)},
+			}}
+			p := newPlugin(t, m)
+			var a attempts
+			if tt.handler != nil {
+				p.HandleEvent(schemas.TypeAlertFired, func(ctx context.Context, e event.Event) error {
+					n := a.add(ctx, e)
+					if strings.Contains(e.ID(), "undecodable") {
+						_, err := sdk.DecodeData[schemas.Alert](e)
+						return err
+					}
+					return tt.handler(n)
+				})
+			}
+			terms := b.watchTerminations(t, schemas.ConsumerName(name))
+			// Another plugin on the same stream keeps each test's consumer
+			// isolated by name only; clear the stream per test instead.
+			if err := b.purge(); err != nil {
+				t.Fatal(err)
+			}
+			runPlugin(t, s.ClientURL(), p)
+			id := "ev-" + name
+			if tt.publish != nil {
+				tt.publish(t, b)
+			} else {
+				b.publish(t, id, schemas.TypeAlertFired, alert)
+			}
+			waitFor(t, "the outcome", func() bool {
+				st := p.Stats()
+				done := st.EventsHandled+st.EventsIgnored+st.EventsTerminated > 0
+				return done && (tt.termination == "" || len(terms.list()) > 0)
+			})
+			st := p.Stats()
+			if st.EventsHandled != tt.handled || st.EventsIgnored != tt.ignored || st.EventsMalformed != tt.malformed {
+				t.Errorf("stats = %+v, want handled %d ignored %d malformed %d", st, tt.handled, tt.ignored, tt.malformed)
+			}
+			a.mu.Lock()
+			calls := 0
+			for _, ds := range a.n {
+				calls += len(ds)
+				for j, d := range ds {
+					if d.NumDelivered != uint64(j+1) {
+						t.Errorf("attempt %d saw NumDelivered %d", j+1, d.NumDelivered)
+					}
+				}
+			}
+			for _, ok := range a.ctx {
+				if !ok {
+					t.Error("handler context has no deadline")
+				}
+			}
+			a.mu.Unlock()
+			if calls != tt.attempts {
+				t.Errorf("handler calls = %d, want %d", calls, tt.attempts)
+			}
+			reasons := terms.list()
+			switch {
+			case tt.termination == "" && len(reasons) > 0:
+				t.Errorf("terminated with %q, want acknowledged", reasons)
+			case tt.termination != "" && (len(reasons) != 1 || !strings.HasPrefix(reasons[0], tt.termination)):
+				t.Errorf("termination reasons = %q, want one starting with %q", reasons, tt.termination)
+			}
+			if tt.termination != "" && st.EventsTerminated != 1 {
+				t.Errorf("EventsTerminated = %d, want 1", st.EventsTerminated)
+			}
+		})
+	}
+}
+
+// Events published while the plugin is in ERROR wait in its consumer and
+// are handled once it becomes ACTIVE.
+func TestEventsWaitForActive(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	p := newPlugin(t, schemas.Manifest{Name: "waiter", Version: "1.0.0", RequiredParams: []string{"url"},
+		Events: &schemas.EventSubscription{Types: []string{"io.plugbus.job.v1.*"}}})
+	var a attempts
+	p.HandleEvent("io.plugbus.job.v1.*", func(ctx context.Context, e event.Event) error {
+		if p.Config().String("url", "") == "" {
+			return sdk.Permanent(errors.New("handled without config"))
+		}
+		a.add(ctx, e)
+		return nil
+	})
+	runPlugin(t, s.ClientURL(), p)
+	if p.State() != schemas.StateError {
+		t.Fatalf("state = %s, want ERROR", p.State())
+	}
+	b.publish(t, "job-1", schemas.TypeJobDeployed, schemas.JobDeployedData{Name: "j", Version: "1", Image: "i"})
+	b.setConfig(t, "waiter", map[string]any{"url": "http://x"})
+	waitFor(t, "the event", func() bool { return a.count("job-1") == 1 && p.Stats().EventsHandled == 1 })
+	if st := p.Stats(); st.EventsTerminated != 0 || st.EventsHandled != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// Instances share the durable consumer: each event is handled once.
+func TestInstancesShareConsumer(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	m := schemas.Manifest{Name: "shared", Version: "1.0.0", Events: &schemas.EventSubscription{Types: []string{schemas.TypeJobDeployed}}}
+	var a attempts
+	var ps []*sdk.Plugin
+	for range 2 {
+		p := newPlugin(t, m)
+		p.HandleEvent(schemas.TypeJobDeployed, func(ctx context.Context, e event.Event) error { a.add(ctx, e); return nil })
+		runPlugin(t, s.ClientURL(), p)
+		ps = append(ps, p)
+	}
+	const n = 20
+	for i := range n {
+		b.publish(t, fmt.Sprintf("job-%d", i), schemas.TypeJobDeployed, schemas.JobDeployedData{Name: "j", Version: fmt.Sprint(i), Image: "i"})
+	}
+	waitFor(t, "every event", func() bool { return ps[0].Stats().EventsHandled+ps[1].Stats().EventsHandled == n })
+	for i := range n {
+		if c := a.count(fmt.Sprintf("job-%d", i)); c != 1 {
+			t.Errorf("job-%d handled %d times", i, c)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package sdk
+
+// RunMain exposes runMain to the external tests.
+var RunMain = runMain

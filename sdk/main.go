@@ -1,0 +1,233 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+// Exit codes of a plugin binary built with Main.
+const (
+	ExitOK    = 0 // define printed the manifest, or listen stopped on a signal
+	ExitError = 1 // listen failed: no connection, registration refused, setup failed
+	ExitUsage = 2 // unknown verb or flag, bad flag value
+)
+
+// Main is the whole main function of a plugin binary. It gives the binary
+// two verbs, as Digital Rebar's plugin providers have:
+//
+//	NAME define   print the manifest as indented JSON and exit
+//	NAME listen   connect to NATS and serve until SIGINT or SIGTERM
+//
+// listen takes --server/-s (default $NATS_URL, then nats://127.0.0.1:4222),
+// --creds, --prefix, --config KEY=VALUE (repeatable; the initial config,
+// VALUE parsed as JSON when it parses and taken as a string otherwise),
+// --log-format console|json (default console on a terminal, json otherwise)
+// and --log-level. setup registers the plugin's handlers; it runs for
+// listen only. Main exits with ExitOK, ExitError or ExitUsage.
+func Main(m schemas.Manifest, setup func(p *Plugin) error) {
+	os.Exit(runMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr, m, setup))
+}
+
+// usageError marks command-line mistakes (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, m schemas.Manifest, setup func(p *Plugin) error) int {
+	root := newRootCommand(m, setup, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	name := m.Name
+	if name == "" {
+		name = "plugin"
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "run '%s --help' for usage\n", name)
+		return ExitUsage
+	}
+	return ExitError
+}
+
+func newRootCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           m.Name + " define|listen",
+		Short:         m.Description,
+		Version:       m.Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Setting Args makes cobra report unknown verbs here instead of as
+		// an untyped error.
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown verb %q: use define or listen", args[0])}
+			}
+			return nil
+		},
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{errors.New("missing verb: use define or listen")}
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(newDefineCommand(m), newListenCommand(m, setup, stderr))
+	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.Name(), args)}
+	}
+	return nil
+}
+
+func newDefineCommand(m schemas.Manifest) *cobra.Command {
+	return &cobra.Command{
+		Use:   "define",
+		Short: "Print the plugin's manifest as JSON",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := New(m)
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(p.Manifest(), "", "  ")
+			if err != nil {
+				return fmt.Errorf("encode manifest: %w", err)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+			return err
+		},
+	}
+}
+
+type listenFlags struct {
+	server, creds, prefix string
+	config                []string
+	logFormat, logLevel   string
+}
+
+func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io.Writer) *cobra.Command {
+	var f listenFlags
+	cmd := &cobra.Command{
+		Use:   "listen",
+		Short: "Connect to the bus and serve until SIGINT or SIGTERM",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return listen(cmd.Context(), f, m, setup, stderr)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.server, "server", "s", os.Getenv("NATS_URL"), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
+	fl.StringVar(&f.creds, "creds", "", "NATS credentials file")
+	fl.StringVar(&f.prefix, "prefix", DefaultPrefix, "subject prefix of the bus")
+	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
+	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	return cmd
+}
+
+func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p *Plugin) error, stderr io.Writer) error {
+	logger, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := parseConfigFlags(f.config)
+	if err != nil {
+		return usageError{err}
+	}
+	opts := []Option{WithLogger(logger), WithConfig(cfg)}
+	if f.prefix != "" {
+		opts = append(opts, WithPrefix(f.prefix))
+	}
+	p, err := New(m, opts...)
+	if err != nil {
+		if errors.Is(err, ErrInvalidOption) {
+			return usageError{err}
+		}
+		return err
+	}
+	if setup != nil {
+		if err := setup(p); err != nil {
+			return fmt.Errorf("set up plugin: %w", err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: ServiceName(m.Name), Logger: p.Logger()})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	return p.Run(ctx, nc)
+}
+
+// parseConfigFlags turns KEY=VALUE pairs into a config map. VALUE is
+// decoded as JSON when it is valid JSON (8080, true, ["a","b"], {"k":1},
+// "quoted") and kept as a string otherwise (https://example.com).
+func parseConfigFlags(pairs []string) (map[string]any, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	cfg := make(map[string]any, len(pairs))
+	for _, kv := range pairs {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--config %q: want KEY=VALUE", kv)
+		}
+		var parsed any
+		if err := json.Unmarshal([]byte(v), &parsed); err == nil {
+			cfg[k] = parsed
+		} else {
+			cfg[k] = v
+		}
+	}
+	return cfg, nil
+}
+
+// newLogger builds the zerolog logger for listen: console output on a
+// terminal, JSON otherwise, unless format says which.
+func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)
+	}
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+			format = "console"
+		}
+	}
+	switch format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want console or json", format)
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,102 @@
+package sdk
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults applied by New.
+const (
+	// DefaultRegisterTimeout bounds one register request. The broker runs
+	// init, config and verify before it replies, so it is generous.
+	DefaultRegisterTimeout = 30 * time.Second
+	// DefaultHandlerTimeout bounds one init, config, verify or action
+	// handler call.
+	DefaultHandlerTimeout = 30 * time.Second
+	// DefaultAckWait is the event handler deadline when the consumer does not
+	// say otherwise.
+	DefaultAckWait = 30 * time.Second
+	// DefaultRetryDelay is the redelivery delay after a failed event when the
+	// manifest lists no backoff.
+	DefaultRetryDelay = time.Second
+)
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+type options struct {
+	prefix          string
+	logger          zerolog.Logger
+	config          map[string]any
+	registerTimeout time.Duration
+	handlerTimeout  time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		prefix:          DefaultPrefix,
+		logger:          zerolog.Nop(),
+		registerTimeout: DefaultRegisterTimeout,
+		handlerTimeout:  DefaultHandlerTimeout,
+	}
+}
+
+// Option configures a Plugin in New. An option that rejects its value makes
+// New fail with an error wrapping ErrInvalidOption.
+type Option func(*options) error
+
+// WithPrefix sets the subject prefix of the bus (default "plugbus"). It must
+// be one subject token: letters, digits, '-' or '_'.
+func WithPrefix(prefix string) Option {
+	return func(o *options) error {
+		if !prefixRE.MatchString(prefix) {
+			return fmt.Errorf("%w: prefix %q must be one subject token of letters, digits, '-' or '_'", ErrInvalidOption, prefix)
+		}
+		o.prefix = prefix
+		return nil
+	}
+}
+
+// WithLogger sets the logger (default: no logs). The SDK adds the fields
+// plugin and instance to it.
+func WithLogger(l zerolog.Logger) Option {
+	return func(o *options) error {
+		o.logger = l
+		return nil
+	}
+}
+
+// WithConfig sets the initial configuration sent with the registration. The
+// broker uses it only when it holds no configuration for the plugin yet.
+func WithConfig(cfg map[string]any) Option {
+	return func(o *options) error {
+		o.config = maps.Clone(cfg)
+		return nil
+	}
+}
+
+// WithRegisterTimeout bounds one register request (default 30s).
+func WithRegisterTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: register timeout %s must be positive", ErrInvalidOption, d)
+		}
+		o.registerTimeout = d
+		return nil
+	}
+}
+
+// WithHandlerTimeout bounds each init, config, verify and action handler
+// call: the handler's context ends after d (default 30s).
+func WithHandlerTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: handler timeout %s must be positive", ErrInvalidOption, d)
+		}
+		o.handlerTimeout = d
+		return nil
+	}
+}

@@ -1,0 +1,293 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+// Plugin is one running instance of a plugbus plugin. Create it with New,
+// register handlers, then call Run (or use Main). Handlers may be
+// registered before Run; the accessors are safe for concurrent use.
+type Plugin struct {
+	manifest schemas.Manifest
+	opts     options
+
+	mu         sync.RWMutex
+	log        zerolog.Logger
+	onInit     func(ctx context.Context, req schemas.InitRequest) (map[string]any, error)
+	onConfig   func(ctx context.Context, cfg Config) error
+	onVerify   func(ctx context.Context) error
+	actions    map[string]ActionHandler
+	events     eventRoutes
+	cfg        Config
+	state      schemas.PluginState
+	stateAt    time.Time
+	nc         *nats.Conn
+	instanceID string
+
+	// applyMu serialises config application; applied is the canonical JSON
+	// of the config last applied (nil: none yet).
+	applyMu sync.Mutex
+	applied []byte
+
+	running    atomic.Bool
+	base       context.Context // handler contexts derive from it; never cancelled by shutdown
+	ready      chan struct{}
+	readyOnce  sync.Once
+	active     chan struct{}
+	activeOnce sync.Once
+	reregister chan struct{}
+
+	stats counters
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+)
+
+// New checks the manifest and the options and returns a Plugin ready for
+// handlers. It has no side effects: nothing connects until Run. The checks
+// are the basic ones a plugin cannot run without (name, semver version,
+// non-empty event types and action commands); the broker validates the
+// whole manifest against its schema at registration.
+func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
+	if err := checkManifest(m); err != nil {
+		return nil, err
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			continue
+		}
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	p := &Plugin{
+		manifest:   m,
+		opts:       o,
+		log:        o.logger.With().Str(FieldPlugin, m.Name).Logger(),
+		actions:    map[string]ActionHandler{},
+		cfg:        Config{},
+		base:       context.Background(),
+		ready:      make(chan struct{}),
+		active:     make(chan struct{}),
+		reregister: make(chan struct{}, 1),
+	}
+	return p, nil
+}
+
+func checkManifest(m schemas.Manifest) error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidManifest, field, fmt.Sprintf(format, args...))
+	}
+	if m.Name == "" {
+		return bad("name", "must not be empty")
+	}
+	if !nameRE.MatchString(m.Name) {
+		return bad("name", "%q must be lower-case letters, digits and dashes, starting with a letter", m.Name)
+	}
+	if m.Version == "" {
+		return bad("version", "must not be empty")
+	}
+	if !semverRE.MatchString(m.Version) {
+		return bad("version", "%q is not a semantic version such as 1.2.3", m.Version)
+	}
+	if m.Events != nil {
+		if len(m.Events.Types) == 0 {
+			return bad("events.types", "must list at least one event type when events is set")
+		}
+		for i, t := range m.Events.Types {
+			if t == "" {
+				return bad(fmt.Sprintf("events.types[%d]", i), "must not be empty")
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, a := range m.Actions {
+		if a.Command == "" {
+			return bad(fmt.Sprintf("actions[%d].command", i), "must not be empty")
+		}
+		key := a.Model + "/" + a.Command
+		if seen[key] {
+			return bad(fmt.Sprintf("actions[%d]", i), "command %q on model %q is declared twice", a.Command, a.Model)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// Manifest returns the plugin's manifest.
+func (p *Plugin) Manifest() schemas.Manifest { return p.manifest }
+
+// Name returns the plugin's name (from the manifest).
+func (p *Plugin) Name() string { return p.manifest.Name }
+
+// Prefix returns the subject prefix of the bus the plugin runs on.
+func (p *Plugin) Prefix() string { return p.opts.prefix }
+
+// Logger returns the plugin's logger, with the plugin and (once running)
+// instance fields set. Each call returns a new copy.
+func (p *Plugin) Logger() *zerolog.Logger {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	l := p.log
+	return &l
+}
+
+// Conn returns the NATS connection the plugin runs on, nil before Run. Use it
+// from handlers to call the broker API (for example with package rpc).
+func (p *Plugin) Conn() *nats.Conn {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.nc
+}
+
+// InstanceID returns the id of this instance (its micro service id), empty
+// before Run.
+func (p *Plugin) InstanceID() string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.instanceID
+}
+
+// OnInit sets the init handler, called when the broker (re)registers the
+// plugin. The map it returns is stored as the plugin's metadata. Without a
+// handler, init succeeds with no metadata.
+func (p *Plugin) OnInit(h func(ctx context.Context, req schemas.InitRequest) (map[string]any, error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onInit = h
+}
+
+// OnConfig sets the config handler. It is called with the broker-validated
+// configuration both when the broker sends the config verb (at registration
+// and after `busctl plugins config`) and when another instance's change is
+// pushed through the config bucket; an instance never applies the same
+// configuration twice in a row. Returning an error rejects the
+// configuration: on the config verb the broker puts the plugin in ERROR with
+// the error; on a push the error is logged and the previous configuration
+// stays. Without a handler every configuration is accepted.
+func (p *Plugin) OnConfig(h func(ctx context.Context, cfg Config) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onConfig = h
+}
+
+// OnVerify sets the verify handler, called after config to ask whether the
+// plugin can work (credentials valid, endpoint reachable). An error answers
+// "not ready" with the error's message, which the broker keeps as the
+// plugin's last error. Without a handler the plugin is always ready.
+func (p *Plugin) OnVerify(h func(ctx context.Context) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onVerify = h
+}
+
+// HandleAction sets the handler of an action command. Commands the manifest
+// declares but no handler serves, and calls of unknown commands, are
+// answered with unknown_action. HandleAction panics when command is empty, h
+// is nil or the command already has a handler: those are programming errors.
+func (p *Plugin) HandleAction(command string, h ActionHandler) {
+	if command == "" {
+		panic("sdk: HandleAction: empty command")
+	}
+	if h == nil {
+		panic("sdk: HandleAction: nil handler for " + command)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.actions[command]; dup {
+		panic("sdk: HandleAction: a handler for " + command + " is already registered")
+	}
+	p.actions[command] = h
+}
+
+// HandleEvent sets the handler of a CloudEvent type. eventType is an exact
+// type ("io.plugbus.alert.v1.fired"), a prefix pattern ending in ".*" that
+// matches one more level ("io.plugbus.alert.v1.*"), or "*" for every type;
+// the most specific match wins. Events of a type with no handler are
+// acknowledged and counted as ignored. The manifest's events.types decide
+// what the broker delivers; HandleEvent only routes. HandleEvent panics on an
+// empty or malformed pattern, a nil handler or a duplicate.
+func (p *Plugin) HandleEvent(eventType string, h EventHandler) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.events.add(eventType, h); err != nil {
+		panic("sdk: HandleEvent: " + err.Error())
+	}
+}
+
+// Config returns a copy of the configuration the plugin last applied
+// (empty, never nil, before any).
+func (p *Plugin) Config() Config {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return cloneConfig(p.cfg)
+}
+
+// State returns the plugin's state as the broker last reported it to this
+// instance: from the register reply, then from the plugin's registry record.
+// It is empty before the first registration.
+func (p *Plugin) State() schemas.PluginState {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.state
+}
+
+// Ready returns a channel closed once the instance is registered, its
+// configuration is in sync with the registry and, when the plugin consumes
+// events and is ACTIVE, its consumer is running. A plugin in ERROR is ready
+// too (it waits for a configuration); it starts consuming events once the
+// broker reports it ACTIVE.
+func (p *Plugin) Ready() <-chan struct{} { return p.ready }
+
+func (p *Plugin) actionHandler(command string) ActionHandler {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.actions[command]
+}
+
+func (p *Plugin) eventHandler(eventType string) EventHandler {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.events.lookup(eventType)
+}
+
+func (p *Plugin) markReady()  { p.readyOnce.Do(func() { close(p.ready) }) }
+func (p *Plugin) markActive() { p.activeOnce.Do(func() { close(p.active) }) }
+
+// requestReregister asks the re-register loop to register again; requests
+// made while one is pending collapse into it.
+func (p *Plugin) requestReregister() {
+	select {
+	case p.reregister <- struct{}{}:
+	default:
+	}
+}
+
+// observeRecord records the state the broker reports in a plugin record.
+// Records older than the last one seen are ignored.
+func (p *Plugin) observeRecord(rec schemas.PluginRecord) schemas.PluginState {
+	p.mu.Lock()
+	if rec.State != "" && !rec.UpdatedAt.Before(p.stateAt) {
+		p.state = rec.State
+		p.stateAt = rec.UpdatedAt
+	}
+	state := p.state
+	p.mu.Unlock()
+	if state == schemas.StateActive {
+		p.markActive()
+	}
+	return state
+}

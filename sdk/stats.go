@@ -1,0 +1,54 @@
+package sdk
+
+import "sync/atomic"
+
+// Stats counts what a plugin instance has done since it started.
+type Stats struct {
+	// EventsHandled counts events whose handler returned nil (acknowledged).
+	EventsHandled uint64 `json:"events_handled"`
+	// EventsFailed counts handler failures (each failed delivery once).
+	EventsFailed uint64 `json:"events_failed"`
+	// EventsMalformed counts messages that were not valid CloudEvents
+	// (terminated without reaching a handler).
+	EventsMalformed uint64 `json:"events_malformed"`
+	// EventsIgnored counts events of a type no handler matches (acknowledged).
+	EventsIgnored uint64 `json:"events_ignored"`
+	// EventsTerminated counts events the instance terminated: permanent
+	// failures, failures on the last delivery, and malformed messages.
+	EventsTerminated uint64 `json:"events_terminated"`
+	// ActionsHandled counts action calls answered with a result.
+	ActionsHandled uint64 `json:"actions_handled"`
+	// ActionsFailed counts action calls answered with an error.
+	ActionsFailed uint64 `json:"actions_failed"`
+	// ConfigsApplied counts configurations the config handler accepted.
+	ConfigsApplied uint64 `json:"configs_applied"`
+	// ConfigsRejected counts configurations the config handler rejected.
+	ConfigsRejected uint64 `json:"configs_rejected"`
+	// Registrations counts successful register requests (first and re-).
+	Registrations uint64 `json:"registrations"`
+}
+
+type counters struct {
+	eventsHandled, eventsFailed, eventsMalformed, eventsIgnored, eventsTerminated atomic.Uint64
+	actionsHandled, actionsFailed                                                 atomic.Uint64
+	configsApplied, configsRejected                                               atomic.Uint64
+	registrations                                                                 atomic.Uint64
+}
+
+// Stats returns a snapshot of the instance's counters. They are also served
+// as the data of the "action" endpoint in `nats micro stats`.
+func (p *Plugin) Stats() Stats {
+	c := &p.stats
+	return Stats{
+		EventsHandled:    c.eventsHandled.Load(),
+		EventsFailed:     c.eventsFailed.Load(),
+		EventsMalformed:  c.eventsMalformed.Load(),
+		EventsIgnored:    c.eventsIgnored.Load(),
+		EventsTerminated: c.eventsTerminated.Load(),
+		ActionsHandled:   c.actionsHandled.Load(),
+		ActionsFailed:    c.actionsFailed.Load(),
+		ConfigsApplied:   c.configsApplied.Load(),
+		ConfigsRejected:  c.configsRejected.Load(),
+		Registrations:    c.registrations.Load(),
+	}
+}
