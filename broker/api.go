@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -23,8 +24,11 @@ type apiEndpoint struct {
 	name       string
 	schema     string
 	respSchema string
-	newReq     func() any
-	handler    apiHandler
+	// object, when set, names the object a request is about ("job/NAME");
+	// requests on one object are handled one at a time in arrival order.
+	object  func(data []byte) string
+	newReq  func() any
+	handler apiHandler
 }
 
 func endpoint[T any](name, schema, respSchema string, h func(ctx context.Context, req *T) (any, error)) apiEndpoint {
@@ -37,21 +41,39 @@ func endpoint[T any](name, schema, respSchema string, h func(ctx context.Context
 	}
 }
 
+// sequenced marks an endpoint's requests as operations on the object named
+// by prefix + the value of field in the request body.
+func sequenced(ep apiEndpoint, prefix, field string) apiEndpoint {
+	ep.object = func(data []byte) string {
+		var v map[string]json.RawMessage
+		if json.Unmarshal(data, &v) != nil {
+			return ""
+		}
+		var s string
+		if json.Unmarshal(v[field], &s) != nil || s == "" {
+			return ""
+		}
+		return prefix + s
+	}
+	return ep
+}
+
 func (b *Broker) endpoints() []apiEndpoint {
 	return []apiEndpoint{
 		endpoint(schemas.APIPluginsRegister, schemas.APIRegisterRequest, schemas.APIRegisterResponse, b.handleRegister),
 		endpoint(schemas.APIPluginsList, schemas.APIPluginListRequest, schemas.APIPluginListResponse, b.handlePluginList),
 		endpoint(schemas.APIPluginsGet, schemas.APIPluginGetRequest, schemas.APIPluginRecord, b.handlePluginGet),
 		endpoint(schemas.APIPluginsConfig, schemas.APIPluginConfigRequest, schemas.APIPluginRecord, b.handlePluginConfig),
-		endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, schemas.APIJobResponse, b.handleJobDeploy),
-		endpoint(schemas.APIJobsDelete, schemas.APIJobRef, schemas.APIJobResponse, b.handleJobDelete),
+		sequenced(endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, schemas.APIJobResponse, b.handleJobDeploy), "job/", "name"),
+		sequenced(endpoint(schemas.APIJobsDelete, schemas.APIJobRef, schemas.APIJobResponse, b.handleJobDelete), "job/", "name"),
 		endpoint(schemas.APIJobsList, schemas.APIJobListRequest, schemas.APIJobListResponse, b.handleJobList),
 		endpoint(schemas.APIJobsGet, schemas.APIJobRef, schemas.APIJob, b.handleJobGet),
-		endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, schemas.APIMachineActionResponse, b.handleMachineAction),
+		sequenced(endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, schemas.APIMachineActionResponse, b.handleMachineAction), "machine/", "machine"),
 		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, schemas.APIMachine, b.handleMachineGet),
 		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, schemas.APIMachineListResponse, b.handleMachineList),
 		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
-		endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire),
+		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
+		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
 		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve),
 	}
 }
@@ -103,10 +125,27 @@ func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request
 	}
 	b.wg.Add(1)
 	data := req.Data()
+	reply := req.Reply()
+	var tn *turn
+	if ep.object != nil && len(data) <= b.cfg.MaxRequestBytes {
+		if obj := ep.object(data); obj != "" {
+			tn = b.seq.enqueue(obj)
+		}
+	}
 	go func() {
 		defer func() { <-b.sem; b.wg.Done() }()
 		start := time.Now()
-		resp, err := b.serve(ctx, ep, data)
+		var resp any
+		var err error
+		if tn != nil {
+			err = tn.wait(ctx)
+		}
+		if err == nil {
+			resp, err = b.serve(ctx, ep, data)
+		}
+		if tn != nil {
+			tn.done()
+		}
 		code := "ok"
 		if err != nil {
 			e := schemas.AsError(err)
@@ -124,10 +163,10 @@ func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request
 		}
 		b.metrics.apiRequests.WithLabelValues(ep.name, code).Inc()
 		b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
-		if req.Reply() == "" {
+		if reply == "" {
 			return
 		}
-		if rerr := b.nc.PublishMsg(rpc.ReplyMsg(req.Reply(), resp, err)); rerr != nil {
+		if rerr := b.nc.PublishMsg(rpc.ReplyMsg(reply, resp, err)); rerr != nil {
 			b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
 		}
 	}()

@@ -35,6 +35,7 @@ type Broker struct {
 	st      *stores
 	pub     *Publisher
 	reg     *registry
+	seq     *sequencer
 	sem     chan struct{}
 	wg      sync.WaitGroup
 	ready   chan struct{}
@@ -54,6 +55,7 @@ func New(cfg Config) (*Broker, error) {
 		log:     cfg.Logger.With().Str(FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
 		sem:     make(chan struct{}, cfg.MaxConcurrency),
+		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		ready:   make(chan struct{}),
 	}, nil
 }

@@ -12,16 +12,17 @@ import (
 
 // Defaults applied by Config.withDefaults.
 const (
-	DefaultPrefix            = "plugbus"
-	DefaultDataDir           = "./data"
-	DefaultListen            = "127.0.0.1:4222"
-	DefaultHTTPAddr          = "127.0.0.1:8080"
-	DefaultHeartbeatInterval = 5 * time.Second
-	DefaultPluginTimeout     = 10 * time.Second
-	DefaultActionTimeout     = 30 * time.Second
-	DefaultMaxRequestBytes   = 1 << 20
-	DefaultMaxConcurrency    = 256
-	DefaultEventMaxAge       = 7 * 24 * time.Hour
+	DefaultPrefix               = "plugbus"
+	DefaultDataDir              = "./data"
+	DefaultListen               = "127.0.0.1:4222"
+	DefaultHTTPAddr             = "127.0.0.1:8080"
+	DefaultHeartbeatInterval    = 5 * time.Second
+	DefaultPluginTimeout        = 10 * time.Second
+	DefaultActionTimeout        = 30 * time.Second
+	DefaultMaxRequestBytes      = 1 << 20
+	DefaultMaxConcurrency       = 256
+	DefaultMaxConcurrentObjects = 64
+	DefaultEventMaxAge          = 7 * 24 * time.Hour
 	// embeddedMaxPayload is larger than DefaultMaxRequestBytes so an
 	// oversized API request reaches the broker and gets a too_large reply
 	// instead of the client's connection refusing it.
@@ -66,6 +67,10 @@ type Config struct {
 	MaxRequestBytes int
 	// MaxConcurrency bounds API requests handled at once (default 256).
 	MaxConcurrency int
+	// MaxConcurrentObjects bounds how many objects (jobs, machines,
+	// alerts) have an operation with hook chains in progress at once
+	// (default 64); operations on one object always run one at a time.
+	MaxConcurrentObjects int
 	// EventMaxAge is how long core events are kept for replay (default 7 days).
 	EventMaxAge time.Duration
 	// Logger receives the broker's structured logs (default: disabled).
@@ -101,6 +106,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrency == 0 {
 		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.MaxConcurrentObjects == 0 {
+		c.MaxConcurrentObjects = DefaultMaxConcurrentObjects
 	}
 	if c.EventMaxAge == 0 {
 		c.EventMaxAge = DefaultEventMaxAge
@@ -146,6 +154,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 1024 {
 		return bad("max-request-bytes", "%d is below 1024", c.MaxRequestBytes)
+	}
+	if c.MaxConcurrentObjects < 1 {
+		return bad("max-concurrent-objects", "%d must be at least 1", c.MaxConcurrentObjects)
 	}
 	if c.MaxConcurrency < 1 {
 		return bad("max-concurrency", "%d must be at least 1", c.MaxConcurrency)

@@ -9,26 +9,57 @@ import (
 	"github.com/plugbus/plugbus/schemas"
 )
 
+// handleAlertFire runs alert.pre_notify (which may add labels or suppress
+// the alert), stores the alert and publishes its fired event unless it was
+// suppressed.
 func (b *Broker) handleAlertFire(ctx context.Context, req *schemas.AlertFireRequest) (any, error) {
-	id := req.ID
-	if id == "" {
-		id = uuid.NewString()
+	in := *req
+	if in.ID == "" {
+		in.ID = uuid.NewString()
+	}
+	object := "alert/" + in.ID
+	run, err := b.runChain(ctx, schemas.HookAlertPreNotify, object, in, nil)
+	if err != nil {
+		return nil, err
+	}
+	chains := appendRun(nil, run)
+	status := schemas.AlertFiring
+	if run.err != nil {
+		if run.record.Outcome != schemas.ChainRejected {
+			run.err.Details = withChains(run.err.Details, chains)
+			return nil, run.err
+		}
+		status = schemas.AlertSuppressed
+	} else if run.ran {
+		var patched schemas.AlertFireRequest
+		if err := schemas.Decode(schemas.APIAlertFireRequest, run.payload, &patched); err != nil {
+			e := schemas.AsError(err)
+			e.Message = "alert.pre_notify changed the alert into an invalid one: " + e.Message
+			e.Details = withChains(e.Details, chains)
+			return nil, e
+		}
+		patched.ID = in.ID
+		in = patched
 	}
 	now := time.Now().UTC()
-	alert, err := updateJSON(ctx, b.st.alerts, id, func(cur *schemas.Alert, _ bool) error {
-		*cur = schemas.Alert{ID: id, Severity: req.Severity, Summary: req.Summary, Labels: req.Labels,
-			Status: schemas.AlertFiring, FiredAt: now}
+	alert, err := updateJSON(ctx, b.st.alerts, in.ID, func(cur *schemas.Alert, _ bool) error {
+		*cur = schemas.Alert{ID: in.ID, Severity: in.Severity, Summary: in.Summary, Labels: in.Labels,
+			Status: status, FiredAt: now}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	if status == schemas.AlertSuppressed {
+		b.log.Info().Str(FieldAlert, in.ID).Str(FieldPlugin, run.err.Plugin).Str(FieldReason, run.err.Message).Msg("alert suppressed")
+		return schemas.AlertResponse{Alert: alert, Chains: chains}, nil
+	}
 	eid, err := b.pub.Publish(ctx, schemas.TypeAlertFired, alert)
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info().Str(FieldAlert, id).Str("severity", alert.Severity).Str(FieldEventID, eid).Msg("alert fired")
-	return schemas.AlertResponse{Alert: alert, EventID: eid}, nil
+	b.log.Info().Str(FieldAlert, in.ID).Str("severity", alert.Severity).Str(FieldEventID, eid).Msg("alert fired")
+	return schemas.AlertResponse{Alert: alert, EventID: eid, Chains: chains}, nil
 }
 
 func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) (any, error) {
@@ -39,6 +70,9 @@ func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) 
 		}
 		if cur.Status == schemas.AlertResolved {
 			return schemas.Errorf(schemas.CodeConflict, "id", "alert %q is already resolved", req.ID)
+		}
+		if cur.Status == schemas.AlertSuppressed {
+			return schemas.Errorf(schemas.CodeConflict, "id", "alert %q was suppressed by alert.pre_notify and never fired: nothing to resolve", req.ID)
 		}
 		cur.Status = schemas.AlertResolved
 		cur.ResolvedAt = &now

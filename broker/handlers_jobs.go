@@ -12,19 +12,81 @@ import (
 // contain '/', so the key is unambiguous.
 func jobKey(name, version string) string { return name + "/" + version }
 
+// handleJobDeploy runs job.pre_deploy, job.runtime_env and the injection
+// chains, then stores the job with their outcome and publishes its
+// deployed event. Deploys of one job name run one at a time.
 func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequest) (any, error) {
-	now := time.Now().UTC()
-	job := schemas.Job{
-		Name: req.Name, Version: req.Version, Image: req.Image,
-		Env: req.Env, Labels: req.Labels, Status: schemas.JobDeployed, DeployedAt: now,
+	object := "job/" + req.Name
+
+	var chains []schemas.ChainRecord
+	fail := func(e *schemas.Error) error {
+		e.Details = withChains(e.Details, chains)
+		return e
 	}
-	ev, err := NewEvent(schemas.TypeJobDeployed, schemas.JobDeployedData{
-		Name: job.Name, Version: job.Version, Image: job.Image, Env: job.Env, Labels: job.Labels, DeployedAt: now,
-	})
+	pre, err := b.runChain(ctx, schemas.HookJobPreDeploy, object, req, nil)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := updateJSON(ctx, b.st.jobs, jobKey(req.Name, req.Version), func(cur *schemas.Job, _ bool) error {
+	chains = appendRun(chains, pre)
+	if pre.err != nil {
+		return nil, fail(pre.err)
+	}
+	spec := *req
+	if pre.ran {
+		// A patch may have changed the spec: it must still be a valid request.
+		spec = schemas.JobDeployRequest{}
+		if err := schemas.Decode(schemas.APIJobDeployRequest, pre.payload, &spec); err != nil {
+			e := schemas.AsError(err)
+			return nil, fail(&schemas.Error{Code: e.Code, Field: e.Field,
+				Message: "job.pre_deploy changed the job into an invalid one: " + e.Message})
+		}
+		if spec.Name != req.Name {
+			return nil, fail(schemas.Errorf(schemas.CodePluginError, "name", "job.pre_deploy may not rename the job (%s to %s)", req.Name, spec.Name))
+		}
+	}
+	envRun, err := b.runChain(ctx, schemas.HookJobRuntimeEnv, object, spec, spec.Env)
+	if err != nil {
+		return nil, err
+	}
+	chains = appendRun(chains, envRun)
+	if envRun.err != nil {
+		return nil, fail(envRun.err)
+	}
+	injections := map[string]string{}
+	for _, hook := range []string{schemas.HookJobDockerfileInjection, schemas.HookJobBootstrapInjection} {
+		run, err := b.runChain(ctx, hook, object, spec, nil)
+		if err != nil {
+			return nil, err
+		}
+		chains = appendRun(chains, run)
+		if run.err != nil {
+			return nil, fail(run.err)
+		}
+		injections[hook] = run.fragments
+	}
+
+	now := time.Now().UTC()
+	job := schemas.Job{
+		Name: spec.Name, Version: spec.Version, Image: spec.Image,
+		Env: envRun.env, Labels: spec.Labels, Status: schemas.JobDeployed, DeployedAt: now,
+		DockerfileInjection: injections[schemas.HookJobDockerfileInjection],
+		BootstrapInjection:  injections[schemas.HookJobBootstrapInjection],
+	}
+	if len(job.Env) == 0 {
+		job.Env = nil
+	}
+	data := schemas.JobDeployedData{
+		Name: job.Name, Version: job.Version, Image: job.Image, Env: job.Env, Labels: job.Labels,
+		DockerfileInjection: job.DockerfileInjection, BootstrapInjection: job.BootstrapInjection, DeployedAt: now,
+	}
+	for _, c := range chains {
+		data.ChainIDs = append(data.ChainIDs, c.ID)
+	}
+	ev, err := NewEvent(schemas.TypeJobDeployed, data)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := updateJSON(ctx, b.st.jobs, jobKey(job.Name, job.Version), func(cur *schemas.Job, _ bool) error {
 		*cur = job
 		return nil
 	}); err != nil {
@@ -34,10 +96,53 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 		return nil, err
 	}
 	b.log.Info().Str(FieldJob, job.Name).Str(FieldVersion, job.Version).Str("image", job.Image).Str(FieldEventID, ev.ID()).Msg("job deployed")
-	return schemas.JobResponse{Job: job, EventID: ev.ID()}, nil
+	return schemas.JobResponse{Job: job, EventID: ev.ID(), Chains: chains}, nil
 }
 
+// appendRun adds a chain run's record when the chain had steps.
+func appendRun(chains []schemas.ChainRecord, run chainResult) []schemas.ChainRecord {
+	if !run.ran {
+		return chains
+	}
+	return append(chains, run.record)
+}
+
+// withChains puts every chain run of a failed operation in the error's
+// details, so the caller sees the whole story.
+func withChains(details map[string]any, chains []schemas.ChainRecord) map[string]any {
+	if len(chains) == 0 {
+		return details
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	details["chains"] = chains
+	return details
+}
+
+// handleJobDelete runs job.pre_delete, then marks the job deleted and
+// publishes its deleted event.
 func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any, error) {
+	object := "job/" + req.Name
+	var cur schemas.Job
+	if _, err := getJSON(ctx, b.st.jobs, jobKey(req.Name, req.Version), &cur); err != nil {
+		if isNotFound(err) {
+			return nil, jobNotFound(req)
+		}
+		return nil, err
+	}
+	if cur.Status == schemas.JobDeleted {
+		return nil, schemas.Errorf(schemas.CodeConflict, "name", "job %s version %s is already deleted", req.Name, req.Version)
+	}
+	run, err := b.runChain(ctx, schemas.HookJobPreDelete, object, cur, nil)
+	if err != nil {
+		return nil, err
+	}
+	chains := appendRun(nil, run)
+	if run.err != nil {
+		run.err.Details = withChains(run.err.Details, chains)
+		return nil, run.err
+	}
 	now := time.Now().UTC()
 	job, err := updateJSON(ctx, b.st.jobs, jobKey(req.Name, req.Version), func(cur *schemas.Job, exists bool) error {
 		if !exists {
@@ -60,7 +165,7 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 		return nil, err
 	}
 	b.log.Info().Str(FieldJob, job.Name).Str(FieldVersion, job.Version).Str(FieldEventID, id).Msg("job deleted")
-	return schemas.JobResponse{Job: job, EventID: id}, nil
+	return schemas.JobResponse{Job: job, EventID: id, Chains: chains}, nil
 }
 
 func jobNotFound(req *schemas.JobRef) error {

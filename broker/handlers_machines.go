@@ -67,6 +67,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	if err != nil {
 		return nil, err
 	}
+	object := "machine/" + req.Machine
 	var machine schemas.Machine
 	if _, err := getJSON(ctx, b.st.machines, req.Machine, &machine); err != nil && !isNotFound(err) {
 		return nil, err
@@ -82,10 +83,36 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 			}
 		}
 	}
-	for _, p := range spec.RequiredParams {
-		if v, ok := params[p]; !ok || v == nil {
-			return nil, &schemas.Error{Code: schemas.CodeMissingParam, Field: "params." + p, Plugin: rec.Name,
-				Message: fmt.Sprintf("action %s needs param %q: pass it with --param %s=VALUE or set it on machine %s", req.Command, p, p, req.Machine)}
+	if err := requireParams(spec, params, req); err != nil {
+		return nil, err
+	}
+
+	// machine.pre_action may change the params or refuse the action.
+	run, err := b.runChain(ctx, schemas.HookMachinePreAction, object, schemas.MachineActionRequest{
+		Machine: req.Machine, Command: req.Command, Params: params, Plugin: rec.Name,
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	chains := appendRun(nil, run)
+	if run.err != nil {
+		run.err.Details = withChains(run.err.Details, chains)
+		return nil, run.err
+	}
+	if run.ran {
+		var patched schemas.MachineActionRequest
+		if err := json.Unmarshal(run.payload, &patched); err != nil {
+			return nil, schemas.Errorf(schemas.CodePluginError, "params", "machine.pre_action changed the action into an invalid one: %v", err)
+		}
+		if patched.Machine != req.Machine || patched.Command != req.Command || patched.Plugin != rec.Name {
+			return nil, schemas.Errorf(schemas.CodePluginError, "command", "machine.pre_action may change params only, not the machine, command or plugin")
+		}
+		params = patched.Params
+		if params == nil {
+			params = map[string]any{}
+		}
+		if err := requireParams(spec, params, req); err != nil {
+			return nil, err
 		}
 	}
 
@@ -133,7 +160,18 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		resp.Result = json.RawMessage("null")
 	}
 	return schemas.MachineActionResponse{ActionID: actionID, Machine: req.Machine, Command: req.Command,
-		Plugin: rec.Name, Result: resp.Result}, nil
+		Plugin: rec.Name, Result: resp.Result, Chains: chains}, nil
+}
+
+// requireParams refuses an action whose required params are absent.
+func requireParams(spec schemas.ActionSpec, params map[string]any, req *schemas.MachineActionRequest) error {
+	for _, p := range spec.RequiredParams {
+		if v, ok := params[p]; !ok || v == nil {
+			return &schemas.Error{Code: schemas.CodeMissingParam, Field: "params." + p,
+				Message: fmt.Sprintf("action %s needs param %q: pass it with --param %s=VALUE or set it on machine %s", req.Command, p, p, req.Machine)}
+		}
+	}
+	return nil
 }
 
 // routeAction finds the ACTIVE plugin offering command on model. plugin,

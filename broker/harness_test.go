@@ -154,6 +154,22 @@ type fakePlugin struct {
 	actions  []schemas.ActionRequest
 	result   any
 	actErr   *schemas.Error
+	hooks    map[string]func(schemas.HookRequest) (schemas.HookResponse, error)
+	hookReqs []schemas.HookRequest
+}
+
+// onHook sets the answer to a hook point; set it before start.
+func (p *fakePlugin) onHook(hook string, h func(schemas.HookRequest) (schemas.HookResponse, error)) {
+	if p.hooks == nil {
+		p.hooks = map[string]func(schemas.HookRequest) (schemas.HookResponse, error){}
+	}
+	p.hooks[hook] = h
+}
+
+func (p *fakePlugin) hookCalls() []schemas.HookRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]schemas.HookRequest(nil), p.hookReqs...)
 }
 
 func newFakePlugin(t testing.TB, url string, m schemas.Manifest) *fakePlugin {
@@ -215,6 +231,25 @@ func (p *fakePlugin) start(prefix string) {
 		res, _ := json.Marshal(p.result)
 		return schemas.ActionResponse{Result: res}, nil
 	})
+	for hook, h := range p.hooks {
+		h := h
+		err := svc.AddEndpoint(endpointName(hook), micro.HandlerFunc(func(r micro.Request) {
+			var req schemas.HookRequest
+			_ = json.Unmarshal(r.Data(), &req)
+			p.mu.Lock()
+			p.hookReqs = append(p.hookReqs, req)
+			p.mu.Unlock()
+			// Answer off the subscription goroutine so a slow step does not
+			// queue the next request behind it.
+			go func() {
+				resp, err := h(req)
+				_ = p.nc.PublishMsg(rpc.ReplyMsg(r.Reply(), resp, err))
+			}()
+		}), micro.WithEndpointSubject(schemas.HookSubject(prefix, hook, p.manifest.Name)))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+	}
 	p.svc = svc
 	// Make sure the server has the subscriptions before anyone calls them.
 	if err := p.nc.Flush(); err != nil {

@@ -17,6 +17,8 @@ type metrics struct {
 	deadLetters     *prometheus.CounterVec
 	stateChanges    *prometheus.CounterVec
 	pluginCalls     *prometheus.HistogramVec
+	hookChains      *prometheus.CounterVec
+	hookSteps       *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -48,9 +50,16 @@ func newMetrics() *metrics {
 			Name: "plugbus_plugin_call_duration_seconds", Help: "Broker-to-plugin calls (init, config, verify, action), by verb and result.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"verb", "result"}),
+		hookChains: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_hook_chains_total", Help: "Hook chain runs, by hook point and outcome (completed, rejected, failed).",
+		}, []string{"hook", "outcome"}),
+		hookSteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plugbus_hook_step_duration_seconds", Help: "Hook step calls, by hook point and result (step outcome or error code).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"hook", "result"}),
 	}
 	m.reg.MustRegister(m.eventsPublished, m.publishErrors, m.apiRequests, m.apiDuration, m.badInput,
-		m.deadLetters, m.stateChanges, m.pluginCalls,
+		m.deadLetters, m.stateChanges, m.pluginCalls, m.hookChains, m.hookSteps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,6 +26,8 @@ type registry struct {
 
 	mu    sync.RWMutex
 	cache map[string]schemas.PluginRecord
+	// hookChains is recomputed whenever the cache changes.
+	hookChains atomic.Pointer[map[string][]schemas.HookStep]
 
 	lockMu sync.Mutex
 	locks  map[string]*sync.Mutex
@@ -88,6 +91,7 @@ func (r *registry) watch(ctx context.Context) {
 			if e.Operation() != jetstream.KeyValuePut {
 				r.mu.Lock()
 				delete(r.cache, e.Key())
+				r.recompute()
 				r.mu.Unlock()
 				continue
 			}
@@ -101,8 +105,39 @@ func (r *registry) watch(ctx context.Context) {
 
 func (r *registry) put(rec schemas.PluginRecord) {
 	r.mu.Lock()
+	if cur, ok := r.cache[rec.Name]; ok && cur.UpdatedAt.After(rec.UpdatedAt) {
+		// An older write seen late through the watch.
+		r.mu.Unlock()
+		return
+	}
 	r.cache[rec.Name] = rec
+	r.recompute()
 	r.mu.Unlock()
+}
+
+// recompute rebuilds the hook chains from the cache; r.mu is held.
+func (r *registry) recompute() {
+	recs := make([]schemas.PluginRecord, 0, len(r.cache))
+	for _, rec := range r.cache {
+		recs = append(recs, rec)
+	}
+	chains := computeChains(recs)
+	r.hookChains.Store(&chains)
+}
+
+// chains returns the hook chains as they will run.
+func (r *registry) chains() map[string][]schemas.HookStep {
+	if c := r.hookChains.Load(); c != nil {
+		return *c
+	}
+	return nil
+}
+
+// state returns a plugin's cached state ("" when unknown).
+func (r *registry) state(name string) schemas.PluginState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cache[name].State
 }
 
 // cached returns the cached records sorted by name.

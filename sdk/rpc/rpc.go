@@ -107,7 +107,14 @@ func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 		err = fmt.Errorf("encode reply: %w", merr)
 	}
 	e := schemas.AsError(err)
-	msg.Data, _ = json.Marshal(e)
+	body, merr := json.Marshal(e)
+	if merr != nil {
+		// Details that cannot be encoded must not cost the error itself.
+		bare := *e
+		bare.Details = nil
+		body, _ = json.Marshal(&bare)
+	}
+	msg.Data = body
 	msg.Header.Set(schemas.HeaderError, e.Message)
 	msg.Header.Set(schemas.HeaderErrorCode, e.Code)
 	return msg

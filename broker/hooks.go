@@ -1,0 +1,279 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/uuid"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// computeChains orders the steps of every hook point: priority ascending
+// (the hook's own priority, else the plugin's, default 0), ties broken by
+// plugin name ascending. It runs when the registry changes, not per call.
+func computeChains(recs []schemas.PluginRecord) map[string][]schemas.HookStep {
+	chains := map[string][]schemas.HookStep{}
+	for _, rec := range recs {
+		for _, h := range rec.Manifest.Hooks {
+			step := schemas.HookStep{
+				Plugin:        rec.Name,
+				Version:       rec.Version,
+				Priority:      rec.Manifest.Priority,
+				Timeout:       h.Timeout,
+				FailurePolicy: h.FailurePolicy,
+				Override:      h.Override,
+				State:         rec.State,
+			}
+			if h.Priority != nil {
+				step.Priority = *h.Priority
+			}
+			if step.Timeout <= 0 {
+				step.Timeout = schemas.Duration(schemas.DefaultHookTimeout)
+			}
+			if step.FailurePolicy == "" {
+				step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
+			}
+			chains[h.Hook] = append(chains[h.Hook], step)
+		}
+	}
+	for _, steps := range chains {
+		sort.SliceStable(steps, func(i, j int) bool {
+			if steps[i].Priority != steps[j].Priority {
+				return steps[i].Priority < steps[j].Priority
+			}
+			return steps[i].Plugin < steps[j].Plugin
+		})
+	}
+	return chains
+}
+
+func (b *Broker) handleHooksList(_ context.Context, req *schemas.HookListRequest) (any, error) {
+	chains := b.reg.chains()
+	out := schemas.HookListResponse{Chains: []schemas.HookChain{}}
+	for _, hook := range schemas.HookPoints {
+		if req.Hook != "" && req.Hook != hook {
+			continue
+		}
+		steps := chains[hook]
+		if steps == nil {
+			steps = []schemas.HookStep{}
+		}
+		out.Chains = append(out.Chains, schemas.HookChain{Hook: hook, Steps: steps})
+	}
+	return out, nil
+}
+
+// chainResult is the outcome of one chain run.
+type chainResult struct {
+	// ran is false when no plugin implements the hook (nothing recorded).
+	ran bool
+	// payload is the input with every step's patch applied.
+	payload json.RawMessage
+	// env is the merged env (job.runtime_env).
+	env map[string]string
+	// fragments is the concatenation of the injection fragments.
+	fragments string
+	record    schemas.ChainRecord
+	// err is set when the chain was rejected or failed.
+	err *schemas.Error
+}
+
+// runChain runs the steps of hook for object, in order, each with its
+// timeout and failure policy, records the run and publishes it as
+// io.plugbus.hook.v1.chain_completed. env seeds job.runtime_env (its keys
+// are owned by "request").
+func (b *Broker) runChain(ctx context.Context, hook, object string, payload any, env map[string]string) (chainResult, error) {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
+	}
+	res := chainResult{payload: body}
+	steps := b.reg.chains()[hook]
+	if len(steps) == 0 {
+		if env != nil {
+			res.env = env
+		}
+		return res, nil
+	}
+	kind := schemas.HookKind(hook)
+	owner := map[string]string{}
+	if kind == schemas.HookKindEnv {
+		res.env = map[string]string{}
+		for k, v := range env {
+			res.env[k] = v
+			owner[k] = "the request"
+		}
+	}
+	start := time.Now()
+	res.ran = true
+	res.record = schemas.ChainRecord{
+		ID: uuid.NewString(), Hook: hook, Object: object, Outcome: schemas.ChainCompleted,
+		StartedAt: start.UTC(), Steps: make([]schemas.StepRecord, 0, len(steps)),
+	}
+	var frags strings.Builder
+	stopped := false
+	for i, step := range steps {
+		rec := schemas.StepRecord{Plugin: step.Plugin, Priority: step.Priority, FailurePolicy: step.FailurePolicy}
+		if stopped {
+			rec.Outcome = schemas.StepNotReached
+			res.record.Steps = append(res.record.Steps, rec)
+			continue
+		}
+		if st := b.reg.state(step.Plugin); st != schemas.StateActive {
+			rec.Outcome = schemas.StepSkipped
+			rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+				Message: fmt.Sprintf("plugin %s is %s, not ACTIVE: skipped", step.Plugin, st)}
+			res.record.Steps = append(res.record.Steps, rec)
+			continue
+		}
+		stepStart := time.Now()
+		resp, callErr := b.callHook(ctx, step, schemas.HookRequest{
+			Hook: hook, ChainID: res.record.ID, Object: object, Step: i, Payload: res.payload, Env: res.env,
+		})
+		if callErr == nil {
+			callErr = b.applyStep(kind, step, resp, &res, owner, &frags, &rec)
+		}
+		rec.DurationMs = ms(time.Since(stepStart))
+		b.metrics.hookSteps.WithLabelValues(hook, stepResult(rec.Outcome, callErr)).Observe(time.Since(stepStart).Seconds())
+		if callErr != nil {
+			e := schemas.AsError(callErr)
+			if e.Plugin == "" {
+				e.Plugin = step.Plugin
+			}
+			rec.Error = e
+			switch {
+			case e.Code == schemas.CodeConflict && kind == schemas.HookKindEnv:
+				// Two plugins setting one key is a configuration error, whatever the policy.
+				rec.Outcome = schemas.StepFailed
+			case step.FailurePolicy == schemas.FailurePolicyIgnore:
+				rec.Outcome = schemas.StepIgnored
+			default:
+				rec.Outcome = schemas.StepFailed
+			}
+			if rec.Outcome == schemas.StepFailed {
+				res.record.Outcome = schemas.ChainFailed
+				res.err = &schemas.Error{Code: e.Code, Plugin: step.Plugin, Field: e.Field,
+					Message: fmt.Sprintf("hook %s: step %s failed: %s", hook, step.Plugin, e.Message)}
+				stopped = true
+			}
+		}
+		if rec.Outcome == schemas.StepRejected {
+			res.record.Outcome = schemas.ChainRejected
+			code := resp.Code
+			if code == "" {
+				code = schemas.CodeRejected
+			}
+			res.err = &schemas.Error{Code: code, Plugin: step.Plugin, Message: resp.Reason}
+			stopped = true
+		}
+		res.record.Steps = append(res.record.Steps, rec)
+	}
+	res.fragments = frags.String()
+	res.record.DurationMs = ms(time.Since(start))
+	if res.err != nil {
+		recErr := *res.err
+		res.record.Error = &recErr
+		res.err.Details = map[string]any{"chain": res.record}
+	}
+	b.metrics.hookChains.WithLabelValues(hook, res.record.Outcome).Inc()
+	if _, err := b.pub.Publish(ctx, schemas.TypeHookChainCompleted, res.record); err != nil {
+		b.log.Error().Err(err).Str("hook", hook).Msg("publish chain_completed")
+	}
+	lvl := b.log.Debug()
+	if res.err != nil {
+		lvl = b.log.Info()
+	}
+	lvl.Str("hook", hook).Str("object", object).Str("chain_id", res.record.ID).Str("outcome", res.record.Outcome).
+		Float64("duration_ms", res.record.DurationMs).Msg("hook chain")
+	return res, nil
+}
+
+// callHook calls one step with its timeout. No responder, a timeout and an
+// error reply all come back as errors, never as a wait.
+func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schemas.HookRequest) (schemas.HookResponse, error) {
+	var resp schemas.HookResponse
+	cctx, cancel := context.WithTimeout(ctx, step.Timeout.D())
+	defer cancel()
+	err := rpc.Call(cctx, b.nc, schemas.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	if err != nil {
+		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
+			e.Message = fmt.Sprintf("no answer within %s", step.Timeout.D())
+		}
+		return resp, err
+	}
+	switch resp.Outcome {
+	case "", schemas.HookContinue, schemas.HookReject:
+	default:
+		return resp, schemas.Errorf(schemas.CodePluginError, "outcome", "answered outcome %q; want continue or reject", resp.Outcome)
+	}
+	return resp, nil
+}
+
+// applyStep folds a step's answer into the run, by hook kind.
+func (b *Broker) applyStep(kind string, step schemas.HookStep, resp schemas.HookResponse, res *chainResult,
+	owner map[string]string, frags *strings.Builder, rec *schemas.StepRecord) error {
+	if resp.Outcome == schemas.HookReject {
+		if kind != schemas.HookKindGate {
+			return schemas.Errorf(schemas.CodePluginError, "outcome", "rejected, but this hook collects values and cannot reject")
+		}
+		if resp.Reason == "" {
+			resp.Reason = "rejected by " + step.Plugin + " (no reason given)"
+		}
+		rec.Outcome = schemas.StepRejected
+		rec.Reason = resp.Reason
+		return nil
+	}
+	rec.Outcome = schemas.StepContinued
+	switch kind {
+	case schemas.HookKindGate:
+		if len(resp.Patch) > 0 && string(resp.Patch) != "null" {
+			patched, err := jsonpatch.MergePatch(res.payload, resp.Patch)
+			if err != nil {
+				return schemas.Errorf(schemas.CodePluginError, "patch", "answered a patch that is not a JSON merge patch: %v", err)
+			}
+			res.payload = patched
+			rec.Outcome = schemas.StepPatched
+		}
+	case schemas.HookKindEnv:
+		keys := make([]string, 0, len(resp.Env))
+		for k := range resp.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if prev, ok := owner[k]; ok && !step.Override {
+				return &schemas.Error{Code: schemas.CodeConflict, Field: "env." + k, Plugin: step.Plugin,
+					Message: fmt.Sprintf("env var %s is set by both %s and %s; declare \"override\": true on %s's job.runtime_env hook to let it win", k, prev, step.Plugin, step.Plugin)}
+			}
+		}
+		for _, k := range keys {
+			res.env[k] = resp.Env[k]
+			owner[k] = step.Plugin
+		}
+		rec.EnvKeys = keys
+	case schemas.HookKindInjection:
+		if resp.Fragment != "" {
+			fmt.Fprintf(frags, "# --- plugbus: %s ---\n%s", step.Plugin, resp.Fragment)
+			if !strings.HasSuffix(resp.Fragment, "\n") {
+				frags.WriteByte('\n')
+			}
+		}
+	}
+	return nil
+}
+
+func stepResult(outcome string, err error) string {
+	if err != nil {
+		return schemas.AsError(err).Code
+	}
+	return outcome
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
