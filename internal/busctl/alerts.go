@@ -1,6 +1,8 @@
 package busctl
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -23,8 +25,13 @@ func (a *app) alertFireCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "fire --severity S --summary TEXT [--label K=V]... [--id ID]",
-		Short: "Fire an alert (publishes alert.v1.fired); firing a firing id updates it",
-		Args:  exactArgs(),
+		Short: "Fire an alert (runs the alert.pre_notify hooks, publishes alert.v1.fired); firing a firing id updates it",
+		Long: `Fire an alert. The broker runs the alert.pre_notify hook chain first: its
+steps may add labels or suppress the alert. A suppressed alert is stored with
+status "suppressed" and no io.plugbus.alert.v1.fired event is published; busctl
+says which plugin suppressed it (exit 0). One line per hook step follows the
+alert; -o json prints the whole reply, chains included.`,
+		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if req.Labels, err = parsePairs("label", labels); err != nil {
@@ -89,5 +96,31 @@ func (a *app) printAlert(res *schemas.AlertResponse) error {
 	}
 	row(w, al.ID, al.Severity, al.Status, truncate(al.Summary, 60), fmtStringMap(al.Labels), fmtTime(al.FiredAt),
 		resolved, res.EventID)
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if al.Status == schemas.AlertSuppressed {
+		fmt.Fprintln(a.stdout, suppressedNote(res))
+	}
+	return printChainLines(a.stdout, res.Chains, true)
+}
+
+// suppressedNote says which alert.pre_notify step suppressed the alert.
+func suppressedNote(res *schemas.AlertResponse) string {
+	for _, c := range res.Chains {
+		if c.Hook != schemas.HookAlertPreNotify {
+			continue
+		}
+		for _, s := range c.Steps {
+			if s.Outcome != schemas.StepRejected {
+				continue
+			}
+			note := fmt.Sprintf("suppressed by plugin %s (%s)", s.Plugin, schemas.HookAlertPreNotify)
+			if s.Reason != "" {
+				note += ": " + oneLine(s.Reason)
+			}
+			return note + "; no event was published"
+		}
+	}
+	return "suppressed by an " + schemas.HookAlertPreNotify + " hook; no event was published"
 }

@@ -93,8 +93,8 @@ func (a *app) rootCommand() *cobra.Command {
 		Use:   "busctl",
 		Short: "Drive a plugbus bus from the terminal",
 		Long: `busctl talks to the plugbus broker over NATS: it lists and configures plugins,
-deploys and deletes jobs, runs machine actions, fires and resolves alerts, and
-reads the event and dead-letter streams.
+deploys and deletes jobs, runs machine actions, fires and resolves alerts, shows
+the hook chains, and reads the event and dead-letter streams.
 
 Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		SilenceErrors:     true,
@@ -109,7 +109,8 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 
-	root.AddCommand(a.pluginsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(), a.eventsCommand())
+	root.AddCommand(a.pluginsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(), a.hooksCommand(),
+		a.eventsCommand())
 	return root
 }
 

@@ -68,6 +68,9 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return ExitUsage
 	case errors.As(err, &apiE):
 		fmt.Fprintf(w, "error: %s\n", apiE.Error())
+		if c := errorChain(apiE); c != nil {
+			_ = printChainLines(w, []schemas.ChainRecord{*c}, false)
+		}
 		if h := a.hintFor(apiE); h != "" {
 			fmt.Fprintf(w, "hint: %s\n", h)
 		}
@@ -94,12 +97,16 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 }
 
 // hintFor says what to do about an API error: the running command's own
-// hint first, else one by code.
+// hint first, then one about the hook chain that stopped the operation
+// (details.chain), else one by code.
 func (a *app) hintFor(e *schemas.Error) string {
 	if a.hint != nil {
 		if h := a.hint(e); h != "" {
 			return h
 		}
+	}
+	if c := errorChain(e); c != nil {
+		return chainHint(e, c)
 	}
 	switch e.Code {
 	case schemas.CodeNoResponders:
@@ -127,7 +134,10 @@ func (a *app) hintFor(e *schemas.Error) string {
 			return fmt.Sprintf("plugin %s failed the request: see its logs", e.Plugin)
 		}
 	case schemas.CodeRejected:
-		return "a hook refused the operation; its reason is above"
+		if e.Plugin != "" {
+			return fmt.Sprintf("plugin %s refused the operation for the reason above: `busctl hooks ls` shows the hook chains", e.Plugin)
+		}
+		return "a hook refused the operation for the reason above: `busctl hooks ls` shows the hook chains"
 	case schemas.CodeTooLarge:
 		return "the request is over the NATS max payload: send less data"
 	case schemas.CodeInternal:

@@ -90,7 +90,7 @@ var allEndpoints = []string{
 	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
 	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
-	schemas.APIAlertsFire, schemas.APIAlertsResolve,
+	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
 }
 
 func (b *bus) fakeBroker(t *testing.T) *fakeBroker {

@@ -2,6 +2,7 @@ package busctl
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,8 +26,17 @@ func (a *app) jobDeployCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy NAME --version V --image IMG [--env K=V]... [--label K=V]...",
-		Short: "Deploy a job (runs the job.pre_deploy and job.runtime_env hooks, publishes job.v1.deployed)",
-		Args:  exactArgs("NAME"),
+		Short: "Deploy a job (runs the job.* deploy hook chains, publishes job.v1.deployed)",
+		Long: `Deploy a job. The broker runs the deploy hook chains first (job.pre_deploy,
+job.runtime_env, job.dockerfile_injection, job.bootstrap_injection), then stores
+the job and publishes io.plugbus.job.v1.deployed.
+
+Prints the job as stored (with the env and injections the hooks added), the id
+of the event, and one line per hook step: hook point, plugin, outcome, duration
+and what it added or why it failed. A hook that refuses the deploy makes busctl
+exit 1 with the plugin and its reason on stderr. With -o json the whole reply,
+chains included, is printed.`,
+		Args: exactArgs("NAME"),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			envMap, err := parsePairs("env", env)
 			if err != nil {
@@ -149,7 +159,10 @@ func (a *app) printJobResponse(res *schemas.JobResponse) error {
 	if a.jsonOutput() {
 		return printJSON(a.stdout, res)
 	}
-	return a.printJob(&res.Job, res.EventID)
+	if err := a.printJob(&res.Job, res.EventID); err != nil {
+		return err
+	}
+	return printChainLines(a.stdout, res.Chains, true)
 }
 
 // printJob shows one job as "KEY: value" lines, with the event id when
@@ -175,5 +188,21 @@ func (a *app) printJob(j *schemas.Job, eventID string) error {
 	if eventID != "" {
 		kv("EVENT", eventID)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// The injections are multi-line text: shown as indented blocks.
+	for _, inj := range []struct{ title, text string }{
+		{"DOCKERFILE INJECTION", j.DockerfileInjection},
+		{"BOOTSTRAP INJECTION", j.BootstrapInjection},
+	} {
+		if strings.TrimSpace(inj.text) == "" {
+			continue
+		}
+		fmt.Fprintf(a.stdout, "\n%s:\n", inj.title)
+		for _, line := range strings.Split(strings.TrimRight(inj.text, "\n"), "\n") {
+			fmt.Fprintf(a.stdout, "  %s\n", line)
+		}
+	}
+	return nil
 }

@@ -29,8 +29,9 @@ func (a *app) machineActionCommand() *cobra.Command {
 		Use:   "action MACHINE COMMAND [--param K=V]... [--plugin P]",
 		Short: "Run an action on a machine and print the plugin's result",
 		Long: `Run COMMAND on MACHINE through the plugin that offers it and print the
-plugin's result. With -o json the whole reply is printed (action_id, machine,
-command, plugin and the plugin's result as JSON).
+plugin's result, then one line per machine.pre_action hook step (plugin,
+outcome, duration). With -o json the whole reply is printed (action_id,
+machine, command, plugin, the plugin's result as JSON and the hook chains).
 
 A --param value that is valid JSON is sent as JSON, anything else as a
 string. Required params missing from the call are taken from the machine's
@@ -71,7 +72,10 @@ params (see busctl machine set-param).`,
 			if a.jsonOutput() {
 				return printJSON(a.stdout, res)
 			}
-			return printResult(a.stdout, res.Result)
+			if err := printResult(a.stdout, res.Result); err != nil {
+				return err
+			}
+			return printChainLines(a.stdout, res.Chains, hasResult(res.Result))
 		}),
 	}
 	cmd.Flags().StringArrayVar(&params, "param", nil, "action param KEY=VALUE (repeatable; JSON values are sent as JSON)")
@@ -82,7 +86,7 @@ params (see busctl machine set-param).`,
 // printResult prints a plugin's result: a JSON string as plain text,
 // anything else as indented JSON, nothing for an empty result.
 func printResult(w interface{ Write([]byte) (int, error) }, raw json.RawMessage) error {
-	if len(strings.TrimSpace(string(raw))) == 0 || string(raw) == "null" {
+	if !hasResult(raw) {
 		return nil
 	}
 	var s string
@@ -96,6 +100,12 @@ func printResult(w interface{ Write([]byte) (int, error) }, raw json.RawMessage)
 		return err
 	}
 	return printJSON(w, v)
+}
+
+// hasResult says whether printResult prints anything for raw.
+func hasResult(raw json.RawMessage) bool {
+	t := strings.TrimSpace(string(raw))
+	return t != "" && t != "null"
 }
 
 func (a *app) machineGetCommand() *cobra.Command {

@@ -183,7 +183,7 @@ func (a *app) printPlugin(p *schemas.PluginRecord) error {
 		}
 		policy := h.FailurePolicy
 		if policy == "" {
-			policy = schemas.FailurePolicyFail
+			policy = schemas.DefaultFailurePolicy(h.Hook)
 		}
 		hooks = append(hooks, fmt.Sprintf("%s (priority %d, %s)", h.Hook, prio, policy))
 	}

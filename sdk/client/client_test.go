@@ -52,7 +52,7 @@ var allEndpoints = []string{
 	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
 	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
-	schemas.APIAlertsFire, schemas.APIAlertsResolve,
+	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
 }
 
 func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
@@ -144,6 +144,14 @@ func TestEndpoints(t *testing.T) {
 		Status: schemas.JobDeployed, DeployedAt: when}
 	machine := schemas.Machine{Name: "m1", Params: map[string]any{"incrementer/touched": 3.0}, UpdatedAt: when}
 	alert := schemas.Alert{ID: "a1", Severity: "critical", Summary: "disk full", Status: schemas.AlertFiring, FiredAt: when}
+	chains := schemas.HookListResponse{Chains: []schemas.HookChain{
+		{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{
+			{Plugin: "job-policy", Version: "1.0.0", Priority: 10, Timeout: schemas.Duration(2 * time.Second),
+				FailurePolicy: schemas.FailurePolicyFail, State: schemas.StateActive},
+			{Plugin: "audit", Version: "0.1.0", Priority: 50, Timeout: schemas.Duration(schemas.DefaultHookTimeout),
+				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateError},
+		}},
+	}}
 
 	tests := []struct {
 		name     string
@@ -215,6 +223,9 @@ func TestEndpoints(t *testing.T) {
 		{"ResolveAlert", schemas.APIAlertsResolve, schemas.AlertResponse{Alert: alert, EventID: "e4"},
 			func() (any, error) { return c.ResolveAlert(ctx, "a1") },
 			schemas.AlertRef{ID: "a1"}, &schemas.AlertResponse{Alert: alert, EventID: "e4"}},
+		{"HooksList", schemas.APIHooksList, chains,
+			func() (any, error) { return c.HooksList(ctx, schemas.HookJobPreDeploy) },
+			schemas.HookListRequest{Hook: schemas.HookJobPreDeploy}, &chains},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -354,5 +365,41 @@ func TestCallGeneric(t *testing.T) {
 	// A nil resp discards the reply.
 	if err := client.New(nc).Call(context.Background(), schemas.APIMachinesGet, schemas.MachineRef{Name: "m1"}, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestHooksListAll(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	fb.reply(schemas.APIHooksList, schemas.HookListResponse{Chains: []schemas.HookChain{
+		{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{}}}})
+	res, err := client.New(nc).HooksList(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Chains) != 1 || res.Chains[0].Hook != schemas.HookJobPreDeploy {
+		t.Errorf("reply = %+v", res)
+	}
+	// No hook: the request omits it, so the broker lists every hook point.
+	if req := fb.request(t, schemas.APIHooksList); len(req) != 0 {
+		t.Errorf("request = %v, want {}", req)
+	}
+}
+
+func TestRejection(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	chain := schemas.ChainRecord{ID: "c1", Hook: schemas.HookJobPreDeploy, Object: "job/web",
+		Outcome: schemas.ChainRejected, Steps: []schemas.StepRecord{{Plugin: "job-policy",
+			FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepRejected, Reason: "no"}}}
+	fb.fail(schemas.APIJobsDeploy, &schemas.Error{Code: schemas.CodeRejected, Message: "no", Plugin: "job-policy",
+		Details: map[string]any{"chain": chain}})
+	_, err := client.New(nc).DeployJob(context.Background(), schemas.JobDeployRequest{Name: "web"})
+	if !errors.Is(err, schemas.ErrRejected) {
+		t.Fatalf("error = %v, want ErrRejected", err)
+	}
+	var e *schemas.Error
+	if !errors.As(err, &e) || e.Plugin != "job-policy" || e.Details["chain"] == nil {
+		t.Errorf("error = %#v, want plugin and details.chain", e)
 	}
 }

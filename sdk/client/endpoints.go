@@ -156,3 +156,17 @@ func (c *Client) ResolveAlert(ctx context.Context, id string) (*schemas.AlertRes
 	}
 	return &resp, nil
 }
+
+// HooksList returns the hook chains as the broker will run them
+// (schemas.APIHooksList): per hook point, in schemas.HookPoints order, the
+// steps in run order with each step's priority, timeout, failure policy and
+// plugin state. An empty hook lists every hook point; otherwise only that one
+// (schemas.HookPoints lists the valid names). A chain that no plugin
+// implements comes back with no steps.
+func (c *Client) HooksList(ctx context.Context, hook string) (*schemas.HookListResponse, error) {
+	var resp schemas.HookListResponse
+	if err := c.Call(ctx, schemas.APIHooksList, schemas.HookListRequest{Hook: hook}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
