@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -137,6 +138,9 @@ func TestEventReadableByCloudEventsSDK(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CloudEvents SDK cannot decode our event: %v", err)
 	}
+	if ev.Subject() != "job/demo" {
+		t.Errorf("CloudEvent subject %q, want job/demo", ev.Subject())
+	}
 	if ev.Type() != schemas.TypeJobDeployed || ev.ID() != jr.EventID || ev.Source() != Source ||
 		ev.DataSchema() != schemas.EventSchemaID(schemas.TypeJobDeployed) || ev.DataContentType() != "application/json" {
 		t.Fatalf("decoded event attributes wrong: %s", ev)
@@ -257,5 +261,23 @@ func TestOversizedEventRefused(t *testing.T) {
 	info, _ := stream.Info(ctx)
 	if info.State.Msgs != 2 {
 		t.Fatalf("stream holds %d events, want the 2 valid ones", info.State.Msgs)
+	}
+}
+
+// TestEmbeddedPortInUse: a taken NATS address fails the start at once with
+// a message that says what to do.
+func TestEmbeddedPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	b, err := New(Config{DataDir: t.TempDir(), Listen: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not free") || !strings.Contains(err.Error(), "--listen") {
+		t.Fatalf("want a clear port-in-use error, got %v", err)
 	}
 }

@@ -26,6 +26,14 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	if port > 0 {
+		// Fail at once, with a clear message, when the address is taken.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("NATS address %s is not free: %w (is another broker or `make run` running? choose another with --listen)", cfg.Listen, err)
+		}
+		_ = ln.Close()
+	}
 	storeDir, err := filepath.Abs(filepath.Join(cfg.DataDir, "jetstream"))
 	if err != nil {
 		return nil, fmt.Errorf("data dir %q: %w", cfg.DataDir, err)

@@ -82,7 +82,7 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 	for _, c := range chains {
 		data.ChainIDs = append(data.ChainIDs, c.ID)
 	}
-	ev, err := NewEvent(schemas.TypeJobDeployed, data)
+	ev, err := NewEvent(schemas.TypeJobDeployed, data, WithSubject(object))
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 	}
 	id, err := b.pub.Publish(ctx, schemas.TypeJobDeleted, schemas.JobDeletedData{
 		Name: job.Name, Version: job.Version, Image: job.Image, DeletedAt: now,
-	})
+	}, WithSubject(object))
 	if err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	actionID := uuid.NewString()
 	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
 		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
-	}); err != nil {
+	}, WithSubject(object)); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -148,11 +148,11 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		completed.Error = e
 	}
 	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, result).Observe(elapsed.Seconds())
-	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionCompleted, completed); err != nil {
+	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str(FieldActionID, actionID).Msg("publish action_completed")
 	}
 	b.log.Info().Str(FieldActionID, actionID).Str(FieldMachine, req.Machine).Str(FieldCommand, req.Command).
-		Str(FieldPlugin, rec.Name).Str("result", result).Dur("duration", elapsed).Msg("action")
+		Str(FieldPlugin, rec.Name).Str("result", result).Float64("duration_ms", ms(elapsed)).Msg("action")
 	if callErr != nil {
 		return nil, callErr
 	}

@@ -28,10 +28,19 @@ func NewPublisher(js jetstream.JetStream, prefix string, m *metrics) *Publisher 
 	return &Publisher{js: js, prefix: prefix, metrics: m}
 }
 
+// EventOption sets an optional attribute of a core event.
+type EventOption func(*event.Event)
+
+// WithSubject sets the CloudEvent subject: the object the event is about,
+// such as "job/demo", "machine/m1", "alert/<id>" or "plugin/incrementer".
+func WithSubject(subject string) EventOption {
+	return func(e *event.Event) { e.SetSubject(subject) }
+}
+
 // NewEvent builds a core CloudEvent of eventType carrying data, with a fresh
 // id, the broker's source, the time and the data schema set. The data is
 // validated against the type's schema: a failure is a bug in the broker.
-func NewEvent(eventType string, data any) (*event.Event, error) {
+func NewEvent(eventType string, data any, opts ...EventOption) (*event.Event, error) {
 	if err := schemas.ValidateValue(schemas.EventSchemaPath(eventType), data); err != nil {
 		return nil, fmt.Errorf("event %s data: %w", eventType, err)
 	}
@@ -41,6 +50,9 @@ func NewEvent(eventType string, data any) (*event.Event, error) {
 	e.SetType(eventType)
 	e.SetTime(time.Now().UTC())
 	e.SetDataSchema(schemas.EventSchemaID(eventType))
+	for _, o := range opts {
+		o(&e)
+	}
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return nil, fmt.Errorf("encode %s data: %w", eventType, err)
 	}
@@ -50,8 +62,8 @@ func NewEvent(eventType string, data any) (*event.Event, error) {
 // Publish builds and publishes a core event and returns its id. The id is
 // also the JetStream message id, so a re-publish of the same event is
 // deduplicated by the stream.
-func (p *Publisher) Publish(ctx context.Context, eventType string, data any) (string, error) {
-	e, err := NewEvent(eventType, data)
+func (p *Publisher) Publish(ctx context.Context, eventType string, data any, opts ...EventOption) (string, error) {
+	e, err := NewEvent(eventType, data, opts...)
 	if err != nil {
 		return "", err
 	}

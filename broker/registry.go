@@ -232,7 +232,8 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		if exists && prev.Version != m.Version {
 			prevVersion = prev.Version
 		}
-		r.publish(ctx, schemas.TypePluginRegistered, schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion})
+		r.publish(ctx, schemas.TypePluginRegistered, schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion},
+			WithSubject("plugin/"+m.Name))
 		r.stateEvent(ctx, rec, from, nil)
 		r.b.log.Info().Str(FieldPlugin, m.Name).Str(FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
@@ -467,11 +468,11 @@ func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, fro
 	if rec.State == schemas.StateError || rec.State == schemas.StateStale {
 		data.Error = err
 	}
-	r.publish(ctx, schemas.TypePluginStateChanged, data)
+	r.publish(ctx, schemas.TypePluginStateChanged, data, WithSubject("plugin/"+rec.Name))
 }
 
-func (r *registry) publish(ctx context.Context, eventType string, data any) {
-	if _, err := r.b.pub.Publish(ctx, eventType, data); err != nil {
+func (r *registry) publish(ctx context.Context, eventType string, data any, opts ...EventOption) {
+	if _, err := r.b.pub.Publish(ctx, eventType, data, opts...); err != nil {
 		r.b.log.Error().Err(err).Str(FieldEventType, eventType).Msg("publish event")
 	}
 }

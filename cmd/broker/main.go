@@ -66,6 +66,8 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", broker.DefaultHeartbeatInterval, "how often plugins are checked for a running instance")
 	f.DurationVar(&cfg.PluginTimeout, "plugin-timeout", broker.DefaultPluginTimeout, "timeout of each init, config and verify call")
 	f.DurationVar(&cfg.ActionTimeout, "action-timeout", broker.DefaultActionTimeout, "timeout of an action call")
+	f.DurationVar(&cfg.EventMaxAge, "event-max-age", broker.DefaultEventMaxAge, "how long events are kept in the stream for replay")
+	f.IntVar(&cfg.MaxConcurrentObjects, "max-concurrent-objects", broker.DefaultMaxConcurrentObjects, "objects (jobs, machines, alerts) with an operation in progress at once")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", broker.DefaultMaxRequestBytes, "largest API request accepted")
 	f.BoolVar(&cfg.ServerLogs, "server-logs", false, "include the embedded nats-server's own logs")
 	f.StringVar(&logFormat, "log-format", "", "console or json (default: console on a terminal, json otherwise)")

@@ -1,59 +1,74 @@
 #!/usr/bin/env bash
 # Runs the whole bus locally: the broker on its embedded NATS JetStream
-# (data in ./data), the sample plugins and a webhook sink for
-# notify-webhook. Ctrl-C stops everything. Used by `make run`.
-set -euo pipefail
+# (data in ./data), every sample plugin under plugins/ and a webhook sink
+# for notify-webhook. Ctrl-C stops everything. Used by `make run`.
+set -uo pipefail
 BIN=${BIN:-bin}
-NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+NATS_ADDR=${PLUGBUS_LISTEN:-127.0.0.1:4222}
 HTTP=${PLUGBUS_HTTP:-127.0.0.1:8080}
 SINK=${SINK:-127.0.0.1:8099}
-export NATS_URL
+export NATS_URL="nats://$NATS_ADDR"
+
+in_use() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+for addr in "$NATS_ADDR" "$HTTP" "$SINK"; do
+  if in_use "$addr"; then
+    echo "run: $addr is already in use: is another 'make run' (or broker) running? Stop it first." >&2
+    exit 1
+  fi
+done
 
 pids=()
+stopping=0
 cleanup() {
-  trap - INT TERM EXIT
+  stopping=1
+  trap - INT TERM
   echo
   echo "stopping plugbus..."
   # Plugins first, broker last, so plugins drain against a live bus.
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped."
+  exit 0
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM
 
-"$BIN/broker" --http "$HTTP" --log-format console &
+"$BIN/broker" --listen "$NATS_ADDR" --http "$HTTP" &
 pids+=($!)
+healthy=0
 for _ in $(seq 1 100); do
-  if curl -fsS "http://$HTTP/healthz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "broker exited; see its log above" >&2; exit 1; fi
+  if curl -fsS "http://$HTTP/healthz" >/dev/null 2>&1; then healthy=1; break; fi
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then echo "run: the broker exited; see its log above" >&2; exit 1; fi
   sleep 0.1
 done
-curl -fsS "http://$HTTP/healthz" >/dev/null || { echo "broker did not become healthy on $HTTP" >&2; exit 1; }
+if [ "$healthy" != 1 ]; then echo "run: the broker did not become healthy on $HTTP" >&2; cleanup; fi
 
 "$BIN/webhook-sink" --listen "$SINK" &
 pids+=($!)
-for p in "$BIN"/plugins/*; do
-  name=$(basename "$p")
-  args=(listen --log-format console)
+plugins=()
+for dir in plugins/*/; do
+  name=$(basename "$dir")
+  [ -x "$BIN/plugins/$name" ] || { echo "run: $BIN/plugins/$name is missing: run 'make build'" >&2; cleanup; }
+  args=(listen)
   case "$name" in
     notify-webhook) args+=(--config "url=http://$SINK/alerts") ;;
-    job-policy) args+=(--config 'allowed_images=["*"]') ;;
+    job-policy) args+=(--config 'allowed_images=["*"]' --config 'env={"PLUGBUS_MANAGED":"true"}') ;;
   esac
-  "$p" "${args[@]}" &
+  "$BIN/plugins/$name" "${args[@]}" &
   pids+=($!)
+  plugins+=("$name")
 done
 
 # Wait until every plugin reports ACTIVE (bounded).
 for _ in $(seq 1 100); do
-  if "$BIN/busctl" plugins ls -o json 2>/dev/null | grep -q '"state"' && \
-     ! "$BIN/busctl" plugins ls -o json 2>/dev/null | grep '"state"' | grep -vq ACTIVE; then break; fi
+  states=$("$BIN/busctl" plugins ls -o json 2>/dev/null | grep -c '"state": "ACTIVE"' || true)
+  [ "${states:-0}" -ge "${#plugins[@]}" ] && break
   sleep 0.1
 done
 
 cat <<MSG
 
   plugbus is running: NATS $NATS_URL (embedded JetStream, data in ./data), HTTP http://$HTTP
-  Plugins: $(cd "$BIN/plugins" && echo *)
+  Plugins: ${plugins[*]}   (webhook sink on http://$SINK prints what notify-webhook sends)
 
   Try, in another terminal:
     bin/busctl plugins ls
@@ -61,11 +76,18 @@ cat <<MSG
     bin/busctl machine action m1 increment --param incrementer/step=2 -o json
     bin/busctl job deploy demo --version 1 --image nginx
     bin/busctl events tail --count 5
+    bin/busctl hooks ls
     bin/busctl alert fire --severity critical --summary "disk full" --label host=m1
     curl -s http://$HTTP/metrics | grep plugbus_
 
   Ctrl-C stops everything.
 
 MSG
-wait -n "${pids[@]}" || true
-echo "a plugbus process exited; stopping the rest" >&2
+wait -n "${pids[@]}"
+if [ "$stopping" = 0 ]; then
+  echo "run: a plugbus process exited unexpectedly; stopping the rest" >&2
+  trap - INT TERM
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  exit 1
+fi
