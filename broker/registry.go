@@ -409,13 +409,34 @@ func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigReque
 	if rec.State == schemas.StateStale {
 		return rec, schemas.Errorf(schemas.CodeNotActive, "name", "plugin %s has no running instance (STALE): start it, then set its config", rec.Name)
 	}
+	if rec.State == schemas.StateActive {
+		// An ACTIVE plugin stays ACTIVE (and in its hook chains) while its
+		// config changes. A config the plugin refuses is not stored: the
+		// plugin keeps running on its current one.
+		if err := r.applyConfig(ctx, rec, next); err != nil {
+			return rec, err
+		}
+		rec.Config = next
+		var vr schemas.VerifyResponse
+		if err := r.call(ctx, rec.Name, schemas.VerbVerify, schemas.VerifyRequest{}, &vr); err != nil || !vr.Ready {
+			if err == nil {
+				err = &schemas.Error{Code: schemas.CodePluginError, Plugin: rec.Name, Message: "verify failed: " + vr.Message}
+			}
+			rec = r.transition(ctx, rec, schemas.StateError, err)
+			return rec, rec.LastError
+		}
+		if err := r.save(ctx, &rec); err != nil {
+			return rec, err
+		}
+		return rec, nil
+	}
 	rec = r.transition(ctx, rec, schemas.StateConfiguring, nil)
 	if err := r.applyConfig(ctx, rec, next); err != nil {
 		r.transition(ctx, rec, schemas.StateError, err)
 		return rec, err
 	}
 	rec.Config = next
-	if rec.Metadata == nil && rec.State != schemas.StateActive {
+	if rec.Metadata == nil {
 		var initResp schemas.InitResponse
 		if err := r.call(ctx, rec.Name, schemas.VerbInit, schemas.InitRequest{Name: rec.Name, Version: rec.Version}, &initResp); err == nil {
 			rec.Metadata = initResp.Metadata
