@@ -154,6 +154,7 @@ type fakePlugin struct {
 	actions  []schemas.ActionRequest
 	result   any
 	actErr   *schemas.Error
+	cfgErr   *schemas.Error
 	hooks    map[string]func(schemas.HookRequest) (schemas.HookResponse, error)
 	hookReqs []schemas.HookRequest
 }
@@ -210,8 +211,11 @@ func (p *fakePlugin) start(prefix string) {
 		var req schemas.ConfigRequest
 		_ = json.Unmarshal(d, &req)
 		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.cfgErr != nil {
+			return nil, p.cfgErr
+		}
 		p.configs = append(p.configs, req.Config)
-		p.mu.Unlock()
 		return schemas.ConfigResponse{}, nil
 	})
 	add(schemas.VerbVerify, func([]byte) (any, error) {

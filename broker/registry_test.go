@@ -386,3 +386,39 @@ func TestNewVersionKeepsConsumerPosition(t *testing.T) {
 		t.Fatalf("v2 got %v, want the 2 events v1 had not consumed", versions)
 	}
 }
+
+// TestConfigChangeKeepsActive: changing an ACTIVE plugin's config never
+// takes it out of ACTIVE (so it stays in its chains); a config the plugin
+// refuses is not stored.
+func TestConfigChangeKeepsActive(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	p := newFakePlugin(t, s.ClientURL(), manifest("cfg", "1.0.0"))
+	p.start("plugbus")
+	p.register(t, tb, map[string]any{"level": 1})
+
+	sub, err := tb.nc.SubscribeSync("plugbus.evt.plugin.v1.state_changed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec schemas.PluginRecord
+	tb.mustCall(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: "cfg", Set: map[string]any{"level": 2}}, &rec)
+	if rec.State != schemas.StateActive || rec.Config["level"] != float64(2) {
+		t.Fatalf("after change: %s %v", rec.State, rec.Config)
+	}
+	p.mu.Lock()
+	p.cfgErr = &schemas.Error{Code: schemas.CodeInvalidField, Field: "config.level", Message: "level 3 is not supported"}
+	p.mu.Unlock()
+	err = tb.call(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: "cfg", Set: map[string]any{"level": 3}}, &rec)
+	wantCode(t, err, schemas.CodeInvalidField, "config.level")
+	tb.mustCall(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: "cfg"}, &rec)
+	if rec.State != schemas.StateActive || rec.Config["level"] != float64(2) {
+		t.Fatalf("after a refused change: %s %v", rec.State, rec.Config)
+	}
+	if err := tb.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("config changes moved the plugin between states: %s", msg.Header.Get("ce-id"))
+	}
+}
