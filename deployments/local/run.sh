@@ -24,11 +24,17 @@ cleanup() {
   trap - INT TERM
   echo
   echo "stopping plugbus..."
-  # Plugins first, broker last, so plugins drain against a live bus.
-  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_all
   echo "stopped."
   exit 0
+}
+# stop_all stops the plugins and the sink first and waits for them, then the
+# broker, so plugins drain against a live bus.
+stop_all() {
+  for ((i=${#pids[@]}-1; i>=1; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for ((i=${#pids[@]}-1; i>=1; i--)); do wait "${pids[$i]}" 2>/dev/null || true; done
+  kill -TERM "${pids[0]}" 2>/dev/null || true
+  wait "${pids[0]}" 2>/dev/null || true
 }
 trap cleanup INT TERM
 
@@ -87,7 +93,6 @@ wait -n "${pids[@]}"
 if [ "$stopping" = 0 ]; then
   echo "run: a plugbus process exited unexpectedly; stopping the rest" >&2
   trap - INT TERM
-  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_all
   exit 1
 fi
