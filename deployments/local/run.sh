@@ -3,6 +3,9 @@
 # (data in ./data), every sample plugin under plugins/ and a webhook sink
 # for notify-webhook. Ctrl-C stops everything. Used by `make run`.
 set -uo pipefail
+# Children get their own process groups, so Ctrl-C reaches only this script,
+# which then stops them in order.
+set -m
 BIN=${BIN:-bin}
 NATS_ADDR=${PLUGBUS_LISTEN:-127.0.0.1:4222}
 HTTP=${PLUGBUS_HTTP:-127.0.0.1:8080}
