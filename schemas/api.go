@@ -22,6 +22,7 @@ const (
 	APIMachinesSetParam = "machines.set-param" // MachineSetParamRequest → Machine
 	APIAlertsFire       = "alerts.fire"        // AlertFireRequest → AlertResponse
 	APIAlertsResolve    = "alerts.resolve"     // AlertRef → AlertResponse
+	APIHooksList        = "hooks.list"         // HookListRequest → HookListResponse
 )
 
 // APISubject returns the subject of a broker API endpoint under prefix:
@@ -142,14 +143,19 @@ type ActionResponse struct {
 
 // Job is a deployed (or deleted) job as the registry holds it.
 type Job struct {
-	Name       string            `json:"name"`
-	Version    string            `json:"version"`
-	Image      string            `json:"image"`
-	Env        map[string]string `json:"env,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	Status     string            `json:"status"`
-	DeployedAt time.Time         `json:"deployed_at"`
-	DeletedAt  *time.Time        `json:"deleted_at,omitempty"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Image   string `json:"image"`
+	// Env is the requested env merged with what job.runtime_env added.
+	Env    map[string]string `json:"env,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// DockerfileInjection and BootstrapInjection are what the injection
+	// chains collected.
+	DockerfileInjection string     `json:"dockerfile_injection,omitempty"`
+	BootstrapInjection  string     `json:"bootstrap_injection,omitempty"`
+	Status              string     `json:"status"`
+	DeployedAt          time.Time  `json:"deployed_at"`
+	DeletedAt           *time.Time `json:"deleted_at,omitempty"`
 }
 
 // Job statuses.
@@ -178,6 +184,8 @@ type JobRef struct {
 type JobResponse struct {
 	Job     Job    `json:"job"`
 	EventID string `json:"event_id"`
+	// Chains are the hook chain runs of the operation, in run order.
+	Chains []ChainRecord `json:"chains,omitempty"`
 }
 
 // JobListRequest asks for every job.
@@ -232,6 +240,8 @@ type MachineActionResponse struct {
 	Command  string          `json:"command"`
 	Plugin   string          `json:"plugin"`
 	Result   json.RawMessage `json:"result,omitempty"`
+	// Chains are the hook chain runs of the action (machine.pre_action).
+	Chains []ChainRecord `json:"chains,omitempty"`
 }
 
 // AlertFireRequest fires an alert. An empty ID gets a generated one; firing
@@ -250,6 +260,10 @@ type AlertRef struct {
 
 // AlertResponse answers fire and resolve.
 type AlertResponse struct {
-	Alert   Alert  `json:"alert"`
-	EventID string `json:"event_id"`
+	Alert Alert `json:"alert"`
+	// EventID is the fired or resolved event's id; empty when an
+	// alert.pre_notify step suppressed the alert.
+	EventID string `json:"event_id,omitempty"`
+	// Chains are the hook chain runs (alert.pre_notify).
+	Chains []ChainRecord `json:"chains,omitempty"`
 }

@@ -19,6 +19,7 @@ const (
 	TypeAlertResolved          = "io.plugbus.alert.v1.resolved"
 	TypePluginRegistered       = "io.plugbus.plugin.v1.registered"
 	TypePluginStateChanged     = "io.plugbus.plugin.v1.state_changed"
+	TypeHookChainCompleted     = "io.plugbus.hook.v1.chain_completed"
 )
 
 // CoreEventTypes lists every core event type, in a stable order.
@@ -27,6 +28,7 @@ var CoreEventTypes = []string{
 	TypeMachineActionRequested, TypeMachineActionCompleted,
 	TypeAlertFired, TypeAlertResolved,
 	TypePluginRegistered, TypePluginStateChanged,
+	TypeHookChainCompleted,
 }
 
 // SchemaBase is the base of every schema $id.
@@ -54,12 +56,21 @@ func EventSubject(prefix, eventType string) string {
 
 // JobDeployedData is the data of io.plugbus.job.v1.deployed.
 type JobDeployedData struct {
-	Name       string            `json:"name"`
-	Version    string            `json:"version"`
-	Image      string            `json:"image"`
-	Env        map[string]string `json:"env,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
-	DeployedAt time.Time         `json:"deployed_at"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Image   string `json:"image"`
+	// Env is the job's env after the job.runtime_env chain merged the
+	// plugins' vars into the requested ones.
+	Env    map[string]string `json:"env,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// DockerfileInjection and BootstrapInjection are the fragments the
+	// injection chains collected, each block labelled with its plugin.
+	DockerfileInjection string `json:"dockerfile_injection,omitempty"`
+	BootstrapInjection  string `json:"bootstrap_injection,omitempty"`
+	// ChainIDs are the ids of the hook chain runs of this deploy (each
+	// published as io.plugbus.hook.v1.chain_completed).
+	ChainIDs   []string  `json:"chain_ids,omitempty"`
+	DeployedAt time.Time `json:"deployed_at"`
 }
 
 // JobDeletedData is the data of io.plugbus.job.v1.deleted.
@@ -108,6 +119,9 @@ const (
 const (
 	AlertFiring   = "firing"
 	AlertResolved = "resolved"
+	// AlertSuppressed: an alert.pre_notify step suppressed it; no fired
+	// event was published.
+	AlertSuppressed = "suppressed"
 )
 
 // Alert is an alert as stored and as carried by io.plugbus.alert.v1.fired and

@@ -19,8 +19,11 @@ var allPaths = []string{
 	APIMachine, APIMachineRef, APIMachineListRequest, APIMachineListResponse, APIMachineSetParamRequest,
 	APIMachineActionRequest, APIMachineActionResponse,
 	APIAlert, APIAlertFireRequest, APIAlertRef, APIAlertResponse,
+	APIHookRequest, APIHookResponse, APIHookStep, APIHookChain, APIHookListRequest, APIHookListResponse,
+	APIStepRecord, APIChainRecord,
 	EventJobDeployed, EventJobDeleted, EventMachineActionRequested, EventMachineActionCompleted,
 	EventAlertFired, EventAlertResolved, EventPluginRegistered, EventPluginStateChanged,
+	EventHookChainCompleted,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
@@ -109,6 +112,7 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypeAlertResolved:          EventAlertResolved,
 		TypePluginRegistered:       EventPluginRegistered,
 		TypePluginStateChanged:     EventPluginStateChanged,
+		TypeHookChainCompleted:     EventHookChainCompleted,
 	}
 	if len(want) != len(CoreEventTypes) {
 		t.Fatalf("%d core event types, %d event schemas", len(CoreEventTypes), len(want))
@@ -140,5 +144,31 @@ func TestEventSchemaPaths(t *testing.T) {
 				t.Errorf("title = %q, want the event type", doc.Title)
 			}
 		})
+	}
+}
+
+// TestHookPointsMatchSchema keeps the hook_point enum of the shared
+// definitions and HookPoints (and HookKind) in step.
+func TestHookPointsMatchSchema(t *testing.T) {
+	b, err := fs.ReadFile(SchemaFS(), APIDefinitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Defs map[string]struct {
+			Enum []string `json:"enum"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := doc.Defs["hook_point"].Enum
+	if strings.Join(got, " ") != strings.Join(HookPoints, " ") {
+		t.Errorf("hook_point enum %v, HookPoints %v", got, HookPoints)
+	}
+	for _, h := range HookPoints {
+		if HookKind(h) == "" {
+			t.Errorf("hook point %s has no kind", h)
+		}
 	}
 }

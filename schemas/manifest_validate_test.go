@@ -23,6 +23,14 @@ func TestManifestValidate(t *testing.T) {
 		{"bad failure policy", func(m *schemas.Manifest) { m.Hooks[1].FailurePolicy = "Fail" }, "manifest.hooks[1].failure_policy", "must be one of"},
 		{"negative ack wait", func(m *schemas.Manifest) { m.Events.AckWait = schemas.Duration(-time.Second) }, "manifest.events.ack_wait", "must match pattern"},
 		{"hook timeout too long", func(m *schemas.Manifest) { m.Hooks[0].Timeout = schemas.Duration(31 * time.Second) }, "manifest.hooks[0].timeout", "must be at most 30s (got 31s)"},
+		{"unknown hook point", func(m *schemas.Manifest) { m.Hooks[1].Hook = "job.post_deploy" }, "manifest.hooks[1].hook",
+			`must be one of "job.pre_deploy", "job.runtime_env", "job.dockerfile_injection", "job.bootstrap_injection", "job.pre_delete", "machine.pre_action", "alert.pre_notify" (got "job.post_deploy")`},
+		{"every hook point", func(m *schemas.Manifest) {
+			m.Hooks = nil
+			for _, h := range schemas.HookPoints {
+				m.Hooks = append(m.Hooks, schemas.HookSpec{Hook: h})
+			}
+		}, "", ""},
 		{"duplicate hook", func(m *schemas.Manifest) { m.Hooks[1].Hook = m.Hooks[0].Hook }, "manifest.hooks[1].hook", `declares hook point "job.pre_deploy" again`},
 		{"duplicate action", func(m *schemas.Manifest) { m.Actions[1] = schemas.ActionSpec{Command: "increment", Model: "machines"} }, "manifest.actions[1].command", "again"},
 		{"same command on another model", func(m *schemas.Manifest) { m.Actions[1] = schemas.ActionSpec{Command: "increment"} }, "", ""},

@@ -64,6 +64,17 @@ const (
 	APIAlertRef         = "api/v1/alert_ref.json"          // AlertRef
 	APIAlertResponse    = "api/v1/alert_response.json"     // AlertResponse
 
+	// Hook chains: the broker → plugin step call, the chains as they will
+	// run (hooks.list) and the record of a chain run.
+	APIHookRequest      = "api/v1/hook_request.json"       // HookRequest
+	APIHookResponse     = "api/v1/hook_response.json"      // HookResponse
+	APIHookStep         = "api/v1/hook_step.json"          // HookStep
+	APIHookChain        = "api/v1/hook_chain.json"         // HookChain
+	APIHookListRequest  = "api/v1/hook_list_request.json"  // HookListRequest
+	APIHookListResponse = "api/v1/hook_list_response.json" // HookListResponse
+	APIStepRecord       = "api/v1/step_record.json"        // StepRecord
+	APIChainRecord      = "api/v1/chain_record.json"       // ChainRecord
+
 	// Core event data; each equals EventSchemaPath of its event type.
 	EventJobDeployed            = "events/job/v1/deployed.json"             // JobDeployedData
 	EventJobDeleted             = "events/job/v1/deleted.json"              // JobDeletedData
@@ -73,6 +84,7 @@ const (
 	EventAlertResolved          = "events/alert/v1/resolved.json"           // Alert (status "resolved", resolved_at set)
 	EventPluginRegistered       = "events/plugin/v1/registered.json"        // PluginRegisteredData
 	EventPluginStateChanged     = "events/plugin/v1/state_changed.json"     // PluginStateChangedData
+	EventHookChainCompleted     = "events/hook/v1/chain_completed.json"     // ChainRecord
 )
 
 //go:embed api events manifest

@@ -84,6 +84,35 @@ func sampleAlert(resolved bool) schemas.Alert {
 	return a
 }
 
+func sampleChain() schemas.ChainRecord {
+	return schemas.ChainRecord{ID: "6f1c2a9e-3b7d-4c1e-9a55-0d3c9a1f2b11", Hook: schemas.HookJobPreDeploy, Object: "job/web-frontend",
+		Outcome: schemas.ChainRejected, StartedAt: t0, DurationMs: 12.75,
+		Steps: []schemas.StepRecord{
+			{Plugin: "audit", Priority: -10, FailurePolicy: schemas.FailurePolicyIgnore, Outcome: schemas.StepIgnored, DurationMs: 5000,
+				Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "no answer within 5s", Plugin: "audit"}},
+			{Plugin: "tagger", Priority: 0, FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepPatched, DurationMs: 1.5},
+			{Plugin: "job-policy", Priority: 0, FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepRejected, DurationMs: 0.4,
+				Reason: `image "docker.io/evil:latest" matches none of the allowed patterns: registry.internal/*`},
+			{Plugin: "zz-last", Priority: 100, FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepNotReached},
+		},
+		Error: &schemas.Error{Code: schemas.CodeRejected, Plugin: "job-policy",
+			Message: `image "docker.io/evil:latest" matches none of the allowed patterns: registry.internal/*`}}
+}
+
+func sampleEnvChain() schemas.ChainRecord {
+	return schemas.ChainRecord{ID: "c-2", Hook: schemas.HookJobRuntimeEnv, Object: "job/web-frontend", Outcome: schemas.ChainCompleted,
+		StartedAt: t0, DurationMs: 0.9, Steps: []schemas.StepRecord{
+			{Plugin: "job-policy", FailurePolicy: schemas.FailurePolicyIgnore, Outcome: schemas.StepContinued, DurationMs: 0.9, EnvKeys: []string{"HTTP_PROXY", "_TRACE"}},
+			{Plugin: "stopped", FailurePolicy: schemas.FailurePolicyIgnore, Outcome: schemas.StepSkipped,
+				Error: &schemas.Error{Code: schemas.CodeNotActive, Message: "plugin stopped is STALE, not ACTIVE: skipped", Plugin: "stopped"}},
+		}}
+}
+
+func sampleHookStep() schemas.HookStep {
+	return schemas.HookStep{Plugin: "job-policy", Version: "1.0.0", Priority: -5, Timeout: schemas.Duration(2500 * time.Millisecond),
+		FailurePolicy: schemas.FailurePolicyFail, Override: true, State: schemas.StateActive}
+}
+
 // samples covers every document schema with a populated value, plus the
 // minimal values Go produces for empty types and nil slices/maps.
 func samples() []sample {
@@ -115,6 +144,10 @@ func samples() []sample {
 			Env: map[string]string{"PORT": "8080"}, Labels: map[string]string{"team": "web"}}},
 		{"job ref", schemas.APIJobRef, schemas.JobRef{Name: "web-frontend", Version: "v1.2.3"}},
 		{"job response", schemas.APIJobResponse, schemas.JobResponse{Job: sampleJob(), EventID: "01HZX3Q7Y6M2V9"}},
+		{"job response with chains", schemas.APIJobResponse, schemas.JobResponse{Job: sampleJob(), EventID: "01HZX3Q7Y6M2V9",
+			Chains: []schemas.ChainRecord{sampleEnvChain(), {ID: "c-3", Hook: schemas.HookJobPreDelete, Object: "job/web", Outcome: schemas.ChainNoSteps, StartedAt: t1}}}},
+		{"job with injections", schemas.APIJob, schemas.Job{Name: "web", Version: "1", Image: "nginx", Status: schemas.JobDeployed, DeployedAt: t0,
+			DockerfileInjection: "# --- plugbus: certs ---\nCOPY ca.pem /etc/ssl/\n", BootstrapInjection: "# --- plugbus: agent ---\n/opt/agent start\n"}},
 		{"job list request", schemas.APIJobListRequest, schemas.JobListRequest{}},
 		{"job list response", schemas.APIJobListResponse, schemas.JobListResponse{Jobs: []schemas.Job{sampleJob()}}},
 		{"job list response nil", schemas.APIJobListResponse, schemas.JobListResponse{}},
@@ -129,14 +162,49 @@ func samples() []sample {
 			Params: map[string]any{"incrementer/step": 2}, Plugin: "incrementer"}},
 		{"machine action response", schemas.APIMachineActionResponse, schemas.MachineActionResponse{ActionID: "act-1", Machine: "m1", Command: "increment",
 			Plugin: "incrementer", Result: json.RawMessage(`7`)}},
+		{"machine action response with chain", schemas.APIMachineActionResponse, schemas.MachineActionResponse{ActionID: "act-1", Machine: "m1", Command: "increment",
+			Plugin: "incrementer", Chains: []schemas.ChainRecord{{ID: "c-4", Hook: schemas.HookMachinePreAction, Object: "machine/m1",
+				Outcome: schemas.ChainCompleted, StartedAt: t0, DurationMs: 2, Steps: []schemas.StepRecord{
+					{Plugin: "guard", FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepPatched, DurationMs: 2}}}}}},
 		{"alert", schemas.APIAlert, sampleAlert(true)},
 		{"alert fire request", schemas.APIAlertFireRequest, schemas.AlertFireRequest{ID: "disk-full.node07", Severity: schemas.SeverityWarning,
 			Summary: "disk 85% full", Labels: map[string]string{"host": "node07"}}},
 		{"alert fire request no id", schemas.APIAlertFireRequest, schemas.AlertFireRequest{Severity: schemas.SeverityInfo, Summary: "deploy window opens"}},
 		{"alert ref", schemas.APIAlertRef, schemas.AlertRef{ID: "disk-full.node07"}},
 		{"alert response", schemas.APIAlertResponse, schemas.AlertResponse{Alert: sampleAlert(false), EventID: "01HZX3Q7Y6M2VA"}},
+		{"alert response suppressed", schemas.APIAlertResponse, schemas.AlertResponse{
+			Alert: schemas.Alert{ID: "noisy", Severity: schemas.SeverityInfo, Summary: "flapping", Status: schemas.AlertSuppressed, FiredAt: t0},
+			Chains: []schemas.ChainRecord{{ID: "c-5", Hook: schemas.HookAlertPreNotify, Object: "alert/noisy", Outcome: schemas.ChainRejected,
+				StartedAt: t0, DurationMs: 1, Steps: []schemas.StepRecord{{Plugin: "silencer", FailurePolicy: schemas.FailurePolicyFail,
+					Outcome: schemas.StepRejected, DurationMs: 1, Reason: "silenced until 10:00"}},
+				Error: &schemas.Error{Code: schemas.CodeRejected, Message: "silenced until 10:00", Plugin: "silencer"}}}}},
+		{"hook request", schemas.APIHookRequest, schemas.HookRequest{Hook: schemas.HookJobRuntimeEnv, ChainID: "6f1c2a9e", Object: "job/web-frontend",
+			Step: 2, Payload: json.RawMessage(`{"name":"web-frontend","version":"1","image":"nginx","env":{"PORT":"8080"}}`),
+			Env: map[string]string{"PORT": "8080", "HTTP_PROXY": "http://proxy:3128"}}},
+		{"hook request gate", schemas.APIHookRequest, schemas.HookRequest{Hook: schemas.HookMachinePreAction, ChainID: "c", Object: "machine/m1",
+			Payload: json.RawMessage(`{"machine":"m1","command":"increment","plugin":"incrementer"}`)}},
+		{"hook response empty", schemas.APIHookResponse, schemas.HookResponse{}},
+		{"hook response patch", schemas.APIHookResponse, schemas.HookResponse{Outcome: schemas.HookContinue, Patch: json.RawMessage(`{"labels":{"team":null,"checked":"yes"}}`)}},
+		{"hook response reject", schemas.APIHookResponse, schemas.HookResponse{Outcome: schemas.HookReject, Reason: "no", Code: "policy_violation"}},
+		{"hook response env", schemas.APIHookResponse, schemas.HookResponse{Env: map[string]string{"HTTP_PROXY": "http://proxy:3128"}}},
+		{"hook response fragment", schemas.APIHookResponse, schemas.HookResponse{Fragment: "RUN apt-get install -y ca-certificates\n"}},
+		{"hook step", schemas.APIHookStep, sampleHookStep()},
+		{"hook chain", schemas.APIHookChain, schemas.HookChain{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{sampleHookStep()}}},
+		{"hook chain nil steps", schemas.APIHookChain, schemas.HookChain{Hook: schemas.HookAlertPreNotify}},
+		{"hook list request", schemas.APIHookListRequest, schemas.HookListRequest{Hook: schemas.HookJobBootstrapInjection}},
+		{"hook list request empty", schemas.APIHookListRequest, schemas.HookListRequest{}},
+		{"hook list response", schemas.APIHookListResponse, schemas.HookListResponse{Chains: []schemas.HookChain{
+			{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{sampleHookStep()}}, {Hook: schemas.HookJobRuntimeEnv, Steps: []schemas.HookStep{}}}}},
+		{"hook list response nil", schemas.APIHookListResponse, schemas.HookListResponse{}},
+		{"step record", schemas.APIStepRecord, sampleChain().Steps[0]},
+		{"chain record", schemas.APIChainRecord, sampleChain()},
+		{"chain record nil steps", schemas.APIChainRecord, schemas.ChainRecord{ID: "c", Hook: schemas.HookJobPreDelete, Object: "job/web", Outcome: schemas.ChainNoSteps, StartedAt: t0}},
+		{"chain completed", schemas.EventHookChainCompleted, sampleEnvChain()},
 		{"job deployed", schemas.EventJobDeployed, schemas.JobDeployedData{Name: "web", Version: "1", Image: "nginx:1.27",
 			Env: map[string]string{"PORT": "80"}, Labels: map[string]string{"team": "web"}, DeployedAt: t0}},
+		{"job deployed with hooks", schemas.EventJobDeployed, schemas.JobDeployedData{Name: "web", Version: "1", Image: "nginx:1.27",
+			Env: map[string]string{"PORT": "80", "HTTP_PROXY": "http://proxy:3128"}, DockerfileInjection: "# --- plugbus: certs ---\nCOPY ca.pem /etc/ssl/\n",
+			BootstrapInjection: "# --- plugbus: agent ---\n/opt/agent start\n", ChainIDs: []string{"c-1", "c-2"}, DeployedAt: t0}},
 		{"job deleted", schemas.EventJobDeleted, schemas.JobDeletedData{Name: "web", Version: "1", Image: "nginx:1.27", DeletedAt: t1}},
 		{"machine action requested", schemas.EventMachineActionRequested, schemas.MachineActionRequestedData{ActionID: "act-1", Machine: "m1",
 			Command: "increment", Plugin: "incrementer", Params: map[string]any{"incrementer/step": 2}}},

@@ -2,8 +2,8 @@
 //
 // A plugin is a program that serves one plugbus plugin: it describes itself
 // with a [schemas.Manifest], registers handlers for the lifecycle verbs
-// (init, config, verify), for actions and for core events, and then runs
-// against a NATS server where the plugbus broker lives:
+// (init, config, verify), for actions, for core events and for hook points,
+// and then runs against a NATS server where the plugbus broker lives:
 //
 //	func main() {
 //		sdk.Main(manifest, func(p *sdk.Plugin) error {
@@ -20,9 +20,10 @@
 // What Run does, in order:
 //
 //  1. adds a NATS micro service "plugbus-NAME" whose endpoints init, config,
-//     verify and action answer on "<prefix>.plugin.NAME.<verb>" in the default
-//     queue group, so several instances share the load and `nats micro ls`
-//     lists them;
+//     verify and action answer on "<prefix>.plugin.NAME.<verb>", and one
+//     endpoint per hook point the manifest declares on
+//     "<prefix>.hook.<hook point>.NAME", all in the default queue group, so
+//     several instances share the load and `nats micro ls` lists them;
 //  2. registers with the broker ("<prefix>.api.plugins.register"), retrying
 //     with backoff while no broker answers; the broker runs init, config and
 //     verify before it replies with the plugin's state (ACTIVE, or ERROR with
@@ -46,4 +47,18 @@
 // An action handler's error reaches the caller: a *schemas.Error as it is
 // (so handlers can answer missing_param or invalid_field), any other error
 // as plugin_error with the error's message.
+//
+// # Hooks
+//
+// A hook point is a place where the broker asks plugins before or while it
+// acts (job.pre_deploy, job.runtime_env, ...; see [schemas.HookPoints]). A
+// plugin declares the hook points it implements in the manifest's hooks and
+// sets a handler for each, with [Plugin.HandleHook] or a typed helper
+// ([Plugin.OnPreDeploy], [Plugin.OnRuntimeEnv],
+// [Plugin.OnDockerfileInjection], [Plugin.OnBootstrapInjection],
+// [Plugin.OnPreDelete], [Plugin.OnPreAction], [Plugin.OnPreNotify]). A
+// handler answers with [Continue], [ContinueWith] (a merge patch of the
+// payload), [Reject], [RejectWithCode], [Env] or [Fragment]; an error or a
+// panic is answered as an error, and the broker applies the hook's failure
+// policy. The handler's context ends a little before the hook's timeout.
 package sdk

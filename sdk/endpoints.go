@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,8 @@ import (
 )
 
 // addEndpoints adds the init, config, verify and action endpoints on their
-// explicit plugin subjects, in the service's default queue group.
+// explicit plugin subjects, and one endpoint per declared hook point, in the
+// service's default queue group.
 func (p *Plugin) addEndpoints(svc micro.Service) error {
 	for _, ep := range []struct {
 		verb string
@@ -30,7 +30,7 @@ func (p *Plugin) addEndpoints(svc micro.Service) error {
 			return fmt.Errorf("add %s endpoint on %s: %w", ep.verb, subject, err)
 		}
 	}
-	return nil
+	return p.addHookEndpoints(svc)
 }
 
 func (p *Plugin) handlerContext() (context.Context, context.CancelFunc) {
@@ -161,14 +161,7 @@ func (p *Plugin) pluginError(err error) error {
 }
 
 func decodeRequest(req micro.Request, v any) error {
-	data := bytes.TrimSpace(req.Data())
-	if len(data) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return schemas.Errorf(schemas.CodeBadRequest, "", "request on %s is not a valid JSON object: %v", req.Subject(), err)
-	}
-	return nil
+	return decodeBody(req.Subject(), req.Data(), v)
 }
 
 func encodeResult(v any) (json.RawMessage, error) {

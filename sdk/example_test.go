@@ -2,10 +2,12 @@ package sdk_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -160,4 +162,137 @@ func ExamplePlugin_Run() {
 	if err := p.Run(ctx, nc); err != nil { // blocks until ctx ends
 		panic(err)
 	}
+}
+
+func ExamplePlugin_OnPreDeploy() {
+	p, _ := sdk.New(schemas.Manifest{Name: "registry-guard", Version: "1.0.0",
+		Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy}}})
+	guard := func(_ context.Context, job schemas.JobDeployRequest) (*schemas.HookResponse, error) {
+		if !strings.HasPrefix(job.Image, "registry.internal/") {
+			return sdk.Reject(fmt.Sprintf("image %q is not from registry.internal", job.Image)), nil
+		}
+		if job.Labels["team"] == "" {
+			return sdk.ContinueWith(map[string]any{"labels": map[string]string{"team": "unknown"}})
+		}
+		return sdk.Continue(), nil
+	}
+	p.OnPreDeploy(guard)
+
+	// The SDK calls guard with the job being deployed.
+	for _, job := range []schemas.JobDeployRequest{
+		{Name: "web", Version: "1", Image: "docker.io/nginx"},
+		{Name: "web", Version: "1", Image: "registry.internal/nginx"},
+		{Name: "web", Version: "1", Image: "registry.internal/nginx", Labels: map[string]string{"team": "web"}},
+	} {
+		resp, _ := guard(context.Background(), job)
+		b, _ := json.Marshal(resp)
+		fmt.Println(string(b))
+	}
+	// Output:
+	// {"outcome":"reject","reason":"image \"docker.io/nginx\" is not from registry.internal"}
+	// {"outcome":"continue","patch":{"labels":{"team":"unknown"}}}
+	// {"outcome":"continue"}
+}
+
+func ExamplePlugin_OnRuntimeEnv() {
+	p, _ := sdk.New(schemas.Manifest{Name: "proxy-env", Version: "1.0.0",
+		Hooks: []schemas.HookSpec{{Hook: schemas.HookJobRuntimeEnv}}})
+	p.OnRuntimeEnv(func(_ context.Context, job schemas.JobDeployRequest) (map[string]string, error) {
+		env := map[string]string{}
+		if _, set := job.Env["HTTP_PROXY"]; !set { // a default: leave the job's own value alone
+			env["HTTP_PROXY"] = "http://proxy.internal:3128"
+		}
+		return env, nil
+	})
+}
+
+func ExamplePlugin_OnDockerfileInjection() {
+	p, _ := sdk.New(schemas.Manifest{Name: "ca-certs", Version: "1.0.0",
+		Hooks: []schemas.HookSpec{{Hook: schemas.HookJobDockerfileInjection}}})
+	p.OnDockerfileInjection(func(context.Context, schemas.JobDeployRequest) (string, error) {
+		return "COPY internal-ca.pem /usr/local/share/ca-certificates/\nRUN update-ca-certificates\n", nil
+	})
+}
+
+func ExamplePlugin_HandleHook() {
+	p, _ := sdk.New(schemas.Manifest{Name: "quiet-hours", Version: "1.0.0",
+		Hooks: []schemas.HookSpec{{Hook: schemas.HookAlertPreNotify, Timeout: schemas.Duration(time.Second)}}})
+	quiet := func(_ context.Context, req *sdk.HookRequest) (*schemas.HookResponse, error) {
+		alert, err := req.Alert()
+		if err != nil {
+			return nil, err
+		}
+		if alert.Severity == schemas.SeverityInfo {
+			return sdk.Reject("info alerts are suppressed during quiet hours"), nil
+		}
+		return sdk.Continue(), nil
+	}
+	p.HandleHook(schemas.HookAlertPreNotify, quiet)
+
+	resp, err := quiet(context.Background(), &sdk.HookRequest{HookRequest: schemas.HookRequest{
+		Hook: schemas.HookAlertPreNotify, Object: "alert/backup-done",
+		Payload: json.RawMessage(`{"id":"backup-done","severity":"info","summary":"backup finished"}`),
+	}})
+	fmt.Println(resp.Outcome, resp.Reason, err)
+	// Output:
+	// reject info alerts are suppressed during quiet hours <nil>
+}
+
+func ExampleHookRequest_Job() {
+	req := &sdk.HookRequest{HookRequest: schemas.HookRequest{
+		Hook: schemas.HookJobRuntimeEnv, ChainID: "c1", Object: "job/web", Step: 1,
+		Payload: json.RawMessage(`{"name":"web","version":"3","image":"nginx","env":{"PORT":"80"}}`),
+		Env:     map[string]string{"PORT": "80", "TZ": "UTC"}, // collected so far
+	}}
+	job, err := req.Job()
+	fmt.Println(job.Name, job.Version, job.Image, job.Env, err)
+
+	_, err = req.DeletedJob() // the payload of job.pre_delete only
+	fmt.Println(err)
+	// Output:
+	// web 3 nginx map[PORT:80] <nil>
+	// sdk: HookRequest.DeletedJob reads the payload of job.pre_delete, not of job.runtime_env; use Decode or the accessor of job.runtime_env
+}
+
+func ExampleContinueWith() {
+	resp, err := sdk.ContinueWith(map[string]any{
+		"params": map[string]any{"incrementer/step": 1, "dry_run": nil}, // set one param, remove another
+	})
+	b, _ := json.Marshal(resp)
+	fmt.Println(string(b), err)
+
+	_, err = sdk.ContinueWith([]string{"not", "an", "object"})
+	fmt.Println(err)
+	// Output:
+	// {"outcome":"continue","patch":{"params":{"dry_run":null,"incrementer/step":1}}} <nil>
+	// hook patch must be a JSON object (a merge patch), got ["not","an","object"]
+}
+
+func ExampleReject() {
+	for _, resp := range []*schemas.HookResponse{
+		sdk.Continue(),
+		sdk.Reject(`image "docker.io/evil" matches none of the allowed patterns: registry.internal/*`),
+		sdk.RejectWithCode("maintenance", "machine m1 is in maintenance until 10:00"),
+	} {
+		b, _ := json.Marshal(resp)
+		fmt.Println(string(b))
+	}
+	// Output:
+	// {"outcome":"continue"}
+	// {"outcome":"reject","reason":"image \"docker.io/evil\" matches none of the allowed patterns: registry.internal/*"}
+	// {"outcome":"reject","reason":"machine m1 is in maintenance until 10:00","code":"maintenance"}
+}
+
+func ExampleEnv() {
+	b, _ := json.Marshal(sdk.Env(map[string]string{"TZ": "UTC", "HTTP_PROXY": "http://proxy:3128"}))
+	fmt.Println(string(b))
+	// Output:
+	// {"outcome":"continue","env":{"HTTP_PROXY":"http://proxy:3128","TZ":"UTC"}}
+}
+
+func ExampleFragment() {
+	b, _ := json.Marshal(sdk.Fragment("RUN apk add --no-cache ca-certificates\n"))
+	fmt.Println(string(b))
+	// Output:
+	// {"outcome":"continue","fragment":"RUN apk add --no-cache ca-certificates\n"}
 }

@@ -159,3 +159,18 @@ func FuzzConfigValues(f *testing.F) {
 		_, _ = parseConfigFlags([]string{doc})
 	})
 }
+
+func TestHookHandlerTimeout(t *testing.T) {
+	tests := map[time.Duration]time.Duration{
+		0:                      4500 * time.Millisecond, // the default 5s
+		5 * time.Second:        4500 * time.Millisecond,
+		schemas.MaxHookTimeout: 29500 * time.Millisecond,
+		time.Second:            900 * time.Millisecond,
+		100 * time.Millisecond: 90 * time.Millisecond,
+	}
+	for timeout, want := range tests {
+		if got := hookHandlerTimeout(timeout); got != want {
+			t.Errorf("hookHandlerTimeout(%s) = %s, want %s", timeout, got, want)
+		}
+	}
+}

@@ -20,4 +20,6 @@ const (
 	FieldDelay     = "delay"
 	FieldReason    = "reason"
 	FieldCode      = "code"
+	FieldHook      = "hook"
+	FieldChainID   = "chain_id"
 )

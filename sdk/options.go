@@ -20,6 +20,9 @@ const (
 	// DefaultAckWait is the event handler deadline when the consumer does not
 	// say otherwise.
 	DefaultAckWait = 30 * time.Second
+	// DefaultHookConcurrency is how many hook calls an instance handles at
+	// once.
+	DefaultHookConcurrency = 16
 	// DefaultRetryDelay is the redelivery delay after a failed event when the
 	// manifest lists no backoff.
 	DefaultRetryDelay = time.Second
@@ -33,6 +36,7 @@ type options struct {
 	config          map[string]any
 	registerTimeout time.Duration
 	handlerTimeout  time.Duration
+	hookConcurrency int
 }
 
 func defaultOptions() options {
@@ -41,6 +45,7 @@ func defaultOptions() options {
 		logger:          zerolog.Nop(),
 		registerTimeout: DefaultRegisterTimeout,
 		handlerTimeout:  DefaultHandlerTimeout,
+		hookConcurrency: DefaultHookConcurrency,
 	}
 }
 
@@ -97,6 +102,19 @@ func WithHandlerTimeout(d time.Duration) Option {
 			return fmt.Errorf("%w: handler timeout %s must be positive", ErrInvalidOption, d)
 		}
 		o.handlerTimeout = d
+		return nil
+	}
+}
+
+// WithHookConcurrency sets how many hook calls the instance handles at once
+// (default 16); more wait for a free slot. Hook handlers must then be safe
+// for concurrent use. Actions and events are not affected.
+func WithHookConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: hook concurrency %d must be at least 1", ErrInvalidOption, n)
+		}
+		o.hookConcurrency = n
 		return nil
 	}
 }

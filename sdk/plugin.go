@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ type Plugin struct {
 	onConfig   func(ctx context.Context, cfg Config) error
 	onVerify   func(ctx context.Context) error
 	actions    map[string]ActionHandler
+	hooks      map[string]HookHandler
 	events     eventRoutes
 	cfg        Config
 	state      schemas.PluginState
@@ -47,6 +49,9 @@ type Plugin struct {
 	activeOnce sync.Once
 	reregister chan struct{}
 
+	hookSem   chan struct{} // bounds concurrent hook calls
+	hookCalls inflight
+
 	stats counters
 }
 
@@ -58,8 +63,9 @@ var (
 // New checks the manifest and the options and returns a Plugin ready for
 // handlers. It has no side effects: nothing connects until Run. The checks
 // are the basic ones a plugin cannot run without (name, semver version,
-// non-empty event types and action commands); the broker validates the
-// whole manifest against its schema at registration.
+// non-empty event types and action commands, hooks naming known hook points
+// once each with a valid timeout and failure policy); the broker validates
+// the whole manifest against its schema at registration.
 func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 	if err := checkManifest(m); err != nil {
 		return nil, err
@@ -78,6 +84,8 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		opts:       o,
 		log:        o.logger.With().Str(FieldPlugin, m.Name).Logger(),
 		actions:    map[string]ActionHandler{},
+		hooks:      map[string]HookHandler{},
+		hookSem:    make(chan struct{}, o.hookConcurrency),
 		cfg:        Config{},
 		base:       context.Background(),
 		ready:      make(chan struct{}),
@@ -111,6 +119,25 @@ func checkManifest(m schemas.Manifest) error {
 			if t == "" {
 				return bad(fmt.Sprintf("events.types[%d]", i), "must not be empty")
 			}
+		}
+	}
+	hooks := map[string]int{}
+	for i, h := range m.Hooks {
+		field := fmt.Sprintf("hooks[%d]", i)
+		if schemas.HookKind(h.Hook) == "" {
+			return bad(field+".hook", "%q is not a hook point (hook points: %s)", h.Hook, strings.Join(schemas.HookPoints, ", "))
+		}
+		if j, dup := hooks[h.Hook]; dup {
+			return bad(field+".hook", "hook point %q is declared twice (also in hooks[%d])", h.Hook, j)
+		}
+		hooks[h.Hook] = i
+		if d := h.Timeout.D(); d < 0 || d > schemas.MaxHookTimeout {
+			return bad(field+".timeout", "must be between 0 (the default, %s) and %s (got %s)", schemas.DefaultHookTimeout, schemas.MaxHookTimeout, d)
+		}
+		switch h.FailurePolicy {
+		case "", schemas.FailurePolicyFail, schemas.FailurePolicyIgnore:
+		default:
+			return bad(field+".failure_policy", "must be %q or %q (got %q)", schemas.FailurePolicyFail, schemas.FailurePolicyIgnore, h.FailurePolicy)
 		}
 	}
 	seen := map[string]bool{}

@@ -33,6 +33,13 @@ func TestNewChecksManifest(t *testing.T) {
 		{name: "events without types", m: schemas.Manifest{Name: "x", Version: "1.0.0", Events: &schemas.EventSubscription{}}, wantErr: sdk.ErrInvalidManifest, field: "events.types"},
 		{name: "empty command", m: schemas.Manifest{Name: "x", Version: "1.0.0", Actions: []schemas.ActionSpec{{Model: "machines"}}}, wantErr: sdk.ErrInvalidManifest, field: "actions[0].command"},
 		{name: "duplicate command", m: schemas.Manifest{Name: "x", Version: "1.0.0", Actions: []schemas.ActionSpec{{Command: "a"}, {Command: "a"}}}, wantErr: sdk.ErrInvalidManifest, field: "actions[1]"},
+		{name: "hooks", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{
+			{Hook: schemas.HookJobPreDeploy, Timeout: schemas.Duration(schemas.MaxHookTimeout), FailurePolicy: schemas.FailurePolicyIgnore}, {Hook: schemas.HookAlertPreNotify}}}},
+		{name: "unknown hook point", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: "job.post_deploy"}}}, wantErr: sdk.ErrInvalidManifest, field: `hooks[0].hook: "job.post_deploy" is not a hook point (hook points: job.pre_deploy, job.runtime_env`},
+		{name: "duplicate hook", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy}, {Hook: schemas.HookJobPreDeploy}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[1].hook"},
+		{name: "hook timeout too long", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy, Timeout: schemas.Duration(time.Minute)}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[0].timeout"},
+		{name: "bad failure policy", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy, FailurePolicy: "retry"}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[0].failure_policy"},
+		{name: "bad hook concurrency", m: schemas.Manifest{Name: "x", Version: "1.0.0"}, opts: []sdk.Option{sdk.WithHookConcurrency(0)}, wantErr: sdk.ErrInvalidOption, field: "hook concurrency"},
 		{name: "bad prefix", m: schemas.Manifest{Name: "x", Version: "1.0.0"}, opts: []sdk.Option{sdk.WithPrefix("a.b")}, wantErr: sdk.ErrInvalidOption, field: "prefix"},
 		{name: "bad register timeout", m: schemas.Manifest{Name: "x", Version: "1.0.0"}, opts: []sdk.Option{sdk.WithRegisterTimeout(0)}, wantErr: sdk.ErrInvalidOption, field: "register timeout"},
 		{name: "bad handler timeout", m: schemas.Manifest{Name: "x", Version: "1.0.0"}, opts: []sdk.Option{sdk.WithHandlerTimeout(-time.Second)}, wantErr: sdk.ErrInvalidOption, field: "handler timeout"},
@@ -68,6 +75,14 @@ func TestHandleActionPanicsOnMisuse(t *testing.T) {
 			p.HandleAction("x", h)
 		},
 		"bad event pattern": func(p *sdk.Plugin) { p.HandleEvent("io.*.x", nil) },
+		"empty hook": func(p *sdk.Plugin) {
+			p.HandleHook("", func(context.Context, *sdk.HookRequest) (*schemas.HookResponse, error) { return nil, nil })
+		},
+		"nil hook handler": func(p *sdk.Plugin) { p.HandleHook(schemas.HookJobPreDeploy, nil) },
+		"duplicate hook": func(p *sdk.Plugin) {
+			p.OnPreDeploy(func(context.Context, schemas.JobDeployRequest) (*schemas.HookResponse, error) { return nil, nil })
+			p.HandleHook(schemas.HookJobPreDeploy, func(context.Context, *sdk.HookRequest) (*schemas.HookResponse, error) { return nil, nil })
+		},
 	}
 	for name, f := range tests {
 		t.Run(name, func(t *testing.T) {

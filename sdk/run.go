@@ -24,13 +24,18 @@ const drainTimeout = 30 * time.Second
 // stops consuming (events already buffered are handled first), stops the
 // micro service and drains nc — Run owns nc from here on, so give it a
 // connection of its own. Run returns nil after a shutdown caused by ctx,
-// and an error when startup fails: the micro service cannot be added, or the
-// broker refuses the registration for a reason retrying cannot fix (the
-// error wraps ErrRegister and the broker's *schemas.Error). While no broker
-// answers, Run keeps retrying the registration. A Plugin runs once.
+// and an error when startup fails: a hook handler is set for a hook point
+// the manifest does not declare (the error wraps ErrInvalidManifest), the
+// micro service cannot be added, or the broker refuses the registration
+// for a reason retrying cannot fix (the error wraps ErrRegister and the
+// broker's *schemas.Error). While no broker answers, Run keeps retrying the
+// registration. A Plugin runs once.
 func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	if nc == nil {
 		return errors.New("run plugin: nil NATS connection")
+	}
+	if err := p.checkHookHandlers(); err != nil {
+		return fmt.Errorf("run plugin %s: %w", p.manifest.Name, err)
 	}
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
@@ -86,6 +91,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 		if err := svc.Stop(); err != nil {
 			log.Warn().Err(err).Msg("cannot stop micro service")
 		}
+		p.hookCalls.closeAndWait() // their replies go out before the drain
 		drain(nc, log)
 		log.Info().Msg("plugin stopped")
 	}
@@ -220,8 +226,8 @@ func drain(nc *nats.Conn, log *zerolog.Logger) {
 	}
 }
 
-// warnUnhandled logs declared actions and events that have no handler, and
-// handlers the manifest gives no way to reach.
+// warnUnhandled logs declared actions, events and hooks that have no
+// handler, and event handlers the manifest gives no way to reach.
 func (p *Plugin) warnUnhandled() {
 	log := p.Logger()
 	for _, a := range p.manifest.Actions {
@@ -240,6 +246,11 @@ func (p *Plugin) warnUnhandled() {
 			if p.eventHandler(t) == nil {
 				log.Warn().Str(FieldEventType, t).Msg("the manifest subscribes to an event type with no handler; such events are acknowledged unhandled")
 			}
+		}
+	}
+	for _, h := range p.manifest.Hooks {
+		if p.hookHandler(h.Hook) == nil {
+			log.Warn().Str(FieldHook, h.Hook).Msg("the manifest declares a hook with no handler; its calls will fail with plugin_error")
 		}
 	}
 }

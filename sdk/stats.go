@@ -20,6 +20,14 @@ type Stats struct {
 	ActionsHandled uint64 `json:"actions_handled"`
 	// ActionsFailed counts action calls answered with an error.
 	ActionsFailed uint64 `json:"actions_failed"`
+	// HooksHandled counts hook calls answered with a response (continue or
+	// reject).
+	HooksHandled uint64 `json:"hooks_handled"`
+	// HooksRejected counts the hook calls answered with a rejection.
+	HooksRejected uint64 `json:"hooks_rejected"`
+	// HooksFailed counts hook calls answered with an error (a handler
+	// error or panic, a bad request, a response the hook point cannot take).
+	HooksFailed uint64 `json:"hooks_failed"`
 	// ConfigsApplied counts configurations the config handler accepted.
 	ConfigsApplied uint64 `json:"configs_applied"`
 	// ConfigsRejected counts configurations the config handler rejected.
@@ -31,6 +39,7 @@ type Stats struct {
 type counters struct {
 	eventsHandled, eventsFailed, eventsMalformed, eventsIgnored, eventsTerminated atomic.Uint64
 	actionsHandled, actionsFailed                                                 atomic.Uint64
+	hooksHandled, hooksRejected, hooksFailed                                      atomic.Uint64
 	configsApplied, configsRejected                                               atomic.Uint64
 	registrations                                                                 atomic.Uint64
 }
@@ -47,6 +56,9 @@ func (p *Plugin) Stats() Stats {
 		EventsTerminated: c.eventsTerminated.Load(),
 		ActionsHandled:   c.actionsHandled.Load(),
 		ActionsFailed:    c.actionsFailed.Load(),
+		HooksHandled:     c.hooksHandled.Load(),
+		HooksRejected:    c.hooksRejected.Load(),
+		HooksFailed:      c.hooksFailed.Load(),
 		ConfigsApplied:   c.configsApplied.Load(),
 		ConfigsRejected:  c.configsRejected.Load(),
 		Registrations:    c.registrations.Load(),

@@ -1,0 +1,240 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
+)
+
+// maxHookMargin bounds the part of a hook's timeout kept for the reply to
+// reach the broker.
+const maxHookMargin = 500 * time.Millisecond
+
+// hookHandlerTimeout is how long a hook handler may run: the hook's timeout
+// less a margin (a tenth of it, at most maxHookMargin), so an answer made
+// in time reaches the broker before it gives up on the step.
+func hookHandlerTimeout(timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		timeout = schemas.DefaultHookTimeout
+	}
+	return timeout - min(timeout/10, maxHookMargin)
+}
+
+// hookEndpointName is the micro endpoint name of a hook point:
+// "job.pre_deploy" -> "hook_job_pre_deploy".
+func hookEndpointName(hook string) string {
+	return "hook_" + strings.ReplaceAll(hook, ".", "_")
+}
+
+// checkHookHandlers returns an error wrapping ErrInvalidManifest when a
+// handler is set for a hook point the manifest does not declare.
+func (p *Plugin) checkHookHandlers() error {
+	declared := map[string]bool{}
+	for _, h := range p.manifest.Hooks {
+		declared[h.Hook] = true
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var missing []string
+	for hook := range p.hooks {
+		if !declared[hook] {
+			missing = append(missing, hook)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	slices.Sort(missing)
+	hook := missing[0]
+	if schemas.HookKind(hook) == "" {
+		return fmt.Errorf("%w: hooks: a handler is set for %q, which is not a hook point (hook points: %s)",
+			ErrInvalidManifest, hook, strings.Join(schemas.HookPoints, ", "))
+	}
+	return fmt.Errorf("%w: hooks: a handler is set for %s but the manifest does not declare it; add {\"hook\": %q} to the manifest's hooks",
+		ErrInvalidManifest, strings.Join(missing, ", "), hook)
+}
+
+// addHookEndpoints adds one endpoint per hook point the manifest declares,
+// on "<prefix>.hook.<hook point>.<plugin>" in the default queue group.
+func (p *Plugin) addHookEndpoints(svc micro.Service) error {
+	for _, spec := range p.manifest.Hooks {
+		subject := schemas.HookSubject(p.opts.prefix, spec.Hook, p.manifest.Name)
+		h := micro.HandlerFunc(func(req micro.Request) { p.dispatchHook(spec, req) })
+		if err := svc.AddEndpoint(hookEndpointName(spec.Hook), h, micro.WithEndpointSubject(subject)); err != nil {
+			return fmt.Errorf("add hook endpoint %s on %s: %w", spec.Hook, subject, err)
+		}
+	}
+	return nil
+}
+
+// dispatchHook handles one hook call on its own goroutine, bounded by the
+// hook concurrency, and replies on the connection (a micro.Request must not
+// be answered from another goroutine).
+func (p *Plugin) dispatchHook(spec schemas.HookSpec, req micro.Request) {
+	if !p.hookCalls.add() {
+		p.respond(req, spec.Hook, nil, schemas.Errorf(schemas.CodePluginError, "", "plugin %s is shutting down", p.manifest.Name))
+		return
+	}
+	p.hookSem <- struct{}{}
+	data, reply, subject := req.Data(), req.Reply(), req.Subject()
+	go func() {
+		defer func() { <-p.hookSem; p.hookCalls.done() }()
+		resp, err := p.serveHook(spec, subject, data)
+		if reply == "" {
+			return
+		}
+		if perr := p.Conn().PublishMsg(rpc.ReplyMsg(reply, resp, err)); perr != nil {
+			p.Logger().Warn().Err(perr).Str(FieldHook, spec.Hook).Msg("cannot send hook reply")
+		}
+	}()
+}
+
+// inflight counts running hook calls so shutdown can wait for them; once
+// closed it admits no more.
+type inflight struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (f *inflight) add() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return false
+	}
+	f.wg.Add(1)
+	return true
+}
+
+func (f *inflight) done() { f.wg.Done() }
+
+// closeAndWait admits no more calls and waits for the running ones.
+func (f *inflight) closeAndWait() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// serveHook decodes a hook call, runs its handler with the hook's deadline
+// and checks the response it returns.
+func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (*schemas.HookResponse, error) {
+	log := p.Logger().With().Str(FieldHook, spec.Hook).Logger()
+	fail := func(err error) (*schemas.HookResponse, error) {
+		p.stats.hooksFailed.Add(1)
+		err = p.pluginError(err)
+		log.Warn().Err(err).Msg("hook step failed")
+		return nil, err
+	}
+	var in schemas.HookRequest
+	if err := decodeBody(subject, data, &in); err != nil {
+		return fail(err)
+	}
+	if in.Hook == "" {
+		in.Hook = spec.Hook
+	}
+	if in.Hook != spec.Hook {
+		return fail(schemas.Errorf(schemas.CodeBadRequest, "hook", "a %s request arrived on the %s subject %s", in.Hook, spec.Hook, subject))
+	}
+	log = log.With().Str(FieldChainID, in.ChainID).Str(FieldObject, in.Object).Logger()
+	h := p.hookHandler(spec.Hook)
+	if h == nil {
+		return fail(schemas.Errorf(schemas.CodePluginError, "hook", "plugin %s declares hook %s but has no handler for it", p.manifest.Name, spec.Hook))
+	}
+	limit := hookHandlerTimeout(spec.Timeout.D())
+	ctx, cancel := context.WithTimeout(p.base, limit)
+	var resp *schemas.HookResponse
+	err := safely(func() error {
+		var herr error
+		resp, herr = h(ctx, &HookRequest{HookRequest: in})
+		return herr
+	})
+	expired := ctx.Err() != nil
+	cancel()
+	if err != nil {
+		if expired && errors.Is(err, context.DeadlineExceeded) {
+			err = schemas.Errorf(schemas.CodeTimeout, "", "hook %s: the handler did not answer within %s (the hook's timeout is %s)",
+				spec.Hook, limit, limitOf(spec))
+		}
+		return fail(err)
+	}
+	if resp == nil {
+		resp = Continue()
+	}
+	if err := checkHookResponse(spec.Hook, resp); err != nil {
+		return fail(err)
+	}
+	p.stats.hooksHandled.Add(1)
+	if resp.Outcome == schemas.HookReject {
+		p.stats.hooksRejected.Add(1)
+		log.Info().Str(FieldReason, resp.Reason).Msg("hook step rejected")
+	} else {
+		log.Debug().Msg("hook step done")
+	}
+	return resp, nil
+}
+
+func limitOf(spec schemas.HookSpec) time.Duration {
+	if d := spec.Timeout.D(); d > 0 {
+		return d
+	}
+	return schemas.DefaultHookTimeout
+}
+
+// checkHookResponse refuses a response the hook point cannot take (a
+// rejection from a collecting hook, env vars from a gate...) or that fails
+// its schema, naming the mistake: it is the plugin's bug, so the error is
+// a plugin_error.
+func checkHookResponse(hook string, r *schemas.HookResponse) error {
+	bad := func(field, format string, args ...any) error {
+		return schemas.Errorf(schemas.CodePluginError, field, "hook %s answered %s", hook, fmt.Sprintf(format, args...))
+	}
+	kind := schemas.HookKind(hook)
+	switch r.Outcome {
+	case "", schemas.HookContinue:
+	case schemas.HookReject:
+		if kind != schemas.HookKindGate {
+			return bad("outcome", "a rejection, but only pre-hooks (job.pre_deploy, job.pre_delete, machine.pre_action, alert.pre_notify) can reject; return an error to fail the step")
+		}
+	default:
+		return bad("outcome", "the outcome %q; want %q or %q", r.Outcome, schemas.HookContinue, schemas.HookReject)
+	}
+	if len(r.Patch) > 0 && kind != schemas.HookKindGate {
+		return bad("patch", "a patch, but only pre-hooks take one")
+	}
+	if len(r.Env) > 0 && kind != schemas.HookKindEnv {
+		return bad("env", "env vars, but only %s takes them", schemas.HookJobRuntimeEnv)
+	}
+	if r.Fragment != "" && kind != schemas.HookKindInjection {
+		return bad("fragment", "a fragment, but only %s and %s take one", schemas.HookJobDockerfileInjection, schemas.HookJobBootstrapInjection)
+	}
+	if err := schemas.ValidateValue(schemas.APIHookResponse, r); err != nil {
+		e := schemas.AsError(err)
+		return bad(e.Field, "an invalid response: %s", e.Message)
+	}
+	return nil
+}
+
+// decodeBody decodes a request body leniently (unknown fields are allowed,
+// so a newer broker can talk to an older plugin).
+func decodeBody(subject string, data []byte, v any) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return schemas.Errorf(schemas.CodeBadRequest, "", "request on %s is not a valid JSON object: %v", subject, err)
+	}
+	return nil
+}
