@@ -43,7 +43,7 @@ func build(t *testing.T) string {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		for _, pkg := range []string{"./cmd/broker", "./cmd/busctl", "./plugins/incrementer", "./plugins/notify-webhook"} {
+		for _, pkg := range []string{"./cmd/broker", "./cmd/busctl", "./plugins/incrementer", "./plugins/notify-webhook", "./plugins/job-policy"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -293,6 +293,54 @@ func TestDoneMeansPath(t *testing.T) {
 	}
 
 	for _, p := range []*proc{inc, nw, broker} {
+		if err := p.stop(t); err != nil {
+			t.Fatalf("%s exited with %v after SIGTERM, want 0", p.name, err)
+		}
+	}
+}
+
+// TestHookChainDoneMeans is the hook-chain walkthrough with real binaries:
+// a deploy passes job-policy and gets its env, the allow-list is narrowed
+// with busctl plugins config, a deploy of another registry's image is
+// refused with job-policy's reason, and hooks ls shows the chain in run
+// order.
+func TestHookChainDoneMeans(t *testing.T) {
+	b, broker := startBus(t)
+	policy := start(t, filepath.Join(b.bin, "job-policy"), "listen", "--server", b.natsURL, "--log-format", "json",
+		"--config", `allowed_images=["*"]`, "--config", `env={"PLUGBUS_MANAGED":"true"}`)
+	b.waitActive(t, "job-policy")
+
+	out := b.mustBusctl(t, "job", "deploy", "web", "--version", "1", "--image", "registry.internal/web:1", "-o", "json")
+	var jr schemas.JobResponse
+	if err := json.Unmarshal([]byte(out), &jr); err != nil {
+		t.Fatalf("deploy output: %v\n%s", err, out)
+	}
+	if jr.Job.Env["PLUGBUS_MANAGED"] != "true" {
+		t.Fatalf("env from job-policy missing: %+v", jr.Job.Env)
+	}
+	if len(jr.Chains) != 2 || jr.Chains[0].Hook != schemas.HookJobPreDeploy || jr.Chains[1].Hook != schemas.HookJobRuntimeEnv ||
+		jr.Chains[0].Steps[0].Plugin != "job-policy" || jr.Chains[0].Outcome != schemas.ChainCompleted {
+		t.Fatalf("chain records: %+v", jr.Chains)
+	}
+
+	b.mustBusctl(t, "plugins", "config", "job-policy", "--set", "allowed_images=registry.internal/*")
+	stdout, stderr, code := b.busctl(t, "job", "deploy", "evil", "--version", "1", "--image", "docker.io/evil:latest")
+	if code == 0 || !strings.Contains(stderr, `docker.io/evil:latest`) || !strings.Contains(stderr, "registry.internal/*") ||
+		!strings.Contains(stderr, "job-policy") {
+		t.Fatalf("deploy of a refused image: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	b.mustBusctl(t, "job", "deploy", "web", "--version", "2", "--image", "registry.internal/web:2")
+
+	out = b.mustBusctl(t, "hooks", "ls", "job.pre_deploy", "-o", "json")
+	var hl schemas.HookListResponse
+	if err := json.Unmarshal([]byte(out), &hl); err != nil {
+		t.Fatal(err)
+	}
+	if len(hl.Chains) != 1 || len(hl.Chains[0].Steps) != 1 || hl.Chains[0].Steps[0].Plugin != "job-policy" ||
+		hl.Chains[0].Steps[0].FailurePolicy != "fail" {
+		t.Fatalf("hooks ls: %+v", hl)
+	}
+	for _, p := range []*proc{policy, broker} {
 		if err := p.stop(t); err != nil {
 			t.Fatalf("%s exited with %v after SIGTERM, want 0", p.name, err)
 		}
