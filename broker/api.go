@@ -63,6 +63,7 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIPluginsRegister, schemas.APIRegisterRequest, schemas.APIRegisterResponse, b.handleRegister),
 		endpoint(schemas.APIPluginsList, schemas.APIPluginListRequest, schemas.APIPluginListResponse, b.handlePluginList),
 		endpoint(schemas.APIPluginsGet, schemas.APIPluginGetRequest, schemas.APIPluginRecord, b.handlePluginGet),
+		endpoint(schemas.APIPluginsUnregister, schemas.APIPluginUnregisterRequest, schemas.APIPluginRecord, b.handlePluginUnregister),
 		endpoint(schemas.APIPluginsConfig, schemas.APIPluginConfigRequest, schemas.APIPluginRecord, b.handlePluginConfig),
 		sequenced(endpoint(schemas.APIJobsDeploy, schemas.APIJobDeployRequest, schemas.APIJobResponse, b.handleJobDeploy), "job/", "name"),
 		sequenced(endpoint(schemas.APIJobsDelete, schemas.APIJobRef, schemas.APIJobResponse, b.handleJobDelete), "job/", "name"),

@@ -28,6 +28,14 @@ func (b *Broker) handlePluginGet(ctx context.Context, req *schemas.PluginGetRequ
 	return rec, nil
 }
 
+func (b *Broker) handlePluginUnregister(ctx context.Context, req *schemas.PluginUnregisterRequest) (any, error) {
+	rec, err := b.reg.unregister(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
 func (b *Broker) handlePluginConfig(ctx context.Context, req *schemas.PluginConfigRequest) (any, error) {
 	rec, err := b.reg.configure(ctx, req)
 	if err != nil {

@@ -584,6 +584,42 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 	return cc
 }
 
+// unregister removes a plugin's record, config and durable consumer. It is
+// refused while an instance still answers, unless req.Force.
+func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregisterRequest) (schemas.PluginRecord, error) {
+	unlock := r.lock(req.Name)
+	defer unlock()
+	rec, _, err := r.get(ctx, req.Name)
+	if err != nil {
+		return rec, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, perr := r.b.nc.RequestWithContext(pctx, PingSubject(req.Name), nil)
+	cancel()
+	alive := perr == nil
+	if alive && !req.Force {
+		return rec, schemas.Errorf(schemas.CodeConflict, "name",
+			"plugin %s still has a running instance: stop it first, or force it (busctl plugins rm %s --force)", req.Name, req.Name)
+	}
+	if err := r.b.js.DeleteConsumer(ctx, StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)
+	}
+	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
+		return rec, fmt.Errorf("delete config of %s: %w", req.Name, err)
+	}
+	if err := r.b.st.plugins.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
+		return rec, fmt.Errorf("delete plugin record %s: %w", req.Name, err)
+	}
+	r.mu.Lock()
+	delete(r.cache, req.Name)
+	r.recompute()
+	r.mu.Unlock()
+	r.publish(ctx, schemas.TypePluginUnregistered, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive},
+		WithSubject("plugin/"+rec.Name))
+	r.b.log.Info().Str(FieldPlugin, rec.Name).Str(FieldVersion, rec.Version).Bool("forced", alive).Msg("plugin unregistered")
+	return rec, nil
+}
+
 // heartbeat marks a plugin STALE when none of its instances answers a micro
 // PING, and brings a STALE plugin back through its lifecycle when one does.
 func (r *registry) heartbeat(ctx context.Context) {

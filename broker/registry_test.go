@@ -422,3 +422,43 @@ func TestConfigChangeKeepsActive(t *testing.T) {
 		t.Fatalf("config changes moved the plugin between states: %s", msg.Header.Get("ce-id"))
 	}
 }
+
+func TestUnregister(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	ctx := context.Background()
+	m := actionManifest("gone", schemas.ActionSpec{Command: "x", Model: "machines"})
+	m.Events = &schemas.EventSubscription{Types: []string{schemas.TypeAlertFired}}
+	m.Hooks = []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy}}
+	p := newFakePlugin(t, s.ClientURL(), m)
+	p.onHook(schemas.HookJobPreDeploy, cont)
+	p.start("plugbus")
+	p.register(t, tb, map[string]any{"a": 1})
+
+	// Running instance: refused without force.
+	err := tb.call(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, nil)
+	wantCode(t, err, schemas.CodeConflict, "name")
+
+	p.stopService()
+	var rec schemas.PluginRecord
+	tb.mustCall(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, &rec)
+	if rec.Name != "gone" {
+		t.Fatalf("reply: %+v", rec)
+	}
+	err = tb.call(t, schemas.APIPluginsGet, schemas.PluginGetRequest{Name: "gone"}, nil)
+	wantCode(t, err, schemas.CodeNotFound, "name")
+	if _, err := tb.js.Consumer(ctx, StreamEvents, "plugin_gone"); err == nil {
+		t.Fatal("consumer left behind")
+	}
+	kv, _ := tb.js.KeyValue(ctx, BucketConfigs)
+	if _, err := kv.Get(ctx, "gone"); err == nil {
+		t.Fatal("config left behind")
+	}
+	if steps := tb.b.reg.chains()[schemas.HookJobPreDeploy]; len(steps) != 0 {
+		t.Fatalf("hook chain still has %+v", steps)
+	}
+	err = tb.call(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m", Command: "x"}, nil)
+	wantCode(t, err, schemas.CodeUnknownAction, "")
+	err = tb.call(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, nil)
+	wantCode(t, err, schemas.CodeNotFound, "name")
+}

@@ -8,21 +8,22 @@ import (
 // Broker API endpoints, relative to "<prefix>.api.". Each takes the request
 // type and answers with the response type named in its comment.
 const (
-	APIPluginsRegister  = "plugins.register"   // RegisterRequest → RegisterResponse
-	APIPluginsList      = "plugins.list"       // PluginListRequest → PluginListResponse
-	APIPluginsGet       = "plugins.get"        // PluginGetRequest → PluginRecord
-	APIPluginsConfig    = "plugins.config"     // PluginConfigRequest → PluginRecord
-	APIJobsDeploy       = "jobs.deploy"        // JobDeployRequest → JobResponse
-	APIJobsDelete       = "jobs.delete"        // JobRef → JobResponse
-	APIJobsList         = "jobs.list"          // JobListRequest → JobListResponse
-	APIJobsGet          = "jobs.get"           // JobRef → Job
-	APIMachinesAction   = "machines.action"    // MachineActionRequest → MachineActionResponse
-	APIMachinesGet      = "machines.get"       // MachineRef → Machine
-	APIMachinesList     = "machines.list"      // MachineListRequest → MachineListResponse
-	APIMachinesSetParam = "machines.set-param" // MachineSetParamRequest → Machine
-	APIAlertsFire       = "alerts.fire"        // AlertFireRequest → AlertResponse
-	APIAlertsResolve    = "alerts.resolve"     // AlertRef → AlertResponse
-	APIHooksList        = "hooks.list"         // HookListRequest → HookListResponse
+	APIPluginsRegister   = "plugins.register"   // RegisterRequest → RegisterResponse
+	APIPluginsList       = "plugins.list"       // PluginListRequest → PluginListResponse
+	APIPluginsGet        = "plugins.get"        // PluginGetRequest → PluginRecord
+	APIPluginsConfig     = "plugins.config"     // PluginConfigRequest → PluginRecord
+	APIPluginsUnregister = "plugins.unregister" // PluginUnregisterRequest → PluginRecord (the removed one)
+	APIJobsDeploy        = "jobs.deploy"        // JobDeployRequest → JobResponse
+	APIJobsDelete        = "jobs.delete"        // JobRef → JobResponse
+	APIJobsList          = "jobs.list"          // JobListRequest → JobListResponse
+	APIJobsGet           = "jobs.get"           // JobRef → Job
+	APIMachinesAction    = "machines.action"    // MachineActionRequest → MachineActionResponse
+	APIMachinesGet       = "machines.get"       // MachineRef → Machine
+	APIMachinesList      = "machines.list"      // MachineListRequest → MachineListResponse
+	APIMachinesSetParam  = "machines.set-param" // MachineSetParamRequest → Machine
+	APIAlertsFire        = "alerts.fire"        // AlertFireRequest → AlertResponse
+	APIAlertsResolve     = "alerts.resolve"     // AlertRef → AlertResponse
+	APIHooksList         = "hooks.list"         // HookListRequest → HookListResponse
 )
 
 // APISubject returns the subject of a broker API endpoint under prefix:
@@ -85,6 +86,13 @@ type PluginListResponse struct {
 // PluginGetRequest names one plugin.
 type PluginGetRequest struct {
 	Name string `json:"name"`
+}
+
+// PluginUnregisterRequest removes a plugin: its record, config and durable
+// consumer. It is refused while an instance still answers, unless Force.
+type PluginUnregisterRequest struct {
+	Name  string `json:"name"`
+	Force bool   `json:"force,omitempty"`
 }
 
 // PluginConfigRequest reads (Set empty) or changes a plugin's config. Set

@@ -19,6 +19,7 @@ const (
 	TypeAlertResolved          = "io.plugbus.alert.v1.resolved"
 	TypePluginRegistered       = "io.plugbus.plugin.v1.registered"
 	TypePluginStateChanged     = "io.plugbus.plugin.v1.state_changed"
+	TypePluginUnregistered     = "io.plugbus.plugin.v1.unregistered"
 	TypeHookChainCompleted     = "io.plugbus.hook.v1.chain_completed"
 )
 
@@ -27,7 +28,7 @@ var CoreEventTypes = []string{
 	TypeJobDeployed, TypeJobDeleted,
 	TypeMachineActionRequested, TypeMachineActionCompleted,
 	TypeAlertFired, TypeAlertResolved,
-	TypePluginRegistered, TypePluginStateChanged,
+	TypePluginRegistered, TypePluginStateChanged, TypePluginUnregistered,
 	TypeHookChainCompleted,
 }
 
@@ -141,6 +142,14 @@ type PluginRegisteredData struct {
 	Name            string `json:"name"`
 	Version         string `json:"version"`
 	PreviousVersion string `json:"previous_version,omitempty"`
+}
+
+// PluginUnregisteredData is the data of io.plugbus.plugin.v1.unregistered.
+type PluginUnregisteredData struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Forced is true when instances were still running.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // PluginStateChangedData is the data of io.plugbus.plugin.v1.state_changed.

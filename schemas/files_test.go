@@ -12,7 +12,7 @@ import (
 var allPaths = []string{
 	APIDefinitions, ManifestV1, APIError,
 	APIRegisterRequest, APIRegisterResponse, APIPluginRecord, APIPluginListRequest, APIPluginListResponse,
-	APIPluginGetRequest, APIPluginConfigRequest,
+	APIPluginGetRequest, APIPluginConfigRequest, APIPluginUnregisterRequest,
 	APIInitRequest, APIInitResponse, APIConfigRequest, APIConfigResponse, APIVerifyRequest, APIVerifyResponse,
 	APIActionRequest, APIActionResponse,
 	APIJob, APIJobDeployRequest, APIJobRef, APIJobResponse, APIJobListRequest, APIJobListResponse,
@@ -22,7 +22,7 @@ var allPaths = []string{
 	APIHookRequest, APIHookResponse, APIHookStep, APIHookChain, APIHookListRequest, APIHookListResponse,
 	APIStepRecord, APIChainRecord,
 	EventJobDeployed, EventJobDeleted, EventMachineActionRequested, EventMachineActionCompleted,
-	EventAlertFired, EventAlertResolved, EventPluginRegistered, EventPluginStateChanged,
+	EventAlertFired, EventAlertResolved, EventPluginRegistered, EventPluginStateChanged, EventPluginUnregistered,
 	EventHookChainCompleted,
 }
 
@@ -111,6 +111,7 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypeAlertFired:             EventAlertFired,
 		TypeAlertResolved:          EventAlertResolved,
 		TypePluginRegistered:       EventPluginRegistered,
+		TypePluginUnregistered:     EventPluginUnregistered,
 		TypePluginStateChanged:     EventPluginStateChanged,
 		TypeHookChainCompleted:     EventHookChainCompleted,
 	}

@@ -22,13 +22,14 @@ const (
 	APIError = "api/v1/error.json"
 
 	// Broker API: plugins.
-	APIRegisterRequest     = "api/v1/register_request.json"      // RegisterRequest
-	APIRegisterResponse    = "api/v1/register_response.json"     // RegisterResponse
-	APIPluginRecord        = "api/v1/plugin_record.json"         // PluginRecord
-	APIPluginListRequest   = "api/v1/plugin_list_request.json"   // PluginListRequest
-	APIPluginListResponse  = "api/v1/plugin_list_response.json"  // PluginListResponse
-	APIPluginGetRequest    = "api/v1/plugin_get_request.json"    // PluginGetRequest
-	APIPluginConfigRequest = "api/v1/plugin_config_request.json" // PluginConfigRequest
+	APIRegisterRequest         = "api/v1/register_request.json"          // RegisterRequest
+	APIRegisterResponse        = "api/v1/register_response.json"         // RegisterResponse
+	APIPluginRecord            = "api/v1/plugin_record.json"             // PluginRecord
+	APIPluginListRequest       = "api/v1/plugin_list_request.json"       // PluginListRequest
+	APIPluginListResponse      = "api/v1/plugin_list_response.json"      // PluginListResponse
+	APIPluginGetRequest        = "api/v1/plugin_get_request.json"        // PluginGetRequest
+	APIPluginUnregisterRequest = "api/v1/plugin_unregister_request.json" // PluginUnregisterRequest
+	APIPluginConfigRequest     = "api/v1/plugin_config_request.json"     // PluginConfigRequest
 
 	// Plugin control (broker → plugin). These accept unknown fields, so a
 	// newer broker can talk to an older plugin.
@@ -83,6 +84,7 @@ const (
 	EventAlertFired             = "events/alert/v1/fired.json"              // Alert (status "firing")
 	EventAlertResolved          = "events/alert/v1/resolved.json"           // Alert (status "resolved", resolved_at set)
 	EventPluginRegistered       = "events/plugin/v1/registered.json"        // PluginRegisteredData
+	EventPluginUnregistered     = "events/plugin/v1/unregistered.json"      // PluginUnregisteredData
 	EventPluginStateChanged     = "events/plugin/v1/state_changed.json"     // PluginStateChangedData
 	EventHookChainCompleted     = "events/hook/v1/chain_completed.json"     // ChainRecord
 )

@@ -128,6 +128,7 @@ func samples() []sample {
 		{"plugin list response", schemas.APIPluginListResponse, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{sampleRecord()}}},
 		{"plugin list response nil", schemas.APIPluginListResponse, schemas.PluginListResponse{}},
 		{"plugin get request", schemas.APIPluginGetRequest, schemas.PluginGetRequest{Name: "incrementer"}},
+		{"plugin unregister request", schemas.APIPluginUnregisterRequest, schemas.PluginUnregisterRequest{Name: "incrementer", Force: true}},
 		{"plugin config request", schemas.APIPluginConfigRequest, schemas.PluginConfigRequest{Name: "incrementer", Set: map[string]any{"incrementer/default-step": 4}}},
 		{"init request", schemas.APIInitRequest, schemas.InitRequest{Name: "incrementer", Version: "1.4.2"}},
 		{"init response", schemas.APIInitResponse, schemas.InitResponse{Metadata: map[string]any{"pid": 4242}}},
@@ -215,6 +216,7 @@ func samples() []sample {
 		{"alert fired", schemas.EventAlertFired, sampleAlert(false)},
 		{"alert resolved", schemas.EventAlertResolved, sampleAlert(true)},
 		{"plugin registered", schemas.EventPluginRegistered, schemas.PluginRegisteredData{Name: "incrementer", Version: "1.5.0", PreviousVersion: "1.4.2"}},
+		{"plugin unregistered", schemas.EventPluginUnregistered, schemas.PluginUnregisteredData{Name: "incrementer", Version: "1.5.0", Forced: true}},
 		{"plugin state changed", schemas.EventPluginStateChanged, schemas.PluginStateChangedData{Name: "incrementer", Version: "1.5.0",
 			From: schemas.StateVerifying, To: schemas.StateError, Error: sampleError()}},
 	}

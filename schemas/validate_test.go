@@ -71,21 +71,22 @@ func TestSamplesDecode(t *testing.T) {
 // records, events, broker → plugin requests) accepts them, so the contract
 // can grow without breaking older readers.
 var strictSchemas = map[string]bool{
-	schemas.ManifestV1:                true,
-	schemas.APIRegisterRequest:        true,
-	schemas.APIPluginListRequest:      true,
-	schemas.APIPluginGetRequest:       true,
-	schemas.APIPluginConfigRequest:    true,
-	schemas.APIJobDeployRequest:       true,
-	schemas.APIJobRef:                 true,
-	schemas.APIJobListRequest:         true,
-	schemas.APIMachineRef:             true,
-	schemas.APIMachineListRequest:     true,
-	schemas.APIMachineSetParamRequest: true,
-	schemas.APIMachineActionRequest:   true,
-	schemas.APIAlertFireRequest:       true,
-	schemas.APIAlertRef:               true,
-	schemas.APIHookListRequest:        true,
+	schemas.ManifestV1:                 true,
+	schemas.APIRegisterRequest:         true,
+	schemas.APIPluginListRequest:       true,
+	schemas.APIPluginGetRequest:        true,
+	schemas.APIPluginConfigRequest:     true,
+	schemas.APIPluginUnregisterRequest: true,
+	schemas.APIJobDeployRequest:        true,
+	schemas.APIJobRef:                  true,
+	schemas.APIJobListRequest:          true,
+	schemas.APIMachineRef:              true,
+	schemas.APIMachineListRequest:      true,
+	schemas.APIMachineSetParamRequest:  true,
+	schemas.APIMachineActionRequest:    true,
+	schemas.APIAlertFireRequest:        true,
+	schemas.APIAlertRef:                true,
+	schemas.APIHookListRequest:         true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

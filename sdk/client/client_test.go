@@ -49,7 +49,7 @@ type fakeBroker struct {
 }
 
 var allEndpoints = []string{
-	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
+	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig, schemas.APIPluginsUnregister,
 	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
 	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
@@ -174,6 +174,9 @@ func TestEndpoints(t *testing.T) {
 		{"GetPlugin", schemas.APIPluginsGet, plugin,
 			func() (any, error) { return c.GetPlugin(ctx, "incrementer") },
 			schemas.PluginGetRequest{Name: "incrementer"}, &plugin},
+		{"UnregisterPlugin", schemas.APIPluginsUnregister, plugin,
+			func() (any, error) { return c.UnregisterPlugin(ctx, "incrementer", true) },
+			schemas.PluginUnregisterRequest{Name: "incrementer", Force: true}, &plugin},
 		{"ConfigPlugin", schemas.APIPluginsConfig, plugin,
 			func() (any, error) { return c.ConfigPlugin(ctx, "incrementer", map[string]any{"step": 2}) },
 			schemas.PluginConfigRequest{Name: "incrementer", Set: map[string]any{"step": 2}}, &plugin},

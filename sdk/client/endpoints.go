@@ -39,6 +39,18 @@ func (c *Client) GetPlugin(ctx context.Context, name string) (*schemas.PluginRec
 	return &resp, nil
 }
 
+// UnregisterPlugin removes a plugin from the registry: its record, config
+// and durable consumer. The broker refuses (schemas.ErrConflict) while an
+// instance still answers, unless force is set. It returns the removed
+// record.
+func (c *Client) UnregisterPlugin(ctx context.Context, name string, force bool) (*schemas.PluginRecord, error) {
+	var resp schemas.PluginRecord
+	if err := c.Call(ctx, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: name, Force: force}, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
 // ConfigPlugin reads (set empty) or changes a plugin's configuration
 // (schemas.APIPluginsConfig) and returns the plugin's record with the
 // resulting config. The keys of set are merged over the current config; the
