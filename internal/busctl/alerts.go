@@ -2,11 +2,16 @@ package busctl
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
 )
+
+// severities are the values --severity accepts, as the broker does.
+var severities = []string{schemas.SeverityInfo, schemas.SeverityWarning, schemas.SeverityCritical}
 
 func (a *app) alertCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
@@ -33,6 +38,9 @@ says which plugin suppressed it (exit 0). One line per hook step follows the
 alert; -o json prints the whole reply, chains included.`,
 		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if !slices.Contains(severities, req.Severity) {
+				return usageErrf("invalid --severity %q: use one of %s", req.Severity, strings.Join(severities, ", "))
+			}
 			var err error
 			if req.Labels, err = parsePairs("label", labels); err != nil {
 				return err

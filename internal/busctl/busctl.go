@@ -8,13 +8,17 @@ package busctl
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
@@ -107,11 +111,43 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	f.StringVar(&a.prefix, "prefix", client.DefaultPrefix, "subject prefix of the bus")
 	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })
 
 	root.AddCommand(a.pluginsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(), a.hooksCommand(),
 		a.eventsCommand())
 	return root
+}
+
+// flagError rewrites pflag's "invalid argument" errors, which quote Go
+// parser internals (strconv.ParseInt: parsing "abc": invalid syntax), as
+// `invalid value "abc" for --count: must be a whole number`.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) || ive.GetFlag() == nil {
+		return err
+	}
+	f := ive.GetFlag()
+	var want string
+	switch typ := f.Value.Type(); typ {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "count":
+		want = "must be a whole number"
+		if errors.Is(err, strconv.ErrRange) {
+			want = "the number is out of range"
+		}
+	case "float32", "float64":
+		want = "must be a number"
+	case "duration":
+		want = "must be a duration such as 500ms, 10s, 2m or 1h30m"
+	case "bool":
+		want = "must be true or false"
+	default:
+		if cause := errors.Unwrap(err); cause != nil {
+			want = cause.Error()
+		} else {
+			return err
+		}
+	}
+	return fmt.Errorf("invalid value %q for --%s: %s", ive.GetValue(), f.Name, want)
 }
 
 // group makes cmd a command group: alone it prints its help; with an

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plugbus/plugbus/internal/busctl"
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/rpc"
 )
 
 var when = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -67,6 +68,25 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"job", "ls", "--frobnicate"}, []string{"frobnicate"}},
 		{"bad timeout", []string{"--timeout", "0s", "job", "ls"}, []string{"--timeout"}},
 		{"missing creds file", []string{"--creds", "/nonexistent/x.creds", "job", "ls"}, []string{"--creds"}},
+		// Checked by busctl before any request (the broker would refuse it
+		// with invalid_field, exit 1).
+		{"bad severity", []string{"alert", "fire", "--severity", "bad", "--summary", "x"},
+			[]string{`invalid --severity "bad": use one of info, warning, critical`, "busctl alert fire --help"}},
+		{"severity in the wrong case", []string{"alert", "fire", "--severity", "CRITICAL", "--summary", "x"},
+			[]string{`invalid --severity "CRITICAL"`}},
+		// Flag values are explained without Go parser internals.
+		{"int flag not a number", []string{"events", "tail", "--count", "abc"},
+			[]string{`invalid value "abc" for --count: must be a whole number`, "busctl events tail --help"}},
+		{"int shorthand flag not a number", []string{"events", "dlq", "-n", "1.5"},
+			[]string{`invalid value "1.5" for --count: must be a whole number`}},
+		{"int flag out of range", []string{"events", "tail", "--count", "99999999999999999999"},
+			[]string{`invalid value "99999999999999999999" for --count: the number is out of range`}},
+		{"duration flag", []string{"--timeout", "abc", "job", "ls"},
+			[]string{`invalid value "abc" for --timeout: must be a duration such as 500ms, 10s`}},
+		{"duration flag without unit", []string{"job", "ls", "--timeout", "10"},
+			[]string{`invalid value "10" for --timeout: must be a duration`}},
+		{"bool flag", []string{"events", "tail", "--follow=maybe"},
+			[]string{`invalid value "maybe" for --follow: must be true or false`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +97,11 @@ func TestUsageErrors(t *testing.T) {
 			for _, s := range tt.want {
 				if !strings.Contains(r.stderr, s) {
 					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+			for _, s := range []string{"strconv.", "time: invalid duration", "invalid argument", "invalid syntax"} {
+				if strings.Contains(r.stderr, s) {
+					t.Errorf("stderr shows Go internals (%q):\n%s", s, r.stderr)
 				}
 			}
 			if r.stdout != "" {
@@ -140,11 +165,11 @@ func TestAPIErrors(t *testing.T) {
 	b := startBus(t)
 	fb := b.fakeBroker(t)
 	fb.fail(schemas.APIMachinesAction, &schemas.Error{Code: schemas.CodeMissingParam,
-		Message: "action increment needs param incrementer/touched", Field: "params.incrementer/touched",
+		Message: "action increment needs param incrementer/touched", Field: "params.other/param",
 		Plugin: "incrementer"})
 	fb.fail(schemas.APIJobsGet, schemas.Errorf(schemas.CodeNotFound, "name", "job web 9 not found"))
 	fb.fail(schemas.APIPluginsConfig, &schemas.Error{Code: schemas.CodeMissingParam,
-		Message: "required param token is missing", Field: "config.token"})
+		Message: "required param is missing", Field: "config.token"})
 	fb.reply(schemas.APIPluginsGet, schemas.PluginRecord{Name: "notify"})
 	fb.fail(schemas.APIJobsDeploy, &schemas.Error{Code: schemas.CodeAmbiguousAction, Message: "x",
 		Details: map[string]any{"plugins": []string{"b", "a"}}})
@@ -153,16 +178,21 @@ func TestAPIErrors(t *testing.T) {
 		name string
 		args []string
 		want []string
+		deny []string
 	}{
 		{"missing param names the flag", []string{"machine", "action", "m1", "increment"},
-			[]string{"missing_param", "incrementer/touched", "--param incrementer/touched=",
-				"busctl machine set-param m1 incrementer/touched VALUE"}},
+			[]string{"error: missing_param: action increment needs param incrementer/touched (field params.other/param) (plugin incrementer)\n",
+				"hint: pass it with --param other/param=..., or store it on the machine: `busctl machine set-param m1 other/param VALUE`\n"},
+			nil},
 		{"not found", []string{"job", "get", "web", "--version", "9"},
-			[]string{"error: not_found: job web 9 not found", "busctl job ls"}},
+			[]string{"error: not_found: job web 9 not found\n", "hint: no such job version: `busctl job ls` lists them\n"},
+			[]string{"(field name)"}},
 		{"config missing param names --set", []string{"plugins", "config", "notify", "--set", "x=1"},
-			[]string{"missing_param", "--set token="}},
+			[]string{"error: missing_param: required param is missing (field config.token)\n",
+				"hint: plugin notify requires token: pass it with `busctl plugins config notify --set token=...`\n"},
+			nil},
 		{"details in the hint", []string{"job", "deploy", "w", "--version", "1", "--image", "i"},
-			[]string{"ambiguous_action", "--plugin (a, b)"}},
+			[]string{"ambiguous_action", "--plugin (a, b)"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +205,72 @@ func TestAPIErrors(t *testing.T) {
 					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 				}
 			}
+			for _, s := range tt.deny {
+				if strings.Contains(r.stderr, s) {
+					t.Errorf("stderr has %q:\n%s", s, r.stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestAPIErrorsNoRepeats: when the broker's message already gives the
+// advice or names the field, busctl does not say it again.
+func TestAPIErrorsNoRepeats(t *testing.T) {
+	b := startBus(t)
+	fb := b.fakeBroker(t)
+	// The messages the broker sends.
+	fb.set(schemas.APIMachinesAction, func(req micro.Request) {
+		var r schemas.MachineActionRequest
+		_ = json.Unmarshal(req.Data(), &r)
+		if r.Command == "reboot" {
+			_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeUnknownAction, "command",
+				`no active plugin offers action "reboot" on machines; available: increment, reset_count`))
+			return
+		}
+		_ = rpc.RespondError(req, &schemas.Error{Code: schemas.CodeMissingParam,
+			Message: `action reset_count needs param "incrementer/touched": pass it with --param incrementer/touched=VALUE or set it on machine m1`,
+			Field:   "params.incrementer/touched"})
+	})
+	fb.fail(schemas.APIPluginsGet, schemas.Errorf(schemas.CodeNotFound, "name",
+		"plugin %q is not registered (list plugins with `busctl plugins ls`)", "nope"))
+	fb.fail(schemas.APIPluginsConfig, schemas.Errorf(schemas.CodeMissingParam, "config.url",
+		"plugin notify-webhook needs config param %q: set it with `busctl plugins config notify-webhook --set url=VALUE`", "url"))
+	fb.fail(schemas.APIAlertsResolve, schemas.Errorf(schemas.CodeInvalidField, "severity",
+		`field "severity": must be one of "info", "warning", "critical"`))
+	fb.fail(schemas.APIMachinesGet, schemas.Errorf(schemas.CodeNotFound, "name",
+		"machine %q does not exist (machines are created by `busctl machine set-param`)", "m9"))
+
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string // exactly
+	}{
+		{"missing param: the message says --param", []string{"machine", "action", "m1", "reset_count"},
+			"error: missing_param: action reset_count needs param \"incrementer/touched\": pass it with --param incrementer/touched=VALUE or set it on machine m1\n" +
+				"hint: to keep it on the machine for later calls: `busctl machine set-param m1 incrementer/touched VALUE`\n"},
+		{"not found: the message names the list command", []string{"plugins", "get", "nope"},
+			"error: not_found: plugin \"nope\" is not registered (list plugins with `busctl plugins ls`)\n"},
+		{"config: the message names the --set command", []string{"plugins", "config", "notify-webhook"},
+			"error: missing_param: plugin notify-webhook needs config param \"url\": set it with `busctl plugins config notify-webhook --set url=VALUE`\n"},
+		{"the message names the field", []string{"alert", "resolve", "a1"},
+			"error: invalid_field: field \"severity\": must be one of \"info\", \"warning\", \"critical\"\n"},
+		{"unknown action: the message names the command", []string{"machine", "action", "m1", "reboot"},
+			"error: unknown_action: no active plugin offers action \"reboot\" on machines; available: increment, reset_count\n" +
+				"hint: `busctl plugins ls` shows the commands each plugin offers (ACTIONS column) and its state\n"},
+		{"a hint that adds a command stays", []string{"machine", "get", "m9"},
+			"error: not_found: machine \"m9\" does not exist (machines are created by `busctl machine set-param`)\n" +
+				"hint: no such machine: `busctl machine ls` lists them\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.busctl(t, tt.args...)
+			if r.code != busctl.ExitError {
+				t.Errorf("exit %d, want %d", r.code, busctl.ExitError)
+			}
+			if r.stderr != tt.stderr {
+				t.Errorf("stderr =\n%s\nwant\n%s", r.stderr, tt.stderr)
+			}
 		})
 	}
 }
@@ -186,7 +282,22 @@ func TestNoBroker(t *testing.T) {
 		if r.code != busctl.ExitError {
 			t.Errorf("exit %d, want 1", r.code)
 		}
-		for _, s := range []string{"no_responders", "plugbus.api.plugins.list", "is the broker running", "make run"} {
+		for _, s := range []string{"no_responders", "plugbus.api.plugins.list", "is the broker running", "make run",
+			"--prefix P needs the same --prefix P"} {
+			if !strings.Contains(r.stderr, s) {
+				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+			}
+		}
+	})
+	t.Run("another --prefix", func(t *testing.T) {
+		b := startBus(t)
+		b.fakeBroker(t).reply(schemas.APIPluginsList, schemas.PluginListResponse{}) // under plugbus
+		r := b.busctl(t, "--prefix", "acme", "plugins", "ls")
+		if r.code != busctl.ExitError {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+		for _, s := range []string{"acme.api.plugins.list", "hint: busctl used --prefix acme (the default is plugbus)",
+			"does the broker run with --prefix acme?", "drop --prefix", "make run"} {
 			if !strings.Contains(r.stderr, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 			}
@@ -317,13 +428,16 @@ func TestTables(t *testing.T) {
 			Manifest: schemas.Manifest{Actions: []schemas.ActionSpec{{Command: "increment"}, {Command: "reset"}}}},
 		{Name: "notify", Version: "0.3.0", State: schemas.StateError,
 			LastError: &schemas.Error{Code: schemas.CodeMissingParam, Message: "token is missing"}},
+		{Name: "old", Version: "1.0.0", State: schemas.StateStale,
+			LastError: &schemas.Error{Code: schemas.CodeNoResponders, Message: "no instance is running", Plugin: "old"}},
 	}})
 	fb.reply(schemas.APIJobsList, schemas.JobListResponse{})
 
 	out := b.mustRun(t, "plugins", "ls")
 	want := "NAME         VERSION  STATE   CONSUMER            ACTIONS          LAST ERROR\n" +
 		"incrementer  1.0.0    ACTIVE  plugin_incrementer  increment,reset  -\n" +
-		"notify       0.3.0    ERROR   -                   -                missing_param: token is missing\n"
+		"notify       0.3.0    ERROR   -                   -                missing_param: token is missing\n" +
+		"old          1.0.0    STALE   -                   -                no_responders: no instance is running\n"
 	if out != want {
 		t.Errorf("plugins ls =\n%s\nwant\n%s", out, want)
 	}

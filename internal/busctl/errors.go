@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
 )
 
 // hintStartBroker is what to do when nothing answers.
@@ -67,11 +68,11 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		fmt.Fprintf(w, "run '%s --help' for usage\n", path)
 		return ExitUsage
 	case errors.As(err, &apiE):
-		fmt.Fprintf(w, "error: %s\n", apiE.Error())
+		fmt.Fprintf(w, "error: %s\n", apiErrorText(apiE))
 		if c := errorChain(apiE); c != nil {
 			_ = printChainLines(w, []schemas.ChainRecord{*c}, false)
 		}
-		if h := a.hintFor(apiE); h != "" {
+		if h := a.hintFor(apiE); h != "" && !repeatsMessage(h, apiE.Message) {
 			fmt.Fprintf(w, "hint: %s\n", h)
 		}
 		return ExitError
@@ -110,7 +111,7 @@ func (a *app) hintFor(e *schemas.Error) string {
 	}
 	switch e.Code {
 	case schemas.CodeNoResponders:
-		return hintStartBroker
+		return a.noRespondersHint()
 	case schemas.CodeTimeout:
 		return fmt.Sprintf("nothing answered within --timeout %s: raise it (--timeout 30s) or look for STALE or ERROR plugins with `busctl plugins ls`", a.timeout)
 	case schemas.CodeMissingParam:
@@ -144,6 +145,95 @@ func (a *app) hintFor(e *schemas.Error) string {
 		return "this is a plugbus bug or an outage: see the broker's logs"
 	}
 	return ""
+}
+
+// noRespondersHint says what to do when nothing answers on the broker API:
+// the broker is not running, busctl talks to another NATS server, or the
+// broker uses another subject prefix than busctl's --prefix.
+func (a *app) noRespondersHint() string {
+	if a.prefix == client.DefaultPrefix {
+		return hintStartBroker + "; a broker started with --prefix P needs the same --prefix P here"
+	}
+	return fmt.Sprintf("busctl used --prefix %s (the default is %s): does the broker run with --prefix %s? "+
+		"If not, drop --prefix or pass the broker's; if it is not running, start it with `make run`, "+
+		"or point --server (or $NATS_URL) at the bus's NATS server", a.prefix, client.DefaultPrefix, a.prefix)
+}
+
+// apiErrorText is an API error as busctl shows it: "code: message", then
+// the field and the plugin unless the message already names them.
+func apiErrorText(e *schemas.Error) string {
+	s := e.Code + ": " + e.Message
+	if e.Field != "" && !namesField(e.Message, e.Field) {
+		s += fmt.Sprintf(" (field %s)", e.Field)
+	}
+	if e.Plugin != "" && !strings.Contains(e.Message, "plugin "+e.Plugin) {
+		s += fmt.Sprintf(" (plugin %s)", e.Plugin)
+	}
+	return s
+}
+
+// namesField says whether an error message already tells which field it is
+// about: it mentions the field (or the param or config key the field
+// stands for, or its last part), or the field is the name or id of the
+// object the request is about (or the action's command), which every such
+// message names.
+func namesField(msg, field string) bool {
+	switch field {
+	case "name", "id", "machine", "command":
+		return true
+	}
+	if strings.Contains(msg, field) {
+		return true
+	}
+	leaf := paramName(field)
+	if i := strings.LastIndexByte(leaf, '.'); i >= 0 && !strings.Contains(leaf, "/") {
+		leaf = leaf[i+1:]
+	}
+	return containsWord(msg, leaf)
+}
+
+// containsWord says whether w occurs in s with no letter, digit, '_', '/'
+// or '-' right before or after it.
+func containsWord(s, w string) bool {
+	if w == "" {
+		return false
+	}
+	wordByte := func(c byte) bool {
+		return c == '_' || c == '/' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := 0; ; {
+		j := strings.Index(s[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !wordByte(s[start-1])) && (end == len(s) || !wordByte(s[end])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+// repeatsMessage says whether a hint only repeats advice the error message
+// already gives: every command it quotes in backticks is in the message
+// already (up to the placeholder of its value: `--set url=...` matches
+// "--set url=VALUE").
+func repeatsMessage(hint, msg string) bool {
+	parts := strings.Split(hint, "`")
+	if len(parts) < 3 {
+		return false
+	}
+	for i := 1; i < len(parts)-1; i += 2 {
+		cmd := parts[i]
+		if j := strings.IndexByte(cmd, '='); j >= 0 {
+			cmd = cmd[:j+1]
+		}
+		cmd = strings.TrimSuffix(strings.TrimSuffix(cmd, " VALUE"), "...")
+		if !strings.Contains(msg, cmd) {
+			return false
+		}
+	}
+	return true
 }
 
 // paramName strips the "params." or "config." prefix of an error field.

@@ -65,6 +65,10 @@ turned into a subject filter, so the server does the filtering.
 The stream is read with an ephemeral ordered consumer (memory storage, no
 acks), deleted when busctl exits: no durable state is left behind.
 
+Columns: TIME, TYPE, SUBJECT (the CloudEvent subject, such as job/demo or
+machine/m1, else the NATS subject), ID and SUMMARY (a few words for core
+events, such as "demo v1 nginx" or "m1 increment → succeeded", else the data).
+
 -o json prints one structured CloudEvent (JSON) per line. A message that is
 not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
 (in -o json mode that note goes to stderr, so stdout stays CloudEvents).`,
@@ -279,7 +283,11 @@ func (p *eventPrinter) print(msg jetstream.Msg) error {
 	if t.IsZero() {
 		t = stored
 	}
-	return p.table.add(fmtTime(t), e.Type(), msg.Subject(), e.ID(), truncate(dataSummary(e), summaryWidth))
+	subject := e.Subject()
+	if subject == "" {
+		subject = msg.Subject()
+	}
+	return p.table.add(fmtTime(t), e.Type(), subject, e.ID(), truncate(eventSummary(e), summaryWidth))
 }
 
 func (p *eventPrinter) endBatch() error {
@@ -287,6 +295,113 @@ func (p *eventPrinter) endBatch() error {
 		return nil
 	}
 	return p.table.flush()
+}
+
+// eventSummary describes an event on one line: a few words for the core
+// event types ("demo v1 nginx", "m1 increment → succeeded"), else the data
+// as dataSummary shows it.
+func eventSummary(e *event.Event) string {
+	if s := coreSummary(e.Type(), e.Data()); s != "" {
+		return s
+	}
+	return dataSummary(e)
+}
+
+// coreSummary describes the data of a core event, or returns "" when the
+// type is not a core one or the data does not decode as its type.
+func coreSummary(typ string, data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	decode := func(v any) bool { return json.Unmarshal(data, v) == nil }
+	words := func(ws ...string) string {
+		var out []string
+		for _, w := range ws {
+			if w = strings.TrimSpace(w); w != "" {
+				out = append(out, w)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	switch typ {
+	case schemas.TypeJobDeployed:
+		var d schemas.JobDeployedData
+		if decode(&d) && d.Name != "" {
+			return words(d.Name, versionWord(d.Version), d.Image)
+		}
+	case schemas.TypeJobDeleted:
+		var d schemas.JobDeletedData
+		if decode(&d) && d.Name != "" {
+			return words(d.Name, versionWord(d.Version), d.Image)
+		}
+	case schemas.TypeMachineActionRequested:
+		var d schemas.MachineActionRequestedData
+		if decode(&d) && d.Machine != "" && d.Command != "" {
+			if d.Plugin != "" {
+				return words(d.Machine, d.Command, "via", d.Plugin)
+			}
+			return words(d.Machine, d.Command)
+		}
+	case schemas.TypeMachineActionCompleted:
+		var d schemas.MachineActionCompletedData
+		if decode(&d) && d.Machine != "" && d.Command != "" && d.Status != "" {
+			s := words(d.Machine, d.Command, "→", d.Status)
+			if d.Error != nil {
+				s += ": " + oneLine(d.Error.Code+": "+d.Error.Message)
+			}
+			return s
+		}
+	case schemas.TypeAlertFired, schemas.TypeAlertResolved:
+		var d schemas.Alert
+		if decode(&d) && d.Severity != "" {
+			return words(d.Severity, oneLine(d.Summary))
+		}
+	case schemas.TypePluginRegistered:
+		var d schemas.PluginRegisteredData
+		if decode(&d) && d.Name != "" {
+			s := words(d.Name, d.Version)
+			if d.PreviousVersion != "" && d.PreviousVersion != d.Version {
+				s += " (was " + d.PreviousVersion + ")"
+			}
+			return s
+		}
+	case schemas.TypePluginStateChanged:
+		var d schemas.PluginStateChangedData
+		if decode(&d) && d.Name != "" && d.To != "" {
+			from := string(d.From)
+			if from == "" {
+				from = "-"
+			}
+			s := d.Name + " " + from + "→" + string(d.To)
+			if d.Error != nil && d.To != schemas.StateActive {
+				s += ": " + oneLine(d.Error.Code+": "+d.Error.Message)
+			}
+			return s
+		}
+	case schemas.TypeHookChainCompleted:
+		var d schemas.ChainRecord
+		if decode(&d) && d.Hook != "" && d.Outcome != "" {
+			steps := "1 step"
+			if len(d.Steps) != 1 {
+				steps = fmt.Sprintf("%d steps", len(d.Steps))
+			}
+			s := words(d.Hook, d.Object, d.Outcome) + " (" + steps + ")"
+			if d.Error != nil {
+				s += ": " + oneLine(d.Error.Message)
+			}
+			return s
+		}
+	}
+	return ""
+}
+
+// versionWord shows a job version as "v1.2.0" (as is when it starts with a
+// v already).
+func versionWord(v string) string {
+	if v == "" || strings.HasPrefix(v, "v") || strings.HasPrefix(v, "V") {
+		return v
+	}
+	return "v" + v
 }
 
 // dataSummary shows event data on one line: JSON compacted, text as is,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -141,8 +142,8 @@ func TestEventsTail(t *testing.T) {
 				f[2] != "plugbus.evt.job.v1.deployed" || f[3] != id {
 				t.Errorf("row %d = %q, want time, type, subject, %s, data", i+1, lines[i+1], id)
 			}
-			if !strings.Contains(lines[i+1], `{"name":"web"`) {
-				t.Errorf("row %d lacks the data summary: %q", i+1, lines[i+1])
+			if want := fmt.Sprintf("web v%s nginx", id[1:]); !strings.HasSuffix(lines[i+1], want) {
+				t.Errorf("row %d lacks the summary %q: %q", i+1, want, lines[i+1])
 			}
 		}
 		// Columns line up: ID starts at the same offset on every line.
@@ -417,4 +418,74 @@ func encodeDLQ(e *event.Event, i int) (*nats.Msg, error) {
 	msg.Header.Set(busctl.HeaderDLQCause, "max_deliveries")
 	msg.Header.Set(busctl.HeaderDLQTime, fmt.Sprintf("2025-05-01T12:0%d:00Z", i))
 	return msg, nil
+}
+
+// TestEventsTailSummary checks the SUBJECT and SUMMARY columns: the
+// CloudEvent subject when the event has one, else the NATS subject; a few
+// words for core event types, else the data as compact JSON.
+func TestEventsTailSummary(t *testing.T) {
+	b := startBus(t)
+	b.createStream(t, busctl.StreamEvents, "plugbus.evt.>")
+	withSubject := func(e *event.Event, s string) *event.Event { e.SetSubject(s); return e }
+	events := []struct {
+		e                *event.Event
+		subject, summary string
+	}{
+		{withSubject(newEvent(t, "e1", schemas.TypeJobDeployed,
+			schemas.JobDeployedData{Name: "demo", Version: "1", Image: "nginx", Env: map[string]string{"A": "1"}}), "job/demo"),
+			"job/demo", "demo v1 nginx"},
+		{withSubject(newEvent(t, "e2", schemas.TypeJobDeleted,
+			schemas.JobDeletedData{Name: "demo", Version: "v2"}), "job/demo"),
+			"job/demo", "demo v2"},
+		{withSubject(newEvent(t, "e3", schemas.TypeMachineActionRequested,
+			schemas.MachineActionRequestedData{ActionID: "x", Machine: "m1", Command: "increment", Plugin: "incrementer"}), "machine/m1"),
+			"machine/m1", "m1 increment via incrementer"},
+		{withSubject(newEvent(t, "e4", schemas.TypeMachineActionCompleted,
+			schemas.MachineActionCompletedData{ActionID: "x", Machine: "m1", Command: "increment", Plugin: "incrementer",
+				Status: schemas.ActionSucceeded, DurationMs: 1.5}), "machine/m1"),
+			"machine/m1", "m1 increment → succeeded"},
+		{withSubject(newEvent(t, "e5", schemas.TypeMachineActionCompleted,
+			schemas.MachineActionCompletedData{ActionID: "y", Machine: "m1", Command: "reset_count", Status: schemas.ActionFailed,
+				Error: &schemas.Error{Code: "plugin_error", Message: "boom"}}), "machine/m1"),
+			"machine/m1", "m1 reset_count → failed: plugin_error: boom"},
+		{withSubject(newEvent(t, "e6", schemas.TypeAlertFired,
+			schemas.Alert{ID: "a1", Severity: "critical", Summary: "disk full", Status: "firing"}), "alert/a1"),
+			"alert/a1", "critical disk full"},
+		{withSubject(newEvent(t, "e7", schemas.TypePluginStateChanged,
+			schemas.PluginStateChangedData{Name: "incrementer", Version: "1.0.0", From: schemas.StateError, To: schemas.StateActive}), "plugin/incrementer"),
+			"plugin/incrementer", "incrementer ERROR→ACTIVE"},
+		{withSubject(newEvent(t, "e8", schemas.TypePluginRegistered,
+			schemas.PluginRegisteredData{Name: "incrementer", Version: "1.1.0", PreviousVersion: "1.0.0"}), "plugin/incrementer"),
+			"plugin/incrementer", "incrementer 1.1.0 (was 1.0.0)"},
+		{withSubject(newEvent(t, "e9", schemas.TypeHookChainCompleted,
+			schemas.ChainRecord{ID: "c1", Hook: schemas.HookJobPreDeploy, Object: "job/web", Outcome: schemas.ChainCompleted,
+				Steps: []schemas.StepRecord{{Plugin: "job-policy"}}}), "job/web"),
+			"job/web", "job.pre_deploy job/web completed (1 step)"},
+		// No CloudEvent subject: the NATS subject.
+		{newEvent(t, "e10", schemas.TypeAlertResolved, schemas.Alert{ID: "a1", Severity: "info", Summary: "ok", Status: "resolved"}),
+			"plugbus.evt.alert.v1.resolved", "info ok"},
+		// Data that does not fit the core type: the data itself.
+		{newEvent(t, "e11", schemas.TypeJobDeployed, map[string]int{"i": 1}), "plugbus.evt.job.v1.deployed", `{"i":1}`},
+		{newEvent(t, "e12", schemas.TypeJobDeployed, map[string]string{"long": strings.Repeat("x", 80)}),
+			"plugbus.evt.job.v1.deployed", `{"long":"` + strings.Repeat("x", 60-len(`{"long":"`)-1) + "…"},
+	}
+	for _, ev := range events {
+		b.publishEvent(t, ev.e)
+	}
+	out := b.mustRun(t, "events", "tail", "-n", fmt.Sprint(len(events)))
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != len(events)+1 {
+		t.Fatalf("want header + %d rows, got:\n%s", len(events), out)
+	}
+	cols := regexp.MustCompile(`\s{2,}`)
+	for i, ev := range events {
+		f := cols.Split(lines[i+1], -1)
+		if len(f) != 5 {
+			t.Errorf("row %d = %q: want 5 columns", i+1, lines[i+1])
+			continue
+		}
+		if f[2] != ev.subject || f[3] != ev.e.ID() || f[4] != ev.summary {
+			t.Errorf("row %d: SUBJECT %q, ID %q, SUMMARY %q; want %q, %q, %q", i+1, f[2], f[3], f[4], ev.subject, ev.e.ID(), ev.summary)
+		}
+	}
 }

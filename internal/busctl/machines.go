@@ -54,9 +54,16 @@ params (see busctl machine set-param).`,
 					if p == "" {
 						return ""
 					}
-					return fmt.Sprintf("pass it with --param %s=..., or store it on the machine: `busctl machine set-param %s %s VALUE`",
-						p, machine, p)
+					setParam := fmt.Sprintf("`busctl machine set-param %s %s VALUE`", machine, p)
+					if strings.Contains(e.Message, "--param") {
+						// The broker's message already says to pass --param.
+						return "to keep it on the machine for later calls: " + setParam
+					}
+					return fmt.Sprintf("pass it with --param %s=..., or store it on the machine: %s", p, setParam)
 				case schemas.CodeUnknownAction:
+					if strings.Contains(e.Message, command) {
+						return "`busctl plugins ls` shows the commands each plugin offers (ACTIONS column) and its state"
+					}
 					return fmt.Sprintf("no ACTIVE plugin offers %q on machines: `busctl plugins ls` shows the commands offered (ACTIONS column)", command)
 				case schemas.CodeNotFound:
 					return "`busctl machine ls` lists the machines; `busctl machine set-param` creates one"

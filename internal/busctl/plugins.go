@@ -45,7 +45,7 @@ func (a *app) pluginsListCommand() *cobra.Command {
 			row(w, "NAME", "VERSION", "STATE", "CONSUMER", "ACTIONS", "LAST ERROR")
 			for _, p := range plugins {
 				row(w, p.Name, p.Version, string(p.State), p.Consumer, actionNames(p.Manifest.Actions),
-					truncate(fmtError(p.LastError), 60))
+					truncate(lastError(p), 60))
 			}
 			return w.Flush()
 		}),
@@ -209,7 +209,7 @@ func (a *app) printPlugin(p *schemas.PluginRecord) error {
 	} else {
 		kv("CONFIG", "")
 	}
-	kv("LAST ERROR", fmtError(p.LastError))
+	kv("LAST ERROR", lastError(*p))
 	kv("REGISTERED", fmtTime(p.RegisteredAt))
 	kv("UPDATED", fmtTime(p.UpdatedAt))
 	return w.Flush()
@@ -224,11 +224,17 @@ func actionNames(actions []schemas.ActionSpec) string {
 	return strings.Join(names, ",")
 }
 
-func fmtError(e *schemas.Error) string {
-	if e == nil {
+// lastError shows a plugin's last error as busctl shows API errors,
+// without naming the plugin itself again.
+func lastError(p schemas.PluginRecord) string {
+	if p.LastError == nil {
 		return ""
 	}
-	return e.Error()
+	e := *p.LastError
+	if e.Plugin == p.Name {
+		e.Plugin = ""
+	}
+	return apiErrorText(&e)
 }
 
 // notFoundHint points at the list command when an object does not exist.
