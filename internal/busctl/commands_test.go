@@ -240,6 +240,9 @@ func TestAPIErrorsNoRepeats(t *testing.T) {
 		`field "severity": must be one of "info", "warning", "critical"`))
 	fb.fail(schemas.APIMachinesGet, schemas.Errorf(schemas.CodeNotFound, "name",
 		"machine %q does not exist (machines are created by `busctl machine set-param`)", "m9"))
+	fb.fail(schemas.APIJobsDeploy, &schemas.Error{Code: schemas.CodeAmbiguousAction, Field: "plugin",
+		Message: "several plugins offer reboot on machines (ipmi, redfish): choose one with --plugin",
+		Details: map[string]any{"plugins": []string{"redfish", "ipmi"}}})
 
 	tests := []struct {
 		name   string
@@ -258,6 +261,8 @@ func TestAPIErrorsNoRepeats(t *testing.T) {
 		{"unknown action: the message names the command", []string{"machine", "action", "m1", "reboot"},
 			"error: unknown_action: no active plugin offers action \"reboot\" on machines; available: increment, reset_count\n" +
 				"hint: `busctl plugins ls` shows the commands each plugin offers (ACTIONS column) and its state\n"},
+		{"the message names the flag", []string{"job", "deploy", "w", "--version", "1", "--image", "i"},
+			"error: ambiguous_action: several plugins offer reboot on machines (ipmi, redfish): choose one with --plugin\n"},
 		{"a hint that adds a command stays", []string{"machine", "get", "m9"},
 			"error: not_found: machine \"m9\" does not exist (machines are created by `busctl machine set-param`)\n" +
 				"hint: no such machine: `busctl machine ls` lists them\n"},
@@ -282,8 +287,8 @@ func TestNoBroker(t *testing.T) {
 		if r.code != busctl.ExitError {
 			t.Errorf("exit %d, want 1", r.code)
 		}
-		for _, s := range []string{"no_responders", "plugbus.api.plugins.list", "is the broker running", "make run",
-			"--prefix P needs the same --prefix P"} {
+		for _, s := range []string{"no_responders", "plugbus.api.plugins.list",
+			"hint: start the broker with `make run`, or point --server", "--prefix P needs the same --prefix P"} {
 			if !strings.Contains(r.stderr, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 			}
@@ -297,7 +302,7 @@ func TestNoBroker(t *testing.T) {
 			t.Errorf("exit %d, want 1", r.code)
 		}
 		for _, s := range []string{"acme.api.plugins.list", "hint: busctl used --prefix acme (the default is plugbus)",
-			"does the broker run with --prefix acme?", "drop --prefix", "make run"} {
+			"if the broker runs with the default prefix, drop --prefix", "make run"} {
 			if !strings.Contains(r.stderr, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
 			}

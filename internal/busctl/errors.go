@@ -151,12 +151,13 @@ func (a *app) hintFor(e *schemas.Error) string {
 // the broker is not running, busctl talks to another NATS server, or the
 // broker uses another subject prefix than busctl's --prefix.
 func (a *app) noRespondersHint() string {
+	// The message already asks whether the broker is running.
+	const start = "start the broker with `make run`, or point --server (or $NATS_URL) at the bus's NATS server"
 	if a.prefix == client.DefaultPrefix {
-		return hintStartBroker + "; a broker started with --prefix P needs the same --prefix P here"
+		return start + "; a broker started with --prefix P needs the same --prefix P here"
 	}
-	return fmt.Sprintf("busctl used --prefix %s (the default is %s): does the broker run with --prefix %s? "+
-		"If not, drop --prefix or pass the broker's; if it is not running, start it with `make run`, "+
-		"or point --server (or $NATS_URL) at the bus's NATS server", a.prefix, client.DefaultPrefix, a.prefix)
+	return fmt.Sprintf("busctl used --prefix %s (the default is %s): if the broker runs with the default prefix, "+
+		"drop --prefix (or pass the broker's); if it is not running, %s", a.prefix, client.DefaultPrefix, start)
 }
 
 // apiErrorText is an API error as busctl shows it: "code: message", then
@@ -217,11 +218,25 @@ func containsWord(s, w string) bool {
 // repeatsMessage says whether a hint only repeats advice the error message
 // already gives: every command it quotes in backticks is in the message
 // already (up to the placeholder of its value: `--set url=...` matches
-// "--set url=VALUE").
+// "--set url=VALUE"), or, for a hint that quotes no command, every --flag
+// it names is.
 func repeatsMessage(hint, msg string) bool {
 	parts := strings.Split(hint, "`")
 	if len(parts) < 3 {
-		return false
+		flags := 0
+		for _, w := range strings.FieldsFunc(hint, func(r rune) bool { return r == ' ' || r == '(' || r == ')' || r == ',' || r == ':' }) {
+			if !strings.HasPrefix(w, "--") || len(w) < 3 {
+				continue
+			}
+			if j := strings.IndexByte(w, '='); j >= 0 {
+				w = w[:j]
+			}
+			if !containsWord(msg, w) {
+				return false
+			}
+			flags++
+		}
+		return flags > 0
 	}
 	for i := 1; i < len(parts)-1; i += 2 {
 		cmd := parts[i]

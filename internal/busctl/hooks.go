@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -99,14 +100,15 @@ func withEmptyChains(chains []schemas.HookChain, want []string) []schemas.HookCh
 }
 
 // printHookChains writes the `hooks ls` table: one row per step, in run
-// order, and a row saying so for a hook point no plugin implements.
+// order, and a row saying so for a hook point no plugin implements. The
+// columns are aligned over the header and the step rows of every chain;
+// the "no plugin" note sits past the # column and widens nothing.
 func printHookChains(w io.Writer, chains []schemas.HookChain) error {
-	t := newTable(w)
-	row(t, "HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "OVERRIDE", "STATE")
+	const noSteps = "no plugin implements this hook"
+	rows := [][]string{{"HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "OVERRIDE", "STATE"}}
 	for _, c := range chains {
 		if len(c.Steps) == 0 {
-			// The last cell is outside the columns, so it does not widen them.
-			fmt.Fprintf(t, "%s\t-\tno plugin implements this hook\n", c.Hook)
+			rows = append(rows, []string{c.Hook, "-", noSteps})
 			continue
 		}
 		for i, s := range c.Steps {
@@ -118,11 +120,38 @@ func printHookChains(w io.Writer, chains []schemas.HookChain) error {
 			if s.Override {
 				override = "yes"
 			}
-			row(t, c.Hook, fmt.Sprint(i+1), s.Plugin, fmt.Sprint(s.Priority), timeout, s.FailurePolicy, override,
-				string(s.State))
+			rows = append(rows, []string{c.Hook, fmt.Sprint(i + 1), s.Plugin, fmt.Sprint(s.Priority), timeout,
+				s.FailurePolicy, override, string(s.State)})
 		}
 	}
-	return t.Flush()
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		last := len(r) - 1 // the last cell of a row is never padded
+		for i, c := range r[:last] {
+			widths[i] = max(widths[i], utf8.RuneCountInString(cell(c)))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		for i, c := range r {
+			c = cell(c)
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// cell is a table cell as row prints it: "-" when empty, on one line.
+func cell(c string) string {
+	if c == "" {
+		return "-"
+	}
+	return oneLine(c)
 }
 
 // chainLines returns one summary line per step of the chain runs:

@@ -75,6 +75,33 @@ func TestHooksList(t *testing.T) {
 		}
 	})
 
+	t.Run("steps after an empty chain line up", func(t *testing.T) {
+		fb.reply(schemas.APIHooksList, schemas.HookListResponse{Chains: []schemas.HookChain{
+			{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{{Plugin: "job-policy", Priority: 0,
+				Timeout: schemas.Duration(5 * time.Second), FailurePolicy: schemas.FailurePolicyFail, State: schemas.StateActive}}},
+			{Hook: schemas.HookMachinePreAction},
+			{Hook: schemas.HookAlertPreNotify, Steps: []schemas.HookStep{
+				{Plugin: "labeler", Priority: 0, Timeout: schemas.Duration(5 * time.Second),
+					FailurePolicy: schemas.FailurePolicyFail, State: schemas.StateActive},
+				{Plugin: "maint-window", Priority: 10, Timeout: schemas.Duration(2 * time.Second),
+					FailurePolicy: schemas.FailurePolicyFail, State: schemas.StateStale}}},
+		}})
+		out := b.mustRun(t, "hooks", "ls")
+		want := "" +
+			"HOOK                      #  PLUGIN        PRIORITY  TIMEOUT  POLICY  OVERRIDE  STATE\n" +
+			"job.pre_deploy            1  job-policy    0         5s       fail    no        ACTIVE\n" +
+			"job.runtime_env           -  no plugin implements this hook\n" +
+			"job.dockerfile_injection  -  no plugin implements this hook\n" +
+			"job.bootstrap_injection   -  no plugin implements this hook\n" +
+			"job.pre_delete            -  no plugin implements this hook\n" +
+			"machine.pre_action        -  no plugin implements this hook\n" +
+			"alert.pre_notify          1  labeler       0         5s       fail    no        ACTIVE\n" +
+			"alert.pre_notify          2  maint-window  10        2s       fail    no        STALE\n"
+		if out != want {
+			t.Errorf("hooks ls =\n%s\nwant\n%s", out, want)
+		}
+	})
+
 	t.Run("hook point left out by the broker", func(t *testing.T) {
 		fb.reply(schemas.APIHooksList, schemas.HookListResponse{})
 		out := b.mustRun(t, "hooks", "ls", schemas.HookJobPreDelete)

@@ -120,9 +120,9 @@ func TestAgainstTheBus(t *testing.T) {
 			t.Errorf("deploy after a refused change: %v, want a rejection naming the accepted patterns", err)
 		}
 
-		// One pattern as a string, as `busctl plugins config job-policy --set allowed_images=quay.io/*` sends it.
+		// One pattern, as `busctl plugins config job-policy --set allowed_images=quay.io/*` sends it.
 		bus.MustCall(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: "job-policy",
-			Set: map[string]any{ConfigAllowedImages: "quay.io/*"}}, nil)
+			Set: map[string]any{ConfigAllowedImages: []any{"quay.io/*"}}}, nil)
 		bus.MustCall(t, schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "other", Version: "1", Image: "quay.io/x"}, nil)
 		err = bus.Call(schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "web", Version: "2", Image: "registry.internal/web:2"}, nil)
 		if !errors.Is(err, schemas.ErrRejected) {

@@ -9,7 +9,7 @@
 //
 // Config:
 //
-//	allowed_images  array of glob patterns (or one pattern as a string);
+//	allowed_images  array of glob patterns;
 //	                default ["*"] (every image). '*' matches any characters,
 //	                '/' and ':' included, so "registry.internal/*" allows every
 //	                image of that registry; also '?', "[a-z]" and "{a,b}".
@@ -44,11 +44,9 @@ const configSchema = `{
   "type": "object",
   "properties": {
     "allowed_images": {
-      "description": "glob patterns an image must match to be deployed ('*' matches any characters, '/' included), or one pattern; default [\"*\"]",
-      "anyOf": [
-        {"type": "array", "items": {"type": "string", "minLength": 1}},
-        {"type": "string", "minLength": 1}
-      ]
+      "description": "glob patterns an image must match to be deployed ('*' matches any characters, '/' included); default [\"*\"]. busctl splits a plain value on commas; pass a JSON array for a pattern that contains one",
+      "type": "array",
+      "items": {"type": "string", "minLength": 1}
     },
     "env": {
       "description": "env vars added to every deployed job",

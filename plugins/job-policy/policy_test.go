@@ -120,7 +120,7 @@ func TestConfigSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := []string{`{}`, `{"allowed_images":["*"]}`, `{"allowed_images":"registry.internal/*"}`, `{"allowed_images":[],"env":{"A_1":"x"}}`}
+	valid := []string{`{}`, `{"allowed_images":["*"]}`, `{"allowed_images":["registry.internal/*","quay.io/*"]}`, `{"allowed_images":[],"env":{"A_1":"x"}}`}
 	for _, doc := range valid {
 		var cfg map[string]any
 		_ = json.Unmarshal([]byte(doc), &cfg)
@@ -131,6 +131,7 @@ func TestConfigSchema(t *testing.T) {
 	invalid := map[string]string{
 		`{"allowed_images":7}`:           "config.allowed_images",
 		`{"allowed_images":""}`:          "config.allowed_images",
+		`{"allowed_images":"a/*"}`:       "config.allowed_images",
 		`{"allowed_images":[""]}`:        "config.allowed_images[0]",
 		`{"env":{"PORT":80}}`:            "config.env.PORT",
 		`{"env":{"NOT-A-NAME":"x"}}`:     "config.env",
