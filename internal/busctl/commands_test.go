@@ -394,6 +394,7 @@ func TestRequestMapping(t *testing.T) {
 	fb.reply(schemas.APIAlertsResolve, schemas.AlertResponse{Alert: schemas.Alert{ID: "a1"}})
 	fb.reply(schemas.APIPluginsGet, schemas.PluginRecord{Name: "inc"})
 	fb.reply(schemas.APIPluginsList, schemas.PluginListResponse{})
+	fb.reply(schemas.APIPluginsUnregister, schemas.PluginRecord{Name: "old", Version: "1.0.0"})
 
 	tests := []struct {
 		args     []string
@@ -410,6 +411,7 @@ func TestRequestMapping(t *testing.T) {
 		{[]string{"alert", "resolve", "a1"}, schemas.APIAlertsResolve, `{"id":"a1"}`},
 		{[]string{"plugins", "get", "inc"}, schemas.APIPluginsGet, `{"name":"inc"}`},
 		{[]string{"plugins", "ls", "--state", "active"}, schemas.APIPluginsList, `{"state":"ACTIVE"}`},
+		{[]string{"plugins", "rm", "old", "--force"}, schemas.APIPluginsUnregister, `{"name":"old","force":true}`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args[:2], " "), func(t *testing.T) {

@@ -88,7 +88,7 @@ type fakeBroker struct {
 
 var allEndpoints = []string{
 	schemas.APIPluginsRegister, schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIPluginsConfig,
-	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
+	schemas.APIPluginsUnregister, schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
 	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
 }

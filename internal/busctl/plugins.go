@@ -15,7 +15,7 @@ func (a *app) pluginsCommand() *cobra.Command {
 		Aliases: []string{"plugin"},
 		Short:   "List, inspect and configure plugins",
 	})
-	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand())
+	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand())
 	return cmd
 }
 
@@ -75,6 +75,40 @@ func (a *app) pluginsGetCommand() *cobra.Command {
 			return a.printPlugin(p)
 		}),
 	}
+}
+
+func (a *app) pluginsRemoveCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME",
+		Aliases: []string{"remove", "unregister"},
+		Short:   "Unregister a plugin: remove its record, config and durable consumer",
+		Long: `Unregister a plugin: the broker removes its registry record, its config and its
+durable consumer (events it had not consumed yet are no longer kept for it), drops
+it from every hook chain and publishes io.plugbus.plugin.v1.unregistered.
+
+The broker refuses while an instance of the plugin still answers: stop it first,
+or pass --force (a running instance that registers again comes back).`,
+		Args: exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			a.hint = notFoundHint("plugin", "busctl plugins ls")
+			p, err := c.UnregisterPlugin(cmd.Context(), args[0], force)
+			if err != nil {
+				return err
+			}
+			if a.jsonOutput() {
+				return printJSON(a.stdout, p)
+			}
+			_, err = fmt.Fprintf(a.stdout, "unregistered %s %s\n", p.Name, p.Version)
+			return err
+		}),
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "unregister even if an instance is still running")
+	return cmd
 }
 
 func (a *app) pluginsConfigCommand() *cobra.Command {
