@@ -1,0 +1,552 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/plugbus/plugbus/broker"
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk"
+)
+
+// registerConcurrency is how many registrations are in flight at once when
+// the scale case registers its plugins (16 plugin processes starting
+// together).
+const registerConcurrency = 16
+
+// eventStreamConfig is PLUGBUS_EVENTS as the broker creates it, for the
+// bare nats-server of the raw side.
+func eventStreamConfig(prefix string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name: schemas.StreamEvents, Subjects: []string{prefix + ".evt.>"}, Retention: jetstream.LimitsPolicy,
+		Storage: jetstream.FileStorage, Replicas: 1, MaxAge: broker.DefaultEventMaxAge, Duplicates: 2 * time.Minute,
+		MaxMsgSize: broker.DefaultMaxRequestBytes,
+	}
+}
+
+// runScale: 1,000 registered plugins (time to register them all, list
+// them, read the chain order), 100 plugins consuming one event type
+// (fan-out throughput and delivery lag), and the broker's memory idle and
+// under load, with the broker as a child process (bin/broker) so its RSS
+// is its own; the raw side is a bare nats-server child process.
+func runScale(ctx context.Context, r *runner) error {
+	bin, cleanup, err := r.brokerBinary(ctx)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	r.setup["scale"] = "broker binary " + bin + " as a child process (embedded nats-server); raw: busbench " + ChildNATSArg + " (bare nats-server, same options) as a child process; clients and plugins in busbench over loopback TCP"
+	if err := scaleRegistry(ctx, r, bin); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if err := scaleFanOut(ctx, r, bin); err != nil {
+		return fmt.Errorf("fan-out: %w", err)
+	}
+	return nil
+}
+
+func scaleManifest(i int) schemas.Manifest {
+	prio := i % 100
+	return schemas.Manifest{Name: fmt.Sprintf("scale-%04d", i), Version: "1.0.0", Description: "busbench scale plugin",
+		Hooks: []schemas.HookSpec{{Hook: schemas.HookJobRuntimeEnv, Priority: &prio}}}
+}
+
+// scaleRegistry registers N plugins on a fresh broker per run.
+func scaleRegistry(ctx context.Context, r *runner, bin string) error {
+	n := r.pick(100, 1000)
+	const probe = 20
+	mReg := r.metric(fmt.Sprintf("register %d plugins", n), "ms", false, nil)
+	mReg.Note = fmt.Sprintf("%d at a time; raw: as many KV puts of the plugin record", registerConcurrency)
+	mFirst := r.metric("register 1 plugin p50, empty registry", "ms", false, nil)
+	mLast := r.metric(fmt.Sprintf("register 1 plugin p50, %d registered", n), "ms", false, nil)
+	mList := r.metric(fmt.Sprintf("plugins.list p50, %d plugins", n), "ms", false, nil)
+	mList.Note = "raw: request/reply answering the same reply bytes"
+	mHooks := r.metric(fmt.Sprintf("hooks.list p50, %d-step chain", n), "ms", false, nil)
+	mActFew := r.metric(fmt.Sprintf("machines.action p50, %d plugins registered", probe+1), "ms", false, nil)
+	mActMany := r.metric(fmt.Sprintf("machines.action p50, %d plugins registered", n+2*probe+1), "ms", false, nil)
+	mActMany.Note = "the same action plugin; the rest of the registry only grew"
+	mIdle := r.metric("broker RSS idle, fresh", "MiB", false, nil)
+	mIdle.Note = "raw: bare nats-server process with JetStream"
+	mIdleN := r.metric(fmt.Sprintf("broker RSS idle, %d plugins", n), "MiB", false, nil)
+	var sample []byte
+	doRaw := func() error {
+		c, err := startChildNATS(ctx, r.cfg.Self)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			time.Sleep(200 * time.Millisecond)
+			rss, err := c.RSS()
+			if err != nil {
+				return err
+			}
+			mIdle.AddRaw(rss)
+			nc, err := nats.Connect(c.URL)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench_registry", History: 5, Storage: jetstream.FileStorage})
+			if err != nil {
+				return err
+			}
+			rec := mustJSON(schemas.PluginRecord{Name: "scale-0000", Version: "1.0.0", State: schemas.StateActive, Manifest: scaleManifest(0)})
+			start := time.Now()
+			if err := parallel(ctx, n, registerConcurrency, func(i int) error {
+				_, err := kv.Put(ctx, fmt.Sprintf("scale-%04d", i), rec)
+				return err
+			}); err != nil {
+				return err
+			}
+			mReg.AddRaw(us(time.Since(start)) / 1000)
+			if sample != nil {
+				respNC, err := nats.Connect(c.URL, nats.Name("raw-list-responder"))
+				if err != nil {
+					return err
+				}
+				defer respNC.Close()
+				if _, err := respNC.Subscribe("bench.raw.list", func(m *nats.Msg) { _ = m.Respond(sample) }); err != nil {
+					return err
+				}
+				if err := respNC.Flush(); err != nil {
+					return err
+				}
+				l := NewLatencies(50)
+				for range 50 {
+					t := time.Now()
+					if _, err := nc.Request("bench.raw.list", []byte(`{}`), 10*time.Second); err != nil {
+						return err
+					}
+					l.Add(time.Since(t))
+				}
+				mList.AddRaw(us(l.Percentile(50)) / 1000)
+			}
+			return nil
+		}()
+		c.Stop()
+		if err != nil {
+			return fmt.Errorf("raw: %w", err)
+		}
+		return nil
+	}
+	doBus := func() error {
+		c, err := startChildBroker(ctx, bin)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			time.Sleep(200 * time.Millisecond)
+			rss, err := c.RSS()
+			if err != nil {
+				return err
+			}
+			mIdle.AddBus(rss)
+			// Plugin instances: n micro services spread over 10 connections.
+			var conns []*nats.Conn
+			defer func() {
+				for _, nc := range conns {
+					nc.Close()
+				}
+			}()
+			for i := 0; i < 10; i++ {
+				nc, err := nats.Connect(c.URL, nats.Name(fmt.Sprintf("scale-plugins-%d", i)))
+				if err != nil {
+					return err
+				}
+				conns = append(conns, nc)
+			}
+			total := n + 2*probe
+			svcs := make([]micro.Service, total)
+			for i := range total {
+				if svcs[i], err = startFakePlugin(conns[i%len(conns)], sdk.DefaultPrefix, scaleManifest(i), continueReply); err != nil {
+					return err
+				}
+			}
+			for _, nc := range conns {
+				if err := nc.Flush(); err != nil {
+					return err
+				}
+			}
+			clients := make([]*nats.Conn, registerConcurrency)
+			for i := range clients {
+				if clients[i], err = nats.Connect(c.URL, nats.Name("scale-client")); err != nil {
+					return err
+				}
+				conns = append(conns, clients[i])
+			}
+			// The first `probe` plugins one at a time on the empty registry.
+			first := NewLatencies(probe)
+			for i := range probe {
+				d, err := register(ctx, clients[0], sdk.DefaultPrefix, scaleManifest(n+i))
+				if err != nil {
+					return err
+				}
+				first.Add(d)
+			}
+			mFirst.AddBus(us(first.Percentile(50)) / 1000)
+			act := actionManifest("scale-action")
+			if _, err := startFakePlugin(conns[0], sdk.DefaultPrefix, act, continueReply); err != nil {
+				return err
+			}
+			if err := conns[0].Flush(); err != nil {
+				return err
+			}
+			if _, err := register(ctx, clients[0], sdk.DefaultPrefix, act); err != nil {
+				return err
+			}
+			actionP50 := func() (float64, error) {
+				body := mustJSON(schemas.MachineActionRequest{Machine: "m1", Command: "noop"})
+				l := NewLatencies(100)
+				for range 100 {
+					t := time.Now()
+					msg, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIMachinesAction), body, 30*time.Second)
+					if err != nil {
+						return 0, fmt.Errorf("machines.action: %w", err)
+					}
+					if msg.Header.Get(schemas.HeaderErrorCode) != "" {
+						return 0, fmt.Errorf("machines.action: %s", msg.Data)
+					}
+					l.Add(time.Since(t))
+				}
+				return us(l.Percentile(50)) / 1000, nil
+			}
+			v, err := actionP50()
+			if err != nil {
+				return err
+			}
+			mActFew.AddBus(v)
+			var next atomic.Int64
+			start := time.Now()
+			if err := parallel(ctx, n, registerConcurrency, func(i int) error {
+				k := int(next.Add(1)-1) % len(clients)
+				_, err := register(ctx, clients[k], sdk.DefaultPrefix, scaleManifest(i))
+				return err
+			}); err != nil {
+				return err
+			}
+			mReg.AddBus(us(time.Since(start)) / 1000)
+			last := NewLatencies(probe)
+			for i := range probe {
+				d, err := register(ctx, clients[0], sdk.DefaultPrefix, scaleManifest(n+probe+i))
+				if err != nil {
+					return err
+				}
+				last.Add(d)
+			}
+			mLast.AddBus(us(last.Percentile(50)) / 1000)
+			if v, err = actionP50(); err != nil {
+				return err
+			}
+			mActMany.AddBus(v)
+
+			l := NewLatencies(50)
+			for range 50 {
+				t := time.Now()
+				msg, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIPluginsList), []byte(`{}`), 30*time.Second)
+				if err != nil {
+					return fmt.Errorf("plugins.list: %w", err)
+				}
+				l.Add(time.Since(t))
+				sample = msg.Data
+			}
+			mList.AddBus(us(l.Percentile(50)) / 1000)
+			var hl schemas.HookListResponse
+			if err := call(ctx, clients[0], sdk.DefaultPrefix, schemas.APIHooksList, schemas.HookListRequest{Hook: schemas.HookJobRuntimeEnv}, &hl); err != nil {
+				return fmt.Errorf("hooks.list: %w", err)
+			}
+			if len(hl.Chains) != 1 || len(hl.Chains[0].Steps) != total {
+				return fmt.Errorf("hooks.list: want a %d-step chain", total)
+			}
+			l = NewLatencies(50)
+			for range 50 {
+				t := time.Now()
+				if _, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIHooksList), []byte(`{}`), 30*time.Second); err != nil {
+					return fmt.Errorf("hooks.list: %w", err)
+				}
+				l.Add(time.Since(t))
+			}
+			mHooks.AddBus(us(l.Percentile(50)) / 1000)
+			time.Sleep(500 * time.Millisecond)
+			rss, err = c.RSS()
+			if err != nil {
+				return err
+			}
+			mIdleN.AddBus(rss)
+			return nil
+		}()
+		c.Stop()
+		if err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+		return nil
+	}
+	for run := 0; run < r.cfg.Runs; run++ {
+		// The bus first: the raw list answers the bus's reply bytes.
+		if r.bus() {
+			if err := doBus(); err != nil {
+				return err
+			}
+		}
+		if r.raw() {
+			if err := doRaw(); err != nil {
+				return err
+			}
+		}
+	}
+	r.logf("%s: raw %s ms bus %s ms", mReg.Name, fmtNum(median(mReg.raw)), fmtNum(median(mReg.bus)))
+	r.logf("%s: bus %s ms, %s: bus %s ms", mFirst.Name, fmtNum(median(mFirst.bus)), mLast.Name, fmtNum(median(mLast.bus)))
+	r.logf("%s: raw %s bus %s ms; %s: %s ms", mList.Name, fmtNum(median(mList.raw)), fmtNum(median(mList.bus)), mHooks.Name, fmtNum(median(mHooks.bus)))
+	r.logf("%s: raw %s bus %s MiB; %s: %s MiB", mIdle.Name, fmtNum(median(mIdle.raw)), fmtNum(median(mIdle.bus)), mIdleN.Name, fmtNum(median(mIdleN.bus)))
+	return nil
+}
+
+// parallel runs f(0..n-1) on conc goroutines and returns the first error.
+func parallel(ctx context.Context, n, conc int, f func(i int) error) error {
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for ctx.Err() == nil && firstErr.Load() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// fanState records, per consumer and event, when the event arrived.
+type fanState struct {
+	sent []atomic.Int64
+	recv [][]atomic.Int64
+	c    *counter
+}
+
+func newFanState(consumers, events int) *fanState {
+	f := &fanState{sent: make([]atomic.Int64, events), recv: make([][]atomic.Int64, consumers), c: newCounter(consumers * events)}
+	for i := range f.recv {
+		f.recv[i] = make([]atomic.Int64, events)
+	}
+	return f
+}
+
+func (f *fanState) got(consumer int, data []byte) {
+	now := time.Now().UnixNano()
+	if i := seqOf(data); i >= 0 && i < len(f.sent) && f.recv[consumer][i].CompareAndSwap(0, now) {
+		f.c.hit()
+	}
+}
+
+// result returns deliveries per second from the first publish to the last
+// delivery, and the publish-to-handler lags.
+func (f *fanState) result() (float64, *Latencies) {
+	l := NewLatencies(len(f.recv) * len(f.sent))
+	first := f.sent[0].Load()
+	var last int64
+	for _, rs := range f.recv {
+		for i := range rs {
+			r := rs[i].Load()
+			if r == 0 {
+				continue
+			}
+			last = max(last, r)
+			l.Add(time.Duration(r - f.sent[i].Load()))
+		}
+	}
+	return float64(l.Len()) / time.Duration(last-first).Seconds(), l
+}
+
+// scaleFanOut runs N consumers of one event type and publishes bursts of
+// events to all of them.
+func scaleFanOut(ctx context.Context, r *runner, bin string) error {
+	consumers := r.pick(20, 100)
+	events := r.pick(200, 1000)
+	msgs := make([]*nats.Msg, events)
+	for i := range msgs {
+		var err error
+		if msgs[i], err = encodeCore(sdk.DefaultPrefix, schemas.TypeAlertFired, alertData(i)); err != nil {
+			return err
+		}
+	}
+	name := fmt.Sprintf("fan-out %d consumers x %d events", consumers, events)
+	mRate := r.metric(name+": deliveries/s", "deliveries/s", true, nil)
+	mRate.Note = "first publish to last handler entry; raw: durable pull consumers (Consume + Ack); bus: SDK plugins; all over loopback TCP"
+	mP50 := r.metric(name+": lag p50", "ms", false, nil)
+	mP99 := r.metric(name+": lag p99", "ms", false, nil)
+	mP50.Note = "publish to handler entry, whole burst published at once"
+	mRSS := r.metric("broker RSS peak under fan-out load", "MiB", false, nil)
+	mRSS.Note = "raw: bare nats-server process under the same load"
+
+	// burst publishes every event once (fresh ids) as fast as async
+	// publishing allows and waits for every delivery.
+	burst := func(c *child, js jetstream.JetStream, st *fanState) (float64, *Latencies, float64, error) {
+		stopRSS := c.sampleRSS()
+		for i, m := range msgs {
+			st.sent[i].Store(time.Now().UnixNano())
+			if _, err := js.PublishMsgAsync(rawCopy(m)); err != nil {
+				stopRSS()
+				return 0, nil, 0, err
+			}
+		}
+		err := st.c.wait(ctx, 180*time.Second)
+		peak := stopRSS()
+		if err != nil {
+			return 0, nil, 0, err
+		}
+		rate, l := st.result()
+		return rate, l, peak, nil
+	}
+	var cur atomic.Pointer[fanState]
+	runSide := func(raw bool) error {
+		var c *child
+		var err error
+		if raw {
+			c, err = startChildNATS(ctx, r.cfg.Self)
+		} else {
+			c, err = startChildBroker(ctx, bin)
+		}
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		var conns []*nats.Conn
+		var stops []func()
+		defer func() {
+			var wg sync.WaitGroup
+			for _, s := range stops {
+				wg.Go(s)
+			}
+			wg.Wait()
+			for _, nc := range conns {
+				nc.Close()
+			}
+		}()
+		pubNC, err := nats.Connect(c.URL, nats.Name("fan-out-publisher"))
+		if err != nil {
+			return err
+		}
+		conns = append(conns, pubNC)
+		js, err := jetstream.New(pubNC)
+		if err != nil {
+			return err
+		}
+		if raw {
+			if _, err := js.CreateOrUpdateStream(ctx, eventStreamConfig(sdk.DefaultPrefix)); err != nil {
+				return err
+			}
+		}
+		var mu sync.Mutex
+		if err := parallel(ctx, consumers, 10, func(i int) error {
+			m := consumerManifest(fmt.Sprintf("fan-%03d", i), schemas.TypeAlertFired, schemas.StartNew)
+			if raw {
+				nc, err := nats.Connect(c.URL, nats.Name(m.Name))
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				conns = append(conns, nc)
+				mu.Unlock()
+				cjs, err := jetstream.New(nc)
+				if err != nil {
+					return err
+				}
+				cons, err := cjs.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, broker.ConsumerConfig(sdk.DefaultPrefix, m))
+				if err != nil {
+					return err
+				}
+				cc, err := cons.Consume(func(msg jetstream.Msg) {
+					if st := cur.Load(); st != nil {
+						st.got(i, msg.Data())
+					}
+					_ = msg.Ack()
+				})
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				stops = append(stops, cc.Stop)
+				mu.Unlock()
+				return nil
+			}
+			p, err := sdk.New(m, sdk.WithLogger(prodLogger()))
+			if err != nil {
+				return err
+			}
+			p.HandleEvent(schemas.TypeAlertFired, func(_ context.Context, e event.Event) error {
+				if st := cur.Load(); st != nil {
+					st.got(i, e.Data())
+				}
+				return nil
+			})
+			stop, err := startPlugin(nil, c.URL, p, TCP, nil)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			stops = append(stops, stop)
+			mu.Unlock()
+			return nil
+		}); err != nil {
+			return err
+		}
+		for run := 0; run < r.cfg.Runs; run++ {
+			st := newFanState(consumers, events)
+			cur.Store(st)
+			rate, l, peak, err := burst(c, js, st)
+			cur.Store(nil)
+			if err != nil {
+				return err
+			}
+			add := (*Metric).AddBus
+			if raw {
+				add = (*Metric).AddRaw
+			}
+			add(mRate, rate)
+			add(mP50, us(l.Percentile(50))/1000)
+			add(mP99, us(l.Percentile(99))/1000)
+			add(mRSS, peak)
+		}
+		return nil
+	}
+	if r.raw() {
+		if err := runSide(true); err != nil {
+			return fmt.Errorf("raw: %w", err)
+		}
+	}
+	if r.bus() {
+		if err := runSide(false); err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+	}
+	if len(mRate.bus) == 0 && len(mRate.raw) == 0 {
+		return errors.New("no fan-out run completed")
+	}
+	r.logf("%s: raw %s bus %s", mRate.Name, fmtNum(median(mRate.raw)), fmtNum(median(mRate.bus)))
+	r.logf("%s: raw %s bus %s ms; p99 raw %s bus %s ms", mP50.Name, fmtNum(median(mP50.raw)), fmtNum(median(mP50.bus)), fmtNum(median(mP99.raw)), fmtNum(median(mP99.bus)))
+	r.logf("%s: raw %s bus %s MiB", mRSS.Name, fmtNum(median(mRSS.raw)), fmtNum(median(mRSS.bus)))
+	return nil
+}
