@@ -194,6 +194,9 @@ func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, e
 	}
 	// Replies are checked against their schema too: a failure here is a
 	// broker bug, reported as internal rather than sent malformed.
+	if !b.cfg.SelfCheck {
+		return resp, nil
+	}
 	if verr := schemas.ValidateValue(ep.respSchema, resp); verr != nil {
 		return nil, &schemas.Error{Code: schemas.CodeInternal, Message: fmt.Sprintf("reply of %s fails its schema: %v", ep.name, verr)}
 	}

@@ -71,6 +71,13 @@ func (b *Broker) HTTPAddr() string {
 	return b.httpLn.Addr().String()
 }
 
+// Server returns the embedded nats-server, nil when the broker uses an
+// external one (or before Run started it).
+func (b *Broker) Server() *server.Server { return b.srv }
+
+// Publisher returns the broker's core event publisher, once ready.
+func (b *Broker) Publisher() *Publisher { return b.pub }
+
 // NATSURL returns the URL clients use to reach the bus, once ready.
 func (b *Broker) NATSURL() string { return b.natsURL }
 
@@ -86,7 +93,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 
 	setupCtx, setupCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer setupCancel()
-	b.js, err = jetstream.New(b.nc)
+	b.js, err = jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -94,7 +101,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
 	}
-	b.pub = NewPublisher(b.js, b.cfg.Prefix, b.metrics)
+	b.pub = &Publisher{js: b.js, prefix: b.cfg.Prefix, metrics: b.metrics, check: b.cfg.SelfCheck}
 	b.reg = newRegistry(b)
 	if err := b.reg.load(setupCtx); err != nil {
 		return err

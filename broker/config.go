@@ -73,6 +73,12 @@ type Config struct {
 	MaxConcurrentObjects int
 	// EventMaxAge is how long core events are kept for replay (default 7 days).
 	EventMaxAge time.Duration
+	// SelfCheck validates what the broker itself builds — every core
+	// event's data and every API reply — against its schema before sending
+	// it, turning a mismatch into an internal error. Input from outside is
+	// always validated; this is for tests and debugging (it roughly doubles
+	// the CPU cost of a request).
+	SelfCheck bool
 	// Logger receives the broker's structured logs (default: disabled).
 	Logger *zerolog.Logger
 	// ServerLogs forwards the embedded nats-server's own notices to Logger.

@@ -55,6 +55,7 @@ func startBroker(t testing.TB, cfg Config) *testBus {
 	if cfg.PluginTimeout == 0 {
 		cfg.PluginTimeout = 2 * time.Second
 	}
+	cfg.SelfCheck = true
 	if cfg.Logger == nil {
 		l := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 		cfg.Logger = &l

@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/cenats"
@@ -21,11 +22,13 @@ type Publisher struct {
 	js      jetstream.JetStream
 	prefix  string
 	metrics *metrics
+	// check validates each event's data against its schema (Config.SelfCheck).
+	check bool
 }
 
-// NewPublisher returns a Publisher that publishes under prefix.
-func NewPublisher(js jetstream.JetStream, prefix string, m *metrics) *Publisher {
-	return &Publisher{js: js, prefix: prefix, metrics: m}
+// NewPublisher returns a Publisher that publishes under prefix on js.
+func NewPublisher(js jetstream.JetStream, prefix string) *Publisher {
+	return &Publisher{js: js, prefix: prefix, metrics: newMetrics()}
 }
 
 // EventOption sets an optional attribute of a core event.
@@ -39,13 +42,11 @@ func WithSubject(subject string) EventOption {
 
 // NewEvent builds a core CloudEvent of eventType carrying data, with a fresh
 // id, the broker's source, the time and the data schema set. The data is
-// validated against the type's schema: a failure is a bug in the broker.
+// encoded once; it is not validated here (the broker builds it from
+// validated input; Config.SelfCheck checks it on publish).
 func NewEvent(eventType string, data any, opts ...EventOption) (*event.Event, error) {
-	if err := schemas.ValidateValue(schemas.EventSchemaPath(eventType), data); err != nil {
-		return nil, fmt.Errorf("event %s data: %w", eventType, err)
-	}
 	e := event.New()
-	e.SetID(uuid.NewString())
+	e.SetID(nuid.Next())
 	e.SetSource(Source)
 	e.SetType(eventType)
 	e.SetTime(time.Now().UTC())
@@ -70,9 +71,21 @@ func (p *Publisher) Publish(ctx context.Context, eventType string, data any, opt
 	return e.ID(), p.PublishEvent(ctx, e)
 }
 
-// PublishEvent publishes an already built event on its type's subject.
+// encode turns e into its stream message, checking its data first when
+// the publisher self-checks.
+func (p *Publisher) encode(ctx context.Context, e *event.Event) (*nats.Msg, error) {
+	if p.check {
+		if err := schemas.Validate(schemas.EventSchemaPath(e.Type()), e.Data()); err != nil {
+			return nil, fmt.Errorf("event %s data: %w", e.Type(), err)
+		}
+	}
+	return cenats.Encode(ctx, schemas.EventSubject(p.prefix, e.Type()), e)
+}
+
+// PublishEvent publishes an already built event on its type's subject and
+// waits for the stream's acknowledgement.
 func (p *Publisher) PublishEvent(ctx context.Context, e *event.Event) error {
-	msg, err := cenats.Encode(ctx, schemas.EventSubject(p.prefix, e.Type()), e)
+	msg, err := p.encode(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -82,4 +95,48 @@ func (p *Publisher) PublishEvent(ctx context.Context, e *event.Event) error {
 	}
 	p.metrics.eventsPublished.WithLabelValues(e.Type()).Inc()
 	return nil
+}
+
+// PublishAsync builds and publishes a core event without waiting for the
+// stream's acknowledgement: the returned future resolves when it is stored.
+// At most the JetStream context's async window (4096) is in flight; beyond
+// that it blocks. Wait for the future (or AwaitAll) before telling anyone
+// the event exists.
+func (p *Publisher) PublishAsync(ctx context.Context, eventType string, data any, opts ...EventOption) (jetstream.PubAckFuture, string, error) {
+	e, err := NewEvent(eventType, data, opts...)
+	if err != nil {
+		return nil, "", err
+	}
+	msg, err := p.encode(ctx, e)
+	if err != nil {
+		return nil, "", err
+	}
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID()))
+	if err != nil {
+		p.metrics.publishErrors.WithLabelValues(eventType).Inc()
+		return nil, "", fmt.Errorf("publish %s event %s: %w", eventType, e.ID(), err)
+	}
+	p.metrics.eventsPublished.WithLabelValues(eventType).Inc()
+	return f, e.ID(), nil
+}
+
+// AwaitAll waits until every future is acknowledged and returns the first
+// failure.
+func AwaitAll(ctx context.Context, fs ...jetstream.PubAckFuture) error {
+	var first error
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish event: %w", err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
 }

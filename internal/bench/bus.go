@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"reflect"
 	"sync"
 	"time"
 
@@ -129,16 +128,9 @@ func (b *Bus) stopBroker() {
 	b.cancel = nil
 }
 
-// embeddedServer returns the broker's embedded nats-server. The broker has
-// no accessor for it, so it is read by reflection; nil when that fails
-// (the field was renamed), and StartBus falls back to a server of its own.
-func embeddedServer(b *broker.Broker) *server.Server {
-	v := reflect.ValueOf(b).Elem().FieldByName("srv")
-	if !v.IsValid() || v.Type() != reflect.TypeFor[*server.Server]() || v.IsNil() {
-		return nil
-	}
-	return (*server.Server)(v.UnsafePointer())
-}
+// embeddedServer returns the broker's embedded nats-server (nil when it
+// uses an external one).
+func embeddedServer(b *broker.Broker) *server.Server { return b.Server() }
 
 // StartServer starts a nats-server on a random loopback port with JetStream
 // under dir, configured as the broker configures its embedded one.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -118,16 +117,8 @@ func realPublisher(b *broker.Broker) publisher {
 }
 
 // brokerPublisher returns the running broker's own event publisher (the
-// one every API handler publishes through, on the broker's connection, with
-// its metrics). The broker has no accessor, so it is read by reflection;
-// nil when that fails.
-func brokerPublisher(b *broker.Broker) *broker.Publisher {
-	v := reflect.ValueOf(b).Elem().FieldByName("pub")
-	if !v.IsValid() || v.Type() != reflect.TypeFor[*broker.Publisher]() || v.IsNil() {
-		return nil
-	}
-	return (*broker.Publisher)(v.UnsafePointer())
-}
+// one every API handler publishes through, on the broker's connection).
+func brokerPublisher(b *broker.Broker) *broker.Publisher { return b.Publisher() }
 
 // mirrorPublisher does what broker.(*Publisher).Publish does (NewEvent,
 // cenats.Encode, a synchronous JetStream publish with the event id as the

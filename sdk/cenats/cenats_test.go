@@ -1,9 +1,12 @@
 package cenats_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
@@ -121,4 +124,39 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEncodeMatchesSDKWriter: Encode writes exactly the headers and body the
+// CloudEvents SDK's own binding writer does, for events with and without
+// optional attributes and extensions.
+func TestEncodeMatchesSDKWriter(t *testing.T) {
+	ctx := context.Background()
+	full := sample(t)
+	full.SetSubject("job/demo")
+	full.SetExtension("count", 3)
+	full.SetExtension("flag", true)
+	minimal := event.New()
+	minimal.SetID("m")
+	minimal.SetSource("urn:x")
+	minimal.SetType("t")
+	withTime := sample(t)
+	withTime.SetTime(time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC))
+	for name, e := range map[string]*event.Event{"full": full, "minimal": &minimal, "time": withTime} {
+		t.Run(name, func(t *testing.T) {
+			got, err := cenats.Encode(ctx, "s", e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := cenats.EncodeWithSDK(ctx, "s", e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Header, want.Header) {
+				t.Fatalf("headers differ from the SDK writer:\n got %v\nwant %v", got.Header, want.Header)
+			}
+			if !bytes.Equal(got.Data, want.Data) {
+				t.Fatalf("body differs: %q vs %q", got.Data, want.Data)
+			}
+		})
+	}
 }

@@ -121,6 +121,9 @@ func Start(t testing.TB, opts ...Option) *Bus {
 		Prefix:            c.prefix,
 		HeartbeatInterval: c.heartbeat,
 		Logger:            c.logger,
+		// Check the broker's own events and replies against their schemas:
+		// a test bus should catch contract drift.
+		SelfCheck: true,
 	}
 	if c.broker != nil {
 		c.broker(&bcfg)
