@@ -16,9 +16,11 @@ import (
 )
 
 // pullBatch is how many events an instance buffers. Handlers run one at a
-// time per instance, so a small batch keeps buffered events from waiting out
-// their ack wait; run more instances to handle more at once.
-const pullBatch = 8
+// time per instance; when they are slow enough for a buffered event to wait
+// a noticeable part of its ack wait, each event's ack timer is reset as its
+// handler starts (see slowHandlers). Run more instances to handle more at
+// once.
+const pullBatch = 64
 
 // maxReasonLen bounds the reason sent with a terminated event.
 const maxReasonLen = 1024
@@ -131,42 +133,62 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // handleMsg decodes one delivery, runs its handler and acknowledges,
-// redelivers or terminates it according to the outcome.
+// redelivers or terminates it according to the outcome. The per-message
+// logger is built only when there is something to log.
 func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
-	log := p.Logger().With().Str(FieldConsumer, consumerName(p.manifest.Name)).Logger()
 	d := Delivery{Subject: msg.Subject(), NumDelivered: 1, MaxDeliver: s.maxDeliver}
 	if md, err := msg.Metadata(); err == nil {
 		d.StreamSeq, d.NumDelivered, d.Published = md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	}
-	log = log.With().Uint64(FieldStreamSeq, d.StreamSeq).Uint64(FieldDelivered, d.NumDelivered).Logger()
-	// The event may have waited in the pull buffer: give the handler a full
-	// ack wait.
-	_ = msg.InProgress()
+	logFor := func(ev *event.Event) zerolog.Logger {
+		c := p.Logger().With().Str(FieldConsumer, consumerName(p.manifest.Name)).
+			Uint64(FieldStreamSeq, d.StreamSeq).Uint64(FieldDelivered, d.NumDelivered)
+		if ev != nil {
+			c = c.Str(FieldEventID, ev.ID()).Str(FieldEventType, ev.Type())
+		}
+		return c.Logger()
+	}
+	// An event may have waited in the pull buffer behind slow handlers:
+	// when handlers are slow enough for that wait to matter, reset its ack
+	// timer so the handler gets a full ack wait.
+	if p.slowHandlers(s) {
+		_ = msg.InProgress()
+	}
 
 	ev, err := cenats.Decode(context.Background(), &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
 	if err != nil {
 		p.stats.eventsMalformed.Add(1)
-		p.terminate(msg, log, "malformed cloudevent: "+err.Error())
+		p.terminate(msg, logFor(nil), "malformed cloudevent: "+err.Error())
 		return
 	}
-	log = log.With().Str(FieldEventID, ev.ID()).Str(FieldEventType, ev.Type()).Logger()
 	h := p.eventHandler(ev.Type())
 	if h == nil {
 		p.stats.eventsIgnored.Add(1)
-		log.Debug().Msg("no handler for event type; acknowledging it")
-		p.ack(msg, log)
+		if e := p.Logger().Debug(); e.Enabled() {
+			l := logFor(ev)
+			l.Debug().Msg("no handler for event type; acknowledging it")
+		}
+		if err := msg.Ack(); err != nil {
+			l := logFor(ev)
+			l.Warn().Err(err).Msg("cannot acknowledge event")
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.ackWait)
+	started := time.Now()
 	err = safely(func() error { return h(ctx, *ev) })
 	cancel()
+	p.observeHandler(time.Since(started))
 	if err == nil {
 		p.stats.eventsHandled.Add(1)
-		log.Debug().Msg("event handled")
-		p.ack(msg, log)
+		if err := msg.Ack(); err != nil {
+			l := logFor(ev)
+			l.Warn().Err(err).Msg("cannot acknowledge event")
+		}
 		return
 	}
 	p.stats.eventsFailed.Add(1)
+	log := logFor(ev)
 	switch delay, retryAfter := RetryDelay(err); {
 	case IsPermanent(err):
 		p.terminate(msg, log, err.Error())
@@ -179,10 +201,17 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	}
 }
 
-func (p *Plugin) ack(msg jetstream.Msg, log zerolog.Logger) {
-	if err := msg.Ack(); err != nil {
-		log.Warn().Err(err).Msg("cannot acknowledge event")
-	}
+// observeHandler keeps a moving average of handler run time (in ns).
+func (p *Plugin) observeHandler(d time.Duration) {
+	old := p.handlerEWMA.Load()
+	p.handlerEWMA.Store(old - old/8 + int64(d)/8)
+}
+
+// slowHandlers reports whether a full pull buffer of events would wait
+// long enough, at the current handler speed, to eat a quarter of the ack
+// wait.
+func (p *Plugin) slowHandlers(s deliverySettings) bool {
+	return time.Duration(p.handlerEWMA.Load())*pullBatch > s.ackWait/4
 }
 
 func (p *Plugin) nak(msg jetstream.Msg, log zerolog.Logger, delay time.Duration, cause error) {

@@ -174,3 +174,23 @@ func TestHookHandlerTimeout(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowHandlersResetsAckTimerOnlyWhenNeeded(t *testing.T) {
+	p := &Plugin{}
+	s := deliverySettings{ackWait: 30 * time.Second}
+	if p.slowHandlers(s) {
+		t.Fatal("fresh plugin counted as slow")
+	}
+	for range 100 {
+		p.observeHandler(time.Millisecond)
+	}
+	if p.slowHandlers(s) {
+		t.Fatalf("1ms handlers × %d buffered cannot eat a quarter of 30s", pullBatch)
+	}
+	for range 100 {
+		p.observeHandler(time.Second)
+	}
+	if !p.slowHandlers(s) {
+		t.Fatalf("1s handlers × %d buffered must reset the ack timer", pullBatch)
+	}
+}

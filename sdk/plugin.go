@@ -53,6 +53,8 @@ type Plugin struct {
 	hookCalls inflight
 
 	stats counters
+	// handlerEWMA is the moving average of event handler run time, in ns.
+	handlerEWMA atomic.Int64
 }
 
 var (
