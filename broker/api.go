@@ -188,7 +188,9 @@ func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, e
 	if err := schemas.Decode(ep.schema, data, req); err != nil {
 		return nil, err
 	}
-	resp, err := ep.handler(ctx, req)
+	pctx, pend := withPending(ctx)
+	resp, err := ep.handler(pctx, req)
+	resp, err = awaitPending(ctx, pend, resp, err)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func (b *Broker) handleAlertFire(ctx context.Context, req *schemas.AlertFireRequ
 		b.log.Info().Str(FieldAlert, in.ID).Str(FieldPlugin, run.err.Plugin).Str(FieldReason, run.err.Message).Msg("alert suppressed")
 		return schemas.AlertResponse{Alert: alert, Chains: chains}, nil
 	}
-	eid, err := b.pub.Publish(ctx, schemas.TypeAlertFired, alert, WithSubject(object))
+	eid, err := b.publishLater(ctx, schemas.TypeAlertFired, alert, WithSubject(object))
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) 
 	if err != nil {
 		return nil, err
 	}
-	eid, err := b.pub.Publish(ctx, schemas.TypeAlertResolved, alert, WithSubject("alert/"+req.ID))
+	eid, err := b.publishLater(ctx, schemas.TypeAlertResolved, alert, WithSubject("alert/"+req.ID))
 	if err != nil {
 		return nil, err
 	}

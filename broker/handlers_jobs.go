@@ -92,7 +92,7 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 	}); err != nil {
 		return nil, err
 	}
-	if err := b.pub.PublishEvent(ctx, ev); err != nil {
+	if err := b.publishEventLater(ctx, ev); err != nil {
 		return nil, err
 	}
 	b.log.Info().Str(FieldJob, job.Name).Str(FieldVersion, job.Version).Str("image", job.Image).Str(FieldEventID, ev.ID()).Msg("job deployed")
@@ -158,7 +158,7 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 	if err != nil {
 		return nil, err
 	}
-	id, err := b.pub.Publish(ctx, schemas.TypeJobDeleted, schemas.JobDeletedData{
+	id, err := b.publishLater(ctx, schemas.TypeJobDeleted, schemas.JobDeletedData{
 		Name: job.Name, Version: job.Version, Image: job.Image, DeletedAt: now,
 	}, WithSubject(object))
 	if err != nil {

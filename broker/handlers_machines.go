@@ -117,7 +117,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	}
 
 	actionID := uuid.NewString()
-	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
+	if _, err := b.publishLater(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
 		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
 	}, WithSubject(object)); err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		completed.Error = e
 	}
 	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, result).Observe(elapsed.Seconds())
-	if _, err := b.pub.Publish(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
+	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str(FieldActionID, actionID).Msg("publish action_completed")
 	}
 	b.log.Info().Str(FieldActionID, actionID).Str(FieldMachine, req.Machine).Str(FieldCommand, req.Command).
@@ -182,16 +182,14 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 		spec schemas.ActionSpec
 	}
 	var active, inactive []cand
-	commands := map[string]bool{}
-	for _, rec := range b.reg.cached() {
+	view := b.reg.view()
+	for _, i := range view.actions[model+"/"+command] {
+		rec := view.records[i]
+		if plugin != "" && rec.Name != plugin {
+			continue
+		}
 		for _, a := range rec.Manifest.Actions {
-			if a.Model != model {
-				continue
-			}
-			if rec.State == schemas.StateActive {
-				commands[a.Command] = true
-			}
-			if a.Command != command || (plugin != "" && rec.Name != plugin) {
+			if a.Model != model || a.Command != command {
 				continue
 			}
 			if rec.State == schemas.StateActive {
@@ -219,6 +217,17 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 			msg += ": " + c.rec.LastError.Message
 		}
 		return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeNotActive, Field: "command", Plugin: c.rec.Name, Message: msg}
+	}
+	commands := map[string]bool{}
+	for _, rec := range view.records {
+		if rec.State != schemas.StateActive {
+			continue
+		}
+		for _, a := range rec.Manifest.Actions {
+			if a.Model == model {
+				commands[a.Command] = true
+			}
+		}
 	}
 	avail := make([]string, 0, len(commands))
 	for c := range commands {

@@ -183,7 +183,7 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 		res.err.Details = map[string]any{"chain": res.record}
 	}
 	b.metrics.hookChains.WithLabelValues(hook, res.record.Outcome).Inc()
-	if _, err := b.pub.Publish(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
+	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str("hook", hook).Msg("publish chain_completed")
 	}
 	lvl := b.log.Debug()

@@ -107,17 +107,27 @@ func (p *Publisher) PublishAsync(ctx context.Context, eventType string, data any
 	if err != nil {
 		return nil, "", err
 	}
-	msg, err := p.encode(ctx, e)
+	f, err := p.PublishEventAsync(ctx, e)
 	if err != nil {
 		return nil, "", err
 	}
+	return f, e.ID(), nil
+}
+
+// PublishEventAsync publishes an already built event without waiting for
+// its acknowledgement (see PublishAsync).
+func (p *Publisher) PublishEventAsync(ctx context.Context, e *event.Event) (jetstream.PubAckFuture, error) {
+	msg, err := p.encode(ctx, e)
+	if err != nil {
+		return nil, err
+	}
 	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID()))
 	if err != nil {
-		p.metrics.publishErrors.WithLabelValues(eventType).Inc()
-		return nil, "", fmt.Errorf("publish %s event %s: %w", eventType, e.ID(), err)
+		p.metrics.publishErrors.WithLabelValues(e.Type()).Inc()
+		return nil, fmt.Errorf("publish %s event %s: %w", e.Type(), e.ID(), err)
 	}
-	p.metrics.eventsPublished.WithLabelValues(eventType).Inc()
-	return f, e.ID(), nil
+	p.metrics.eventsPublished.WithLabelValues(e.Type()).Inc()
+	return f, nil
 }
 
 // AwaitAll waits until every future is acknowledged and returns the first

@@ -26,8 +26,10 @@ type registry struct {
 
 	mu    sync.RWMutex
 	cache map[string]schemas.PluginRecord
-	// hookChains is recomputed whenever the cache changes.
-	hookChains atomic.Pointer[map[string][]schemas.HookStep]
+	// snap is the read view; nil when the cache changed since it was built.
+	snap atomic.Pointer[snapshot]
+	// version counts cache changes (under mu).
+	version uint64
 
 	lockMu sync.Mutex
 	locks  map[string]*sync.Mutex
@@ -115,23 +117,55 @@ func (r *registry) put(rec schemas.PluginRecord) {
 	r.mu.Unlock()
 }
 
-// recompute rebuilds the hook chains from the cache; r.mu is held.
+// snapshot is a read-only view of the registry, rebuilt lazily after
+// changes: records sorted by name, the hook chains in run order and an
+// index of who offers which action.
+type snapshot struct {
+	records []schemas.PluginRecord
+	chains  map[string][]schemas.HookStep
+	// actions maps "model/command" to indexes into records.
+	actions map[string][]int
+}
+
+// recompute marks the snapshot stale; r.mu is held. The next reader
+// rebuilds it, so a burst of registry writes costs one rebuild.
 func (r *registry) recompute() {
+	r.version++
+	r.snap.Store(nil)
+}
+
+// view returns the current snapshot, rebuilding it if the registry changed.
+func (r *registry) view() *snapshot {
+	if s := r.snap.Load(); s != nil {
+		return s
+	}
+	r.mu.RLock()
+	version := r.version
 	recs := make([]schemas.PluginRecord, 0, len(r.cache))
 	for _, rec := range r.cache {
 		recs = append(recs, rec)
 	}
-	chains := computeChains(recs)
-	r.hookChains.Store(&chains)
+	r.mu.RUnlock()
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	s := &snapshot{records: recs, chains: computeChains(recs), actions: map[string][]int{}}
+	for i, rec := range recs {
+		for _, a := range rec.Manifest.Actions {
+			k := a.Model + "/" + a.Command
+			s.actions[k] = append(s.actions[k], i)
+		}
+	}
+	// Publish it unless a write made it stale meanwhile (then the next
+	// reader rebuilds again).
+	r.mu.RLock()
+	if r.version == version {
+		r.snap.CompareAndSwap(nil, s)
+	}
+	r.mu.RUnlock()
+	return s
 }
 
 // chains returns the hook chains as they will run.
-func (r *registry) chains() map[string][]schemas.HookStep {
-	if c := r.hookChains.Load(); c != nil {
-		return *c
-	}
-	return nil
-}
+func (r *registry) chains() map[string][]schemas.HookStep { return r.view().chains }
 
 // state returns a plugin's cached state ("" when unknown).
 func (r *registry) state(name string) schemas.PluginState {
@@ -140,17 +174,9 @@ func (r *registry) state(name string) schemas.PluginState {
 	return r.cache[name].State
 }
 
-// cached returns the cached records sorted by name.
-func (r *registry) cached() []schemas.PluginRecord {
-	r.mu.RLock()
-	out := make([]schemas.PluginRecord, 0, len(r.cache))
-	for _, rec := range r.cache {
-		out = append(out, rec)
-	}
-	r.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
+// cached returns the cached records sorted by name. The slice is shared:
+// callers must not modify it.
+func (r *registry) cached() []schemas.PluginRecord { return r.view().records }
 
 // get reads one record from the bucket.
 func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, uint64, error) {
@@ -493,7 +519,7 @@ func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, fro
 }
 
 func (r *registry) publish(ctx context.Context, eventType string, data any, opts ...EventOption) {
-	if _, err := r.b.pub.Publish(ctx, eventType, data, opts...); err != nil {
+	if _, err := r.b.publishLater(ctx, eventType, data, opts...); err != nil {
 		r.b.log.Error().Err(err).Str(FieldEventType, eventType).Msg("publish event")
 	}
 }
