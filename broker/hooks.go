@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -90,18 +91,16 @@ type chainResult struct {
 // io.plugbus.hook.v1.chain_completed. env seeds job.runtime_env (its keys
 // are owned by "request").
 func (b *Broker) runChain(ctx context.Context, hook, object string, payload any, env map[string]string) (chainResult, error) {
+	steps := b.reg.chains()[hook]
+	if len(steps) == 0 {
+		// Nothing to run, record or encode.
+		return chainResult{env: env}, nil
+	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
 	}
 	res := chainResult{payload: body}
-	steps := b.reg.chains()[hook]
-	if len(steps) == 0 {
-		if env != nil {
-			res.env = env
-		}
-		return res, nil
-	}
 	kind := schemas.HookKind(hook)
 	owner := map[string]string{}
 	if kind == schemas.HookKindEnv {
@@ -248,6 +247,9 @@ func (b *Broker) applyStep(kind string, step schemas.HookStep, resp schemas.Hook
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
+			if !envKeyRE.MatchString(k) {
+				return schemas.Errorf(schemas.CodePluginError, "env."+k, "answered env var name %q: names are letters, digits and '_', not starting with a digit", k)
+			}
 			if prev, ok := owner[k]; ok && !step.Override {
 				return &schemas.Error{Code: schemas.CodeConflict, Field: "env." + k, Plugin: step.Plugin,
 					Message: fmt.Sprintf("env var %s is set by both %s and %s; declare \"override\": true on %s's job.runtime_env hook to let it win", k, prev, step.Plugin, step.Plugin)}
@@ -277,3 +279,6 @@ func stepResult(outcome string, err error) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// envKeyRE is the env var name rule of the schemas (env_key).
+var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

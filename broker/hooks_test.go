@@ -268,6 +268,9 @@ func TestRuntimeEnvMergeAndInjections(t *testing.T) {
 	if !strings.Contains(e.Message, "first") || !strings.Contains(e.Message, "second") {
 		t.Fatalf("conflict must name both plugins: %s", e.Message)
 	}
+	// A bad env var name from a plugin fails its step (policy ignore: recorded).
+	hookPlugin(t, s.ClientURL(), tb, "badkey", 9, []schemas.HookSpec{{Hook: env}},
+		map[string]func(schemas.HookRequest) (schemas.HookResponse, error){env: envAnswer(map[string]string{"1BAD": "x"})})
 	// A key the request sets and a plugin sets is a conflict too.
 	hookPlugin(t, s.ClientURL(), tb, "second", 1, []schemas.HookSpec{{Hook: env, Override: true}, {Hook: df}},
 		map[string]func(schemas.HookRequest) (schemas.HookResponse, error){env: envAnswer(map[string]string{"REGION": "us"}), df: frag("RUN echo second\n")})
@@ -290,6 +293,9 @@ func TestRuntimeEnvMergeAndInjections(t *testing.T) {
 	}
 	if len(jr.Chains) != 2 || jr.Chains[0].Steps[0].EnvKeys == nil {
 		t.Fatalf("chains: %+v", jr.Chains)
+	}
+	if last := jr.Chains[0].Steps[2]; last.Plugin != "badkey" || last.Outcome != schemas.StepIgnored || last.Error.Field != "env.1BAD" {
+		t.Fatalf("bad env name step: %+v", last)
 	}
 }
 

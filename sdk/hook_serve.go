@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
+
+	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/rpc"
@@ -131,14 +134,18 @@ func (f *inflight) closeAndWait() {
 // serveHook decodes a hook call, runs its handler with the hook's deadline
 // and checks the response it returns.
 func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (*schemas.HookResponse, error) {
-	log := p.Logger().With().Str(FieldHook, spec.Hook).Logger()
+	var in schemas.HookRequest
+	// The logger is built only when there is something to log.
+	logger := func() zerolog.Logger {
+		return p.Logger().With().Str(FieldHook, spec.Hook).Str(FieldChainID, in.ChainID).Str(FieldObject, in.Object).Logger()
+	}
 	fail := func(err error) (*schemas.HookResponse, error) {
 		p.stats.hooksFailed.Add(1)
 		err = p.pluginError(err)
-		log.Warn().Err(err).Msg("hook step failed")
+		l := logger()
+		l.Warn().Err(err).Msg("hook step failed")
 		return nil, err
 	}
-	var in schemas.HookRequest
 	if err := decodeBody(subject, data, &in); err != nil {
 		return fail(err)
 	}
@@ -148,7 +155,6 @@ func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (
 	if in.Hook != spec.Hook {
 		return fail(schemas.Errorf(schemas.CodeBadRequest, "hook", "a %s request arrived on the %s subject %s", in.Hook, spec.Hook, subject))
 	}
-	log = log.With().Str(FieldChainID, in.ChainID).Str(FieldObject, in.Object).Logger()
 	h := p.hookHandler(spec.Hook)
 	if h == nil {
 		return fail(schemas.Errorf(schemas.CodePluginError, "hook", "plugin %s declares hook %s but has no handler for it", p.manifest.Name, spec.Hook))
@@ -179,9 +185,8 @@ func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (
 	p.stats.hooksHandled.Add(1)
 	if resp.Outcome == schemas.HookReject {
 		p.stats.hooksRejected.Add(1)
-		log.Info().Str(FieldReason, resp.Reason).Msg("hook step rejected")
-	} else {
-		log.Debug().Msg("hook step done")
+		l := logger()
+		l.Info().Str(FieldReason, resp.Reason).Msg("hook step rejected")
 	}
 	return resp, nil
 }
@@ -220,9 +225,10 @@ func checkHookResponse(hook string, r *schemas.HookResponse) error {
 	if r.Fragment != "" && kind != schemas.HookKindInjection {
 		return bad("fragment", "a fragment, but only %s and %s take one", schemas.HookJobDockerfileInjection, schemas.HookJobBootstrapInjection)
 	}
-	if err := schemas.ValidateValue(schemas.APIHookResponse, r); err != nil {
-		e := schemas.AsError(err)
-		return bad(e.Field, "an invalid response: %s", e.Message)
+	for k := range r.Env {
+		if !envKeyRE.MatchString(k) {
+			return bad("env."+k, "the env var name %q; names are letters, digits and '_', not starting with a digit", k)
+		}
 	}
 	return nil
 }
@@ -238,3 +244,6 @@ func decodeBody(subject string, data []byte, v any) error {
 	}
 	return nil
 }
+
+// envKeyRE is the env var name rule of the schemas (env_key).
+var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
