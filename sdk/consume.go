@@ -15,13 +15,6 @@ import (
 	"github.com/plugbus/plugbus/sdk/cenats"
 )
 
-// pullBatch is how many events an instance buffers. Handlers run one at a
-// time per instance; when they are slow enough for a buffered event to wait
-// a noticeable part of its ack wait, each event's ack timer is reset as its
-// handler starts (see slowHandlers). Run more instances to handle more at
-// once.
-const pullBatch = 64
-
 // maxReasonLen bounds the reason sent with a terminated event.
 const maxReasonLen = 1024
 
@@ -87,7 +80,7 @@ func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming 
 		}
 		s := p.settingsFor(cons.CachedInfo())
 		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, s) },
-			jetstream.PullMaxMessages(pullBatch),
+			jetstream.PullMaxMessages(p.opts.eventBuffer),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				log.Warn().Err(err).Msg("consume error")
 			}))
@@ -211,7 +204,7 @@ func (p *Plugin) observeHandler(d time.Duration) {
 // long enough, at the current handler speed, to eat a quarter of the ack
 // wait.
 func (p *Plugin) slowHandlers(s deliverySettings) bool {
-	return time.Duration(p.handlerEWMA.Load())*pullBatch > s.ackWait/4
+	return time.Duration(p.handlerEWMA.Load())*time.Duration(p.opts.eventBuffer) > s.ackWait/4
 }
 
 func (p *Plugin) nak(msg jetstream.Msg, log zerolog.Logger, delay time.Duration, cause error) {

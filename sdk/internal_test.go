@@ -176,7 +176,7 @@ func TestHookHandlerTimeout(t *testing.T) {
 }
 
 func TestSlowHandlersResetsAckTimerOnlyWhenNeeded(t *testing.T) {
-	p := &Plugin{}
+	p := &Plugin{opts: defaultOptions()}
 	s := deliverySettings{ackWait: 30 * time.Second}
 	if p.slowHandlers(s) {
 		t.Fatal("fresh plugin counted as slow")
@@ -185,12 +185,12 @@ func TestSlowHandlersResetsAckTimerOnlyWhenNeeded(t *testing.T) {
 		p.observeHandler(time.Millisecond)
 	}
 	if p.slowHandlers(s) {
-		t.Fatalf("1ms handlers × %d buffered cannot eat a quarter of 30s", pullBatch)
+		t.Fatalf("1ms handlers × %d buffered cannot eat a quarter of 30s", p.opts.eventBuffer)
 	}
 	for range 100 {
 		p.observeHandler(time.Second)
 	}
 	if !p.slowHandlers(s) {
-		t.Fatalf("1s handlers × %d buffered must reset the ack timer", pullBatch)
+		t.Fatalf("1s handlers × %d buffered must reset the ack timer", p.opts.eventBuffer)
 	}
 }

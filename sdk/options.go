@@ -37,6 +37,7 @@ type options struct {
 	registerTimeout time.Duration
 	handlerTimeout  time.Duration
 	hookConcurrency int
+	eventBuffer     int
 }
 
 func defaultOptions() options {
@@ -46,6 +47,7 @@ func defaultOptions() options {
 		registerTimeout: DefaultRegisterTimeout,
 		handlerTimeout:  DefaultHandlerTimeout,
 		hookConcurrency: DefaultHookConcurrency,
+		eventBuffer:     DefaultEventBuffer,
 	}
 }
 
@@ -102,6 +104,24 @@ func WithHandlerTimeout(d time.Duration) Option {
 			return fmt.Errorf("%w: handler timeout %s must be positive", ErrInvalidOption, d)
 		}
 		o.handlerTimeout = d
+		return nil
+	}
+}
+
+// DefaultEventBuffer is how many events an instance pulls ahead by default.
+const DefaultEventBuffer = 256
+
+// WithEventBuffer sets how many events an instance pulls ahead of its
+// handler (default 256). A larger buffer delivers faster; but events are
+// handled one at a time per instance, so buffer × handler time must stay
+// well below the ack wait, or buffered events are redelivered before
+// their turn. With slow handlers, lower it (or raise ack_wait).
+func WithEventBuffer(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: event buffer %d must be at least 1", ErrInvalidOption, n)
+		}
+		o.eventBuffer = n
 		return nil
 	}
 }

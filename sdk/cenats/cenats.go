@@ -17,6 +17,7 @@ import (
 	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 )
 
@@ -90,7 +91,19 @@ func EncodeWithSDK(ctx context.Context, subject string, e *event.Event) (*nats.M
 // Decode reads a CloudEvent from a NATS message in binary or structured
 // mode and validates it. A message that is not a CloudEvent yields an error
 // wrapping ErrNotCloudEvent that says what is missing.
+//
+// Binary-mode CloudEvents 1.0 messages take a direct path that reads the
+// ce- headers as the SDK's NATS JetStream binding does (a test checks both
+// give the same event); everything else goes through the SDK (DecodeWithSDK).
 func Decode(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
+	if msg.Header != nil && msg.Header.Get(HeaderSpecVersion) == event.CloudEventsVersionV1 {
+		return decodeBinaryV1(msg)
+	}
+	return DecodeWithSDK(ctx, msg)
+}
+
+// DecodeWithSDK decodes through the CloudEvents SDK's NATS JetStream binding.
+func DecodeWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
 	m := cejs.NewMessage(msg)
 	if m.ReadEncoding() == binding.EncodingStructured && !looksLikeJSONObject(msg.Data) {
 		return nil, fmt.Errorf("%w: no %s header and the body is not a structured JSON CloudEvent", ErrNotCloudEvent, HeaderSpecVersion)
@@ -103,6 +116,59 @@ func Decode(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
 		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
 	}
 	return e, nil
+}
+
+// decodeBinaryV1 reads a binary-mode CloudEvents 1.0 message.
+func decodeBinaryV1(msg *nats.Msg) (*event.Event, error) {
+	e := event.New(event.CloudEventsVersionV1)
+	c := e.Context
+	for k, vs := range msg.Header {
+		if len(vs) == 0 {
+			continue
+		}
+		v := vs[0]
+		if len(k) < 4 || k[:3] != "ce-" {
+			if k == "content-type" {
+				if err := c.SetDataContentType(v); err != nil {
+					return nil, fmt.Errorf("%w: content-type %q: %v", ErrNotCloudEvent, v, err)
+				}
+			}
+			continue
+		}
+		var err error
+		switch name := k[3:]; name {
+		case "specversion":
+		case "id":
+			err = c.SetID(v)
+		case "source":
+			err = c.SetSource(v)
+		case "type":
+			err = c.SetType(v)
+		case "subject":
+			err = c.SetSubject(v)
+		case "datacontenttype":
+			err = c.SetDataContentType(v)
+		case "dataschema":
+			err = c.SetDataSchema(v)
+		case "time":
+			var t time.Time
+			if t, err = types.ParseTime(v); err == nil {
+				err = c.SetTime(t)
+			}
+		default:
+			err = c.SetExtension(name, v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: header %s %q: %v", ErrNotCloudEvent, k, v, err)
+		}
+	}
+	if e.ID() == "" || e.Source() == "" || e.Type() == "" {
+		return nil, fmt.Errorf("%w: the ce-id, ce-source and ce-type headers are required", ErrNotCloudEvent)
+	}
+	if msg.Data != nil {
+		e.DataEncoded = msg.Data
+	}
+	return &e, nil
 }
 
 func looksLikeJSONObject(b []byte) bool {

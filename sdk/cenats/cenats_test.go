@@ -160,3 +160,42 @@ func TestEncodeMatchesSDKWriter(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeMatchesSDK: the direct binary path yields the same event as the
+// SDK's binding for the same message.
+func TestDecodeMatchesSDK(t *testing.T) {
+	ctx := context.Background()
+	full := sample(t)
+	full.SetSubject("job/demo")
+	full.SetTime(time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC))
+	full.SetExtension("count", 3)
+	minimal := event.New()
+	minimal.SetID("m")
+	minimal.SetSource("urn:x")
+	minimal.SetType("t")
+	for name, e := range map[string]*event.Event{"full": full, "minimal": &minimal} {
+		t.Run(name, func(t *testing.T) {
+			msg, err := cenats.Encode(ctx, "s", e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := cenats.Decode(ctx, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := cenats.DecodeWithSDK(ctx, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gj, _ := got.MarshalJSON()
+			wj, _ := want.MarshalJSON()
+			if !bytes.Equal(gj, wj) {
+				t.Fatalf("direct decode differs from the SDK:\n got %s\nwant %s", gj, wj)
+			}
+		})
+	}
+	bad := &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}, "ce-time": {"yesterday"}}}
+	if _, err := cenats.Decode(ctx, bad); !errors.Is(err, cenats.ErrNotCloudEvent) {
+		t.Fatalf("bad time accepted: %v", err)
+	}
+}
