@@ -14,28 +14,14 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
+	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/rpc"
 )
 
 // startServer runs an in-process nats-server with JetStream on a random
 // loopback port and a temp store.
-func startServer(t testing.TB) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: t.TempDir(), NoSigs: true, MaxPayload: 8 << 20,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
+func startServer(t testing.TB) *server.Server { return testnats.Start(t, true) }
 
 type testBus struct {
 	b      *Broker

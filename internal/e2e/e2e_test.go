@@ -24,6 +24,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
 )
 
@@ -76,22 +77,7 @@ type proc struct {
 	done chan error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testnats.SyncBuffer
 
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()

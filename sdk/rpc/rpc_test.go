@@ -7,30 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/rpc"
 )
 
 func startNATS(t *testing.T) *nats.Conn {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return testnats.Connect(t, testnats.Start(t, false).ClientURL())
 }
 
 func TestCallRoundTripAndErrors(t *testing.T) {
