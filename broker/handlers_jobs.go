@@ -99,6 +99,22 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 	return schemas.JobResponse{Job: job, EventID: ev.ID(), Chains: chains}, nil
 }
 
+// runGate runs a gate hook chain for a single-chain operation and returns
+// its result and records; a rejection or failure comes back as the error,
+// with the records in its details.
+func (b *Broker) runGate(ctx context.Context, hook, object string, payload any) (chainResult, []schemas.ChainRecord, error) {
+	run, err := b.runChain(ctx, hook, object, payload, nil)
+	if err != nil {
+		return run, nil, err
+	}
+	chains := appendRun(nil, run)
+	if run.err != nil {
+		run.err.Details = withChains(run.err.Details, chains)
+		return run, chains, run.err
+	}
+	return run, chains, nil
+}
+
 // appendRun adds a chain run's record when the chain had steps.
 func appendRun(chains []schemas.ChainRecord, run chainResult) []schemas.ChainRecord {
 	if !run.ran {
@@ -134,14 +150,9 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 	if cur.Status == schemas.JobDeleted {
 		return nil, schemas.Errorf(schemas.CodeConflict, "name", "job %s version %s is already deleted", req.Name, req.Version)
 	}
-	run, err := b.runChain(ctx, schemas.HookJobPreDelete, object, cur, nil)
+	_, chains, err := b.runGate(ctx, schemas.HookJobPreDelete, object, cur)
 	if err != nil {
 		return nil, err
-	}
-	chains := appendRun(nil, run)
-	if run.err != nil {
-		run.err.Details = withChains(run.err.Details, chains)
-		return nil, run.err
 	}
 	now := time.Now().UTC()
 	job, err := updateJSON(ctx, b.st.jobs, jobKey(req.Name, req.Version), func(cur *schemas.Job, exists bool) error {

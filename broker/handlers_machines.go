@@ -88,16 +88,11 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	}
 
 	// machine.pre_action may change the params or refuse the action.
-	run, err := b.runChain(ctx, schemas.HookMachinePreAction, object, schemas.MachineActionRequest{
+	run, chains, err := b.runGate(ctx, schemas.HookMachinePreAction, object, schemas.MachineActionRequest{
 		Machine: req.Machine, Command: req.Command, Params: params, Plugin: rec.Name,
-	}, nil)
+	})
 	if err != nil {
 		return nil, err
-	}
-	chains := appendRun(nil, run)
-	if run.err != nil {
-		run.err.Details = withChains(run.err.Details, chains)
-		return nil, run.err
 	}
 	if run.ran {
 		var patched schemas.MachineActionRequest
