@@ -41,19 +41,27 @@ func endpoint[T any](name, schema, respSchema string, h func(ctx context.Context
 	}
 }
 
+// objectFields are the request fields that name an operation's object.
+type objectFields struct {
+	Name    string `json:"name"`
+	Machine string `json:"machine"`
+	ID      string `json:"id"`
+}
+
 // sequenced marks an endpoint's requests as operations on the object named
-// by prefix + the value of field in the request body.
+// by prefix + the value of field ("name", "machine" or "id") in the body.
 func sequenced(ep apiEndpoint, prefix, field string) apiEndpoint {
+	pick := map[string]func(objectFields) string{
+		"name":    func(f objectFields) string { return f.Name },
+		"machine": func(f objectFields) string { return f.Machine },
+		"id":      func(f objectFields) string { return f.ID },
+	}[field]
 	ep.object = func(data []byte) string {
-		var v map[string]json.RawMessage
-		if json.Unmarshal(data, &v) != nil {
+		var f objectFields
+		if json.Unmarshal(data, &f) != nil || pick(f) == "" {
 			return ""
 		}
-		var s string
-		if json.Unmarshal(v[field], &s) != nil || s == "" {
-			return ""
-		}
-		return prefix + s
+		return prefix + pick(f)
 	}
 	return ep
 }

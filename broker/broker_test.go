@@ -33,6 +33,7 @@ func TestConfigValidate(t *testing.T) {
 		{"replicas", Config{Replicas: 7}, "replicas"},
 		{"negative timeout", Config{PluginTimeout: -time.Second}, "plugin-timeout"},
 		{"tiny max request", Config{MaxRequestBytes: 10}, "max-request-bytes"},
+		{"creds without nats-url", Config{Creds: "x.creds"}, "creds"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,7 +90,7 @@ func TestEmbeddedRestartKeepsState(t *testing.T) {
 	if ms.Params["a/b"] != float64(3) {
 		t.Fatalf("machine after restart: %+v", ms)
 	}
-	stream, err := tb2.js.Stream(context.Background(), StreamEvents)
+	stream, err := tb2.js.Stream(context.Background(), schemas.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +115,7 @@ func TestEventReadableByCloudEventsSDK(t *testing.T) {
 	}, &jr)
 
 	ctx := context.Background()
-	stream, _ := tb.js.Stream(ctx, StreamEvents)
+	stream, _ := tb.js.Stream(ctx, schemas.StreamEvents)
 	raw, err := stream.GetLastMsgForSubject(ctx, "plugbus.evt.job.v1.deployed")
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestAPIBadInput(t *testing.T) {
 	if len(jl.Jobs) != 0 {
 		t.Fatalf("bad requests stored jobs: %+v", jl.Jobs)
 	}
-	stream, _ := tb.js.Stream(context.Background(), StreamEvents)
+	stream, _ := tb.js.Stream(context.Background(), schemas.StreamEvents)
 	info, _ := stream.Info(context.Background())
 	if info.State.Msgs != 0 {
 		t.Fatalf("bad requests published %d events", info.State.Msgs)
@@ -257,7 +258,7 @@ func TestOversizedEventRefused(t *testing.T) {
 		t.Fatalf("oversized event accepted or unclear error: %v", err)
 	}
 	tb.mustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{Severity: "info", Summary: "after"}, nil)
-	stream, _ := tb.js.Stream(ctx, StreamEvents)
+	stream, _ := tb.js.Stream(ctx, schemas.StreamEvents)
 	info, _ := stream.Info(ctx)
 	if info.State.Msgs != 2 {
 		t.Fatalf("stream holds %d events, want the 2 valid ones", info.State.Msgs)

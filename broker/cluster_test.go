@@ -76,7 +76,7 @@ func TestTwoBrokersOnR3Cluster(t *testing.T) {
 	b2 := startBroker(t, Config{NATSURL: urls[2], Replicas: 3})
 	ctx := context.Background()
 
-	stream, err := b1.js.Stream(ctx, StreamEvents)
+	stream, err := b1.js.Stream(ctx, schemas.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,8 +139,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			return bad("listen", "%q is not HOST:PORT: %v", c.Listen, err)
 		}
-	} else if c.Creds != "" && c.NATSURL == "" {
-		return bad("creds", "needs --nats-url")
+		if c.Creds != "" {
+			return bad("creds", "a credentials file is for an external server: add --nats-url")
+		}
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

@@ -30,14 +30,14 @@ type advisory struct {
 // failing) it copies the original message, headers and body intact, into
 // the DLQ stream with the reason.
 func (b *Broker) startDLQ(ctx context.Context) (jetstream.ConsumeContext, error) {
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, StreamAdvisories, jetstream.ConsumerConfig{
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, schemas.StreamAdvisories, jetstream.ConsumerConfig{
 		Durable:     dlqConsumer,
 		Description: "plugbus broker dead-letter path",
 		AckPolicy:   jetstream.AckExplicitPolicy,
 		AckWait:     30 * time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s on %s: %w", dlqConsumer, StreamAdvisories, err)
+		return nil, fmt.Errorf("create consumer %s on %s: %w", dlqConsumer, schemas.StreamAdvisories, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if err := b.deadLetter(ctx, m); err != nil {
@@ -48,7 +48,7 @@ func (b *Broker) startDLQ(ctx context.Context) (jetstream.ConsumeContext, error)
 		_ = m.Ack()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consume %s: %w", StreamAdvisories, err)
+		return nil, fmt.Errorf("consume %s: %w", schemas.StreamAdvisories, err)
 	}
 	return cc, nil
 }

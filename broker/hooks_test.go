@@ -135,7 +135,7 @@ func TestHookPatchRejectAndEvents(t *testing.T) {
 	wantCode(t, err, schemas.CodeNotFound, "")
 
 	// Events: one deployed (web), chain_completed for both runs, no deployed for evil.
-	stream, _ := tb.js.Stream(ctx, StreamEvents)
+	stream, _ := tb.js.Stream(ctx, schemas.StreamEvents)
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"plugbus.evt.job.>", "plugbus.evt.hook.>"}})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/sdk/rpc"
 )
 
@@ -93,7 +94,7 @@ func (r *registry) watch(ctx context.Context) {
 			if e.Operation() != jetstream.KeyValuePut {
 				r.mu.Lock()
 				delete(r.cache, e.Key())
-				r.recompute()
+				r.invalidate()
 				r.mu.Unlock()
 				continue
 			}
@@ -113,7 +114,7 @@ func (r *registry) put(rec schemas.PluginRecord) {
 		return
 	}
 	r.cache[rec.Name] = rec
-	r.recompute()
+	r.invalidate()
 	r.mu.Unlock()
 }
 
@@ -127,9 +128,9 @@ type snapshot struct {
 	actions map[string][]int
 }
 
-// recompute marks the snapshot stale; r.mu is held. The next reader
+// invalidate marks the snapshot stale; r.mu is held. The next reader
 // rebuilds it, so a burst of registry writes costs one rebuild.
-func (r *registry) recompute() {
+func (r *registry) invalidate() {
 	r.version++
 	r.snap.Store(nil)
 }
@@ -551,20 +552,20 @@ func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any)
 func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest) error {
 	name := schemas.ConsumerName(m.Name)
 	if m.Events == nil || len(m.Events.Types) == 0 {
-		err := r.b.js.DeleteConsumer(ctx, StreamEvents, name)
+		err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, name)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete consumer %s: %w", name, err)
 		}
 		return nil
 	}
 	cc := ConsumerConfig(r.b.cfg.Prefix, m)
-	if existing, err := r.b.js.Consumer(ctx, StreamEvents, name); err == nil {
+	if existing, err := r.b.js.Consumer(ctx, schemas.StreamEvents, name); err == nil {
 		info := existing.CachedInfo()
 		cc.DeliverPolicy = info.Config.DeliverPolicy
 		cc.OptStartTime = info.Config.OptStartTime
 		cc.OptStartSeq = info.Config.OptStartSeq
 	}
-	if _, err := r.b.js.CreateOrUpdateConsumer(ctx, StreamEvents, cc); err != nil {
+	if _, err := r.b.js.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, cc); err != nil {
 		return schemas.Errorf(schemas.CodeInvalidField, "manifest.events", "cannot create consumer %s: %v", name, err)
 	}
 	return nil
@@ -627,7 +628,7 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 		return rec, schemas.Errorf(schemas.CodeConflict, "name",
 			"plugin %s still has a running instance: stop it first, or force it (busctl plugins rm %s --force)", req.Name, req.Name)
 	}
-	if err := r.b.js.DeleteConsumer(ctx, StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)
 	}
 	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
@@ -638,7 +639,7 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	}
 	r.mu.Lock()
 	delete(r.cache, req.Name)
-	r.recompute()
+	r.invalidate()
 	r.mu.Unlock()
 	r.publish(ctx, schemas.TypePluginUnregistered, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive},
 		WithSubject("plugin/"+rec.Name))
@@ -667,7 +668,7 @@ func (r *registry) heartbeat(ctx context.Context) {
 }
 
 // PingSubject returns the micro PING subject of a plugin's instances.
-func PingSubject(plugin string) string { return "$SRV.PING.plugbus-" + plugin }
+func PingSubject(plugin string) string { return "$SRV.PING." + sdk.ServiceName(plugin) }
 
 func (r *registry) checkAlive(ctx context.Context, name string) {
 	pctx, cancel := context.WithTimeout(ctx, r.b.cfg.HeartbeatInterval)

@@ -46,7 +46,7 @@ func TestLifecycleToActiveAndIdempotentRegister(t *testing.T) {
 	if rec.State != schemas.StateActive || rec.LastError != nil {
 		t.Fatalf("after config: %s %v", rec.State, rec.LastError)
 	}
-	kv, _ := tb.js.KeyValue(context.Background(), BucketConfigs)
+	kv, _ := tb.js.KeyValue(context.Background(), schemas.BucketConfigs)
 	e, err := kv.Get(context.Background(), "alpha")
 	if err != nil || string(e.Value()) != `{"url":"http://x"}` {
 		t.Fatalf("stored config: %v %v", e, err)
@@ -151,7 +151,7 @@ func TestActionRouting(t *testing.T) {
 	inc.register(t, tb, nil)
 
 	// Observe the action events.
-	cons, err := tb.js.OrderedConsumer(ctx, StreamEvents, jetstream.OrderedConsumerConfig{
+	cons, err := tb.js.OrderedConsumer(ctx, schemas.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{"plugbus.evt.machine.>"},
 	})
 	if err != nil {
@@ -241,7 +241,7 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 	if rec := p.register(t, tb, nil).Plugin; rec.Consumer != "plugin_sink" || rec.State != schemas.StateActive {
 		t.Fatalf("record: %+v", rec)
 	}
-	cons, err := tb.js.Consumer(ctx, StreamEvents, "plugin_sink")
+	cons, err := tb.js.Consumer(ctx, schemas.StreamEvents, "plugin_sink")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 		t.Fatalf("message delivered beyond max deliver: %s", msg.Headers().Get("ce-id"))
 	}
 
-	dlq, _ := tb.js.Stream(ctx, StreamDLQ)
+	dlq, _ := tb.js.Stream(ctx, schemas.StreamDLQ)
 	waitFor(t, "3 dead letters", func() bool {
 		info, err := dlq.Info(ctx)
 		return err == nil && info.State.Msgs == 3
@@ -346,7 +346,7 @@ func TestNewVersionKeepsConsumerPosition(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		tb.mustCall(t, schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "j", Version: strconv.Itoa(i), Image: "x"}, nil)
 	}
-	cons, _ := tb.js.Consumer(ctx, StreamEvents, "plugin_watcher")
+	cons, _ := tb.js.Consumer(ctx, schemas.StreamEvents, "plugin_watcher")
 	batch, err := cons.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -369,7 +369,7 @@ func TestNewVersionKeepsConsumerPosition(t *testing.T) {
 	if !resp.Changed || resp.Plugin.Version != "2.0.0" || resp.Plugin.State != schemas.StateActive {
 		t.Fatalf("v2: %+v", resp)
 	}
-	cons, _ = tb.js.Consumer(ctx, StreamEvents, "plugin_watcher")
+	cons, _ = tb.js.Consumer(ctx, schemas.StreamEvents, "plugin_watcher")
 	batch, err = cons.Fetch(10, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -447,10 +447,10 @@ func TestUnregister(t *testing.T) {
 	}
 	err = tb.call(t, schemas.APIPluginsGet, schemas.PluginGetRequest{Name: "gone"}, nil)
 	wantCode(t, err, schemas.CodeNotFound, "name")
-	if _, err := tb.js.Consumer(ctx, StreamEvents, "plugin_gone"); err == nil {
+	if _, err := tb.js.Consumer(ctx, schemas.StreamEvents, "plugin_gone"); err == nil {
 		t.Fatal("consumer left behind")
 	}
-	kv, _ := tb.js.KeyValue(ctx, BucketConfigs)
+	kv, _ := tb.js.KeyValue(ctx, schemas.BucketConfigs)
 	if _, err := kv.Get(ctx, "gone"); err == nil {
 		t.Fatal("config left behind")
 	}

@@ -11,17 +11,9 @@ import (
 	"github.com/plugbus/plugbus/schemas"
 )
 
-// Stream and bucket names. They are fixed so every tool (busctl, the SDK,
-// dashboards) finds them without configuration.
+// The stream and bucket names are in package schemas (schemas.StreamEvents
+// and the like), so every tool finds them without configuration.
 const (
-	StreamEvents     = schemas.StreamEvents
-	StreamDLQ        = schemas.StreamDLQ
-	StreamAdvisories = schemas.StreamAdvisories
-	BucketPlugins    = schemas.BucketPlugins
-	BucketConfigs    = schemas.BucketConfigs
-	BucketMachines   = schemas.BucketMachines
-	BucketJobs       = schemas.BucketJobs
-	BucketAlerts     = schemas.BucketAlerts
 	// dlqConsumer is the broker's durable consumer on the advisory stream.
 	dlqConsumer = "broker_dlq"
 )
@@ -48,7 +40,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	var st stores
 	var err error
 	st.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamEvents,
+		Name:        schemas.StreamEvents,
 		Description: "plugbus core and plugin events (CloudEvents, binary mode)",
 		Subjects:    []string{cfg.Prefix + ".evt.>"},
 		Retention:   jetstream.LimitsPolicy,
@@ -59,10 +51,10 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		MaxMsgSize:  int32(cfg.MaxRequestBytes),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
+		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamEvents, err)
 	}
 	st.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamDLQ,
+		Name:        schemas.StreamDLQ,
 		Description: "plugbus dead letters: events a plugin could not handle, with the reason",
 		Subjects:    []string{cfg.Prefix + ".dlq.>"},
 		Storage:     jetstream.FileStorage,
@@ -70,14 +62,14 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		Duplicates:  10 * time.Minute,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", StreamDLQ, err)
+		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamDLQ, err)
 	}
 	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamAdvisories,
+		Name:        schemas.StreamAdvisories,
 		Description: "JetStream delivery advisories of the event stream, consumed by the broker's dead-letter path",
 		Subjects: []string{
-			advisoryMaxDeliveries + "." + StreamEvents + ".*",
-			advisoryTerminated + "." + StreamEvents + ".*",
+			advisoryMaxDeliveries + "." + schemas.StreamEvents + ".*",
+			advisoryTerminated + "." + schemas.StreamEvents + ".*",
 		},
 		Retention: jetstream.WorkQueuePolicy,
 		Storage:   jetstream.FileStorage,
@@ -85,17 +77,17 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		MaxAge:    cfg.EventMaxAge,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", StreamAdvisories, err)
+		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamAdvisories, err)
 	}
 	buckets := []struct {
 		name, desc string
 		kv         *jetstream.KeyValue
 	}{
-		{BucketPlugins, "plugbus plugin registry: manifest, state, metadata", &st.plugins},
-		{BucketConfigs, "plugbus plugin configs, watched by every plugin instance", &st.configs},
-		{BucketMachines, "plugbus machines and their params", &st.machines},
-		{BucketJobs, "plugbus jobs", &st.jobs},
-		{BucketAlerts, "plugbus alerts", &st.alerts},
+		{schemas.BucketPlugins, "plugbus plugin registry: manifest, state, metadata", &st.plugins},
+		{schemas.BucketConfigs, "plugbus plugin configs, watched by every plugin instance", &st.configs},
+		{schemas.BucketMachines, "plugbus machines and their params", &st.machines},
+		{schemas.BucketJobs, "plugbus jobs", &st.jobs},
+		{schemas.BucketAlerts, "plugbus alerts", &st.alerts},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -372,24 +372,14 @@ func schemaNode(docs map[string]any, loc string) map[string]any {
 		return nil
 	}
 	if frag = strings.TrimPrefix(frag, "/"); frag != "" {
-		for _, tok := range strings.Split(frag, "/") {
+		toks := strings.Split(frag, "/")
+		for i, tok := range toks {
 			if t, err := url.PathUnescape(tok); err == nil {
 				tok = t
 			}
-			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-			switch c := cur.(type) {
-			case map[string]any:
-				cur = c[tok]
-			case []any:
-				i, err := strconv.Atoi(tok)
-				if err != nil || i < 0 || i >= len(c) {
-					return nil
-				}
-				cur = c[i]
-			default:
-				return nil
-			}
+			toks[i] = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
 		}
+		cur = valueAt(cur, toks)
 	}
 	m, _ := cur.(map[string]any)
 	return m

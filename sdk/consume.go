@@ -64,7 +64,7 @@ func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming 
 	case <-ctx.Done():
 		return
 	}
-	stream, name := schemas.StreamEvents, consumerName(p.manifest.Name)
+	stream, name := schemas.StreamEvents, schemas.ConsumerName(p.manifest.Name)
 	log := p.Logger().With().Str(FieldConsumer, name).Logger()
 	started := false
 	for ctx.Err() == nil {
@@ -134,7 +134,7 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 		d.StreamSeq, d.NumDelivered, d.Published = md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	}
 	logFor := func(ev *event.Event) zerolog.Logger {
-		c := p.Logger().With().Str(FieldConsumer, consumerName(p.manifest.Name)).
+		c := p.Logger().With().Str(FieldConsumer, schemas.ConsumerName(p.manifest.Name)).
 			Uint64(FieldStreamSeq, d.StreamSeq).Uint64(FieldDelivered, d.NumDelivered)
 		if ev != nil {
 			c = c.Str(FieldEventID, ev.ID()).Str(FieldEventType, ev.Type())

@@ -1,7 +1,5 @@
 package sdk
 
-import "github.com/plugbus/plugbus/schemas"
-
 // DefaultPrefix is the subject prefix used when none is configured.
 const DefaultPrefix = "plugbus"
 
@@ -11,5 +9,3 @@ func ServiceName(plugin string) string { return "plugbus-" + plugin }
 
 // MetadataPlugin is the micro service metadata key that carries the plugin name.
 const MetadataPlugin = "plugbus.plugin"
-
-func consumerName(plugin string) string { return schemas.ConsumerName(plugin) }

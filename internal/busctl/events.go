@@ -20,20 +20,6 @@ import (
 	"github.com/plugbus/plugbus/sdk/cenats"
 )
 
-// Streams and dead-letter headers of the bus (the broker creates the
-// streams; see docs/protocol.md).
-const (
-	StreamEvents = schemas.StreamEvents
-	StreamDLQ    = schemas.StreamDLQ
-
-	HeaderDLQReason     = schemas.HeaderDLQReason
-	HeaderDLQCause      = schemas.HeaderDLQCause
-	HeaderDLQConsumer   = schemas.HeaderDLQConsumer
-	HeaderDLQStreamSeq  = schemas.HeaderDLQStreamSeq
-	HeaderDLQDeliveries = schemas.HeaderDLQDeliveries
-	HeaderDLQTime       = schemas.HeaderDLQTime
-)
-
 // summaryWidth bounds the data shown in the SUMMARY column.
 const summaryWidth = 60
 
@@ -86,7 +72,7 @@ not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
 			}
 			p := &eventPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "TYPE", "SUBJECT", "ID", "SUMMARY"}, []int{20, 30, 30, 36, 0})}
-			return a.readStream(cmd.Context(), StreamEvents, []string{filter}, uint64(count), follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamEvents, []string{filter}, uint64(count), follow, p)
 		}),
 	}
 	f := cmd.Flags()
@@ -119,7 +105,7 @@ the event decoded as a CloudEvent.`,
 			p := &dlqPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "SEQ", "TYPE", "ID", "CONSUMER", "STREAM-SEQ", "DELIVERIES", "REASON"},
 				[]int{20, 3, 30, 36, 8, 10, 10, 0})}
-			return a.readStream(cmd.Context(), StreamDLQ, nil, uint64(count), follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamDLQ, nil, uint64(count), follow, p)
 		}),
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 10, "how many of the last dead letters to print")
@@ -451,13 +437,13 @@ func (p *dlqPrinter) print(msg jetstream.Msg) error {
 	h := msg.Headers()
 	d := deadLetter{
 		Subject:  msg.Subject(),
-		Reason:   h.Get(HeaderDLQReason),
-		Cause:    h.Get(HeaderDLQCause),
-		Consumer: h.Get(HeaderDLQConsumer),
+		Reason:   h.Get(schemas.HeaderDLQReason),
+		Cause:    h.Get(schemas.HeaderDLQCause),
+		Consumer: h.Get(schemas.HeaderDLQConsumer),
 		Headers:  map[string]string{},
 	}
-	d.StreamSeq, _ = strconv.ParseUint(h.Get(HeaderDLQStreamSeq), 10, 64)
-	d.Deliveries, _ = strconv.ParseUint(h.Get(HeaderDLQDeliveries), 10, 64)
+	d.StreamSeq, _ = strconv.ParseUint(h.Get(schemas.HeaderDLQStreamSeq), 10, 64)
+	d.Deliveries, _ = strconv.ParseUint(h.Get(schemas.HeaderDLQDeliveries), 10, 64)
 	for k, v := range h {
 		if len(v) > 0 {
 			d.Headers[k] = v[0]
@@ -466,7 +452,7 @@ func (p *dlqPrinter) print(msg jetstream.Msg) error {
 	if meta, err := msg.Metadata(); err == nil {
 		d.Seq, d.Time = meta.Sequence.Stream, meta.Timestamp.UTC()
 	}
-	if t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderDLQTime)); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, h.Get(schemas.HeaderDLQTime)); err == nil {
 		d.Time = t.UTC()
 	}
 	typ, id := h.Get("ce-type"), h.Get("ce-id")
@@ -488,7 +474,7 @@ func (p *dlqPrinter) print(msg jetstream.Msg) error {
 		typ = "MALFORMED"
 	}
 	return p.table.add(fmtTime(d.Time), strconv.FormatUint(d.Seq, 10), typ, id, d.Consumer,
-		h.Get(HeaderDLQStreamSeq), h.Get(HeaderDLQDeliveries), d.Reason)
+		h.Get(schemas.HeaderDLQStreamSeq), h.Get(schemas.HeaderDLQDeliveries), d.Reason)
 }
 
 func (p *dlqPrinter) endBatch() error {

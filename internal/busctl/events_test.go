@@ -23,7 +23,7 @@ import (
 // malformed message (no CloudEvent headers) on the job.v1.deployed subject.
 func seedEvents(t *testing.T, b *bus) {
 	t.Helper()
-	b.createStream(t, busctl.StreamEvents, "plugbus.evt.>")
+	b.createStream(t, schemas.StreamEvents, "plugbus.evt.>")
 	j, a := 0, 0
 	for i := 1; i <= 14; i++ {
 		switch {
@@ -172,7 +172,7 @@ func TestEventsTail(t *testing.T) {
 	})
 
 	t.Run("leaves no consumer behind", func(t *testing.T) {
-		s, err := b.js.Stream(context.Background(), busctl.StreamEvents)
+		s, err := b.js.Stream(context.Background(), schemas.StreamEvents)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestEventsTailBadInput(t *testing.T) {
 
 func TestEventsTailFollow(t *testing.T) {
 	b := startBus(t)
-	b.createStream(t, busctl.StreamEvents, "plugbus.evt.>")
+	b.createStream(t, schemas.StreamEvents, "plugbus.evt.>")
 	for i := 1; i <= 3; i++ {
 		b.publishEvent(t, newEvent(t, fmt.Sprintf("old%d", i), schemas.TypeJobDeployed, map[string]int{"i": i}))
 	}
@@ -236,7 +236,7 @@ func TestEventsTailFollow(t *testing.T) {
 	if got := ids(jsonEvents(t, out.String())); got != "old2,old3,new1" {
 		t.Errorf("events = %s, want old2,old3,new1", got)
 	}
-	info, err := b.js.Stream(context.Background(), busctl.StreamEvents)
+	info, err := b.js.Stream(context.Background(), schemas.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestEventsTailFollow(t *testing.T) {
 
 func TestEventsTailFollowTable(t *testing.T) {
 	b := startBus(t)
-	b.createStream(t, busctl.StreamEvents, "plugbus.evt.>")
+	b.createStream(t, schemas.StreamEvents, "plugbus.evt.>")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errOut syncBuffer
@@ -350,7 +350,7 @@ func TestLastN(t *testing.T) {
 
 func TestEventsDLQ(t *testing.T) {
 	b := startBus(t)
-	b.createStream(t, busctl.StreamDLQ, "plugbus.dlq.>")
+	b.createStream(t, schemas.StreamDLQ, "plugbus.dlq.>")
 	for i := 1; i <= 3; i++ {
 		e := newEvent(t, fmt.Sprintf("ev%d", i), schemas.TypeJobDeployed, map[string]int{"i": i})
 		msg, err := encodeDLQ(e, i)
@@ -411,12 +411,12 @@ func encodeDLQ(e *event.Event, i int) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg.Header.Set(busctl.HeaderDLQReason, fmt.Sprintf("handler failed: boom%d", i))
-	msg.Header.Set(busctl.HeaderDLQConsumer, "plugin_incrementer")
-	msg.Header.Set(busctl.HeaderDLQStreamSeq, fmt.Sprint(100+i))
-	msg.Header.Set(busctl.HeaderDLQDeliveries, "5")
-	msg.Header.Set(busctl.HeaderDLQCause, "max_deliveries")
-	msg.Header.Set(busctl.HeaderDLQTime, fmt.Sprintf("2025-05-01T12:0%d:00Z", i))
+	msg.Header.Set(schemas.HeaderDLQReason, fmt.Sprintf("handler failed: boom%d", i))
+	msg.Header.Set(schemas.HeaderDLQConsumer, "plugin_incrementer")
+	msg.Header.Set(schemas.HeaderDLQStreamSeq, fmt.Sprint(100+i))
+	msg.Header.Set(schemas.HeaderDLQDeliveries, "5")
+	msg.Header.Set(schemas.HeaderDLQCause, "max_deliveries")
+	msg.Header.Set(schemas.HeaderDLQTime, fmt.Sprintf("2025-05-01T12:0%d:00Z", i))
 	return msg, nil
 }
 
@@ -425,7 +425,7 @@ func encodeDLQ(e *event.Event, i int) (*nats.Msg, error) {
 // words for core event types, else the data as compact JSON.
 func TestEventsTailSummary(t *testing.T) {
 	b := startBus(t)
-	b.createStream(t, busctl.StreamEvents, "plugbus.evt.>")
+	b.createStream(t, schemas.StreamEvents, "plugbus.evt.>")
 	withSubject := func(e *event.Event, s string) *event.Event { e.SetSubject(s); return e }
 	events := []struct {
 		e                *event.Event

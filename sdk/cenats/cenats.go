@@ -1,10 +1,11 @@
 // Package cenats encodes and decodes CloudEvents as NATS messages in binary
 // content mode, as the CloudEvents NATS protocol binding defines it: every
 // attribute and extension in its own lower-case "ce-" header and the data as
-// the message body. Encoding and decoding go through the CloudEvents SDK's
-// own NATS JetStream binding, so the stream stays readable by other
-// CloudEvents tools. Structured-mode input (a JSON CloudEvent as the body,
-// no ce- headers) is accepted on decode.
+// the message body. Encode writes the headers directly and Decode reads
+// binary-mode 1.0 events directly, for speed; tests check both against the
+// CloudEvents SDK's own NATS JetStream binding (EncodeWithSDK,
+// DecodeWithSDK), which stays the reference and decodes everything else,
+// structured-mode input (a JSON CloudEvent as the body) included.
 package cenats
 
 import (
