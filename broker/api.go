@@ -6,14 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
-
-// ServiceName is the NATS micro service name of the broker API.
-const ServiceName = "plugbus-broker"
 
 // apiHandler handles one decoded, validated API request.
 type apiHandler func(ctx context.Context, req any) (any, error)
@@ -87,32 +82,47 @@ func (b *Broker) endpoints() []apiEndpoint {
 	}
 }
 
-// startAPI adds the broker's micro service with one endpoint per API call.
-// All broker replicas share the default queue group, so each request is
-// handled once.
-func (b *Broker) startAPI(ctx context.Context) (micro.Service, error) {
-	svc, err := micro.AddService(b.nc, micro.Config{
-		Name:        ServiceName,
+// startAPI starts the broker's service with one endpoint per API call.
+// Every broker replica serves the same subjects in one queue group, so
+// each request is handled once.
+func (b *Broker) startAPI() (*wire.Service, error) {
+	svc, err := wire.NewService(b.nc, wire.Config{
+		Name:        wire.BrokerService,
 		Version:     Version,
 		Description: "plugbus broker API",
-		Metadata:    map[string]string{"plugbus.prefix": b.cfg.Prefix},
+		Metadata:    map[string]string{wire.MetadataPrefix: b.cfg.Prefix},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start broker API service: %w", err)
 	}
 	for _, ep := range b.endpoints() {
 		ep := ep
-		subject := schemas.APISubject(b.cfg.Prefix, ep.name)
-		h := micro.HandlerFunc(func(req micro.Request) { b.dispatch(ctx, ep, req) })
-		if err := svc.AddEndpoint(endpointName(ep.name), h, micro.WithEndpointSubject(subject)); err != nil {
-			_ = svc.Stop()
-			return nil, fmt.Errorf("add API endpoint %s: %w", subject, err)
+		we := wire.Endpoint{
+			Name:        endpointName(ep.name),
+			Subject:     wire.APISubject(b.cfg.Prefix, ep.name),
+			Concurrency: b.cfg.MaxConcurrency,
+			Handler:     func(ctx context.Context, req *wire.Request) { b.handle(ctx, ep, req) },
+		}
+		if ep.object != nil {
+			// The place in the object's queue is taken on the receiving
+			// goroutine, so operations on one object keep arrival order.
+			we.OnReceive = func(req *wire.Request) {
+				if data := req.Data(); len(data) <= b.cfg.MaxRequestBytes {
+					if obj := ep.object(data); obj != "" {
+						req.Local = b.seq.enqueue(obj)
+					}
+				}
+			}
+		}
+		if err := svc.AddEndpoint(we); err != nil {
+			_ = svc.Stop(context.Background())
+			return nil, fmt.Errorf("add API endpoint %s: %w", we.Subject, err)
 		}
 	}
 	return svc, nil
 }
 
-// endpointName turns "machines.set-param" into a micro endpoint name.
+// endpointName turns "machines.set-param" into a service endpoint name.
 func endpointName(api string) string {
 	out := []byte(api)
 	for i, c := range out {
@@ -123,62 +133,54 @@ func endpointName(api string) string {
 	return string(out)
 }
 
-// dispatch runs one request on its own goroutine, bounded by MaxConcurrency,
-// so slow calls (a registration running the lifecycle, an action waiting on
-// a plugin) never hold up other requests.
-func (b *Broker) dispatch(ctx context.Context, ep apiEndpoint, req micro.Request) {
-	select {
-	case b.sem <- struct{}{}:
-	case <-ctx.Done():
-		return
-	}
-	b.wg.Add(1)
-	data := req.Data()
-	reply := req.Reply()
-	var tn *turn
-	if ep.object != nil && len(data) <= b.cfg.MaxRequestBytes {
-		if obj := ep.object(data); obj != "" {
-			tn = b.seq.enqueue(obj)
-		}
-	}
-	go func() {
-		defer func() { <-b.sem; b.wg.Done() }()
-		start := time.Now()
-		var resp any
-		var err error
-		if tn != nil {
-			err = tn.wait(ctx)
-		}
-		if err == nil {
-			resp, err = b.serve(ctx, ep, data)
-		}
-		if tn != nil {
-			tn.done()
-		}
-		code := "ok"
+// handle serves one request (on its own goroutine, bounded per endpoint by
+// MaxConcurrency, so slow calls never hold up other endpoints) and answers
+// it.
+func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) {
+	start := time.Now()
+	var resp any
+	var err error
+	tn, _ := req.Local.(*turn)
+	if tn != nil {
+		err = tn.wait(ctx)
 		if err != nil {
-			e := schemas.AsError(err)
-			code = e.Code
-			switch code {
-			case schemas.CodeBadRequest, schemas.CodeInvalidField, schemas.CodeMissingParam,
-				schemas.CodeUnknownAction, schemas.CodeTooLarge:
-				b.metrics.badInput.WithLabelValues(code).Inc()
-			}
-			lvl := b.log.Debug()
-			if code == schemas.CodeInternal {
-				lvl = b.log.Error()
-			}
-			lvl.Str(FieldEndpoint, ep.name).Str(FieldCode, code).Msg(e.Message)
+			err = schemas.Errorf(schemas.CodeTimeout, "", "gave up waiting for an earlier operation on the same object: %v", err)
 		}
-		b.metrics.apiRequests.WithLabelValues(ep.name, code).Inc()
-		b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
-		if reply == "" {
-			return
+	}
+	if err == nil {
+		resp, err = b.serve(ctx, ep, req.Data())
+	}
+	if tn != nil {
+		tn.done()
+	}
+	code := "ok"
+	if err != nil {
+		e := schemas.AsError(err)
+		code = e.Code
+		if isBadInput(code) {
+			b.metrics.badInput.WithLabelValues(code).Inc()
 		}
-		if rerr := b.nc.PublishMsg(rpc.ReplyMsg(reply, resp, err)); rerr != nil {
-			b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
+		lvl := b.log.Debug()
+		if code == schemas.CodeInternal {
+			lvl = b.log.Error()
 		}
-	}()
+		lvl.Str(FieldEndpoint, ep.name).Str(FieldCode, code).Msg(e.Message)
+	}
+	b.metrics.apiRequests.WithLabelValues(ep.name, metricCode(code)).Inc()
+	b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
+	if rerr := req.Reply(resp, err); rerr != nil {
+		b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
+	}
+}
+
+// isBadInput reports whether an error code means the caller sent bad input.
+func isBadInput(code string) bool {
+	switch code {
+	case schemas.CodeBadRequest, schemas.CodeInvalidField, schemas.CodeMissingParam,
+		schemas.CodeUnknownAction, schemas.CodeTooLarge:
+		return true
+	}
+	return false
 }
 
 // serve checks the size, validates the request against its schema, decodes

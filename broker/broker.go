@@ -36,8 +36,6 @@ type Broker struct {
 	pub     *Publisher
 	reg     *registry
 	seq     *sequencer
-	sem     chan struct{}
-	wg      sync.WaitGroup
 	ready   chan struct{}
 	httpLn  net.Listener
 	natsURL string
@@ -54,7 +52,6 @@ func New(cfg Config) (*Broker, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str(FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
-		sem:     make(chan struct{}, cfg.MaxConcurrency),
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		ready:   make(chan struct{}),
 	}, nil
@@ -113,11 +110,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	}
 	defer dlq.Stop()
 
-	svc, err := b.startAPI(ctx)
+	svc, err := b.startAPI()
 	if err != nil {
 		return err
 	}
-	defer func() { _ = svc.Stop() }()
+	defer func() { _ = svc.Stop(context.Background()) }()
 
 	httpSrv, err := b.startHTTP()
 	if err != nil {
@@ -144,8 +141,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		_ = httpSrv.Shutdown(shutCtx)
 		c()
 	}
-	_ = svc.Stop()
-	b.wg.Wait()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := svc.Stop(stopCtx); err != nil {
+		b.log.Warn().Err(err).Msg("requests still running after 30s; stopping anyway")
+	}
+	stopCancel()
 	bg.Wait()
 	b.log.Info().Msg("broker stopped")
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -178,7 +179,7 @@ func TestAPIBadInput(t *testing.T) {
 	raw := func(endpoint string, body []byte) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		msg, err := tb.nc.RequestWithContext(ctx, schemas.APISubject("plugbus", endpoint), body)
+		msg, err := tb.nc.RequestWithContext(ctx, wire.APISubject("plugbus", endpoint), body)
 		if err != nil {
 			return err
 		}

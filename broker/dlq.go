@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // advisory is the part of JetStream's max_deliver and terminated advisories
@@ -67,7 +68,8 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 	if reason == "" {
 		reason = "terminated by the consumer"
 	}
-	out := &nats.Msg{Subject: schemas.DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
+	code, _ := schemas.ParseTerminationReason(reason)
+	out := &nats.Msg{Subject: wire.DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
 	orig, err := b.st.events.GetMsg(ctx, a.StreamSeq)
 	if err != nil {
 		reason += fmt.Sprintf(" (original message %d is no longer in %s: %v)", a.StreamSeq, a.Stream, err)
@@ -83,6 +85,9 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 	out.Header.Del("Nats-Msg-Id")
 	out.Header.Set(schemas.HeaderDLQReason, reason)
 	out.Header.Set(schemas.HeaderDLQCause, cause)
+	if code != "" {
+		out.Header.Set(schemas.HeaderDLQCode, code)
+	}
 	out.Header.Set(schemas.HeaderDLQConsumer, a.Consumer)
 	out.Header.Set(schemas.HeaderDLQStream, a.Stream)
 	out.Header.Set(schemas.HeaderDLQStreamSeq, strconv.FormatUint(a.StreamSeq, 10))
@@ -93,8 +98,8 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 		return fmt.Errorf("publish dead letter for %s seq %d: %w", a.Consumer, a.StreamSeq, err)
 	}
 	b.metrics.deadLetters.WithLabelValues(a.Consumer, cause).Inc()
-	if strings.HasPrefix(reason, "malformed") {
-		b.metrics.badInput.WithLabelValues("malformed_event").Inc()
+	if code == schemas.ReasonMalformed || code == schemas.ReasonInvalidData {
+		b.metrics.badInput.WithLabelValues(code).Inc()
 	}
 	b.log.Warn().Str(FieldConsumer, a.Consumer).Uint64(FieldStreamSeq, a.StreamSeq).Str("cause", cause).
 		Str(FieldReason, reason).Msg("event dead-lettered")

@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // ModelMachines is the object model of machine actions.
@@ -120,7 +120,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	start := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, b.cfg.ActionTimeout)
 	var resp schemas.ActionResponse
-	callErr := rpc.Call(callCtx, b.nc, schemas.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
+	callErr := wire.Call(callCtx, b.nc, wire.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
 		ActionID: actionID, Command: req.Command, Model: ModelMachines, Object: req.Machine, Params: params,
 	}, &resp)
 	cancel()

@@ -11,12 +11,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // startServer runs an in-process nats-server with JetStream on a random
@@ -84,7 +83,7 @@ func (tb *testBus) call(t testing.TB, endpoint string, req, resp any) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return rpc.Call(ctx, tb.nc, schemas.APISubject(tb.b.cfg.Prefix, endpoint), req, resp)
+	return wire.Call(ctx, tb.nc, wire.APISubject(tb.b.cfg.Prefix, endpoint), req, resp)
 }
 
 func (tb *testBus) mustCall(t testing.TB, endpoint string, req, resp any) {
@@ -132,7 +131,7 @@ type fakePlugin struct {
 	t        testing.TB
 	manifest schemas.Manifest
 	nc       *nats.Conn
-	svc      micro.Service
+	svc      *wire.Service
 
 	mu       sync.Mutex
 	initErr  *schemas.Error
@@ -173,15 +172,16 @@ func newFakePlugin(t testing.TB, url string, m schemas.Manifest) *fakePlugin {
 // start adds the micro service answering init, config, verify and action.
 func (p *fakePlugin) start(prefix string) {
 	p.t.Helper()
-	svc, err := micro.AddService(p.nc, micro.Config{Name: "plugbus-" + p.manifest.Name, Version: p.manifest.Version})
+	svc, err := wire.NewService(p.nc, wire.Config{Name: wire.PluginService(p.manifest.Name), Version: p.manifest.Version})
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	add := func(verb string, h func(data []byte) (any, error)) {
-		err := svc.AddEndpoint(verb, micro.HandlerFunc(func(r micro.Request) {
-			resp, err := h(r.Data())
-			_ = rpc.Respond(r, resp, err)
-		}), micro.WithEndpointSubject(schemas.PluginSubject(prefix, p.manifest.Name, verb)))
+		err := svc.AddEndpoint(wire.Endpoint{Name: verb, Subject: wire.PluginSubject(prefix, p.manifest.Name, verb), Concurrency: 16,
+			Handler: func(_ context.Context, r *wire.Request) {
+				resp, err := h(r.Data())
+				_ = r.Reply(resp, err)
+			}})
 		if err != nil {
 			p.t.Fatal(err)
 		}
@@ -224,19 +224,19 @@ func (p *fakePlugin) start(prefix string) {
 	})
 	for hook, h := range p.hooks {
 		h := h
-		err := svc.AddEndpoint(endpointName(hook), micro.HandlerFunc(func(r micro.Request) {
-			var req schemas.HookRequest
-			_ = json.Unmarshal(r.Data(), &req)
-			p.mu.Lock()
-			p.hookReqs = append(p.hookReqs, req)
-			p.mu.Unlock()
-			// Answer off the subscription goroutine so a slow step does not
-			// queue the next request behind it.
-			go func() {
+		err := svc.AddEndpoint(wire.Endpoint{Name: endpointName(hook), Subject: wire.HookSubject(prefix, hook, p.manifest.Name),
+			// Concurrent, so a slow step does not queue the next request
+			// behind it.
+			Concurrency: 64,
+			Handler: func(_ context.Context, r *wire.Request) {
+				var req schemas.HookRequest
+				_ = json.Unmarshal(r.Data(), &req)
+				p.mu.Lock()
+				p.hookReqs = append(p.hookReqs, req)
+				p.mu.Unlock()
 				resp, err := h(req)
-				_ = p.nc.PublishMsg(rpc.ReplyMsg(r.Reply(), resp, err))
-			}()
-		}), micro.WithEndpointSubject(schemas.HookSubject(prefix, hook, p.manifest.Name)))
+				_ = r.Reply(resp, err)
+			}})
 		if err != nil {
 			p.t.Fatal(err)
 		}
@@ -248,7 +248,7 @@ func (p *fakePlugin) start(prefix string) {
 	}
 }
 
-func (p *fakePlugin) stopService() { _ = p.svc.Stop() }
+func (p *fakePlugin) stopService() { _ = p.svc.Stop(context.Background()) }
 
 func (p *fakePlugin) register(t testing.TB, tb *testBus, cfg map[string]any) schemas.RegisterResponse {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -13,7 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // computeChains orders the steps of every hook point: priority ascending
@@ -200,7 +199,7 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 	var resp schemas.HookResponse
 	cctx, cancel := context.WithTimeout(ctx, step.Timeout.D())
 	defer cancel()
-	err := rpc.Call(cctx, b.nc, schemas.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	err := wire.Call(cctx, b.nc, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
 			e.Message = fmt.Sprintf("no answer within %s", step.Timeout.D())
@@ -247,7 +246,7 @@ func (b *Broker) applyStep(kind string, step schemas.HookStep, resp schemas.Hook
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if !envKeyRE.MatchString(k) {
+			if !schemas.ValidEnvKey(k) {
 				return schemas.Errorf(schemas.CodePluginError, "env."+k, "answered env var name %q: names are letters, digits and '_', not starting with a digit", k)
 			}
 			if prev, ok := owner[k]; ok && !step.Override {
@@ -279,6 +278,3 @@ func stepResult(outcome string, err error) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// envKeyRE is the env var name rule of the schemas (env_key).
-var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func intp(i int) *int { return &i }
@@ -149,7 +149,7 @@ func TestHookPatchRejectAndEvents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %v: %v", types, err)
 		}
-		ev, err := cenats.Decode(ctx, natsMsgFrom(msg))
+		ev, err := wire.DecodeEvent(ctx, natsMsgFrom(msg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,7 +405,7 @@ func TestChainSequencingPerObject(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tb.nc.PublishRequest(schemas.APISubject("plugbus", schemas.APIJobsDeploy), inbox, msg); err != nil {
+		if err := tb.nc.PublishRequest(wire.APISubject("plugbus", schemas.APIJobsDeploy), inbox, msg); err != nil {
 			t.Fatal(err)
 		}
 		go func() {

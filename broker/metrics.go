@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -38,7 +39,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"endpoint"}),
 		badInput: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "plugbus_bad_input_total", Help: "Rejected input, by kind (bad_request, invalid_field, missing_param, unknown_action, too_large, malformed_event).",
+			Name: "plugbus_bad_input_total", Help: "Rejected input, by kind (bad_request, invalid_field, missing_param, unknown_action, too_large, malformed_event, invalid_data).",
 		}, []string{"kind"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plugbus_dead_letters_total", Help: "Events copied to the dead-letter stream, by consumer and cause (max_deliveries or terminated).",
@@ -62,4 +63,13 @@ func newMetrics() *metrics {
 		m.deadLetters, m.stateChanges, m.pluginCalls, m.hookChains, m.hookSteps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// metricCode bounds the values of the code and result labels: a code
+// outside the documented set (a plugin may answer any) counts as "other".
+func metricCode(code string) string {
+	if code == "ok" || schemas.IsCode(code) {
+		return code
+	}
+	return "other"
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Source is the CloudEvents source of every core event.
@@ -79,7 +79,7 @@ func (p *Publisher) encode(ctx context.Context, e *event.Event) (*nats.Msg, erro
 			return nil, fmt.Errorf("event %s data: %w", e.Type(), err)
 		}
 	}
-	return cenats.Encode(ctx, schemas.EventSubject(p.prefix, e.Type()), e)
+	return wire.EncodeEvent(ctx, wire.EventSubject(p.prefix, e.Type()), e)
 }
 
 // PublishEvent publishes an already built event on its type's subject and

@@ -15,8 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // registry keeps plugin records in the plugins bucket and drives each
@@ -530,7 +529,7 @@ func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any)
 	ctx, cancel := context.WithTimeout(ctx, r.b.cfg.PluginTimeout)
 	defer cancel()
 	start := time.Now()
-	err := rpc.Call(ctx, r.b.nc, schemas.PluginSubject(r.b.cfg.Prefix, plugin, verb), req, resp)
+	err := wire.Call(ctx, r.b.nc, wire.PluginSubject(r.b.cfg.Prefix, plugin, verb), req, resp)
 	result := "ok"
 	if err != nil {
 		e := schemas.AsError(err)
@@ -586,7 +585,7 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 	}
 	seen := map[string]bool{}
 	for _, t := range ev.Types {
-		s := schemas.EventSubject(prefix, t)
+		s := wire.EventSubject(prefix, t)
 		if !seen[s] {
 			seen[s] = true
 			cc.FilterSubjects = append(cc.FilterSubjects, s)
@@ -621,7 +620,7 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 		return rec, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	_, perr := r.b.nc.RequestWithContext(pctx, PingSubject(req.Name), nil)
+	_, perr := r.b.nc.RequestWithContext(pctx, wire.PingSubject(wire.PluginService(req.Name)), nil)
 	cancel()
 	alive := perr == nil
 	if alive && !req.Force {
@@ -667,12 +666,9 @@ func (r *registry) heartbeat(ctx context.Context) {
 	}
 }
 
-// PingSubject returns the micro PING subject of a plugin's instances.
-func PingSubject(plugin string) string { return "$SRV.PING." + sdk.ServiceName(plugin) }
-
 func (r *registry) checkAlive(ctx context.Context, name string) {
 	pctx, cancel := context.WithTimeout(ctx, r.b.cfg.HeartbeatInterval)
-	_, err := r.b.nc.RequestWithContext(pctx, PingSubject(name), nil)
+	_, err := r.b.nc.RequestWithContext(pctx, wire.PingSubject(wire.PluginService(name)), nil)
 	cancel()
 	alive := err == nil
 	if ctx.Err() != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func manifest(name, version string) schemas.Manifest {
@@ -208,7 +208,7 @@ func TestActionRouting(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %v: %v", types, err)
 		}
-		ev, err := cenats.Decode(ctx, natsMsgFrom(msg))
+		ev, err := wire.DecodeEvent(ctx, natsMsgFrom(msg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,7 +317,7 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 	if d1 == nil || d1.Header.Get(schemas.HeaderDLQReason) != "permanent: webhook answered 400" || d1.Header.Get(schemas.HeaderDLQCause) != schemas.CauseTerminated {
 		t.Fatalf("terminated event: %+v", d1)
 	}
-	ev, err := cenats.Decode(ctx, natsMsg(d1))
+	ev, err := wire.DecodeEvent(ctx, natsMsg(d1))
 	if err != nil || ev.ID() != a1.EventID || ev.Type() != schemas.TypeAlertFired {
 		t.Fatalf("original CloudEvent not intact in the DLQ: %v %v", ev, err)
 	}
@@ -376,7 +376,7 @@ func TestNewVersionKeepsConsumerPosition(t *testing.T) {
 	}
 	var versions []string
 	for msg := range batch.Messages() {
-		ev, _ := cenats.Decode(ctx, natsMsgFrom(msg))
+		ev, _ := wire.DecodeEvent(ctx, natsMsgFrom(msg))
 		var d schemas.JobDeployedData
 		_ = ev.DataAs(&d)
 		versions = append(versions, d.Version)

@@ -26,10 +26,6 @@ const (
 	APIHooksList         = "hooks.list"         // HookListRequest → HookListResponse
 )
 
-// APISubject returns the subject of a broker API endpoint under prefix:
-// ("plugbus", "jobs.deploy") -> "plugbus.api.jobs.deploy".
-func APISubject(prefix, endpoint string) string { return prefix + ".api." + endpoint }
-
 // Plugin control verbs, answered by every plugin instance on
 // "<prefix>.plugin.<name>.<verb>" in a queue group.
 const (
@@ -38,12 +34,6 @@ const (
 	VerbVerify = "verify" // VerifyRequest → VerifyResponse
 	VerbAction = "action" // ActionRequest → ActionResponse
 )
-
-// PluginSubject returns a plugin control subject: ("plugbus", "incrementer",
-// "action") -> "plugbus.plugin.incrementer.action".
-func PluginSubject(prefix, plugin, verb string) string {
-	return prefix + ".plugin." + plugin + "." + verb
-}
 
 // Headers used on plugbus replies and messages. NATS header names are
 // case-sensitive; these are the exact names.

@@ -38,6 +38,23 @@ const (
 	CodeInternal = "internal"
 )
 
+// Codes lists every error code, in a stable order.
+var Codes = []string{
+	CodeBadRequest, CodeInvalidField, CodeMissingParam, CodeUnknownAction, CodeAmbiguousAction,
+	CodeNotFound, CodeConflict, CodeNotActive, CodePluginError, CodeTimeout, CodeNoResponders,
+	CodeTooLarge, CodeRejected, CodeInternal,
+}
+
+// IsCode reports whether code is one of the documented error codes.
+func IsCode(code string) bool {
+	for _, c := range Codes {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
 // Error is the error envelope of every plugbus reply (schema api/v1/error.json).
 // It implements error; errors.Is matches two *Error values by Code, so
 // errors.Is(err, schemas.ErrNotFound) works on replies decoded from the wire.

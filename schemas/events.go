@@ -48,13 +48,6 @@ func EventSchemaPath(eventType string) string {
 	return "events/" + strings.ReplaceAll(rest, ".", "/") + ".json"
 }
 
-// EventSubject returns the subject a core event type is published on, under
-// prefix: ("plugbus", "io.plugbus.job.v1.deployed") -> "plugbus.evt.job.v1.deployed".
-// A trailing ".*" in the type stays a NATS wildcard.
-func EventSubject(prefix, eventType string) string {
-	return prefix + ".evt." + strings.TrimPrefix(eventType, TypePrefix)
-}
-
 // JobDeployedData is the data of io.plugbus.job.v1.deployed.
 type JobDeployedData struct {
 	Name    string `json:"name"`

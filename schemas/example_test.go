@@ -27,7 +27,7 @@ func ExampleValidate() {
 	// Output:
 	// <nil>
 	// invalid_field name
-	// field "name": must match pattern ^[a-z][a-z0-9-]{0,62}$ (got "Incrementer")
+	// field "name": must be lower-case letters, digits and dashes, starting with a letter (at most 63) (got "Incrementer")
 	// true
 }
 

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"regexp"
 	"time"
 )
 
@@ -70,12 +71,6 @@ func DefaultFailurePolicy(hook string) string {
 		return FailurePolicyFail
 	}
 	return FailurePolicyIgnore
-}
-
-// HookSubject returns the subject a plugin answers a hook point on:
-// ("plugbus", "job.pre_deploy", "job-policy") -> "plugbus.hook.job.pre_deploy.job-policy".
-func HookSubject(prefix, hook, plugin string) string {
-	return prefix + ".hook." + hook + "." + plugin
 }
 
 // HookRequest is what a hook step receives (schema api/v1/hook_request.json).
@@ -191,3 +186,12 @@ type ChainRecord struct {
 	// Error is why the chain was rejected or failed.
 	Error *Error `json:"error,omitempty"`
 }
+
+// EnvKeyPattern is the rule for environment variable names: the env_key
+// pattern of api/v1/definitions.json (a test keeps the two equal).
+const EnvKeyPattern = `^[A-Za-z_][A-Za-z0-9_]*$`
+
+var envKeyRE = regexp.MustCompile(EnvKeyPattern)
+
+// ValidEnvKey reports whether k is a valid environment variable name.
+func ValidEnvKey(k string) bool { return envKeyRE.MatchString(k) }

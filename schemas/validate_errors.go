@@ -320,6 +320,9 @@ func describe(e *jsonschema.ValidationError, docs map[string]any) (text, got str
 	case *kind.Const:
 		return "must be " + formatValue(k.Want), formatValue(k.Got)
 	case *kind.Pattern:
+		if h := hint(docs, e.SchemaURL, "x-hint"); h != "" {
+			return "must be " + h, formatValue(k.Got)
+		}
 		return "must match pattern " + k.Want, formatValue(k.Got)
 	case *kind.Format:
 		return "must be a valid " + formatName(k.Want), formatValue(k.Got)
@@ -358,9 +361,29 @@ func describe(e *jsonschema.ValidationError, docs map[string]any) (text, got str
 	case *kind.OneOf:
 		return "matches more than one of the allowed forms", ""
 	case *kind.Not:
+		if h := hint(docs, e.SchemaURL, "x-not-hint"); h != "" {
+			return h, ""
+		}
 		return "has a value that is not allowed", ""
 	}
 	return e.ErrorKind.LocalizedString(printer), ""
+}
+
+// hint returns the plain-words rule (key "x-hint" or "x-not-hint") of the
+// schema a failed keyword at loc belongs to, "" when it has none. Schemas
+// give one where the keyword itself (a long pattern, a not) would make a
+// poor message.
+func hint(docs map[string]any, loc, key string) string {
+	parent := loc
+	if i := strings.LastIndex(loc, "/"); i > strings.Index(loc, "#") {
+		parent = loc[:i]
+	}
+	for _, l := range []string{loc, parent} {
+		if h, ok := schemaNode(docs, l)[key].(string); ok {
+			return h
+		}
+	}
+	return ""
 }
 
 // schemaNode returns the schema object at an absolute schema location

@@ -12,7 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // maxReasonLen bounds the reason sent with a terminated event.
@@ -148,28 +148,28 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 		_ = msg.InProgress()
 	}
 
-	ev, err := cenats.Decode(context.Background(), &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+	ev, err := wire.DecodeEvent(context.Background(), &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
 	if err != nil {
 		p.stats.eventsMalformed.Add(1)
-		p.terminate(msg, logFor(nil), "malformed cloudevent: "+err.Error())
+		p.terminate(msg, logFor(nil), schemas.ReasonMalformed, err.Error())
 		return
 	}
 	h := p.eventHandler(ev.Type())
 	if h == nil {
-		p.stats.eventsIgnored.Add(1)
-		if e := p.Logger().Debug(); e.Enabled() {
-			l := logFor(ev)
-			l.Debug().Msg("no handler for event type; acknowledging it")
-		}
-		if err := msg.Ack(); err != nil {
-			l := logFor(ev)
-			l.Warn().Err(err).Msg("cannot acknowledge event")
-		}
+		// Run makes sure every declared type has a handler, so the
+		// consumer's filter let through a type the manifest does not
+		// declare (a consumer left from another version, say): keep the
+		// event in the dead-letter stream rather than drop it.
+		p.stats.eventsUnhandled.Add(1)
+		p.terminate(msg, logFor(ev), schemas.ReasonUnhandled,
+			fmt.Sprintf("plugin %s has no handler for event type %s", p.manifest.Name, ev.Type()))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.ackWait)
 	started := time.Now()
-	err = safely(func() error { return h(ctx, *ev) })
+	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
+		return nil, h(ctx, c.Request.(event.Event))
+	})
 	cancel()
 	p.observeHandler(time.Since(started))
 	if err == nil {
@@ -184,9 +184,9 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	log := logFor(ev)
 	switch delay, retryAfter := RetryDelay(err); {
 	case IsPermanent(err):
-		p.terminate(msg, log, err.Error())
+		p.terminate(msg, log, schemas.ReasonPermanent, err.Error())
 	case d.LastAttempt():
-		p.terminate(msg, log, fmt.Sprintf("failed on the last of %d deliveries: %v", s.maxDeliver, err))
+		p.terminate(msg, log, schemas.ReasonRetriesExhausted, fmt.Sprintf("failed on the last of %d deliveries: %v", s.maxDeliver, err))
 	case retryAfter:
 		p.nak(msg, log, delay, err)
 	default:
@@ -214,7 +214,10 @@ func (p *Plugin) nak(msg jetstream.Msg, log zerolog.Logger, delay time.Duration,
 	}
 }
 
-func (p *Plugin) terminate(msg jetstream.Msg, log zerolog.Logger, reason string) {
+// terminate ends the event's deliveries with a coded reason; the broker
+// dead-letters it.
+func (p *Plugin) terminate(msg jetstream.Msg, log zerolog.Logger, code, message string) {
+	reason := schemas.TerminationReason(code, message)
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}

@@ -6,38 +6,39 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // addEndpoints adds the init, config, verify and action endpoints on their
-// explicit plugin subjects, and one endpoint per declared hook point, in the
-// service's default queue group.
-func (p *Plugin) addEndpoints(svc micro.Service) error {
+// plugin subjects, and one endpoint per declared hook point, each in the
+// service's queue group.
+func (p *Plugin) addEndpoints(svc *wire.Service) error {
 	for _, ep := range []struct {
-		verb string
-		h    micro.HandlerFunc
+		verb        string
+		concurrency int
+		h           wire.HandlerFunc
 	}{
-		{schemas.VerbInit, p.serveInit},
-		{schemas.VerbConfig, p.serveConfig},
-		{schemas.VerbVerify, p.serveVerify},
-		{schemas.VerbAction, p.serveAction},
+		{schemas.VerbInit, 1, p.serveInit},
+		{schemas.VerbConfig, 1, p.serveConfig},
+		{schemas.VerbVerify, 1, p.serveVerify},
+		{schemas.VerbAction, p.opts.actionConcurrency, p.serveAction},
 	} {
-		subject := schemas.PluginSubject(p.opts.prefix, p.manifest.Name, ep.verb)
-		if err := svc.AddEndpoint(ep.verb, ep.h, micro.WithEndpointSubject(subject)); err != nil {
+		subject := wire.PluginSubject(p.opts.prefix, p.manifest.Name, ep.verb)
+		if err := svc.AddEndpoint(wire.Endpoint{Name: ep.verb, Subject: subject, Concurrency: ep.concurrency, Handler: ep.h}); err != nil {
 			return fmt.Errorf("add %s endpoint on %s: %w", ep.verb, subject, err)
 		}
 	}
 	return p.addHookEndpoints(svc)
 }
 
-func (p *Plugin) handlerContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(p.base, p.opts.handlerTimeout)
+// handlerContext bounds a handler call by the handler timeout (and by the
+// caller's deadline, which ctx carries).
+func (p *Plugin) handlerContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.opts.handlerTimeout)
 }
 
-func (p *Plugin) serveInit(req micro.Request) {
+func (p *Plugin) serveInit(ctx context.Context, req *wire.Request) {
 	var in schemas.InitRequest
 	if err := decodeRequest(req, &in); err != nil {
 		p.respond(req, schemas.VerbInit, nil, err)
@@ -46,35 +47,33 @@ func (p *Plugin) serveInit(req micro.Request) {
 	p.mu.RLock()
 	h := p.onInit
 	p.mu.RUnlock()
-	var md map[string]any
-	var err error
-	if h != nil {
-		ctx, cancel := p.handlerContext()
-		err = safely(func() error {
-			var herr error
-			md, herr = h(ctx, in)
-			return herr
-		})
-		cancel()
-	}
-	p.respond(req, schemas.VerbInit, schemas.InitResponse{Metadata: md}, p.pluginError(err))
+	hctx, cancel := p.handlerContext(ctx)
+	md, err := p.invoke(hctx, &Call{Kind: KindInit, Name: schemas.VerbInit, Request: in}, func(ctx context.Context, c *Call) (any, error) {
+		if h == nil {
+			return map[string]any(nil), nil
+		}
+		return h(ctx, c.Request.(schemas.InitRequest))
+	})
+	cancel()
+	meta, _ := md.(map[string]any)
+	p.respond(req, schemas.VerbInit, schemas.InitResponse{Metadata: meta}, p.pluginError(err))
 }
 
-func (p *Plugin) serveConfig(req micro.Request) {
+func (p *Plugin) serveConfig(ctx context.Context, req *wire.Request) {
 	var in schemas.ConfigRequest
 	if err := decodeRequest(req, &in); err != nil {
 		p.respond(req, schemas.VerbConfig, nil, err)
 		return
 	}
-	ctx, cancel := p.handlerContext()
-	err := p.applyConfig(ctx, in.Config, false)
+	hctx, cancel := p.handlerContext(ctx)
+	err := p.applyConfig(hctx, in.Config, false)
 	cancel()
 	p.respond(req, schemas.VerbConfig, schemas.ConfigResponse{}, p.pluginError(err))
 }
 
 // serveVerify answers {ready: false, message} when the verify handler
 // fails: not being ready is an answer, not a transport failure.
-func (p *Plugin) serveVerify(req micro.Request) {
+func (p *Plugin) serveVerify(ctx context.Context, req *wire.Request) {
 	var in schemas.VerifyRequest
 	if err := decodeRequest(req, &in); err != nil {
 		p.respond(req, schemas.VerbVerify, nil, err)
@@ -84,19 +83,22 @@ func (p *Plugin) serveVerify(req micro.Request) {
 	h := p.onVerify
 	p.mu.RUnlock()
 	resp := schemas.VerifyResponse{Ready: true}
-	if h != nil {
-		ctx, cancel := p.handlerContext()
-		err := safely(func() error { return h(ctx) })
-		cancel()
-		if err != nil {
-			resp = schemas.VerifyResponse{Ready: false, Message: err.Error()}
-			p.Logger().Warn().Err(err).Str(FieldVerb, schemas.VerbVerify).Msg("plugin is not ready")
+	hctx, cancel := p.handlerContext(ctx)
+	_, err := p.invoke(hctx, &Call{Kind: KindVerify, Name: schemas.VerbVerify, Request: in}, func(ctx context.Context, _ *Call) (any, error) {
+		if h == nil {
+			return nil, nil
 		}
+		return nil, h(ctx)
+	})
+	cancel()
+	if err != nil {
+		resp = schemas.VerifyResponse{Ready: false, Message: err.Error()}
+		p.Logger().Warn().Err(err).Str(FieldVerb, schemas.VerbVerify).Msg("plugin is not ready")
 	}
 	p.respond(req, schemas.VerbVerify, resp, nil)
 }
 
-func (p *Plugin) serveAction(req micro.Request) {
+func (p *Plugin) serveAction(ctx context.Context, req *wire.Request) {
 	var in schemas.ActionRequest
 	if err := decodeRequest(req, &in); err != nil {
 		p.stats.actionsFailed.Add(1)
@@ -113,12 +115,9 @@ func (p *Plugin) serveAction(req micro.Request) {
 		p.respond(req, schemas.VerbAction, nil, e)
 		return
 	}
-	ctx, cancel := p.handlerContext()
-	var result any
-	err := safely(func() error {
-		var herr error
-		result, herr = h(ctx, &Action{ActionRequest: in})
-		return herr
+	hctx, cancel := p.handlerContext(ctx)
+	result, err := p.invoke(hctx, &Call{Kind: KindAction, Name: in.Command, Request: &Action{ActionRequest: in}}, func(ctx context.Context, c *Call) (any, error) {
+		return h(ctx, c.Request.(*Action))
 	})
 	cancel()
 	var resp schemas.ActionResponse
@@ -136,8 +135,8 @@ func (p *Plugin) serveAction(req micro.Request) {
 	p.respond(req, schemas.VerbAction, resp, nil)
 }
 
-func (p *Plugin) respond(req micro.Request, verb string, resp any, err error) {
-	if rerr := rpc.Respond(req, resp, err); rerr != nil {
+func (p *Plugin) respond(req *wire.Request, verb string, resp any, err error) {
+	if rerr := req.Reply(resp, err); rerr != nil {
 		p.Logger().Warn().Err(rerr).Str(FieldVerb, verb).Msg("cannot send reply")
 	}
 }
@@ -160,7 +159,7 @@ func (p *Plugin) pluginError(err error) error {
 	return &schemas.Error{Code: schemas.CodePluginError, Message: err.Error(), Plugin: p.manifest.Name}
 }
 
-func decodeRequest(req micro.Request, v any) error {
+func decodeRequest(req *wire.Request, v any) error {
 	return decodeBody(req.Subject(), req.Data(), v)
 }
 

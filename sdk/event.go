@@ -126,3 +126,38 @@ func (r *eventRoutes) lookup(eventType string) EventHandler {
 func (r *eventRoutes) empty() bool {
 	return len(r.exact) == 0 && len(r.prefixes) == 0 && r.any == nil
 }
+
+// patterns returns every registered pattern.
+func (r *eventRoutes) patterns() []string {
+	var out []string
+	for t := range r.exact {
+		out = append(out, t)
+	}
+	for _, p := range r.prefixes {
+		out = append(out, p.prefix+"*")
+	}
+	if r.any != nil {
+		out = append(out, "*")
+	}
+	sort.Strings(out)
+	return out
+}
+
+// patternMatches reports whether a handler pattern (as HandleEvent takes
+// it) covers a declared event type, which may itself be a pattern ending
+// in ".*".
+func patternMatches(pattern, declared string) bool {
+	if pattern == "*" || pattern == declared {
+		return true
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		rest, ok := strings.CutPrefix(declared, prefix)
+		return ok && rest != "" && !strings.Contains(rest, ".")
+	}
+	// An exact handler under a declared wildcard ("io.plugbus.alert.v1.*").
+	if prefix, ok := strings.CutSuffix(declared, "*"); ok {
+		rest, ok := strings.CutPrefix(pattern, prefix)
+		return ok && rest != "" && !strings.Contains(rest, ".")
+	}
+	return false
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 type eventT = event.Event
@@ -46,6 +47,7 @@ func (a *attempts) count(id string) int {
 func TestEventOutcomes(t *testing.T) {
 	s := startServer(t)
 	b := newFakeBroker(t, s.ClientURL())
+	b.strayTypes = []string{schemas.TypeAlertResolved}
 	alert := schemas.Alert{ID: "a1", Severity: schemas.SeverityCritical, Summary: "disk full", Status: schemas.AlertFiring}
 
 	tests := []struct {
@@ -55,12 +57,12 @@ func TestEventOutcomes(t *testing.T) {
 		publish     func(t *testing.T, b *fakeBroker)
 		attempts    int    // handler calls expected
 		handled     uint64 // Stats().EventsHandled
-		ignored     uint64
+		unhandled   uint64
 		malformed   uint64
 		termination string // expected reason prefix; "" means not terminated
 	}{
 		{name: "ack", handler: func(int) error { return nil }, attempts: 1, handled: 1},
-		{name: "permanent", handler: func(int) error { return sdk.Permanent(errors.New("bad alert")) }, attempts: 1, termination: "bad alert"},
+		{name: "permanent", handler: func(int) error { return sdk.Permanent(errors.New("bad alert")) }, attempts: 1, termination: "permanent_failure: bad alert"},
 		{name: "retry then succeed", handler: func(n int) error {
 			if n == 1 {
 				return errors.New("flaky")
@@ -80,35 +82,41 @@ func TestEventOutcomes(t *testing.T) {
 			return nil
 		}, attempts: 2, handled: 1},
 		{name: "last delivery terminates", maxDeliver: 3, handler: func(int) error { return errors.New("always down") },
-			attempts: 3, termination: "failed on the last of 3 deliveries: always down"},
+			attempts: 3, termination: "retries_exhausted: failed on the last of 3 deliveries: always down"},
 		{name: "undecodable data is permanent", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
 			b.publish(t, "ev-undecodable-data", schemas.TypeAlertFired, "not an object")
-		}, attempts: 1, termination: "decode data of event"},
+		}, attempts: 1, termination: "permanent_failure: decode data of event"},
+		// The manifest declares fired only; the consumer's filter also lets
+		// resolved through (a stray filter): it is dead-lettered, not dropped.
 		{name: "no handler", publish: func(t *testing.T, b *fakeBroker) {
 			b.publish(t, "ev-no-handler", schemas.TypeAlertResolved, alert)
-		}, attempts: 0, ignored: 1},
+		}, attempts: 0, unhandled: 1, termination: "unhandled_type: plugin ev7 has no handler for event type io.plugbus.alert.v1.resolved"},
 		{name: "malformed", publish: func(t *testing.T, b *fakeBroker) {
-			b.publishRaw(t, schemas.EventSubject(testPrefix, schemas.TypeAlertFired), []byte("hello"))
-		}, attempts: 0, malformed: 1, termination: "malformed cloudevent: not a CloudEvent"},
+			b.publishRaw(t, wire.EventSubject(testPrefix, schemas.TypeAlertFired), []byte("hello"))
+		}, attempts: 0, malformed: 1, termination: "malformed_event: not a CloudEvent"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			name := fmt.Sprintf("ev%d", i)
 			m := schemas.Manifest{Name: name, Version: "1.0.0", Events: &schemas.EventSubscription{
-				Types:      []string{schemas.TypeAlertFired, schemas.TypeAlertResolved},
+				Types:      []string{schemas.TypeAlertFired},
 				MaxDeliver: tt.maxDeliver,
 				Backoff:    []schemas.Duration{schemas.Duration(time.Millisecond), schemas.Duration(5 * time.Millisecond)},
 			}}
 			p := newPlugin(t, m)
 			var a attempts
-			if tt.handler != nil {
+			handler := tt.handler
+			if handler == nil {
+				handler = func(int) error { return nil }
+			}
+			{
 				p.HandleEvent(schemas.TypeAlertFired, func(ctx context.Context, e event.Event) error {
 					n := a.add(ctx, e)
 					if strings.Contains(e.ID(), "undecodable") {
 						_, err := sdk.DecodeData[schemas.Alert](e)
 						return err
 					}
-					return tt.handler(n)
+					return handler(n)
 				})
 			}
 			terms := b.watchTerminations(t, schemas.ConsumerName(name))
@@ -126,12 +134,12 @@ func TestEventOutcomes(t *testing.T) {
 			}
 			waitFor(t, "the outcome", func() bool {
 				st := p.Stats()
-				done := st.EventsHandled+st.EventsIgnored+st.EventsTerminated > 0
+				done := st.EventsHandled+st.EventsTerminated > 0
 				return done && (tt.termination == "" || len(terms.list()) > 0)
 			})
 			st := p.Stats()
-			if st.EventsHandled != tt.handled || st.EventsIgnored != tt.ignored || st.EventsMalformed != tt.malformed {
-				t.Errorf("stats = %+v, want handled %d ignored %d malformed %d", st, tt.handled, tt.ignored, tt.malformed)
+			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed {
+				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d", st, tt.handled, tt.unhandled, tt.malformed)
 			}
 			a.mu.Lock()
 			calls := 0

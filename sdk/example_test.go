@@ -14,6 +14,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func ExampleNew() {
@@ -26,13 +27,13 @@ func ExampleNew() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(p.Name(), p.Prefix(), sdk.ServiceName(p.Name()))
+	fmt.Println(p.Name(), p.Prefix(), wire.PluginService(p.Name()))
 
 	_, err = sdk.New(schemas.Manifest{Name: "incrementer", Version: "one"})
 	fmt.Println(errors.Is(err, sdk.ErrInvalidManifest), err)
 	// Output:
-	// incrementer dev plugbus-incrementer
-	// true invalid manifest: version: "one" is not a semantic version such as 1.2.3
+	// incrementer dev plugbus-plugin-incrementer
+	// true invalid manifest: invalid_field: field "manifest.version": must be a semantic version such as 1.2.3 (got "one") (field manifest.version)
 }
 
 func ExamplePlugin_HandleAction() {
@@ -155,7 +156,7 @@ func ExamplePlugin_Run() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	nc, err := sdk.Connect(ctx, sdk.ConnectConfig{Name: sdk.ServiceName("hello")})
+	nc, err := sdk.Connect(ctx, sdk.ConnectConfig{Name: wire.PluginService("hello")})
 	if err != nil {
 		panic(err)
 	}

@@ -14,13 +14,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/cenats"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // The SDK is tested against a real in-process nats-server and a small fake
@@ -62,6 +60,10 @@ type fakeBroker struct {
 	plugins jetstream.KeyValue
 	configs jetstream.KeyValue
 
+	// strayTypes are added to every consumer's filter, as if the consumer
+	// had been made for another manifest.
+	strayTypes []string
+
 	mu        sync.Mutex
 	registers map[string]int // register requests by instance id
 }
@@ -100,16 +102,17 @@ func newFakeStore(t testing.TB, url string) *fakeBroker {
 }
 
 func (b *fakeBroker) serve() {
-	svc, err := micro.AddService(b.nc, micro.Config{Name: "fake-broker", Version: "0.0.1"})
+	svc, err := wire.NewService(b.nc, wire.Config{Name: "fake-broker", Version: "0.0.1"})
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	b.t.Cleanup(func() { _ = svc.Stop() })
-	for endpoint, h := range map[string]micro.HandlerFunc{
+	b.t.Cleanup(func() { _ = svc.Stop(context.Background()) })
+	for endpoint, h := range map[string]func(*wire.Request){
 		schemas.APIPluginsRegister: b.handleRegister,
 		schemas.APIPluginsConfig:   b.handleConfig,
 	} {
-		if err := svc.AddEndpoint(strings.ReplaceAll(endpoint, ".", "_"), h, micro.WithEndpointSubject(schemas.APISubject(testPrefix, endpoint))); err != nil {
+		if err := svc.AddEndpoint(wire.Endpoint{Name: strings.ReplaceAll(endpoint, ".", "_"), Subject: wire.APISubject(testPrefix, endpoint), Concurrency: 16,
+			Handler: func(_ context.Context, req *wire.Request) { h(req) }}); err != nil {
 			b.t.Fatal(err)
 		}
 	}
@@ -121,14 +124,14 @@ func (b *fakeBroker) registerCount(instance string) int {
 	return b.registers[instance]
 }
 
-func (b *fakeBroker) handleRegister(req micro.Request) {
+func (b *fakeBroker) handleRegister(req *wire.Request) {
 	var in schemas.RegisterRequest
 	if err := json.Unmarshal(req.Data(), &in); err != nil {
-		_ = rpc.Respond(req, nil, schemas.Errorf(schemas.CodeBadRequest, "", "%v", err))
+		_ = req.Reply(nil, schemas.Errorf(schemas.CodeBadRequest, "", "%v", err))
 		return
 	}
 	if in.Manifest.Name == "refused" {
-		_ = rpc.Respond(req, nil, schemas.Errorf(schemas.CodeInvalidField, "manifest.name", "name is reserved"))
+		_ = req.Reply(nil, schemas.Errorf(schemas.CodeInvalidField, "manifest.name", "name is reserved"))
 		return
 	}
 	b.mu.Lock()
@@ -139,8 +142,8 @@ func (b *fakeBroker) handleRegister(req micro.Request) {
 	defer cancel()
 	if m.Events != nil {
 		var filters []string
-		for _, typ := range m.Events.Types {
-			filters = append(filters, schemas.EventSubject(testPrefix, typ))
+		for _, typ := range append(append([]string(nil), m.Events.Types...), b.strayTypes...) {
+			filters = append(filters, wire.EventSubject(testPrefix, typ))
 		}
 		maxDeliver := m.Events.MaxDeliver
 		if maxDeliver == 0 {
@@ -150,7 +153,7 @@ func (b *fakeBroker) handleRegister(req micro.Request) {
 			Durable: schemas.ConsumerName(m.Name), FilterSubjects: filters, AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: m.Events.AckWait.D(), MaxDeliver: maxDeliver,
 		}); err != nil {
-			_ = rpc.Respond(req, nil, schemas.Errorf(schemas.CodeInternal, "", "consumer: %v", err))
+			_ = req.Reply(nil, schemas.Errorf(schemas.CodeInternal, "", "consumer: %v", err))
 			return
 		}
 	}
@@ -160,7 +163,7 @@ func (b *fakeBroker) handleRegister(req micro.Request) {
 		_ = json.Unmarshal(e.Value(), &cfg)
 	}
 	rec := b.lifecycle(ctx, m, cfg)
-	_ = rpc.Respond(req, schemas.RegisterResponse{Plugin: rec, Changed: true}, nil)
+	_ = req.Reply(schemas.RegisterResponse{Plugin: rec, Changed: true}, nil)
 }
 
 // lifecycle runs init, config and verify and stores the record.
@@ -178,14 +181,14 @@ func (b *fakeBroker) lifecycle(ctx context.Context, m schemas.Manifest, cfg map[
 		}
 	}
 	var initResp schemas.InitResponse
-	if err := rpc.Call(ctx, b.nc, schemas.PluginSubject(testPrefix, m.Name, schemas.VerbInit), schemas.InitRequest{Name: m.Name, Version: m.Version}, &initResp); err != nil {
+	if err := wire.Call(ctx, b.nc, wire.PluginSubject(testPrefix, m.Name, schemas.VerbInit), schemas.InitRequest{Name: m.Name, Version: m.Version}, &initResp); err != nil {
 		return fail(err)
 	}
 	rec.Metadata = initResp.Metadata
 	if cfg == nil {
 		cfg = map[string]any{}
 	}
-	if err := rpc.Call(ctx, b.nc, schemas.PluginSubject(testPrefix, m.Name, schemas.VerbConfig), schemas.ConfigRequest{Config: cfg}, nil); err != nil {
+	if err := wire.Call(ctx, b.nc, wire.PluginSubject(testPrefix, m.Name, schemas.VerbConfig), schemas.ConfigRequest{Config: cfg}, nil); err != nil {
 		return fail(err)
 	}
 	data, _ := json.Marshal(cfg)
@@ -193,7 +196,7 @@ func (b *fakeBroker) lifecycle(ctx context.Context, m schemas.Manifest, cfg map[
 		return fail(err)
 	}
 	var vr schemas.VerifyResponse
-	if err := rpc.Call(ctx, b.nc, schemas.PluginSubject(testPrefix, m.Name, schemas.VerbVerify), schemas.VerifyRequest{}, &vr); err != nil {
+	if err := wire.Call(ctx, b.nc, wire.PluginSubject(testPrefix, m.Name, schemas.VerbVerify), schemas.VerifyRequest{}, &vr); err != nil {
 		return fail(err)
 	}
 	if !vr.Ready {
@@ -203,17 +206,17 @@ func (b *fakeBroker) lifecycle(ctx context.Context, m schemas.Manifest, cfg map[
 	return rec
 }
 
-func (b *fakeBroker) handleConfig(req micro.Request) {
+func (b *fakeBroker) handleConfig(req *wire.Request) {
 	var in schemas.PluginConfigRequest
 	if err := json.Unmarshal(req.Data(), &in); err != nil {
-		_ = rpc.Respond(req, nil, schemas.Errorf(schemas.CodeBadRequest, "", "%v", err))
+		_ = req.Reply(nil, schemas.Errorf(schemas.CodeBadRequest, "", "%v", err))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	e, err := b.plugins.Get(ctx, in.Name)
 	if err != nil {
-		_ = rpc.Respond(req, nil, schemas.Errorf(schemas.CodeNotFound, "name", "no plugin %s", in.Name))
+		_ = req.Reply(nil, schemas.Errorf(schemas.CodeNotFound, "name", "no plugin %s", in.Name))
 		return
 	}
 	var rec schemas.PluginRecord
@@ -224,7 +227,7 @@ func (b *fakeBroker) handleConfig(req micro.Request) {
 	}
 	maps.Copy(cfg, in.Set)
 	rec = b.lifecycle(ctx, rec.Manifest, cfg)
-	_ = rpc.Respond(req, rec, nil)
+	_ = req.Reply(rec, nil)
 }
 
 func (b *fakeBroker) putRecord(rec schemas.PluginRecord) {
@@ -240,7 +243,7 @@ func (b *fakeBroker) setConfig(t testing.TB, name string, set map[string]any) sc
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var rec schemas.PluginRecord
-	if err := rpc.Call(ctx, b.nc, schemas.APISubject(testPrefix, schemas.APIPluginsConfig), schemas.PluginConfigRequest{Name: name, Set: set}, &rec); err != nil {
+	if err := wire.Call(ctx, b.nc, wire.APISubject(testPrefix, schemas.APIPluginsConfig), schemas.PluginConfigRequest{Name: name, Set: set}, &rec); err != nil {
 		t.Fatalf("set config: %v", err)
 	}
 	return rec
@@ -257,7 +260,7 @@ func (b *fakeBroker) publish(t testing.TB, id, typ string, data any) {
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := cenats.Encode(context.Background(), schemas.EventSubject(testPrefix, typ), &e)
+	msg, err := wire.EncodeEvent(context.Background(), wire.EventSubject(testPrefix, typ), &e)
 	if err != nil {
 		t.Fatal(err)
 	}

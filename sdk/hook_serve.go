@@ -6,18 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // maxHookMargin bounds the part of a hook's timeout kept for the reply to
@@ -40,100 +35,31 @@ func hookEndpointName(hook string) string {
 	return "hook_" + strings.ReplaceAll(hook, ".", "_")
 }
 
-// checkHookHandlers returns an error wrapping ErrInvalidManifest when a
-// handler is set for a hook point the manifest does not declare.
-func (p *Plugin) checkHookHandlers() error {
-	declared := map[string]bool{}
-	for _, h := range p.manifest.Hooks {
-		declared[h.Hook] = true
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	var missing []string
-	for hook := range p.hooks {
-		if !declared[hook] {
-			missing = append(missing, hook)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	slices.Sort(missing)
-	hook := missing[0]
-	if schemas.HookKind(hook) == "" {
-		return fmt.Errorf("%w: hooks: a handler is set for %q, which is not a hook point (hook points: %s)",
-			ErrInvalidManifest, hook, strings.Join(schemas.HookPoints, ", "))
-	}
-	return fmt.Errorf("%w: hooks: a handler is set for %s but the manifest does not declare it; add {\"hook\": %q} to the manifest's hooks",
-		ErrInvalidManifest, strings.Join(missing, ", "), hook)
-}
-
 // addHookEndpoints adds one endpoint per hook point the manifest declares,
-// on "<prefix>.hook.<hook point>.<plugin>" in the default queue group.
-func (p *Plugin) addHookEndpoints(svc micro.Service) error {
+// on "<prefix>.hook.<hook point>.<plugin>" in the service's queue group,
+// handling up to the hook concurrency at once.
+func (p *Plugin) addHookEndpoints(svc *wire.Service) error {
 	for _, spec := range p.manifest.Hooks {
-		subject := schemas.HookSubject(p.opts.prefix, spec.Hook, p.manifest.Name)
-		h := micro.HandlerFunc(func(req micro.Request) { p.dispatchHook(spec, req) })
-		if err := svc.AddEndpoint(hookEndpointName(spec.Hook), h, micro.WithEndpointSubject(subject)); err != nil {
+		subject := wire.HookSubject(p.opts.prefix, spec.Hook, p.manifest.Name)
+		err := svc.AddEndpoint(wire.Endpoint{
+			Name: hookEndpointName(spec.Hook), Subject: subject, Concurrency: p.opts.hookConcurrency,
+			Handler: func(ctx context.Context, req *wire.Request) {
+				resp, err := p.serveHook(ctx, spec, req.Subject(), req.Data())
+				if rerr := req.Reply(resp, err); rerr != nil {
+					p.Logger().Warn().Err(rerr).Str(FieldHook, spec.Hook).Msg("cannot send hook reply")
+				}
+			},
+		})
+		if err != nil {
 			return fmt.Errorf("add hook endpoint %s on %s: %w", spec.Hook, subject, err)
 		}
 	}
 	return nil
 }
 
-// dispatchHook handles one hook call on its own goroutine, bounded by the
-// hook concurrency, and replies on the connection (a micro.Request must not
-// be answered from another goroutine).
-func (p *Plugin) dispatchHook(spec schemas.HookSpec, req micro.Request) {
-	if !p.hookCalls.add() {
-		p.respond(req, spec.Hook, nil, schemas.Errorf(schemas.CodePluginError, "", "plugin %s is shutting down", p.manifest.Name))
-		return
-	}
-	p.hookSem <- struct{}{}
-	data, reply, subject := req.Data(), req.Reply(), req.Subject()
-	go func() {
-		defer func() { <-p.hookSem; p.hookCalls.done() }()
-		resp, err := p.serveHook(spec, subject, data)
-		if reply == "" {
-			return
-		}
-		if perr := p.Conn().PublishMsg(rpc.ReplyMsg(reply, resp, err)); perr != nil {
-			p.Logger().Warn().Err(perr).Str(FieldHook, spec.Hook).Msg("cannot send hook reply")
-		}
-	}()
-}
-
-// inflight counts running hook calls so shutdown can wait for them; once
-// closed it admits no more.
-type inflight struct {
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func (f *inflight) add() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return false
-	}
-	f.wg.Add(1)
-	return true
-}
-
-func (f *inflight) done() { f.wg.Done() }
-
-// closeAndWait admits no more calls and waits for the running ones.
-func (f *inflight) closeAndWait() {
-	f.mu.Lock()
-	f.closed = true
-	f.mu.Unlock()
-	f.wg.Wait()
-}
-
 // serveHook decodes a hook call, runs its handler with the hook's deadline
 // and checks the response it returns.
-func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (*schemas.HookResponse, error) {
+func (p *Plugin) serveHook(ctx context.Context, spec schemas.HookSpec, subject string, data []byte) (*schemas.HookResponse, error) {
 	var in schemas.HookRequest
 	// The logger is built only when there is something to log.
 	logger := func() zerolog.Logger {
@@ -160,14 +86,12 @@ func (p *Plugin) serveHook(spec schemas.HookSpec, subject string, data []byte) (
 		return fail(schemas.Errorf(schemas.CodePluginError, "hook", "plugin %s declares hook %s but has no handler for it", p.manifest.Name, spec.Hook))
 	}
 	limit := hookHandlerTimeout(spec.Timeout.D())
-	ctx, cancel := context.WithTimeout(p.base, limit)
-	var resp *schemas.HookResponse
-	err := safely(func() error {
-		var herr error
-		resp, herr = h(ctx, &HookRequest{HookRequest: in})
-		return herr
+	hctx, cancel := context.WithTimeout(ctx, limit)
+	out, err := p.invoke(hctx, &Call{Kind: KindHook, Name: spec.Hook, Request: &HookRequest{HookRequest: in}}, func(ctx context.Context, c *Call) (any, error) {
+		return h(ctx, c.Request.(*HookRequest))
 	})
-	expired := ctx.Err() != nil
+	resp, _ := out.(*schemas.HookResponse)
+	expired := hctx.Err() != nil
 	cancel()
 	if err != nil {
 		if expired && errors.Is(err, context.DeadlineExceeded) {
@@ -226,7 +150,7 @@ func checkHookResponse(hook string, r *schemas.HookResponse) error {
 		return bad("fragment", "a fragment, but only %s and %s take one", schemas.HookJobDockerfileInjection, schemas.HookJobBootstrapInjection)
 	}
 	for k := range r.Env {
-		if !envKeyRE.MatchString(k) {
+		if !schemas.ValidEnvKey(k) {
 			return bad("env."+k, "the env var name %q; names are letters, digits and '_', not starting with a digit", k)
 		}
 	}
@@ -244,6 +168,3 @@ func decodeBody(subject string, data []byte, v any) error {
 	}
 	return nil
 }
-
-// envKeyRE is the env var name rule of the schemas (env_key).
-var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func hookManifest(name string) schemas.Manifest {
@@ -25,7 +25,7 @@ func hookManifest(name string) schemas.Manifest {
 		{Hook: schemas.HookJobPreDeploy, Timeout: schemas.Duration(2 * time.Second)},
 		{Hook: schemas.HookJobRuntimeEnv},
 		{Hook: schemas.HookJobDockerfileInjection},
-		{Hook: schemas.HookJobBootstrapInjection}, // no handler
+		{Hook: schemas.HookJobBootstrapInjection},
 		{Hook: schemas.HookJobPreDelete, Timeout: schemas.Duration(300 * time.Millisecond)},
 		{Hook: schemas.HookMachinePreAction},
 		{Hook: schemas.HookAlertPreNotify},
@@ -39,7 +39,7 @@ func callHook(t *testing.T, nc *nats.Conn, plugin, hook string, req schemas.Hook
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var resp json.RawMessage
-	err := rpc.Call(ctx, nc, schemas.HookSubject(testPrefix, hook, plugin), req, &resp)
+	err := wire.Call(ctx, nc, wire.HookSubject(testPrefix, hook, plugin), req, &resp)
 	if err != nil {
 		var se *schemas.Error
 		if !errors.As(err, &se) {
@@ -82,6 +82,7 @@ func TestHooks(t *testing.T) {
 	p.OnDockerfileInjection(func(_ context.Context, job schemas.JobDeployRequest) (string, error) {
 		return "LABEL job=" + job.Name + "\n", nil
 	})
+	p.OnBootstrapInjection(func(context.Context, schemas.JobDeployRequest) (string, error) { return "", nil })
 	p.OnPreDelete(func(ctx context.Context, job schemas.Job) (*schemas.HookResponse, error) {
 		if job.Name == "slow" {
 			<-ctx.Done()
@@ -132,8 +133,7 @@ func TestHooks(t *testing.T) {
 		{name: "reject with a code", hook: schemas.HookMachinePreAction,
 			req:  schemas.HookRequest{Object: "machine/m1", Payload: json.RawMessage(`{"machine":"m1","command":"reboot","plugin":"ipmi"}`)},
 			want: `{"outcome":"reject","reason":"machine m1 is in maintenance","code":"maintenance"}`},
-		{name: "declared without a handler", hook: schemas.HookJobBootstrapInjection, req: job("nginx"),
-			wantCode: schemas.CodePluginError, wantMsg: "declares hook job.bootstrap_injection but has no handler"},
+		{name: "empty fragment", hook: schemas.HookJobBootstrapInjection, req: job("nginx"), want: `{"outcome":"continue"}`},
 		{name: "plain error", hook: schemas.HookJobPreDelete,
 			req:      schemas.HookRequest{Object: "job/web", Payload: json.RawMessage(`{"name":"web","version":"1","image":"x","status":"deployed","deployed_at":"2025-01-01T00:00:00Z"}`)},
 			wantCode: schemas.CodePluginError, wantMsg: "cannot reach the inventory to check web"},
@@ -211,7 +211,7 @@ func TestHooks(t *testing.T) {
 	t.Run("endpoints", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		msg, err := nc.RequestWithContext(ctx, "$SRV.INFO."+sdk.ServiceName("hooker"), nil)
+		msg, err := nc.RequestWithContext(ctx, "$SRV.INFO."+wire.PluginService("hooker"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,19 +225,15 @@ func TestHooks(t *testing.T) {
 		}
 		for _, h := range schemas.HookPoints {
 			name := "hook_" + strings.ReplaceAll(h, ".", "_")
-			if want := schemas.HookSubject(testPrefix, h, "hooker") + " q"; subjects[name] != want {
+			if want := wire.HookSubject(testPrefix, h, "hooker") + " q"; subjects[name] != want {
 				t.Errorf("endpoint %s = %q, want %q", name, subjects[name], want)
 			}
 		}
 	})
 
-	if !strings.Contains(logs.String(), "the manifest declares a hook with no handler") ||
-		!strings.Contains(logs.String(), `"hook":"job.bootstrap_injection"`) {
-		t.Errorf("no warning about the unhandled hook in the logs:\n%s", logs)
-	}
 	st := p.Stats()
-	if st.HooksHandled != 9 || st.HooksRejected != 2 || st.HooksFailed != 9 {
-		t.Errorf("stats = %+v, want 9 handled (2 rejected) and 9 failed", st)
+	if st.HooksHandled != 10 || st.HooksRejected != 2 || st.HooksFailed != 8 {
+		t.Errorf("stats = %+v, want 10 handled (2 rejected) and 8 failed", st)
 	}
 }
 

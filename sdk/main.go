@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Exit codes of a plugin binary built with Main.
@@ -141,7 +142,7 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 	fl := cmd.Flags()
 	fl.StringVarP(&f.server, "server", "s", os.Getenv("NATS_URL"), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
 	fl.StringVar(&f.creds, "creds", "", "NATS credentials file")
-	fl.StringVar(&f.prefix, "prefix", DefaultPrefix, "subject prefix of the bus")
+	fl.StringVar(&f.prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -175,7 +176,7 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: ServiceName(m.Name), Logger: p.Logger()})
+	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: wire.PluginService(m.Name), Logger: p.Logger()})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

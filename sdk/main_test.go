@@ -76,6 +76,7 @@ func TestMainListen(t *testing.T) {
 	var stderr syncBuffer
 	plugins := make(chan *sdk.Plugin, 1)
 	setup := func(p *sdk.Plugin) error {
+		p.HandleAction("poke", func(context.Context, *sdk.Action) (any, error) { return "poked", nil })
 		plugins <- p
 		return nil
 	}

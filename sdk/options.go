@@ -3,9 +3,9 @@ package sdk
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"time"
 
+	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -23,31 +23,34 @@ const (
 	// DefaultHookConcurrency is how many hook calls an instance handles at
 	// once.
 	DefaultHookConcurrency = 16
+	// DefaultActionConcurrency is how many action calls an instance
+	// handles at once.
+	DefaultActionConcurrency = 16
 	// DefaultRetryDelay is the redelivery delay after a failed event when the
 	// manifest lists no backoff.
 	DefaultRetryDelay = time.Second
 )
 
-var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
 type options struct {
-	prefix          string
-	logger          zerolog.Logger
-	config          map[string]any
-	registerTimeout time.Duration
-	handlerTimeout  time.Duration
-	hookConcurrency int
-	eventBuffer     int
+	prefix            string
+	logger            zerolog.Logger
+	config            map[string]any
+	registerTimeout   time.Duration
+	handlerTimeout    time.Duration
+	hookConcurrency   int
+	actionConcurrency int
+	eventBuffer       int
 }
 
 func defaultOptions() options {
 	return options{
-		prefix:          DefaultPrefix,
-		logger:          zerolog.Nop(),
-		registerTimeout: DefaultRegisterTimeout,
-		handlerTimeout:  DefaultHandlerTimeout,
-		hookConcurrency: DefaultHookConcurrency,
-		eventBuffer:     DefaultEventBuffer,
+		prefix:            wire.DefaultPrefix,
+		logger:            zerolog.Nop(),
+		registerTimeout:   DefaultRegisterTimeout,
+		handlerTimeout:    DefaultHandlerTimeout,
+		hookConcurrency:   DefaultHookConcurrency,
+		actionConcurrency: DefaultActionConcurrency,
+		eventBuffer:       DefaultEventBuffer,
 	}
 }
 
@@ -55,12 +58,12 @@ func defaultOptions() options {
 // New fail with an error wrapping ErrInvalidOption.
 type Option func(*options) error
 
-// WithPrefix sets the subject prefix of the bus (default "plugbus"). It must
-// be one subject token: letters, digits, '-' or '_'.
+// WithPrefix sets the subject prefix of the bus (default "plugbus"); see
+// wire.ValidatePrefix for the rule.
 func WithPrefix(prefix string) Option {
 	return func(o *options) error {
-		if !prefixRE.MatchString(prefix) {
-			return fmt.Errorf("%w: prefix %q must be one subject token of letters, digits, '-' or '_'", ErrInvalidOption, prefix)
+		if err := wire.ValidatePrefix(prefix); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 		}
 		o.prefix = prefix
 		return nil
@@ -135,6 +138,20 @@ func WithHookConcurrency(n int) Option {
 			return fmt.Errorf("%w: hook concurrency %d must be at least 1", ErrInvalidOption, n)
 		}
 		o.hookConcurrency = n
+		return nil
+	}
+}
+
+// WithActionConcurrency sets how many action calls the instance handles at
+// once (default 16); more wait for a free slot. Action handlers must then
+// be safe for concurrent use (the broker already runs the actions on one
+// machine one at a time).
+func WithActionConcurrency(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("%w: action concurrency %d must be at least 1", ErrInvalidOption, n)
+		}
+		o.actionConcurrency = n
 		return nil
 	}
 }

@@ -3,8 +3,6 @@ package sdk
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
 )
 
 // Plugin is one running instance of a plugbus plugin. Create it with New,
@@ -49,28 +48,23 @@ type Plugin struct {
 	activeOnce sync.Once
 	reregister chan struct{}
 
-	hookSem   chan struct{} // bounds concurrent hook calls
-	hookCalls inflight
+	middleware []Middleware
+	onShutdown []func(ctx context.Context) error
+	client     *client.Client
 
 	stats counters
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
 }
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
-	semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
-)
-
 // New checks the manifest and the options and returns a Plugin ready for
-// handlers. It has no side effects: nothing connects until Run. The checks
-// are the basic ones a plugin cannot run without (name, semver version,
-// non-empty event types and action commands, hooks naming known hook points
-// once each with a valid timeout and failure policy); the broker validates
-// the whole manifest against its schema at registration.
+// handlers. It has no side effects: nothing connects until Run. The
+// manifest is checked exactly as the broker checks it at registration
+// ([schemas.Manifest.Validate]); a manifest the broker would refuse is an
+// error wrapping ErrInvalidManifest and the *schemas.Error naming the field.
 func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
-	if err := checkManifest(m); err != nil {
-		return nil, err
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -87,73 +81,14 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		log:        o.logger.With().Str(FieldPlugin, m.Name).Logger(),
 		actions:    map[string]ActionHandler{},
 		hooks:      map[string]HookHandler{},
-		hookSem:    make(chan struct{}, o.hookConcurrency),
 		cfg:        Config{},
 		base:       context.Background(),
 		ready:      make(chan struct{}),
 		active:     make(chan struct{}),
 		reregister: make(chan struct{}, 1),
 	}
+	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
 	return p, nil
-}
-
-func checkManifest(m schemas.Manifest) error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidManifest, field, fmt.Sprintf(format, args...))
-	}
-	if m.Name == "" {
-		return bad("name", "must not be empty")
-	}
-	if !nameRE.MatchString(m.Name) {
-		return bad("name", "%q must be lower-case letters, digits and dashes, starting with a letter", m.Name)
-	}
-	if m.Version == "" {
-		return bad("version", "must not be empty")
-	}
-	if !semverRE.MatchString(m.Version) {
-		return bad("version", "%q is not a semantic version such as 1.2.3", m.Version)
-	}
-	if m.Events != nil {
-		if len(m.Events.Types) == 0 {
-			return bad("events.types", "must list at least one event type when events is set")
-		}
-		for i, t := range m.Events.Types {
-			if t == "" {
-				return bad(fmt.Sprintf("events.types[%d]", i), "must not be empty")
-			}
-		}
-	}
-	hooks := map[string]int{}
-	for i, h := range m.Hooks {
-		field := fmt.Sprintf("hooks[%d]", i)
-		if schemas.HookKind(h.Hook) == "" {
-			return bad(field+".hook", "%q is not a hook point (hook points: %s)", h.Hook, strings.Join(schemas.HookPoints, ", "))
-		}
-		if j, dup := hooks[h.Hook]; dup {
-			return bad(field+".hook", "hook point %q is declared twice (also in hooks[%d])", h.Hook, j)
-		}
-		hooks[h.Hook] = i
-		if d := h.Timeout.D(); d < 0 || d > schemas.MaxHookTimeout {
-			return bad(field+".timeout", "must be between 0 (the default, %s) and %s (got %s)", schemas.DefaultHookTimeout, schemas.MaxHookTimeout, d)
-		}
-		switch h.FailurePolicy {
-		case "", schemas.FailurePolicyFail, schemas.FailurePolicyIgnore:
-		default:
-			return bad(field+".failure_policy", "must be %q or %q (got %q)", schemas.FailurePolicyFail, schemas.FailurePolicyIgnore, h.FailurePolicy)
-		}
-	}
-	seen := map[string]bool{}
-	for i, a := range m.Actions {
-		if a.Command == "" {
-			return bad(fmt.Sprintf("actions[%d].command", i), "must not be empty")
-		}
-		key := a.Model + "/" + a.Command
-		if seen[key] {
-			return bad(fmt.Sprintf("actions[%d]", i), "command %q on model %q is declared twice", a.Command, a.Model)
-		}
-		seen[key] = true
-	}
-	return nil
 }
 
 // Manifest returns the plugin's manifest.
@@ -174,12 +109,48 @@ func (p *Plugin) Logger() *zerolog.Logger {
 	return &l
 }
 
-// Conn returns the NATS connection the plugin runs on, nil before Run. Use it
-// from handlers to call the broker API (for example with package rpc).
+// Conn returns the NATS connection the plugin runs on, nil before Run. To
+// call the broker API, use [Plugin.Client].
 func (p *Plugin) Conn() *nats.Conn {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.nc
+}
+
+// Client returns the plugin's broker API client. It may be taken at any
+// time (in setup, before Run) and works once Run has connected: in
+// handlers, in OnShutdown, and after Ready. A call made before Run
+// connected fails with an error wrapping [client.ErrNotConnected].
+func (p *Plugin) Client() *client.Client { return p.client }
+
+// OnShutdown adds a cleanup function that Run calls when it stops: after
+// the plugin stopped taking requests and events, before the connection
+// drains (so it may still call the bus). ctx bounds it (30s). Functions
+// run in the reverse order they were added; their errors are logged.
+func (p *Plugin) OnShutdown(f func(ctx context.Context) error) {
+	if f == nil {
+		panic("sdk: OnShutdown: nil function")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onShutdown = append(p.onShutdown, f)
+}
+
+// runShutdownHooks runs the OnShutdown functions, last added first.
+func (p *Plugin) runShutdownHooks(log *zerolog.Logger) {
+	p.mu.RLock()
+	fs := p.onShutdown
+	p.mu.RUnlock()
+	if len(fs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	for i := len(fs) - 1; i >= 0; i-- {
+		if err := safely(func() error { return fs[i](ctx) }); err != nil {
+			log.Warn().Err(err).Msg("shutdown function failed")
+		}
+	}
 }
 
 // InstanceID returns the id of this instance (its micro service id), empty

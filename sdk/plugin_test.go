@@ -14,7 +14,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func TestNewChecksManifest(t *testing.T) {
@@ -35,7 +35,9 @@ func TestNewChecksManifest(t *testing.T) {
 		{name: "duplicate command", m: schemas.Manifest{Name: "x", Version: "1.0.0", Actions: []schemas.ActionSpec{{Command: "a"}, {Command: "a"}}}, wantErr: sdk.ErrInvalidManifest, field: "actions[1]"},
 		{name: "hooks", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{
 			{Hook: schemas.HookJobPreDeploy, Timeout: schemas.Duration(schemas.MaxHookTimeout), FailurePolicy: schemas.FailurePolicyIgnore}, {Hook: schemas.HookAlertPreNotify}}}},
-		{name: "unknown hook point", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: "job.post_deploy"}}}, wantErr: sdk.ErrInvalidManifest, field: `hooks[0].hook: "job.post_deploy" is not a hook point (hook points: job.pre_deploy, job.runtime_env`},
+		{name: "unknown hook point", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: "job.post_deploy"}}}, wantErr: sdk.ErrInvalidManifest, field: `manifest.hooks[0].hook`},
+		{name: "reserved name", m: schemas.Manifest{Name: "broker", Version: "1.0.0"}, wantErr: sdk.ErrInvalidManifest, field: `manifest.name`},
+		{name: "name like an event version", m: schemas.Manifest{Name: "v1", Version: "1.0.0"}, wantErr: sdk.ErrInvalidManifest, field: `manifest.name`},
 		{name: "duplicate hook", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy}, {Hook: schemas.HookJobPreDeploy}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[1].hook"},
 		{name: "hook timeout too long", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy, Timeout: schemas.Duration(time.Minute)}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[0].timeout"},
 		{name: "bad failure policy", m: schemas.Manifest{Name: "x", Version: "1.0.0", Hooks: []schemas.HookSpec{{Hook: schemas.HookJobPreDeploy, FailurePolicy: "retry"}}}, wantErr: sdk.ErrInvalidManifest, field: "hooks[0].failure_policy"},
@@ -100,7 +102,9 @@ func TestHandleActionPanicsOnMisuse(t *testing.T) {
 func TestActions(t *testing.T) {
 	s := startServer(t)
 	newFakeBroker(t, s.ClientURL())
-	p := newPlugin(t, schemas.Manifest{Name: "actor", Version: "1.0.0", Actions: []schemas.ActionSpec{{Command: "add", Model: "machines"}}})
+	p := newPlugin(t, schemas.Manifest{Name: "actor", Version: "1.0.0", Actions: []schemas.ActionSpec{
+		{Command: "add", Model: "machines"}, {Command: "fail", Model: "machines"}, {Command: "need", Model: "machines"},
+		{Command: "panic", Model: "machines"}, {Command: "raw", Model: "machines"}}})
 	p.HandleAction("add", func(ctx context.Context, a *sdk.Action) (any, error) {
 		if _, ok := ctx.Deadline(); !ok {
 			return nil, errors.New("handler context has no deadline")
@@ -148,7 +152,7 @@ func TestActions(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			var resp schemas.ActionResponse
-			err := rpc.Call(ctx, nc, schemas.PluginSubject(testPrefix, "actor", schemas.VerbAction), tt.req, &resp)
+			err := wire.Call(ctx, nc, wire.PluginSubject(testPrefix, "actor", schemas.VerbAction), tt.req, &resp)
 			if tt.wantCode != "" {
 				var se *schemas.Error
 				if !errors.As(err, &se) || se.Code != tt.wantCode {
@@ -217,7 +221,7 @@ func TestLifecycle(t *testing.T) {
 	// A config the handler rejects reaches the caller and leaves the old one.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := rpc.Call(ctx, connect(t, s.ClientURL()), schemas.PluginSubject(testPrefix, "life", schemas.VerbConfig), schemas.ConfigRequest{Config: map[string]any{"token": ""}}, nil)
+	err := wire.Call(ctx, connect(t, s.ClientURL()), wire.PluginSubject(testPrefix, "life", schemas.VerbConfig), schemas.ConfigRequest{Config: map[string]any{"token": ""}}, nil)
 	if !errors.Is(err, schemas.ErrPluginError) || !strings.Contains(err.Error(), "empty token") {
 		t.Errorf("config error = %v, want plugin_error empty token", err)
 	}
@@ -299,7 +303,7 @@ func TestRegisterWaitsForBroker(t *testing.T) {
 	p := newPlugin(t, schemas.Manifest{Name: "early", Version: "1.0.0"})
 	startPlugin(t, s.ClientURL(), p)
 	waitFor(t, "the plugin's micro service", func() bool {
-		_, err := b.nc.Request("$SRV.PING."+sdk.ServiceName("early"), nil, time.Second)
+		_, err := b.nc.Request("$SRV.PING."+wire.PluginService("early"), nil, time.Second)
 		return err == nil
 	})
 	select {
@@ -375,7 +379,7 @@ func TestShutdown(t *testing.T) {
 	if !r.nc.IsClosed() {
 		t.Error("connection not closed after Run returned")
 	}
-	_, err := connect(t, s.ClientURL()).Request("$SRV.PING."+sdk.ServiceName("bye"), nil, 2*time.Second)
+	_, err := connect(t, s.ClientURL()).Request("$SRV.PING."+wire.PluginService("bye"), nil, 2*time.Second)
 	if !errors.Is(err, nats.ErrNoResponders) {
 		t.Errorf("ping after shutdown: %v, want no responders", err)
 	}

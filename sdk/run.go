@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // drainTimeout bounds the wait for the connection to finish draining.
@@ -34,7 +36,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	if nc == nil {
 		return errors.New("run plugin: nil NATS connection")
 	}
-	if err := p.checkHookHandlers(); err != nil {
+	if err := p.checkHandlers(); err != nil {
 		return fmt.Errorf("run plugin %s: %w", p.manifest.Name, err)
 	}
 	if !p.running.CompareAndSwap(false, true) {
@@ -44,31 +46,24 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("run plugin %s: jetstream: %w", p.manifest.Name, err)
 	}
-	p.warnUnhandled()
 
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        ServiceName(p.manifest.Name),
+	svc, err := wire.NewService(nc, wire.Config{
+		Name:        wire.PluginService(p.manifest.Name),
 		Version:     p.manifest.Version,
 		Description: p.manifest.Description,
-		Metadata:    map[string]string{MetadataPlugin: p.manifest.Name},
-		StatsHandler: func(e *micro.Endpoint) any {
-			if e.Name == schemas.VerbAction {
-				return p.Stats()
-			}
-			return nil
-		},
+		Metadata:    map[string]string{wire.MetadataPlugin: p.manifest.Name, wire.MetadataPrefix: p.opts.prefix},
 	})
 	if err != nil {
-		return fmt.Errorf("run plugin %s: add micro service: %w", p.manifest.Name, err)
+		return fmt.Errorf("run plugin %s: start its service: %w", p.manifest.Name, err)
 	}
 	p.mu.Lock()
 	p.nc = nc
-	p.instanceID = svc.Info().ID
+	p.instanceID = svc.ID()
 	p.log = p.log.With().Str(FieldInstance, p.instanceID).Logger()
 	p.base = context.WithoutCancel(ctx)
 	p.mu.Unlock()
 	if err := p.addEndpoints(svc); err != nil {
-		_ = svc.Stop()
+		_ = svc.Stop(context.Background())
 		return fmt.Errorf("run plugin %s: %w", p.manifest.Name, err)
 	}
 	log := p.Logger()
@@ -88,10 +83,13 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 		cancel()
 		wg.Wait()
 		nc.SetReconnectHandler(prevReconnect)
-		if err := svc.Stop(); err != nil {
-			log.Warn().Err(err).Msg("cannot stop micro service")
+		// Requests already received are answered before the drain.
+		stopCtx, stopCancel := context.WithTimeout(context.Background(), drainTimeout)
+		if err := svc.Stop(stopCtx); err != nil {
+			log.Warn().Err(err).Msg("requests still running at shutdown; stopping anyway")
 		}
-		p.hookCalls.closeAndWait() // their replies go out before the drain
+		stopCancel()
+		p.runShutdownHooks(log)
 		drain(nc, log)
 		log.Info().Msg("plugin stopped")
 	}
@@ -136,14 +134,14 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 // registerOnce registers until the broker answers, retrying with backoff
 // while it cannot be reached, and records the state it reports.
 func (p *Plugin) registerOnce(ctx context.Context) error {
-	subject := schemas.APISubject(p.opts.prefix, schemas.APIPluginsRegister)
+	subject := wire.APISubject(p.opts.prefix, schemas.APIPluginsRegister)
 	req := schemas.RegisterRequest{Manifest: p.manifest, InstanceID: p.InstanceID(), Config: p.opts.config}
 	log := p.Logger()
 	resp, err := backoff.Retry(ctx, func() (schemas.RegisterResponse, error) {
 		cctx, cancel := context.WithTimeout(ctx, p.opts.registerTimeout)
 		defer cancel()
 		var resp schemas.RegisterResponse
-		err := rpc.Call(cctx, p.nc, subject, req, &resp)
+		err := wire.Call(cctx, p.nc, subject, req, &resp)
 		switch {
 		case err == nil:
 			return resp, nil
@@ -226,31 +224,58 @@ func drain(nc *nats.Conn, log *zerolog.Logger) {
 	}
 }
 
-// warnUnhandled logs declared actions, events and hooks that have no
-// handler, and event handlers the manifest gives no way to reach.
-func (p *Plugin) warnUnhandled() {
-	log := p.Logger()
-	for _, a := range p.manifest.Actions {
-		if p.actionHandler(a.Command) == nil {
-			log.Warn().Str(FieldCommand, a.Command).Msg("the manifest declares an action with no handler; calls will fail with unknown_action")
-		}
-	}
+// checkHandlers makes sure the handlers and the manifest agree, so a
+// mistake fails Run at once instead of failing calls later: every action,
+// hook point and event type the manifest declares has a handler, and every
+// handler serves something the manifest declares. The error wraps
+// ErrInvalidManifest and names each mismatch.
+func (p *Plugin) checkHandlers() error {
 	p.mu.RLock()
-	hasEventHandlers := !p.events.empty()
-	p.mu.RUnlock()
-	if p.manifest.Events == nil && hasEventHandlers {
-		log.Warn().Msg("event handlers are registered but the manifest declares no events; none will be delivered")
-	}
-	if p.manifest.Events != nil {
-		for _, t := range p.manifest.Events.Types {
-			if p.eventHandler(t) == nil {
-				log.Warn().Str(FieldEventType, t).Msg("the manifest subscribes to an event type with no handler; such events are acknowledged unhandled")
-			}
+	defer p.mu.RUnlock()
+	var problems []string
+	declared := map[string]bool{}
+	for _, a := range p.manifest.Actions {
+		declared[a.Command] = true
+		if p.actions[a.Command] == nil {
+			problems = append(problems, fmt.Sprintf("action %q is declared but has no handler (add p.HandleAction(%q, ...))", a.Command, a.Command))
 		}
 	}
+	for _, c := range slices.Sorted(maps.Keys(p.actions)) {
+		if !declared[c] {
+			problems = append(problems, fmt.Sprintf("a handler is set for action %q, which the manifest does not declare (add it to actions)", c))
+		}
+	}
+	hooks := map[string]bool{}
 	for _, h := range p.manifest.Hooks {
-		if p.hookHandler(h.Hook) == nil {
-			log.Warn().Str(FieldHook, h.Hook).Msg("the manifest declares a hook with no handler; its calls will fail with plugin_error")
+		hooks[h.Hook] = true
+		if p.hooks[h.Hook] == nil {
+			problems = append(problems, fmt.Sprintf("hook %s is declared but has no handler", h.Hook))
 		}
 	}
+	for _, h := range slices.Sorted(maps.Keys(p.hooks)) {
+		switch {
+		case schemas.HookKind(h) == "":
+			problems = append(problems, fmt.Sprintf("a handler is set for %q, which is not a hook point (hook points: %s)", h, strings.Join(schemas.HookPoints, ", ")))
+		case !hooks[h]:
+			problems = append(problems, fmt.Sprintf("a handler is set for %s but the manifest does not declare it; add {\"hook\": %q} to the manifest's hooks", h, h))
+		}
+	}
+	var types []string
+	if p.manifest.Events != nil {
+		types = p.manifest.Events.Types
+	}
+	for _, t := range types {
+		if p.events.lookup(t) == nil {
+			problems = append(problems, fmt.Sprintf("event type %s is declared in events.types but has no handler (add p.HandleEvent(%q, ...))", t, t))
+		}
+	}
+	for _, pattern := range p.events.patterns() {
+		if !slices.ContainsFunc(types, func(t string) bool { return patternMatches(pattern, t) }) {
+			problems = append(problems, fmt.Sprintf("a handler is set for events %q, but events.types declares no type it matches, so none will be delivered", pattern))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: the handlers do not match the manifest: %s", ErrInvalidManifest, strings.Join(problems, "; "))
 }

@@ -11,8 +11,9 @@ type Stats struct {
 	// EventsMalformed counts messages that were not valid CloudEvents
 	// (terminated without reaching a handler).
 	EventsMalformed uint64 `json:"events_malformed"`
-	// EventsIgnored counts events of a type no handler matches (acknowledged).
-	EventsIgnored uint64 `json:"events_ignored"`
+	// EventsUnhandled counts events of a type no handler matches
+	// (terminated, so the broker dead-letters them).
+	EventsUnhandled uint64 `json:"events_unhandled"`
 	// EventsTerminated counts events the instance terminated: permanent
 	// failures, failures on the last delivery, and malformed messages.
 	EventsTerminated uint64 `json:"events_terminated"`
@@ -37,22 +38,22 @@ type Stats struct {
 }
 
 type counters struct {
-	eventsHandled, eventsFailed, eventsMalformed, eventsIgnored, eventsTerminated atomic.Uint64
-	actionsHandled, actionsFailed                                                 atomic.Uint64
-	hooksHandled, hooksRejected, hooksFailed                                      atomic.Uint64
-	configsApplied, configsRejected                                               atomic.Uint64
-	registrations                                                                 atomic.Uint64
+	eventsHandled, eventsFailed, eventsMalformed, eventsUnhandled, eventsTerminated atomic.Uint64
+	actionsHandled, actionsFailed                                                   atomic.Uint64
+	hooksHandled, hooksRejected, hooksFailed                                        atomic.Uint64
+	configsApplied, configsRejected                                                 atomic.Uint64
+	registrations                                                                   atomic.Uint64
 }
 
-// Stats returns a snapshot of the instance's counters. They are also served
-// as the data of the "action" endpoint in `nats micro stats`.
+// Stats returns a snapshot of the instance's counters. (Requests, errors
+// and processing time per endpoint are in `nats micro stats`.)
 func (p *Plugin) Stats() Stats {
 	c := &p.stats
 	return Stats{
 		EventsHandled:    c.eventsHandled.Load(),
 		EventsFailed:     c.eventsFailed.Load(),
 		EventsMalformed:  c.eventsMalformed.Load(),
-		EventsIgnored:    c.eventsIgnored.Load(),
+		EventsUnhandled:  c.eventsUnhandled.Load(),
 		EventsTerminated: c.eventsTerminated.Load(),
 		ActionsHandled:   c.actionsHandled.Load(),
 		ActionsFailed:    c.actionsFailed.Load(),

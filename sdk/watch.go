@@ -30,11 +30,15 @@ func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, pushed boo
 	p.mu.RLock()
 	h := p.onConfig
 	p.mu.RUnlock()
-	if h != nil {
-		if err := safely(func() error { return h(ctx, cloneConfig(c)) }); err != nil {
-			p.stats.configsRejected.Add(1)
-			return err
+	_, err = p.invoke(ctx, &Call{Kind: KindConfig, Name: schemas.VerbConfig, Request: cloneConfig(c)}, func(ctx context.Context, call *Call) (any, error) {
+		if h == nil {
+			return nil, nil
 		}
+		return nil, h(ctx, call.Request.(Config))
+	})
+	if err != nil {
+		p.stats.configsRejected.Add(1)
+		return err
 	}
 	p.mu.Lock()
 	p.cfg = c
@@ -107,7 +111,7 @@ func (p *Plugin) watchConfig(ctx context.Context, js jetstream.JetStream, synced
 			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("stored config is not a JSON object; ignoring it")
 			return
 		}
-		hctx, cancel := p.handlerContext()
+		hctx, cancel := p.handlerContext(p.base)
 		defer cancel()
 		if err := p.applyConfig(hctx, cfg, true); err != nil {
 			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("config handler rejected a pushed config; keeping the previous one")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func main() {
@@ -61,7 +62,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz and /metrics (empty disables)")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server instead of embedding one")
 	f.StringVar(&cfg.Creds, "creds", "", "NATS credentials file (with --nats-url)")
-	f.StringVar(&cfg.Prefix, "prefix", broker.DefaultPrefix, "subject prefix of the bus")
+	f.StringVar(&cfg.Prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of streams and buckets (3 on a cluster)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", broker.DefaultHeartbeatInterval, "how often plugins are checked for a running instance")
 	f.DurationVar(&cfg.PluginTimeout, "plugin-timeout", broker.DefaultPluginTimeout, "timeout of each init, config and verify call")

@@ -18,7 +18,7 @@ import (
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // The tests below are quick checks of the measuring code itself; the
@@ -109,7 +109,7 @@ func TestPayloads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cenats.Decode(context.Background(), rawCopy(msg)); err != nil {
+		if _, err := wire.DecodeEvent(context.Background(), rawCopy(msg)); err != nil {
 			t.Fatalf("raw copy is not a CloudEvent: %v", err)
 		}
 	}
@@ -151,7 +151,7 @@ func BenchmarkEventEncode(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := cenats.Encode(context.Background(), "plugbus.evt.job.v1.deployed", e); err != nil {
+			if _, err := wire.EncodeEvent(context.Background(), "plugbus.evt.job.v1.deployed", e); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -159,7 +159,7 @@ func BenchmarkEventEncode(b *testing.B) {
 }
 
 // BenchmarkEventEncodeWhatIf prices the fixes proposed in
-// docs/performance.md for broker.NewEvent and cenats.Encode: the same event
+// docs/performance.md for broker.NewEvent and wire.Encode: the same event
 // without the per-event schema validation, and with the binary-mode
 // headers written directly instead of through the CloudEvents binding.
 func BenchmarkEventEncodeWhatIf(b *testing.B) {
@@ -177,7 +177,7 @@ func BenchmarkEventEncodeWhatIf(b *testing.B) {
 			if err := e.SetData(event.ApplicationJSON, data); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := cenats.Encode(context.Background(), "plugbus.evt.job.v1.deployed", &e); err != nil {
+			if _, err := wire.EncodeEvent(context.Background(), "plugbus.evt.job.v1.deployed", &e); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -224,7 +224,7 @@ func BenchmarkEventDecode(b *testing.B) {
 	b.Run("bus", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := cenats.Decode(context.Background(), &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}); err != nil {
+			if _, err := wire.DecodeEvent(context.Background(), &nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: msg.Data}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -290,7 +290,7 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	subject := schemas.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
+	subject := wire.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
 	round := 0
 	b.Run("raw", func(b *testing.B) {
 		round++
@@ -356,7 +356,7 @@ func BenchmarkAction(b *testing.B) {
 	}
 	for _, c := range []struct{ name, subject string }{
 		{"raw", "bench.echo"},
-		{"bus", schemas.APISubject(bus.Prefix, schemas.APIMachinesAction)},
+		{"bus", wire.APISubject(bus.Prefix, schemas.APIMachinesAction)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -429,7 +429,7 @@ func BenchmarkRegistry(b *testing.B) {
 			} {
 				b.Run(c.name, func(b *testing.B) {
 					body := mustJSON(c.body)
-					subject := schemas.APISubject(bus.Prefix, c.endpoint)
+					subject := wire.APISubject(bus.Prefix, c.endpoint)
 					for b.Loop() {
 						msg, err := nc.Request(subject, body, 30*time.Second)
 						if err != nil {
@@ -478,7 +478,7 @@ func BenchmarkDeliverPull(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	subject := schemas.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
+	subject := wire.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
 	round := 0
 	for _, c := range []struct {
 		name       string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Transport is how a client reaches the server.
@@ -66,7 +67,7 @@ func StartBus(ctx context.Context) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	bus := &Bus{Prefix: broker.DefaultPrefix, dir: dir, Topology: "broker embedded (in-process connection to its nats-server)"}
+	bus := &Bus{Prefix: wire.DefaultPrefix, dir: dir, Topology: "broker embedded (in-process connection to its nats-server)"}
 	log := prodLogger()
 	cfg := broker.Config{Listen: "127.0.0.1:0", DataDir: dir, HTTPAddr: "", Logger: &log}
 	if err := bus.startBroker(ctx, cfg); err != nil {
@@ -202,7 +203,7 @@ func (b *Bus) StartPlugin(p *sdk.Plugin, t Transport) (stop func(), err error) {
 }
 
 func startPlugin(srv *server.Server, url string, p *sdk.Plugin, t Transport, onClose func(func())) (func(), error) {
-	nc, err := connect(srv, url, t, sdk.ServiceName(p.Name()))
+	nc, err := connect(srv, url, t, wire.PluginService(p.Name()))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // counter counts deliveries and remembers when the first and the n-th
@@ -82,7 +83,7 @@ func runDeliver(ctx context.Context, r *runner) error {
 	if err != nil {
 		return err
 	}
-	subject := schemas.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
+	subject := wire.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
 	tmpl, err := encodeCore(bus.Prefix, schemas.TypeJobDeployed, jobData(512, 0))
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // ingressClients are the concurrency levels of the API ingress case.
@@ -47,7 +48,7 @@ func runIngress(ctx context.Context, r *runner) error {
 		}},
 	}
 	for _, ep := range endpoints {
-		subject := schemas.APISubject(bus.Prefix, ep.name)
+		subject := wire.APISubject(bus.Prefix, ep.name)
 		sample, err := clients[0].Request(subject, ep.body(0), 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ep.name, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // publishConcurrency is how many goroutines call the bus publisher at once:
@@ -34,7 +35,7 @@ func runPublish(ctx context.Context, r *runner) error {
 		return err
 	}
 	dur := r.dur(300*time.Millisecond, time.Second)
-	subject := schemas.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
+	subject := wire.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
 	ratio := &Target{Kind: "ratio_min", Value: 0.85}
 
 	for _, t := range []Transport{InProcess, TCP} {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // rrWarmup requests at the start of each request/reply run are not counted.
@@ -81,7 +82,7 @@ func runRR(ctx context.Context, r *runner) error {
 	if err := rawResponder(bus, "bench.raw.echo", mustJSON(actResp)); err != nil {
 		return err
 	}
-	actSubject := schemas.APISubject(bus.Prefix, schemas.APIMachinesAction)
+	actSubject := wire.APISubject(bus.Prefix, schemas.APIMachinesAction)
 	actBody := mustJSON(actReq)
 	ap50 := r.metric("machines.action round trip p50", "µs", false, nil)
 	ap99 := r.metric("machines.action round trip p99", "µs", false, nil)
@@ -156,7 +157,7 @@ func runHookChains(ctx context.Context, r *runner, bus *Bus, client *nats.Conn, 
 		Object: "job/bench", Payload: mustJSON(deploy)})
 	registered := 0
 	version := 0
-	deploySubject := schemas.APISubject(bus.Prefix, schemas.APIJobsDeploy)
+	deploySubject := wire.APISubject(bus.Prefix, schemas.APIJobsDeploy)
 	for _, steps := range hookLevels {
 		for ; registered < steps; registered++ {
 			if err := mode.start(bus, hookManifest(registered)); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // registerConcurrency is how many registrations are in flight at once when
@@ -171,7 +172,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			total := n + 2*probe
 			svcs := make([]micro.Service, total)
 			for i := range total {
-				if svcs[i], err = startFakePlugin(conns[i%len(conns)], sdk.DefaultPrefix, scaleManifest(i), continueReply); err != nil {
+				if svcs[i], err = startFakePlugin(conns[i%len(conns)], wire.DefaultPrefix, scaleManifest(i), continueReply); err != nil {
 					return err
 				}
 			}
@@ -190,7 +191,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			// The first `probe` plugins one at a time on the empty registry.
 			first := NewLatencies(probe)
 			for i := range probe {
-				d, err := register(ctx, clients[0], sdk.DefaultPrefix, scaleManifest(n+i))
+				d, err := register(ctx, clients[0], wire.DefaultPrefix, scaleManifest(n+i))
 				if err != nil {
 					return err
 				}
@@ -198,13 +199,13 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			}
 			mFirst.AddBus(us(first.Percentile(50)) / 1000)
 			act := actionManifest("scale-action")
-			if _, err := startFakePlugin(conns[0], sdk.DefaultPrefix, act, continueReply); err != nil {
+			if _, err := startFakePlugin(conns[0], wire.DefaultPrefix, act, continueReply); err != nil {
 				return err
 			}
 			if err := conns[0].Flush(); err != nil {
 				return err
 			}
-			if _, err := register(ctx, clients[0], sdk.DefaultPrefix, act); err != nil {
+			if _, err := register(ctx, clients[0], wire.DefaultPrefix, act); err != nil {
 				return err
 			}
 			actionP50 := func() (float64, error) {
@@ -212,7 +213,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 				l := NewLatencies(100)
 				for range 100 {
 					t := time.Now()
-					msg, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIMachinesAction), body, 30*time.Second)
+					msg, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIMachinesAction), body, 30*time.Second)
 					if err != nil {
 						return 0, fmt.Errorf("machines.action: %w", err)
 					}
@@ -232,7 +233,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			start := time.Now()
 			if err := parallel(ctx, n, registerConcurrency, func(i int) error {
 				k := int(next.Add(1)-1) % len(clients)
-				_, err := register(ctx, clients[k], sdk.DefaultPrefix, scaleManifest(i))
+				_, err := register(ctx, clients[k], wire.DefaultPrefix, scaleManifest(i))
 				return err
 			}); err != nil {
 				return err
@@ -240,7 +241,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			mReg.AddBus(us(time.Since(start)) / 1000)
 			last := NewLatencies(probe)
 			for i := range probe {
-				d, err := register(ctx, clients[0], sdk.DefaultPrefix, scaleManifest(n+probe+i))
+				d, err := register(ctx, clients[0], wire.DefaultPrefix, scaleManifest(n+probe+i))
 				if err != nil {
 					return err
 				}
@@ -255,7 +256,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			l := NewLatencies(50)
 			for range 50 {
 				t := time.Now()
-				msg, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIPluginsList), []byte(`{}`), 30*time.Second)
+				msg, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIPluginsList), []byte(`{}`), 30*time.Second)
 				if err != nil {
 					return fmt.Errorf("plugins.list: %w", err)
 				}
@@ -264,7 +265,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			}
 			mList.AddBus(us(l.Percentile(50)) / 1000)
 			var hl schemas.HookListResponse
-			if err := call(ctx, clients[0], sdk.DefaultPrefix, schemas.APIHooksList, schemas.HookListRequest{Hook: schemas.HookJobRuntimeEnv}, &hl); err != nil {
+			if err := call(ctx, clients[0], wire.DefaultPrefix, schemas.APIHooksList, schemas.HookListRequest{Hook: schemas.HookJobRuntimeEnv}, &hl); err != nil {
 				return fmt.Errorf("hooks.list: %w", err)
 			}
 			if len(hl.Chains) != 1 || len(hl.Chains[0].Steps) != total {
@@ -273,7 +274,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			l = NewLatencies(50)
 			for range 50 {
 				t := time.Now()
-				if _, err := clients[0].Request(schemas.APISubject(sdk.DefaultPrefix, schemas.APIHooksList), []byte(`{}`), 30*time.Second); err != nil {
+				if _, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIHooksList), []byte(`{}`), 30*time.Second); err != nil {
 					return fmt.Errorf("hooks.list: %w", err)
 				}
 				l.Add(time.Since(t))
@@ -388,7 +389,7 @@ func scaleFanOut(ctx context.Context, r *runner, bin string) error {
 	msgs := make([]*nats.Msg, events)
 	for i := range msgs {
 		var err error
-		if msgs[i], err = encodeCore(sdk.DefaultPrefix, schemas.TypeAlertFired, alertData(i)); err != nil {
+		if msgs[i], err = encodeCore(wire.DefaultPrefix, schemas.TypeAlertFired, alertData(i)); err != nil {
 			return err
 		}
 	}
@@ -455,7 +456,7 @@ func scaleFanOut(ctx context.Context, r *runner, bin string) error {
 			return err
 		}
 		if raw {
-			if _, err := js.CreateOrUpdateStream(ctx, eventStreamConfig(sdk.DefaultPrefix)); err != nil {
+			if _, err := js.CreateOrUpdateStream(ctx, eventStreamConfig(wire.DefaultPrefix)); err != nil {
 				return err
 			}
 		}
@@ -474,7 +475,7 @@ func scaleFanOut(ctx context.Context, r *runner, bin string) error {
 				if err != nil {
 					return err
 				}
-				cons, err := cjs.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, broker.ConsumerConfig(sdk.DefaultPrefix, m))
+				cons, err := cjs.CreateOrUpdateConsumer(ctx, schemas.StreamEvents, broker.ConsumerConfig(wire.DefaultPrefix, m))
 				if err != nil {
 					return err
 				}

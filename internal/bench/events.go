@@ -16,7 +16,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // fixedTime keeps encoded payload sizes stable (RFC 3339 with nanoseconds
@@ -78,7 +78,7 @@ func encodeCore(prefix, eventType string, data any) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cenats.Encode(context.Background(), schemas.EventSubject(prefix, eventType), e)
+	return wire.EncodeEvent(context.Background(), wire.EventSubject(prefix, eventType), e)
 }
 
 // rawCopy returns a message with msg's subject, headers and body and a fresh
@@ -121,7 +121,7 @@ func realPublisher(b *broker.Broker) publisher {
 func brokerPublisher(b *broker.Broker) *broker.Publisher { return b.Publisher() }
 
 // mirrorPublisher does what broker.(*Publisher).Publish does (NewEvent,
-// cenats.Encode, a synchronous JetStream publish with the event id as the
+// wire.Encode, a synchronous JetStream publish with the event id as the
 // message id) less its two metric increments. It stands in for the broker's
 // publisher when that cannot be reached.
 type mirrorPublisher struct {
@@ -134,7 +134,7 @@ func (p mirrorPublisher) Publish(ctx context.Context, eventType string, data any
 	if err != nil {
 		return "", err
 	}
-	msg, err := cenats.Encode(ctx, schemas.EventSubject(p.prefix, e.Type()), e)
+	msg, err := wire.EncodeEvent(ctx, wire.EventSubject(p.prefix, e.Type()), e)
 	if err != nil {
 		return "", err
 	}

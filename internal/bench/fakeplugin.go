@@ -11,8 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // continueReply is a hook step's answer that lets the chain go on unchanged.
@@ -32,7 +31,7 @@ func mustJSON(v any) []byte {
 // hookReply as it is (no decoding). It is the minimum a plugin must do, so
 // what a chain of them costs is what plugbus adds.
 func startFakePlugin(nc *nats.Conn, prefix string, m schemas.Manifest, hookReply []byte) (micro.Service, error) {
-	svc, err := micro.AddService(nc, micro.Config{Name: sdk.ServiceName(m.Name), Version: m.Version})
+	svc, err := micro.AddService(nc, micro.Config{Name: wire.PluginService(m.Name), Version: m.Version})
 	if err != nil {
 		return nil, err
 	}
@@ -43,21 +42,21 @@ func startFakePlugin(nc *nats.Conn, prefix string, m schemas.Manifest, hookReply
 		name, subject string
 		h             micro.HandlerFunc
 	}{
-		{schemas.VerbInit, schemas.PluginSubject(prefix, m.Name, schemas.VerbInit), fixed(mustJSON(schemas.InitResponse{}))},
-		{schemas.VerbConfig, schemas.PluginSubject(prefix, m.Name, schemas.VerbConfig), fixed(mustJSON(schemas.ConfigResponse{}))},
-		{schemas.VerbVerify, schemas.PluginSubject(prefix, m.Name, schemas.VerbVerify), fixed(mustJSON(schemas.VerifyResponse{Ready: true}))},
+		{schemas.VerbInit, wire.PluginSubject(prefix, m.Name, schemas.VerbInit), fixed(mustJSON(schemas.InitResponse{}))},
+		{schemas.VerbConfig, wire.PluginSubject(prefix, m.Name, schemas.VerbConfig), fixed(mustJSON(schemas.ConfigResponse{}))},
+		{schemas.VerbVerify, wire.PluginSubject(prefix, m.Name, schemas.VerbVerify), fixed(mustJSON(schemas.VerifyResponse{Ready: true}))},
 	}
 	if len(m.Actions) > 0 {
 		eps = append(eps, struct {
 			name, subject string
 			h             micro.HandlerFunc
-		}{schemas.VerbAction, schemas.PluginSubject(prefix, m.Name, schemas.VerbAction), fixed(mustJSON(schemas.ActionResponse{Result: json.RawMessage(`{"ok":true}`)}))})
+		}{schemas.VerbAction, wire.PluginSubject(prefix, m.Name, schemas.VerbAction), fixed(mustJSON(schemas.ActionResponse{Result: json.RawMessage(`{"ok":true}`)}))})
 	}
 	for _, h := range m.Hooks {
 		eps = append(eps, struct {
 			name, subject string
 			h             micro.HandlerFunc
-		}{"hook_" + strings.ReplaceAll(h.Hook, ".", "_"), schemas.HookSubject(prefix, h.Hook, m.Name), fixed(hookReply)})
+		}{"hook_" + strings.ReplaceAll(h.Hook, ".", "_"), wire.HookSubject(prefix, h.Hook, m.Name), fixed(hookReply)})
 	}
 	for _, ep := range eps {
 		if err := svc.AddEndpoint(ep.name, ep.h, micro.WithEndpointSubject(ep.subject)); err != nil {
@@ -80,7 +79,7 @@ func register(ctx context.Context, nc *nats.Conn, prefix string, m schemas.Manif
 	defer cancel()
 	start := time.Now()
 	var resp schemas.RegisterResponse
-	if err := rpc.Call(cctx, nc, schemas.APISubject(prefix, schemas.APIPluginsRegister), schemas.RegisterRequest{Manifest: m}, &resp); err != nil {
+	if err := wire.Call(cctx, nc, wire.APISubject(prefix, schemas.APIPluginsRegister), schemas.RegisterRequest{Manifest: m}, &resp); err != nil {
 		return 0, fmt.Errorf("register %s: %w", m.Name, err)
 	}
 	took := time.Since(start)
@@ -94,5 +93,5 @@ func register(ctx context.Context, nc *nats.Conn, prefix string, m schemas.Manif
 func call(ctx context.Context, nc *nats.Conn, prefix, endpoint string, req, resp any) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return rpc.Call(cctx, nc, schemas.APISubject(prefix, endpoint), req, resp)
+	return wire.Call(cctx, nc, wire.APISubject(prefix, endpoint), req, resp)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Exit codes of Execute.
@@ -108,7 +109,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file")
-	f.StringVar(&a.prefix, "prefix", client.DefaultPrefix, "subject prefix of the bus")
+	f.StringVar(&a.prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })

@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/plugbus/plugbus/internal/busctl"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 var when = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -220,15 +218,15 @@ func TestAPIErrorsNoRepeats(t *testing.T) {
 	b := startBus(t)
 	fb := b.fakeBroker(t)
 	// The messages the broker sends.
-	fb.set(schemas.APIMachinesAction, func(req micro.Request) {
+	fb.set(schemas.APIMachinesAction, func(req *wire.Request) {
 		var r schemas.MachineActionRequest
 		_ = json.Unmarshal(req.Data(), &r)
 		if r.Command == "reboot" {
-			_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeUnknownAction, "command",
+			_ = req.Reply(nil, schemas.Errorf(schemas.CodeUnknownAction, "command",
 				`no active plugin offers action "reboot" on machines; available: increment, reset_count`))
 			return
 		}
-		_ = rpc.RespondError(req, &schemas.Error{Code: schemas.CodeMissingParam,
+		_ = req.Reply(nil, &schemas.Error{Code: schemas.CodeMissingParam,
 			Message: `action reset_count needs param "incrementer/touched": pass it with --param incrementer/touched=VALUE or set it on machine m1`,
 			Field:   "params.incrementer/touched"})
 	})
@@ -328,7 +326,7 @@ func TestTimeout(t *testing.T) {
 	fb := b.fakeBroker(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	fb.set(schemas.APIJobsList, func(micro.Request) { <-release })
+	fb.set(schemas.APIJobsList, func(*wire.Request) { <-release })
 	r := b.busctl(t, "--timeout", "200ms", "job", "ls")
 	if r.code != busctl.ExitError || !strings.Contains(r.stderr, "timeout") || !strings.Contains(r.stderr, "--timeout") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)

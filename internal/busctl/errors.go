@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/client"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // hintStartBroker is what to do when nothing answers.
@@ -153,11 +153,11 @@ func (a *app) hintFor(e *schemas.Error) string {
 func (a *app) noRespondersHint() string {
 	// The message already asks whether the broker is running.
 	const start = "start the broker with `make run`, or point --server (or $NATS_URL) at the bus's NATS server"
-	if a.prefix == client.DefaultPrefix {
+	if a.prefix == wire.DefaultPrefix {
 		return start + "; a broker started with --prefix P needs the same --prefix P here"
 	}
 	return fmt.Sprintf("busctl used --prefix %s (the default is %s): if the broker runs with the default prefix, "+
-		"drop --prefix (or pass the broker's); if it is not running, %s", a.prefix, client.DefaultPrefix, start)
+		"drop --prefix (or pass the broker's); if it is not running, %s", a.prefix, wire.DefaultPrefix, start)
 }
 
 // apiErrorText is an API error as busctl shows it: "code: message", then

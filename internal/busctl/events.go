@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // summaryWidth bounds the data shown in the SUMMARY column.
@@ -116,7 +116,7 @@ the event decoded as a CloudEvent.`,
 // typeFilter turns an event type or type pattern into the subject filter
 // of the event stream.
 func typeFilter(prefix, typ string) (string, error) {
-	subj := schemas.EventSubject(prefix, typ)
+	subj := wire.EventSubject(prefix, typ)
 	if strings.ContainsAny(typ, " \t\r\n") {
 		return "", usageErrf("invalid --type %q: no spaces allowed", typ)
 	}
@@ -248,7 +248,7 @@ func (p *eventPrinter) print(msg jetstream.Msg) error {
 	if meta != nil {
 		seq, stored = meta.Sequence.Stream, meta.Timestamp
 	}
-	e, err := cenats.Decode(context.Background(), natsMsg(msg))
+	e, err := wire.DecodeEvent(context.Background(), natsMsg(msg))
 	if err != nil {
 		note := fmt.Sprintf("malformed event at stream seq %d: %v", seq, err)
 		if p.a.jsonOutput() {
@@ -456,7 +456,7 @@ func (p *dlqPrinter) print(msg jetstream.Msg) error {
 		d.Time = t.UTC()
 	}
 	typ, id := h.Get("ce-type"), h.Get("ce-id")
-	if e, err := cenats.Decode(context.Background(), natsMsg(msg)); err == nil {
+	if e, err := wire.DecodeEvent(context.Background(), natsMsg(msg)); err == nil {
 		d.Event = e
 		typ, id = e.Type(), e.ID()
 	} else {
@@ -485,7 +485,7 @@ func (p *dlqPrinter) endBatch() error {
 }
 
 // natsMsg rebuilds the core NATS message of a JetStream message for
-// cenats.Decode.
+// wire.Decode.
 func natsMsg(m jetstream.Msg) *nats.Msg {
 	return &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
 }

@@ -12,13 +12,11 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/internal/busctl"
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/cenats"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // bus is an in-process nats-server with JetStream, and a connection to it.
@@ -67,7 +65,7 @@ func (b *bus) mustRun(t *testing.T, args ...string) string {
 // replies set per endpoint and records every request body.
 type fakeBroker struct {
 	mu      sync.Mutex
-	replies map[string]func(micro.Request)
+	replies map[string]func(*wire.Request)
 	got     map[string][][]byte
 }
 
@@ -80,25 +78,25 @@ var allEndpoints = []string{
 
 func (b *bus) fakeBroker(t *testing.T) *fakeBroker {
 	t.Helper()
-	fb := &fakeBroker{replies: map[string]func(micro.Request){}, got: map[string][][]byte{}}
-	svc, err := micro.AddService(b.nc, micro.Config{Name: "fake-broker", Version: "0.0.1"})
+	fb := &fakeBroker{replies: map[string]func(*wire.Request){}, got: map[string][][]byte{}}
+	svc, err := wire.NewService(b.nc, wire.Config{Name: "fake-broker", Version: "0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	for _, ep := range allEndpoints {
 		ep := ep
-		err := svc.AddEndpoint(strings.ReplaceAll(ep, ".", "_"), micro.HandlerFunc(func(req micro.Request) {
+		err := svc.AddEndpoint(wire.Endpoint{Name: strings.ReplaceAll(ep, ".", "_"), Concurrency: 16, Handler: func(_ context.Context, req *wire.Request) {
 			fb.mu.Lock()
 			fb.got[ep] = append(fb.got[ep], append([]byte(nil), req.Data()...))
 			reply := fb.replies[ep]
 			fb.mu.Unlock()
 			if reply == nil {
-				_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeInternal, "", "fake broker: no reply set for %s", ep))
+				_ = req.Reply(nil, schemas.Errorf(schemas.CodeInternal, "", "fake broker: no reply set for %s", ep))
 				return
 			}
 			reply(req)
-		}), micro.WithEndpointSubject(schemas.APISubject("plugbus", ep)))
+		}, Subject: wire.APISubject("plugbus", ep)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,14 +110,14 @@ func (b *bus) fakeBroker(t *testing.T) *fakeBroker {
 }
 
 func (fb *fakeBroker) reply(endpoint string, resp any) {
-	fb.set(endpoint, func(req micro.Request) { _ = rpc.Respond(req, resp, nil) })
+	fb.set(endpoint, func(req *wire.Request) { _ = req.Reply(resp, nil) })
 }
 
 func (fb *fakeBroker) fail(endpoint string, e *schemas.Error) {
-	fb.set(endpoint, func(req micro.Request) { _ = rpc.RespondError(req, e) })
+	fb.set(endpoint, func(req *wire.Request) { _ = req.Reply(nil, e) })
 }
 
-func (fb *fakeBroker) set(endpoint string, h func(micro.Request)) {
+func (fb *fakeBroker) set(endpoint string, h func(*wire.Request)) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	fb.replies[endpoint] = h
@@ -174,7 +172,7 @@ func (b *bus) createStream(t *testing.T, name string, subjects ...string) jetstr
 // publishEvent publishes e on its core event subject in binary mode.
 func (b *bus) publishEvent(t *testing.T, e *event.Event) {
 	t.Helper()
-	msg, err := cenats.Encode(context.Background(), schemas.EventSubject("plugbus", e.Type()), e)
+	msg, err := wire.EncodeEvent(context.Background(), wire.EventSubject("plugbus", e.Type()), e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +197,5 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func cenatsEncode(e *event.Event, subject string) (*nats.Msg, error) {
-	return cenats.Encode(context.Background(), subject, e)
+	return wire.EncodeEvent(context.Background(), subject, e)
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Machines reads and writes machine params.
@@ -124,7 +124,7 @@ type BrokerMachines struct {
 // Params implements Machines with machines.get.
 func (b BrokerMachines) Params(ctx context.Context, machine string) (map[string]any, error) {
 	var m schemas.Machine
-	err := rpc.Call(ctx, b.Plugin.Conn(), schemas.APISubject(b.Plugin.Prefix(), schemas.APIMachinesGet), schemas.MachineRef{Name: machine}, &m)
+	err := wire.Call(ctx, b.Plugin.Conn(), wire.APISubject(b.Plugin.Prefix(), schemas.APIMachinesGet), schemas.MachineRef{Name: machine}, &m)
 	if errors.Is(err, schemas.ErrNotFound) {
 		return nil, nil
 	}
@@ -136,7 +136,7 @@ func (b BrokerMachines) Params(ctx context.Context, machine string) (map[string]
 
 // SetParam implements Machines with machines.set-param.
 func (b BrokerMachines) SetParam(ctx context.Context, machine, param string, value any) error {
-	err := rpc.Call(ctx, b.Plugin.Conn(), schemas.APISubject(b.Plugin.Prefix(), schemas.APIMachinesSetParam),
+	err := wire.Call(ctx, b.Plugin.Conn(), wire.APISubject(b.Plugin.Prefix(), schemas.APIMachinesSetParam),
 		schemas.MachineSetParamRequest{Machine: machine, Param: param, Value: value}, nil)
 	if err != nil {
 		return fmt.Errorf("set %s on machine %s: %w", param, machine, err)

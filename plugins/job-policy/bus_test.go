@@ -11,7 +11,7 @@ import (
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/sdk/plugintest"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func TestAgainstTheBus(t *testing.T) {
@@ -35,7 +35,7 @@ func TestAgainstTheBus(t *testing.T) {
 		call := func(hook string, job schemas.JobDeployRequest) (schemas.HookResponse, error) {
 			payload, _ := json.Marshal(job)
 			var resp schemas.HookResponse
-			err := rpc.Call(context.Background(), bus.Conn(), schemas.HookSubject(bus.Prefix(), hook, "job-policy"),
+			err := wire.Call(context.Background(), bus.Conn(), wire.HookSubject(bus.Prefix(), hook, "job-policy"),
 				schemas.HookRequest{Hook: hook, ChainID: "test", Object: "job/" + job.Name, Payload: payload, Env: job.Env}, &resp)
 			return resp, err
 		}

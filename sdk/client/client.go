@@ -1,7 +1,7 @@
 // Package client is a typed Go client for the plugbus broker API.
 //
 // Every broker endpoint is a NATS request/reply subject
-// (schemas.APISubject(prefix, endpoint)) that takes and returns JSON bodies of
+// (wire.APISubject(prefix, endpoint)) that takes and returns JSON bodies of
 // the types named next to the endpoint constants in package schemas. Client
 // has one method per endpoint plus [Client.Call] for anything else.
 //
@@ -20,17 +20,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
-
-// DefaultPrefix is the subject prefix used when WithPrefix is not given.
-const DefaultPrefix = "plugbus"
 
 // DefaultTimeout bounds a call whose context has no deadline, unless
 // WithTimeout says otherwise.
@@ -40,11 +35,16 @@ const DefaultTimeout = 10 * time.Second
 // when one of the options given to New was rejected.
 var ErrInvalidOption = errors.New("client: invalid option")
 
+// ErrNotConnected is wrapped by the error of a call made through a client
+// from NewFunc while it has no connection yet.
+var ErrNotConnected = errors.New("client: not connected to NATS yet")
+
 // Client calls the broker API over a NATS connection. It is safe for
 // concurrent use; it does not own the connection (closing it is up to the
 // caller).
 type Client struct {
 	nc      *nats.Conn
+	conn    func() *nats.Conn
 	prefix  string
 	timeout time.Duration
 	// err is the first option error; every call returns it.
@@ -60,12 +60,12 @@ type options struct {
 // call of the Client fail with an error wrapping ErrInvalidOption.
 type Option func(*options) error
 
-// WithPrefix sets the subject prefix of the bus (default "plugbus"). It must
-// be a valid NATS subject without wildcards.
+// WithPrefix sets the subject prefix of the bus (default "plugbus"); see
+// wire.ValidatePrefix for the rule.
 func WithPrefix(prefix string) Option {
 	return func(o *options) error {
-		if err := validPrefix(prefix); err != nil {
-			return fmt.Errorf("%w: prefix %q: %v", ErrInvalidOption, prefix, err)
+		if err := wire.ValidatePrefix(prefix); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 		}
 		o.prefix = prefix
 		return nil
@@ -87,8 +87,24 @@ func WithTimeout(d time.Duration) Option {
 
 // New returns a Client that calls the broker over nc. nc must not be nil.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	o := options{prefix: DefaultPrefix, timeout: DefaultTimeout}
-	c := &Client{nc: nc}
+	c := newClient(opts)
+	c.nc = nc
+	return c
+}
+
+// NewFunc returns a Client that takes its connection from conn at every
+// call, for code that must hold a client before the connection exists (a
+// plugin's setup). A call while conn returns nil fails with an error
+// wrapping ErrNotConnected.
+func NewFunc(conn func() *nats.Conn, opts ...Option) *Client {
+	c := newClient(opts)
+	c.conn = conn
+	return c
+}
+
+func newClient(opts []Option) *Client {
+	o := options{prefix: wire.DefaultPrefix, timeout: DefaultTimeout}
+	c := &Client{}
 	for _, opt := range opts {
 		if opt == nil {
 			continue
@@ -111,7 +127,13 @@ func (c *Client) Call(ctx context.Context, endpoint string, req, resp any) error
 	if c.err != nil {
 		return c.err
 	}
-	if c.nc == nil {
+	nc := c.nc
+	if c.conn != nil {
+		if nc = c.conn(); nc == nil {
+			return fmt.Errorf("%w: %s: the plugin's client works once Run has connected (in handlers, OnShutdown, or after Ready)", ErrNotConnected, endpoint)
+		}
+	}
+	if nc == nil {
 		return fmt.Errorf("%w: nil NATS connection", ErrInvalidOption)
 	}
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
@@ -119,20 +141,5 @@ func (c *Client) Call(ctx context.Context, endpoint string, req, resp any) error
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	return rpc.Call(ctx, c.nc, schemas.APISubject(c.prefix, endpoint), req, resp)
-}
-
-func validPrefix(p string) error {
-	if p == "" {
-		return errors.New("must not be empty")
-	}
-	if strings.ContainsAny(p, " \t\r\n*>") {
-		return errors.New("must not contain whitespace or wildcards")
-	}
-	for _, tok := range strings.Split(p, ".") {
-		if tok == "" {
-			return errors.New("must not have empty tokens")
-		}
-	}
-	return nil
+	return wire.Call(ctx, nc, wire.APISubject(c.prefix, endpoint), req, resp)
 }

@@ -11,12 +11,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // startServer runs an in-process nats-server on a random local port and
@@ -30,7 +29,7 @@ func startServer(t *testing.T) *nats.Conn {
 // reply is set for it and records the last request body per endpoint.
 type fakeBroker struct {
 	mu      sync.Mutex
-	replies map[string]func(req micro.Request)
+	replies map[string]func(req *wire.Request)
 	got     map[string][]byte
 }
 
@@ -43,26 +42,26 @@ var allEndpoints = []string{
 
 func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
 	t.Helper()
-	fb := &fakeBroker{replies: map[string]func(micro.Request){}, got: map[string][]byte{}}
-	svc, err := micro.AddService(nc, micro.Config{Name: "fake-broker", Version: "0.0.1"})
+	fb := &fakeBroker{replies: map[string]func(*wire.Request){}, got: map[string][]byte{}}
+	svc, err := wire.NewService(nc, wire.Config{Name: "fake-broker", Version: "0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = svc.Stop() })
+	t.Cleanup(func() { _ = svc.Stop(context.Background()) })
 	for _, ep := range allEndpoints {
 		ep := ep
 		name := strings.NewReplacer(".", "_").Replace(ep)
-		err := svc.AddEndpoint(name, micro.HandlerFunc(func(req micro.Request) {
+		err := svc.AddEndpoint(wire.Endpoint{Name: name, Concurrency: 16, Handler: func(_ context.Context, req *wire.Request) {
 			fb.mu.Lock()
 			fb.got[ep] = append([]byte(nil), req.Data()...)
 			reply := fb.replies[ep]
 			fb.mu.Unlock()
 			if reply == nil {
-				_ = rpc.RespondError(req, schemas.Errorf(schemas.CodeInternal, "", "no reply set for %s", ep))
+				_ = req.Reply(nil, schemas.Errorf(schemas.CodeInternal, "", "no reply set for %s", ep))
 				return
 			}
 			reply(req)
-		}), micro.WithEndpointSubject(schemas.APISubject(prefix, ep)))
+		}, Subject: wire.APISubject(prefix, ep)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,13 +77,13 @@ func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
 func (fb *fakeBroker) reply(endpoint string, resp any) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
-	fb.replies[endpoint] = func(req micro.Request) { _ = rpc.Respond(req, resp, nil) }
+	fb.replies[endpoint] = func(req *wire.Request) { _ = req.Reply(resp, nil) }
 }
 
 func (fb *fakeBroker) fail(endpoint string, e *schemas.Error) {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
-	fb.replies[endpoint] = func(req micro.Request) { _ = rpc.RespondError(req, e) }
+	fb.replies[endpoint] = func(req *wire.Request) { _ = req.Reply(nil, e) }
 }
 
 func (fb *fakeBroker) request(t *testing.T, endpoint string) map[string]any {
@@ -298,7 +297,7 @@ func TestTimeout(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	fb.mu.Lock()
-	fb.replies[schemas.APIJobsList] = func(req micro.Request) { <-release } // never answers in time
+	fb.replies[schemas.APIJobsList] = func(req *wire.Request) { <-release } // never answers in time
 	fb.mu.Unlock()
 
 	t.Run("default timeout when ctx has no deadline", func(t *testing.T) {

@@ -10,14 +10,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // DeadLetter is an event the broker moved to the dead-letter stream after
 // a plugin gave up on it.
 type DeadLetter struct {
-	// Reason says why: the plugin's termination reason, or that max
-	// deliveries were reached.
+	// Reason says why: the plugin's termination reason ("CODE: message"),
+	// or that max deliveries were reached.
 	Reason string
+	// Code is the reason's code (one of the schemas.Reason* constants), ""
+	// when the reason carries none.
+	Code string
 	// Cause is "terminated" or "max_deliveries".
 	Cause string
 	// Deliveries is how many times the event was delivered.
@@ -37,7 +41,7 @@ func (b *Bus) DeadLetters(t testing.TB, plugin string) []DeadLetter {
 	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
 	defer cancel()
 	cons, err := b.js.OrderedConsumer(ctx, schemas.StreamDLQ, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{schemas.DLQSubject(b.prefix, schemas.ConsumerName(plugin))},
+		FilterSubjects: []string{wire.DLQSubject(b.prefix, schemas.ConsumerName(plugin))},
 	})
 	if err != nil {
 		t.Fatalf("plugintest: read dead letters: %v", err)
@@ -54,7 +58,7 @@ func (b *Bus) DeadLetters(t testing.TB, plugin string) []DeadLetter {
 			h := m.Headers()
 			deliveries, _ := strconv.ParseUint(h.Get(schemas.HeaderDLQDeliveries), 10, 64)
 			out = append(out, DeadLetter{
-				Reason: h.Get(schemas.HeaderDLQReason), Cause: h.Get(schemas.HeaderDLQCause),
+				Reason: h.Get(schemas.HeaderDLQReason), Code: h.Get(schemas.HeaderDLQCode), Cause: h.Get(schemas.HeaderDLQCause),
 				Deliveries: deliveries, Subject: h.Get(schemas.HeaderDLQSubject), Header: h, Data: m.Data(),
 			})
 		}

@@ -30,7 +30,7 @@ import (
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Timeouts of the helpers. They bound waits; they are never assertions.
@@ -86,7 +86,7 @@ type Bus struct {
 // does not start.
 func Start(t testing.TB, opts ...Option) *Bus {
 	t.Helper()
-	c := config{prefix: sdk.DefaultPrefix, heartbeat: time.Second}
+	c := config{prefix: wire.DefaultPrefix, heartbeat: time.Second}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -192,7 +192,7 @@ func (b *Bus) Broker() *broker.Broker { return b.broker }
 func (b *Bus) Call(endpoint string, req, resp any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), CallTimeout)
 	defer cancel()
-	return rpc.Call(ctx, b.nc, schemas.APISubject(b.prefix, endpoint), req, resp)
+	return wire.Call(ctx, b.nc, wire.APISubject(b.prefix, endpoint), req, resp)
 }
 
 // MustCall is Call that fails the test on error.
@@ -250,7 +250,7 @@ func (b *Bus) StartPlugin(t testing.TB, p *sdk.Plugin) *Instance {
 	if p.Prefix() != b.prefix {
 		t.Fatalf("plugintest: plugin %s uses prefix %q, the bus %q: create it with sdk.WithPrefix(bus.Prefix())", p.Name(), p.Prefix(), b.prefix)
 	}
-	nc, err := nats.Connect(b.URL(), nats.Name(sdk.ServiceName(p.Name())), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(b.URL(), nats.Name(wire.PluginService(p.Name())), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatalf("plugintest: connect plugin %s: %v", p.Name(), err)
 	}

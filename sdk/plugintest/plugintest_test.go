@@ -82,7 +82,7 @@ func TestPluginAgainstTheRealBroker(t *testing.T) {
 			Labels: map[string]string{"poison": "yes"}}, nil)
 		bus.WaitFor(t, func() bool { return e.alerts.Load() == 1 && len(bus.DeadLetters(t, "echo")) == 1 })
 		dl := bus.DeadLetters(t, "echo")[0]
-		if dl.Reason != "poison alert bad" || dl.Cause != "terminated" || dl.Header.Get("ce-type") != schemas.TypeAlertFired {
+		if dl.Reason != "permanent_failure: poison alert bad" || dl.Code != schemas.ReasonPermanent || dl.Cause != "terminated" || dl.Header.Get("ce-type") != schemas.TypeAlertFired {
 			t.Errorf("dead letter = %+v", dl)
 		}
 	})

@@ -1,17 +1,19 @@
-// Package rpc is the request/reply convention every plugbus subject follows:
-// JSON bodies, and errors as a schemas.Error body with the error code and
+package wire
+
+// This file is the request/reply convention every plugbus subject follows:
+// JSON bodies, errors as a schemas.Error body with the error code and
 // message in the NATS micro error headers (Nats-Service-Error-Code,
-// Nats-Service-Error). Broker, SDK and busctl all speak through it.
-package rpc
+// Nats-Service-Error), and the caller's deadline in HeaderTimeout.
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/schemas"
 )
@@ -26,7 +28,9 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	if err != nil {
 		return fmt.Errorf("encode request for %s: %w", subject, err)
 	}
-	msg, err := nc.RequestWithContext(ctx, subject, body)
+	out := &nats.Msg{Subject: subject, Data: body}
+	SetTimeout(out, ctx)
+	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		return TransportError(subject, err)
 	}
@@ -70,32 +74,11 @@ func DecodeReply(msg *nats.Msg, resp any) error {
 	return nil
 }
 
-// Respond answers a micro request: with err as an error reply when err is
-// not nil (any error that is not a *schemas.Error becomes CodeInternal),
-// otherwise with resp as JSON.
-func Respond(req micro.Request, resp any, err error) error {
-	if err != nil {
-		return RespondError(req, err)
-	}
-	body, merr := json.Marshal(resp)
-	if merr != nil {
-		return RespondError(req, fmt.Errorf("encode reply: %w", merr))
-	}
-	return req.Respond(body)
-}
-
-// RespondError sends err as an error reply.
-func RespondError(req micro.Request, err error) error {
-	e := schemas.AsError(err)
-	body, _ := json.Marshal(e)
-	return req.Error(e.Code, e.Message, body)
-}
-
 // ReplyMsg builds the reply to a request on subject reply: an error reply
 // (error headers plus a schemas.Error body) when err is not nil, otherwise
-// resp as JSON. Use it with nats.Conn.PublishMsg to answer a request from
-// another goroutine than the one that received it (micro.Request is not
-// safe for that).
+// resp as JSON. Service handlers answer with Request.Reply, which builds
+// its message with ReplyMsg; use it directly to answer a request received
+// outside a Service.
 func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 	msg := &nats.Msg{Subject: reply, Header: nats.Header{}}
 	if err == nil {
@@ -118,4 +101,41 @@ func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 	msg.Header.Set(schemas.HeaderError, e.Message)
 	msg.Header.Set(schemas.HeaderErrorCode, e.Code)
 	return msg
+}
+
+// HeaderTimeout carries how long the caller will wait for the reply, in
+// milliseconds, so the deadline travels with the request: a Service gives
+// its handler a context that ends then, and whatever the handler calls in
+// turn inherits it. It is a duration, not a time, so clocks need not agree.
+const HeaderTimeout = "Plugbus-Timeout"
+
+// SetTimeout puts the time left before ctx's deadline in msg's
+// HeaderTimeout; without a deadline it does nothing.
+func SetTimeout(msg *nats.Msg, ctx context.Context) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return
+	}
+	left := time.Until(dl).Milliseconds()
+	if left < 1 {
+		left = 1
+	}
+	if msg.Header == nil {
+		msg.Header = nats.Header{}
+	}
+	msg.Header[HeaderTimeout] = []string{strconv.FormatInt(left, 10)}
+}
+
+// Timeout reads HeaderTimeout from h; ok is false when it is absent or
+// malformed.
+func Timeout(h nats.Header) (d time.Duration, ok bool) {
+	v := h.Get(HeaderTimeout)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Millisecond, true
 }

@@ -1,4 +1,4 @@
-package cenats_test
+package wire_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 
-	"github.com/plugbus/plugbus/sdk/cenats"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func sample(t testing.TB) *event.Event {
@@ -28,8 +28,8 @@ func sample(t testing.TB) *event.Event {
 	return &e
 }
 
-func TestEncodeBinaryMode(t *testing.T) {
-	msg, err := cenats.Encode(context.Background(), "plugbus.evt.job.v1.deployed", sample(t))
+func TestEncodeEventBinaryMode(t *testing.T) {
+	msg, err := wire.EncodeEvent(context.Background(), "plugbus.evt.job.v1.deployed", sample(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,9 +53,9 @@ func TestEncodeBinaryMode(t *testing.T) {
 	}
 }
 
-func TestDecode(t *testing.T) {
+func TestDecodeEvent(t *testing.T) {
 	ctx := context.Background()
-	bin, err := cenats.Encode(ctx, "s", sample(t))
+	bin, err := wire.EncodeEvent(ctx, "s", sample(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,9 +75,9 @@ func TestDecode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e, err := cenats.Decode(ctx, c.msg)
+			e, err := wire.DecodeEvent(ctx, c.msg)
 			if c.wantErr {
-				if !errors.Is(err, cenats.ErrNotCloudEvent) {
+				if !errors.Is(err, wire.ErrNotCloudEvent) {
 					t.Fatalf("want ErrNotCloudEvent, got %v (%v)", err, e)
 				}
 				return
@@ -95,16 +95,16 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestEncodeRejectsInvalidEvent(t *testing.T) {
+func TestEncodeEventRejectsInvalidEvent(t *testing.T) {
 	e := event.New()
-	if _, err := cenats.Encode(context.Background(), "s", &e); err == nil {
+	if _, err := wire.EncodeEvent(context.Background(), "s", &e); err == nil {
 		t.Fatal("an event without id, source and type must not encode")
 	}
 }
 
 // FuzzDecode feeds arbitrary headers and bodies to Decode: it must never
 // panic, and whatever it accepts must be a valid CloudEvent.
-func FuzzDecode(f *testing.F) {
+func FuzzDecodeEvent(f *testing.F) {
 	structured, _ := sample(f).MarshalJSON()
 	f.Add("1.0", "id", "/src", "type", []byte(`{"a":1}`))
 	f.Add("", "", "", "", structured)
@@ -117,7 +117,7 @@ func FuzzDecode(f *testing.F) {
 			h.Set("ce-source", source)
 			h.Set("ce-type", typ)
 		}
-		e, err := cenats.Decode(context.Background(), &nats.Msg{Subject: "s", Header: h, Data: body})
+		e, err := wire.DecodeEvent(context.Background(), &nats.Msg{Subject: "s", Header: h, Data: body})
 		if err == nil {
 			if verr := e.Validate(); verr != nil {
 				t.Fatalf("accepted an invalid event: %v", verr)
@@ -129,7 +129,7 @@ func FuzzDecode(f *testing.F) {
 // TestEncodeMatchesSDKWriter: Encode writes exactly the headers and body the
 // CloudEvents SDK's own binding writer does, for events with and without
 // optional attributes and extensions.
-func TestEncodeMatchesSDKWriter(t *testing.T) {
+func TestEncodeEventMatchesSDKWriter(t *testing.T) {
 	ctx := context.Background()
 	full := sample(t)
 	full.SetSubject("job/demo")
@@ -143,11 +143,11 @@ func TestEncodeMatchesSDKWriter(t *testing.T) {
 	withTime.SetTime(time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC))
 	for name, e := range map[string]*event.Event{"full": full, "minimal": &minimal, "time": withTime} {
 		t.Run(name, func(t *testing.T) {
-			got, err := cenats.Encode(ctx, "s", e)
+			got, err := wire.EncodeEvent(ctx, "s", e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := cenats.EncodeWithSDK(ctx, "s", e)
+			want, err := wire.EncodeEventWithSDK(ctx, "s", e)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +163,7 @@ func TestEncodeMatchesSDKWriter(t *testing.T) {
 
 // TestDecodeMatchesSDK: the direct binary path yields the same event as the
 // SDK's binding for the same message.
-func TestDecodeMatchesSDK(t *testing.T) {
+func TestDecodeEventMatchesSDK(t *testing.T) {
 	ctx := context.Background()
 	full := sample(t)
 	full.SetSubject("job/demo")
@@ -175,15 +175,15 @@ func TestDecodeMatchesSDK(t *testing.T) {
 	minimal.SetType("t")
 	for name, e := range map[string]*event.Event{"full": full, "minimal": &minimal} {
 		t.Run(name, func(t *testing.T) {
-			msg, err := cenats.Encode(ctx, "s", e)
+			msg, err := wire.EncodeEvent(ctx, "s", e)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := cenats.Decode(ctx, msg)
+			got, err := wire.DecodeEvent(ctx, msg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := cenats.DecodeWithSDK(ctx, msg)
+			want, err := wire.DecodeEventWithSDK(ctx, msg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +195,7 @@ func TestDecodeMatchesSDK(t *testing.T) {
 		})
 	}
 	bad := &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}, "ce-time": {"yesterday"}}}
-	if _, err := cenats.Decode(ctx, bad); !errors.Is(err, cenats.ErrNotCloudEvent) {
+	if _, err := wire.DecodeEvent(ctx, bad); !errors.Is(err, wire.ErrNotCloudEvent) {
 		t.Fatalf("bad time accepted: %v", err)
 	}
 }

@@ -1,12 +1,13 @@
-// Package cenats encodes and decodes CloudEvents as NATS messages in binary
+package wire
+
+// This file is the CloudEvents codec: events as NATS messages in binary
 // content mode, as the CloudEvents NATS protocol binding defines it: every
 // attribute and extension in its own lower-case "ce-" header and the data as
-// the message body. Encode writes the headers directly and Decode reads
-// binary-mode 1.0 events directly, for speed; tests check both against the
-// CloudEvents SDK's own NATS JetStream binding (EncodeWithSDK,
-// DecodeWithSDK), which stays the reference and decodes everything else,
-// structured-mode input (a JSON CloudEvent as the body) included.
-package cenats
+// the message body. EncodeEvent writes the headers directly and DecodeEvent
+// reads binary-mode 1.0 events directly, for speed; tests check both against
+// the CloudEvents SDK's own NATS JetStream binding (EncodeEventWithSDK,
+// DecodeEventWithSDK), which stays the reference and decodes everything
+// else, structured-mode input (a JSON CloudEvent as the body) included.
 
 import (
 	"bytes"
@@ -30,20 +31,19 @@ const HeaderSpecVersion = "ce-specversion"
 // application/cloudevents…, which would mean structured mode.
 const HeaderContentType = "Content-Type"
 
-// ErrNotCloudEvent is wrapped by Decode when a message is not a valid
+// ErrNotCloudEvent is wrapped by DecodeEvent when a message is not a valid
 // CloudEvent in either binary or structured mode.
 var ErrNotCloudEvent = errors.New("not a CloudEvent")
 
-// Encode turns e into a NATS message on subject in binary content mode.
+// EncodeEvent turns e into a NATS message on subject in binary content mode.
 //
 // It writes the headers exactly as the CloudEvents SDK's NATS JetStream
-// binding (EncodeWithSDK) does — the same header names and value formats,
+// binding (EncodeEventWithSDK) does — the same header names and value formats,
 // a test checks it attribute by attribute — without the binding's generic
-// machinery, which costs several times the rest of a publish. Decode goes
-// through the SDK.
-func Encode(_ context.Context, subject string, e *event.Event) (*nats.Msg, error) {
+// machinery, which costs several times the rest of a publish.
+func EncodeEvent(_ context.Context, subject string, e *event.Event) (*nats.Msg, error) {
 	// The required attributes; the full check (e.Validate) costs as much as
-	// the encoding, and every reader validates on Decode anyway.
+	// the encoding, and every reader validates on DecodeEvent anyway.
 	if e.ID() == "" || e.Source() == "" || e.Type() == "" || e.SpecVersion() == "" {
 		return nil, fmt.Errorf("invalid cloudevent %q: id, source, type and specversion are required", e.ID())
 	}
@@ -71,10 +71,10 @@ func Encode(_ context.Context, subject string, e *event.Event) (*nats.Msg, error
 	return &nats.Msg{Subject: subject, Header: hdr, Data: e.Data()}, nil
 }
 
-// EncodeWithSDK encodes like Encode through the CloudEvents SDK's own
-// NATS JetStream binding writer. It is the reference Encode is checked
+// EncodeEventWithSDK encodes like EncodeEvent through the CloudEvents SDK's own
+// NATS JetStream binding writer. It is the reference EncodeEvent is checked
 // against.
-func EncodeWithSDK(ctx context.Context, subject string, e *event.Event) (*nats.Msg, error) {
+func EncodeEventWithSDK(ctx context.Context, subject string, e *event.Event) (*nats.Msg, error) {
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid cloudevent %s: %w", e.ID(), err)
 	}
@@ -89,22 +89,22 @@ func EncodeWithSDK(ctx context.Context, subject string, e *event.Event) (*nats.M
 	return &nats.Msg{Subject: subject, Header: hdr, Data: body.Bytes()}, nil
 }
 
-// Decode reads a CloudEvent from a NATS message in binary or structured
+// DecodeEvent reads a CloudEvent from a NATS message in binary or structured
 // mode and validates it. A message that is not a CloudEvent yields an error
 // wrapping ErrNotCloudEvent that says what is missing.
 //
 // Binary-mode CloudEvents 1.0 messages take a direct path that reads the
 // ce- headers as the SDK's NATS JetStream binding does (a test checks both
-// give the same event); everything else goes through the SDK (DecodeWithSDK).
-func Decode(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
+// give the same event); everything else goes through the SDK (DecodeEventWithSDK).
+func DecodeEvent(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
 	if msg.Header != nil && msg.Header.Get(HeaderSpecVersion) == event.CloudEventsVersionV1 {
 		return decodeBinaryV1(msg)
 	}
-	return DecodeWithSDK(ctx, msg)
+	return DecodeEventWithSDK(ctx, msg)
 }
 
-// DecodeWithSDK decodes through the CloudEvents SDK's NATS JetStream binding.
-func DecodeWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
+// DecodeEventWithSDK decodes through the CloudEvents SDK's NATS JetStream binding.
+func DecodeEventWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
 	m := cejs.NewMessage(msg)
 	if m.ReadEncoding() == binding.EncodingStructured && !looksLikeJSONObject(msg.Data) {
 		return nil, fmt.Errorf("%w: no %s header and the body is not a structured JSON CloudEvent", ErrNotCloudEvent, HeaderSpecVersion)

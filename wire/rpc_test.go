@@ -1,4 +1,4 @@
-package rpc_test
+package wire_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/sdk/rpc"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func startNATS(t *testing.T) *nats.Conn {
@@ -25,7 +25,7 @@ func TestCallRoundTripAndErrors(t *testing.T) {
 		Value string `json:"value"`
 	}
 	_, err := nc.Subscribe("ok", func(m *nats.Msg) {
-		_ = nc.PublishMsg(rpc.ReplyMsg(m.Reply, echo{Value: "pong"}, nil))
+		_ = nc.PublishMsg(wire.ReplyMsg(m.Reply, echo{Value: "pong"}, nil))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -34,13 +34,13 @@ func TestCallRoundTripAndErrors(t *testing.T) {
 		// Details that cannot be encoded must not lose the error itself.
 		e := &schemas.Error{Code: schemas.CodeNotFound, Field: "name", Message: "no such thing",
 			Details: map[string]any{"bad": func() {}}}
-		_ = nc.PublishMsg(rpc.ReplyMsg(m.Reply, nil, e))
+		_ = nc.PublishMsg(wire.ReplyMsg(m.Reply, nil, e))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = nc.Subscribe("plain", func(m *nats.Msg) {
-		_ = nc.PublishMsg(rpc.ReplyMsg(m.Reply, nil, errors.New("boom")))
+		_ = nc.PublishMsg(wire.ReplyMsg(m.Reply, nil, errors.New("boom")))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +63,10 @@ func TestCallRoundTripAndErrors(t *testing.T) {
 	}
 
 	var got echo
-	if err := rpc.Call(ctx, nc, "ok", echo{Value: "ping"}, &got); err != nil || got.Value != "pong" {
+	if err := wire.Call(ctx, nc, "ok", echo{Value: "ping"}, &got); err != nil || got.Value != "pong" {
 		t.Fatalf("ok: %+v %v", got, err)
 	}
-	err = rpc.Call(ctx, nc, "fail", nil, nil)
+	err = wire.Call(ctx, nc, "fail", nil, nil)
 	var e *schemas.Error
 	if !errors.As(err, &e) || e.Code != schemas.CodeNotFound || e.Field != "name" || e.Message != "no such thing" {
 		t.Fatalf("fail: %#v", err)
@@ -74,21 +74,21 @@ func TestCallRoundTripAndErrors(t *testing.T) {
 	if !errors.Is(err, schemas.ErrNotFound) {
 		t.Fatal("errors.Is by code does not match")
 	}
-	if err := rpc.Call(ctx, nc, "plain", nil, nil); !errors.Is(err, schemas.ErrInternal) || !errorsContain(err, "boom") {
+	if err := wire.Call(ctx, nc, "plain", nil, nil); !errors.Is(err, schemas.ErrInternal) || !errorsContain(err, "boom") {
 		t.Fatalf("plain error: %v", err)
 	}
-	if err := rpc.Call(ctx, nc, "headeronly", nil, nil); !errors.Is(err, schemas.ErrTimeout) || !errorsContain(err, "slow") {
+	if err := wire.Call(ctx, nc, "headeronly", nil, nil); !errors.Is(err, schemas.ErrTimeout) || !errorsContain(err, "slow") {
 		t.Fatalf("header-only error: %v", err)
 	}
-	if err := rpc.Call(ctx, nc, "nobody", nil, nil); !errors.Is(err, schemas.ErrNoResponders) {
+	if err := wire.Call(ctx, nc, "nobody", nil, nil); !errors.Is(err, schemas.ErrNoResponders) {
 		t.Fatalf("no responders: %v", err)
 	}
 	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	if err := rpc.Call(tctx, nc, "hang", nil, nil); !errors.Is(err, schemas.ErrTimeout) {
+	if err := wire.Call(tctx, nc, "hang", nil, nil); !errors.Is(err, schemas.ErrTimeout) {
 		t.Fatalf("timeout: %v", err)
 	}
-	if err := rpc.Call(ctx, nc, "ok", func() {}, nil); err == nil {
+	if err := wire.Call(ctx, nc, "ok", func() {}, nil); err == nil {
 		t.Fatal("an unencodable request must fail")
 	}
 }

@@ -1,0 +1,101 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/plugbus/plugbus/schemas"
+)
+
+// DefaultPrefix is the subject prefix of a bus when none is configured.
+const DefaultPrefix = "plugbus"
+
+// ErrInvalidPrefix is wrapped by ValidatePrefix's errors.
+var ErrInvalidPrefix = errors.New("invalid subject prefix")
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidatePrefix checks the subject prefix rule: one subject token of
+// letters, digits, '-' or '_' (at most 64). One token keeps every plugbus
+// subject's shape fixed, which the server-side permissions of each identity
+// rely on.
+func ValidatePrefix(prefix string) error {
+	if !prefixRE.MatchString(prefix) {
+		return fmt.Errorf("%w %q: it must be one subject token of letters, digits, '-' or '_', such as %s",
+			ErrInvalidPrefix, prefix, DefaultPrefix)
+	}
+	return nil
+}
+
+// Micro service names. Plugin instances live in their own namespace
+// ("plugbus-plugin-NAME"), so no plugin name can take a name the core uses.
+const (
+	// BrokerService is the service name of the broker API.
+	BrokerService = "plugbus-broker"
+	// HostService is the service name of every hostd.
+	HostService = "plugbus-hostd"
+	// pluginServicePrefix starts every plugin's service name.
+	pluginServicePrefix = "plugbus-plugin-"
+)
+
+// Service metadata keys.
+const (
+	// MetadataPlugin carries the plugin name on a plugin's service.
+	MetadataPlugin = "plugbus.plugin"
+	// MetadataPrefix carries the bus's subject prefix.
+	MetadataPrefix = "plugbus.prefix"
+	// MetadataHost carries the host a plugin instance or hostd runs on.
+	MetadataHost = "plugbus.host"
+)
+
+// PluginService returns the service name of a plugin's instances:
+// "plugbus-plugin-" + name.
+func PluginService(plugin string) string { return pluginServicePrefix + plugin }
+
+// PluginFromService returns the plugin a service name belongs to, and
+// whether it is a plugin's service at all.
+func PluginFromService(service string) (string, bool) {
+	name, ok := strings.CutPrefix(service, pluginServicePrefix)
+	return name, ok && name != ""
+}
+
+// PingSubject returns the subject that pings every instance of a service.
+func PingSubject(service string) string { return "$SRV.PING." + service }
+
+// APISubject returns the subject of a broker API endpoint:
+// ("plugbus", "jobs.deploy") -> "plugbus.api.jobs.deploy".
+func APISubject(prefix, endpoint string) string { return prefix + ".api." + endpoint }
+
+// PluginSubject returns a plugin control subject: ("plugbus",
+// "incrementer", "action") -> "plugbus.plugin.incrementer.action".
+func PluginSubject(prefix, plugin, verb string) string {
+	return prefix + ".plugin." + plugin + "." + verb
+}
+
+// HookSubject returns the subject a plugin answers a hook point on:
+// ("plugbus", "job.pre_deploy", "job-policy") -> "plugbus.hook.job.pre_deploy.job-policy".
+func HookSubject(prefix, hook, plugin string) string {
+	return prefix + ".hook." + hook + "." + plugin
+}
+
+// EventSubject returns the subject an event type is published on:
+// ("plugbus", "io.plugbus.job.v1.deployed") -> "plugbus.evt.job.v1.deployed".
+// A trailing ".*" in the type stays a NATS wildcard.
+func EventSubject(prefix, eventType string) string {
+	return prefix + ".evt." + strings.TrimPrefix(eventType, schemas.TypePrefix)
+}
+
+// EventsSubject is the subject filter of every event on the bus.
+func EventsSubject(prefix string) string { return prefix + ".evt.>" }
+
+// PluginEventSubject returns the subject root of a plugin's own events:
+// "plugbus.evt.plugin.NAME". A plugin publishes only below it.
+func PluginEventSubject(prefix, plugin string) string { return prefix + ".evt.plugin." + plugin }
+
+// DLQSubject returns the subject dead letters of a consumer are stored on.
+func DLQSubject(prefix, consumer string) string { return prefix + ".dlq." + consumer }
+
+// DLQSubjects is the subject filter of the dead-letter stream.
+func DLQSubjects(prefix string) string { return prefix + ".dlq.>" }
