@@ -56,7 +56,9 @@ func (s *Supervisor) runChild(ctx context.Context, starts int) childEnd {
 		<-done
 		stdout.Flush()
 		stderr.Flush()
-		// Whatever the child left in its process group goes with it.
+		// Whatever the child left in its process group goes with it. The
+		// group id cannot have been reused: Linux keeps a pid number
+		// while a group still uses it, and an empty group gives ESRCH.
 		_ = signalGroup(pid, syscall.SIGKILL)
 		e := exitOf(cmd.ProcessState, cause, reason)
 		e.Time = clock.Now()

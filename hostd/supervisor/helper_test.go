@@ -102,11 +102,29 @@ func helperMain(mode string) int {
 		fmt.Printf("grandchild %d\n", cmd.Process.Pid)
 		select {}
 	case modeMini:
-		s, err := New(helperSpec(modeServe), WithStateDir(os.Getenv(stateDirEnv)), WithOnChange(func(st Status) {
-			if st.State == StateRunning {
-				fmt.Printf("child %d\n", st.PID)
-			}
-		}))
+		// Ready once the child has written its only line: from then on it
+		// writes nothing, so nothing but Pdeathsig can end it (an early
+		// write to a dead supervisor's pipe would kill it with SIGPIPE).
+		serving := make(chan struct{})
+		s, err := New(helperSpec(modeServe), WithStateDir(os.Getenv(stateDirEnv)),
+			WithLines(func(l Line) {
+				if l.Raw == "serving" {
+					close(serving)
+				}
+			}),
+			WithReadiness(func(ctx context.Context, pid int) error {
+				select {
+				case <-serving:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}),
+			WithOnChange(func(st Status) {
+				if st.State == StateRunning {
+					fmt.Printf("child %d\n", st.PID)
+				}
+			}))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

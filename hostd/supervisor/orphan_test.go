@@ -97,6 +97,7 @@ func TestReapOrphans(t *testing.T) {
 	if err != nil || !slices.Equal(killed, []int{orphan.Process.Pid}) {
 		t.Fatalf("killed %v (want [%d]), err %v", killed, orphan.Process.Pid, err)
 	}
+	waitGone(t, orphan.Process.Pid)
 	var ee *exec.ExitError
 	if err := orphan.Wait(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("orphan: %v", err)
@@ -134,6 +135,7 @@ func TestRunReapsOwnOrphan(t *testing.T) {
 	if st.PID == old.Process.Pid {
 		t.Fatal("same pid")
 	}
+	waitGone(t, old.Process.Pid)
 	var ee *exec.ExitError
 	if err := old.Wait(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("old child: %v", err)

@@ -76,10 +76,12 @@ func (s *Supervisor) Restart() {
 
 // Run keeps the child running until ctx ends, then stops it gracefully
 // (SIGTERM to its process group, then SIGKILL after the stop grace), and
-// returns nil with the state STOPPED. It returns an error only when it
-// cannot work at all: another Run is active (ErrAlreadyRunning) or the state
-// directory cannot be created. A Supervisor may run again after Run
-// returned; each Run starts with a fresh policy and restart count.
+// returns nil with the state STOPPED. It returns an error, before starting
+// anything, only when it cannot work at all: another Run is active
+// (ErrAlreadyRunning), the state directory cannot be created, or a child
+// that an earlier supervisor of this instance left (see ReapOrphans) cannot
+// be identified or killed. A Supervisor may run again after Run returned;
+// each Run starts with a fresh policy and restart count.
 func (s *Supervisor) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
