@@ -140,6 +140,7 @@ type fakePlugin struct {
 	actions  []schemas.ActionRequest
 	result   any
 	actErr   *schemas.Error
+	actDelay time.Duration // how long each action takes
 	cfgErr   *schemas.Error
 	hooks    map[string]func(schemas.HookRequest) (schemas.HookResponse, error)
 	hookReqs []schemas.HookRequest
@@ -213,6 +214,10 @@ func (p *fakePlugin) start(prefix string) {
 	add(schemas.VerbAction, func(d []byte) (any, error) {
 		var req schemas.ActionRequest
 		_ = json.Unmarshal(d, &req)
+		p.mu.Lock()
+		delay := p.actDelay
+		p.mu.Unlock()
+		time.Sleep(delay)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.actions = append(p.actions, req)

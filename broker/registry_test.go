@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -461,4 +462,39 @@ func TestUnregister(t *testing.T) {
 	wantCode(t, err, schemas.CodeUnknownAction, "")
 	err = tb.call(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, nil)
 	wantCode(t, err, schemas.CodeNotFound, "name")
+}
+
+// A plugin cannot take a name the core uses: the manifest schema reserves
+// them, and plugin services live under their own prefix, so no plugin
+// service can be the broker's.
+func TestReservedPluginNames(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	for _, name := range []string{"broker", "hostd", "admin", "v1", "v12"} {
+		err := tb.call(t, schemas.APIPluginsRegister, schemas.RegisterRequest{Manifest: schemas.Manifest{Name: name, Version: "1.0.0"}}, nil)
+		e := wantCode(t, err, schemas.CodeInvalidField, "manifest.name")
+		if !strings.Contains(e.Message, "reserved") {
+			t.Errorf("%s: message %q does not say the name is reserved", name, e.Message)
+		}
+	}
+	if got := wire.PluginService("broker"); got == wire.BrokerService || got == wire.HostService {
+		t.Errorf("plugin service name %s collides with the core's", got)
+	}
+	if _, ok := wire.PluginFromService(wire.BrokerService); ok {
+		t.Errorf("%s reads as a plugin's service", wire.BrokerService)
+	}
+	// Exactly one service answers as the broker: the broker.
+	sub, err := tb.nc.SubscribeSync(tb.nc.NewRespInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.nc.PublishRequest(wire.PingSubject(wire.BrokerService), sub.Subject, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("the broker does not answer PING: %v", err)
+	}
+	if extra, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Errorf("a second service answers as the broker: %s", extra.Data)
+	}
 }

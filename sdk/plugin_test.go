@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
@@ -174,6 +175,32 @@ func TestActions(t *testing.T) {
 	st := p.Stats()
 	if st.ActionsHandled != 3 || st.ActionsFailed != 6 {
 		t.Errorf("stats = %+v, want 3 handled and 6 failed", st)
+	}
+	// `nats micro stats` shows the same on the action endpoint, and each
+	// other endpoint its own calls: the fake broker's init, config and
+	// verify once each.
+	msg, err := nc.Request("$SRV.STATS."+wire.PluginService("actor"), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms micro.Stats
+	if err := json.Unmarshal(msg.Data, &ms); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]int{schemas.VerbAction: {9, 6}, schemas.VerbInit: {1, 0}, schemas.VerbConfig: {1, 0}, schemas.VerbVerify: {1, 0}}
+	for _, e := range ms.Endpoints {
+		w, ok := want[e.Name]
+		if !ok {
+			t.Errorf("unexpected endpoint %s", e.Name)
+			continue
+		}
+		delete(want, e.Name)
+		if e.NumRequests != w[0] || e.NumErrors != w[1] {
+			t.Errorf("endpoint %s: %d requests, %d errors; want %d and %d", e.Name, e.NumRequests, e.NumErrors, w[0], w[1])
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("endpoints missing from $SRV.STATS: %v", want)
 	}
 }
 
