@@ -188,7 +188,7 @@ func isBadInput(code string) bool {
 func (b *Broker) serve(ctx context.Context, ep apiEndpoint, data []byte) (any, error) {
 	if len(data) > b.cfg.MaxRequestBytes {
 		return nil, schemas.Errorf(schemas.CodeTooLarge, "",
-			"request to %s is %d bytes, above the limit of %d: send less data (the limit is the broker's --max-request-bytes)",
+			"request to %s is %d bytes, above the limit of %d: send less data (the limit is the broker's max request size setting)",
 			ep.name, len(data), b.cfg.MaxRequestBytes)
 	}
 	if len(data) == 0 {

@@ -184,7 +184,7 @@ func (b *Broker) connect() error {
 		if b.srv != nil {
 			b.srv.Shutdown()
 		}
-		return fmt.Errorf("connect to NATS at %s: %w (check --nats-url and --creds)", b.natsURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w (check the NATS URL and credentials)", b.natsURL, err)
 	}
 	b.nc = nc
 	return nil
@@ -212,7 +212,7 @@ func (b *Broker) startHTTP() (*http.Server, error) {
 	}
 	ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen for HTTP on %s: %w (is the port in use? choose another with --http)", b.cfg.HTTPAddr, err)
+		return nil, &AddressInUseError{Setting: "http", Addr: b.cfg.HTTPAddr, Err: err}
 	}
 	b.httpLn = ln
 	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}

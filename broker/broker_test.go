@@ -279,7 +279,8 @@ func TestEmbeddedPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = b.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "not free") || !strings.Contains(err.Error(), "--listen") {
+	var inUse *AddressInUseError
+	if !errors.As(err, &inUse) || !errors.Is(err, ErrAddressInUse) || inUse.Setting != "listen" || !strings.Contains(err.Error(), "not free") {
 		t.Fatalf("want a clear port-in-use error, got %v", err)
 	}
 }

@@ -32,6 +32,32 @@ const (
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid broker config")
 
+// ErrAddressInUse is matched (errors.Is) by an *AddressInUseError.
+var ErrAddressInUse = errors.New("address in use")
+
+// AddressInUseError says an address the broker must listen on is taken.
+type AddressInUseError struct {
+	// Setting is the Config setting holding the address: "listen" (NATS)
+	// or "http".
+	Setting string
+	Addr    string
+	Err     error
+}
+
+func (e *AddressInUseError) Error() string {
+	what := "NATS"
+	if e.Setting == "http" {
+		what = "HTTP"
+	}
+	return fmt.Sprintf("%s address %s is not free: %v (is another broker running?)", what, e.Addr, e.Err)
+}
+
+// Unwrap returns the listen error.
+func (e *AddressInUseError) Unwrap() error { return e.Err }
+
+// Is matches ErrAddressInUse.
+func (e *AddressInUseError) Is(target error) bool { return target == ErrAddressInUse }
+
 var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Config configures a Broker. The zero value runs the embedded default: a
@@ -140,7 +166,7 @@ func (c Config) Validate() error {
 			return bad("listen", "%q is not HOST:PORT: %v", c.Listen, err)
 		}
 		if c.Creds != "" {
-			return bad("creds", "a credentials file is for an external server: add --nats-url")
+			return bad("creds", "a credentials file is for an external server: set the NATS URL too")
 		}
 	}
 	if c.HTTPAddr != "" {

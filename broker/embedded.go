@@ -30,7 +30,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		// Fail at once, with a clear message, when the address is taken.
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("NATS address %s is not free: %w (is another broker or `make run` running? choose another with --listen)", cfg.Listen, err)
+			return nil, &AddressInUseError{Setting: "listen", Addr: cfg.Listen, Err: err}
 		}
 		_ = ln.Close()
 	}
@@ -39,7 +39,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		return nil, fmt.Errorf("data dir %q: %w", cfg.DataDir, err)
 	}
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create data dir %q: %w (choose another with --data-dir)", storeDir, err)
+		return nil, fmt.Errorf("create data dir %q: %w (choose another data dir)", storeDir, err)
 	}
 	opts := &server.Options{
 		ServerName: "plugbus",
@@ -60,7 +60,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server did not accept connections on %s within 30s: is the port in use? choose another with --listen", cfg.Listen)
+		return nil, fmt.Errorf("embedded nats-server did not accept connections on %s within 30s: is the port in use? choose another listen address", cfg.Listen)
 	}
 	return s, nil
 }

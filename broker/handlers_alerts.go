@@ -66,7 +66,9 @@ func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) 
 	now := time.Now().UTC()
 	alert, err := updateJSON(ctx, b.st.alerts, req.ID, func(cur *schemas.Alert, exists bool) error {
 		if !exists {
-			return schemas.Errorf(schemas.CodeNotFound, "id", "alert %q does not exist", req.ID)
+			e := schemas.Errorf(schemas.CodeNotFound, "id", "alert %q does not exist", req.ID)
+			e.Details = map[string]any{schemas.DetailKind: "alert", schemas.DetailName: req.ID}
+			return e
 		}
 		if cur.Status == schemas.AlertResolved {
 			return schemas.Errorf(schemas.CodeConflict, "id", "alert %q is already resolved", req.ID)

@@ -132,7 +132,7 @@ func withChains(details map[string]any, chains []schemas.ChainRecord) map[string
 	if details == nil {
 		details = map[string]any{}
 	}
-	details["chains"] = chains
+	details[schemas.DetailChains] = chains
 	return details
 }
 
@@ -180,7 +180,9 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 }
 
 func jobNotFound(req *schemas.JobRef) error {
-	return schemas.Errorf(schemas.CodeNotFound, "name", "job %s version %s does not exist (list jobs with `busctl job ls`)", req.Name, req.Version)
+	e := schemas.Errorf(schemas.CodeNotFound, "name", "job %s version %s does not exist", req.Name, req.Version)
+	e.Details = map[string]any{schemas.DetailKind: "job", schemas.DetailName: req.Name, "version": req.Version}
+	return e
 }
 
 func (b *Broker) handleJobGet(ctx context.Context, req *schemas.JobRef) (any, error) {

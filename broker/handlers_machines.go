@@ -18,7 +18,9 @@ import (
 const ModelMachines = "machines"
 
 func machineNotFound(name string) error {
-	return schemas.Errorf(schemas.CodeNotFound, "name", "machine %q does not exist (machines are created by `busctl machine set-param`)", name)
+	e := schemas.Errorf(schemas.CodeNotFound, "name", "machine %q does not exist (a machine exists once a param is set on it)", name)
+	e.Details = map[string]any{schemas.DetailKind: "machine", schemas.DetailName: name}
+	return e
 }
 
 func (b *Broker) handleMachineGet(ctx context.Context, req *schemas.MachineRef) (any, error) {
@@ -163,7 +165,8 @@ func requireParams(spec schemas.ActionSpec, params map[string]any, req *schemas.
 	for _, p := range spec.RequiredParams {
 		if v, ok := params[p]; !ok || v == nil {
 			return &schemas.Error{Code: schemas.CodeMissingParam, Field: "params." + p,
-				Message: fmt.Sprintf("action %s needs param %q: pass it with --param %s=VALUE or set it on machine %s", req.Command, p, p, req.Machine)}
+				Message: fmt.Sprintf("action %s needs param %q: pass it with the request or set it on machine %s", req.Command, p, req.Machine),
+				Details: map[string]any{schemas.DetailParam: p, schemas.DetailMachine: req.Machine, schemas.DetailCommand: req.Command}}
 		}
 	}
 	return nil
@@ -203,8 +206,8 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 			names[i] = c.rec.Name
 		}
 		return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeAmbiguousAction, Field: "plugin",
-			Message: fmt.Sprintf("several plugins offer %s on %s (%s): choose one with --plugin", command, model, strings.Join(names, ", ")),
-			Details: map[string]any{"plugins": names}}
+			Message: fmt.Sprintf("several plugins offer %s on %s (%s): name the one to use", command, model, strings.Join(names, ", ")),
+			Details: map[string]any{schemas.DetailPlugins: names}}
 	case len(inactive) > 0:
 		c := inactive[0]
 		msg := fmt.Sprintf("plugin %s offers %s but is %s", c.rec.Name, command, c.rec.State)
@@ -237,5 +240,5 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 		msg += "; available: " + strings.Join(avail, ", ")
 	}
 	return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeUnknownAction, Field: "command", Message: msg,
-		Details: map[string]any{"available": avail}}
+		Details: map[string]any{schemas.DetailAvailable: avail}}
 }

@@ -178,7 +178,7 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	if res.err != nil {
 		recErr := *res.err
 		res.record.Error = &recErr
-		res.err.Details = map[string]any{"chain": res.record}
+		res.err.Details = map[string]any{schemas.DetailChain: res.record}
 	}
 	b.metrics.hookChains.WithLabelValues(hook, res.record.Outcome).Inc()
 	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {

@@ -184,7 +184,9 @@ func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, 
 	e, err := r.b.st.plugins.Get(ctx, name)
 	if err != nil {
 		if isNotFound(err) {
-			return rec, 0, schemas.Errorf(schemas.CodeNotFound, "name", "plugin %q is not registered (list plugins with `busctl plugins ls`)", name)
+			e := schemas.Errorf(schemas.CodeNotFound, "name", "plugin %q is not registered", name)
+			e.Details = map[string]any{schemas.DetailKind: "plugin", schemas.DetailName: name}
+			return rec, 0, e
 		}
 		return rec, 0, fmt.Errorf("read plugin %q: %w", name, err)
 	}
@@ -367,8 +369,9 @@ func (r *registry) applyConfig(ctx context.Context, rec schemas.PluginRecord, cf
 func checkConfig(m schemas.Manifest, cfg map[string]any) error {
 	for _, p := range m.RequiredParams {
 		if v, ok := cfg[p]; !ok || v == nil || v == "" {
-			return schemas.Errorf(schemas.CodeMissingParam, "config."+p,
-				"plugin %s needs config param %q: set it with `busctl plugins config %s --set %s=VALUE`", m.Name, p, m.Name, p)
+			e := schemas.Errorf(schemas.CodeMissingParam, "config."+p, "plugin %s needs config param %q", m.Name, p)
+			e.Details = map[string]any{schemas.DetailParam: p, schemas.DetailPlugin: m.Name}
+			return e
 		}
 	}
 	if len(m.ConfigSchema) > 0 {
@@ -624,8 +627,9 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	cancel()
 	alive := perr == nil
 	if alive && !req.Force {
-		return rec, schemas.Errorf(schemas.CodeConflict, "name",
-			"plugin %s still has a running instance: stop it first, or force it (busctl plugins rm %s --force)", req.Name, req.Name)
+		e := schemas.Errorf(schemas.CodeConflict, "name", "plugin %s still has a running instance", req.Name)
+		e.Details = map[string]any{schemas.DetailPlugin: req.Name, schemas.DetailRunning: true}
+		return rec, e
 	}
 	if err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)

@@ -38,6 +38,37 @@ const (
 	CodeInternal = "internal"
 )
 
+// Keys of Error.Details. Clients phrase their own hints from them (busctl
+// names its flags and commands), so the broker's messages never carry a
+// user interface's words.
+const (
+	// DetailKind is the kind of object a not_found error is about:
+	// "plugin", "job", "machine", "alert", "host".
+	DetailKind = "kind"
+	// DetailName names that object.
+	DetailName = "name"
+	// DetailParam names the missing param of a missing_param error.
+	DetailParam = "param"
+	// DetailPlugin names the plugin an error is about.
+	DetailPlugin = "plugin"
+	// DetailMachine and DetailCommand name the machine and command of an
+	// action.
+	DetailMachine = "machine"
+	DetailCommand = "command"
+	// DetailPlugins lists the candidates of an ambiguous_action error.
+	DetailPlugins = "plugins"
+	// DetailAvailable lists the commands ACTIVE plugins offer (unknown_action).
+	DetailAvailable = "available"
+	// DetailRunning is true on a conflict because an instance still runs.
+	DetailRunning = "running_instance"
+	// DetailAllowed lists the allowed values of an invalid_field error.
+	DetailAllowed = "allowed"
+	// DetailChain and DetailChains carry the hook chain run(s) of a
+	// refused or failed operation.
+	DetailChain  = "chain"
+	DetailChains = "chains"
+)
+
 // Codes lists every error code, in a stable order.
 var Codes = []string{
 	CodeBadRequest, CodeInvalidField, CodeMissingParam, CodeUnknownAction, CodeAmbiguousAction,

@@ -82,13 +82,19 @@ func convert(verr *jsonschema.ValidationError, inst any, prefix string, document
 		seen[l.field+"\x00"+msg] = true
 		if first == nil {
 			first = &Error{Code: CodeInvalidField, Field: l.field, Message: msg}
+			if k, ok := l.e.ErrorKind.(*kind.Enum); ok && l.alt == nil {
+				first.Details = map[string]any{DetailAllowed: k.Want}
+			}
 		}
 		if len(details) < maxDetails {
 			details = append(details, map[string]any{"field": l.field, "message": msg})
 		}
 	}
 	if len(details) > 1 {
-		first.Details = map[string]any{"errors": details}
+		if first.Details == nil {
+			first.Details = map[string]any{}
+		}
+		first.Details["errors"] = details
 	}
 	return first
 }

@@ -24,6 +24,10 @@ func main() {
 	defer stop()
 	if err := newCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
+		var inUse *broker.AddressInUseError
+		if errors.As(err, &inUse) {
+			fmt.Fprintf(os.Stderr, "hint: choose another address with --%s (or $PLUGBUS_%s)\n", inUse.Setting, envName(inUse.Setting))
+		}
 		os.Exit(1)
 	}
 }

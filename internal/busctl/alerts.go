@@ -76,12 +76,6 @@ func (a *app) alertResolveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.hint = func(e *schemas.Error) string {
-				if e.Code == schemas.CodeNotFound {
-					return "no alert with that id: `busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
-				}
-				return ""
-			}
 			res, err := c.ResolveAlert(cmd.Context(), args[0])
 			if err != nil {
 				return err

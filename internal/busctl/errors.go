@@ -72,7 +72,7 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		if c := errorChain(apiE); c != nil {
 			_ = printChainLines(w, []schemas.ChainRecord{*c}, false)
 		}
-		if h := a.hintFor(apiE); h != "" && !repeatsMessage(h, apiE.Message) {
+		if h := a.hintFor(apiE); h != "" {
 			fmt.Fprintf(w, "hint: %s\n", h)
 		}
 		return ExitError
@@ -97,9 +97,10 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	}
 }
 
-// hintFor says what to do about an API error: the running command's own
-// hint first, then one about the hook chain that stopped the operation
-// (details.chain), else one by code.
+// hintFor says what to do about an API error, in busctl's own words: the
+// running command's hint first, then one about the hook chain that stopped
+// the operation, else one from the error's code and structured details.
+// Hints never come from the message text.
 func (a *app) hintFor(e *schemas.Error) string {
 	if a.hint != nil {
 		if h := a.hint(e); h != "" {
@@ -114,17 +115,29 @@ func (a *app) hintFor(e *schemas.Error) string {
 		return a.noRespondersHint()
 	case schemas.CodeTimeout:
 		return fmt.Sprintf("nothing answered within --timeout %s: raise it (--timeout 30s) or look for STALE or ERROR plugins with `busctl plugins ls`", a.timeout)
+	case schemas.CodeNotFound:
+		return notFoundHint(detailString(e, schemas.DetailKind))
 	case schemas.CodeMissingParam:
-		if e.Field != "" {
-			return fmt.Sprintf("set %s and retry", paramName(e.Field))
+		p := detailString(e, schemas.DetailParam)
+		switch {
+		case p == "":
+		case detailString(e, schemas.DetailMachine) != "":
+			m := detailString(e, schemas.DetailMachine)
+			return fmt.Sprintf("pass it with --param %s=VALUE, or keep it on the machine for later calls: `busctl machine set-param %s %s VALUE`", p, m, p)
+		case detailString(e, schemas.DetailPlugin) != "":
+			return fmt.Sprintf("set it with `busctl plugins config %s --set %s=VALUE`", detailString(e, schemas.DetailPlugin), p)
 		}
 	case schemas.CodeUnknownAction:
-		return "`busctl plugins ls` shows the commands ACTIVE plugins offer (ACTIONS column)"
+		return "`busctl plugins ls` shows the commands ACTIVE plugins offer (ACTIONS column) and their state"
 	case schemas.CodeAmbiguousAction:
-		if c := candidates(e); c != "" {
-			return "several plugins offer this command: pick one with --plugin (" + c + ")"
+		if c := detailList(e, schemas.DetailPlugins); c != "" {
+			return "pick one with --plugin (" + c + ")"
 		}
-		return "several plugins offer this command: pick one with --plugin NAME"
+		return "pick one with --plugin NAME"
+	case schemas.CodeConflict:
+		if running, _ := e.Details[schemas.DetailRunning].(bool); running {
+			return "stop its instances first (`busctl plugins disable NAME --host HOST` with hostd), or pass --force"
+		}
 	case schemas.CodeNotActive:
 		if e.Plugin != "" {
 			return fmt.Sprintf("`busctl plugins get %s` shows its state and last error", e.Plugin)
@@ -140,11 +153,34 @@ func (a *app) hintFor(e *schemas.Error) string {
 		}
 		return "a hook refused the operation for the reason above: `busctl hooks ls` shows the hook chains"
 	case schemas.CodeTooLarge:
-		return "the request is over the NATS max payload: send less data"
+		return "the request is over the size limit: send less data"
 	case schemas.CodeInternal:
 		return "this is a plugbus bug or an outage: see the broker's logs"
 	}
 	return ""
+}
+
+// notFoundHint points at the command that lists objects of a kind.
+func notFoundHint(kind string) string {
+	switch kind {
+	case "plugin":
+		return "`busctl plugins ls` lists the registered plugins"
+	case "job":
+		return "`busctl job ls` lists the jobs and their versions"
+	case "machine":
+		return "`busctl machine ls` lists the machines; `busctl machine set-param` creates one"
+	case "alert":
+		return "`busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
+	case "host":
+		return "`busctl hosts ls` lists the hosts"
+	}
+	return ""
+}
+
+// detailString returns details[key] of an error when it is a string.
+func detailString(e *schemas.Error, key string) string {
+	s, _ := e.Details[key].(string)
+	return s
 }
 
 // noRespondersHint says what to do when nothing answers on the broker API:
@@ -160,113 +196,14 @@ func (a *app) noRespondersHint() string {
 		"drop --prefix (or pass the broker's); if it is not running, %s", a.prefix, wire.DefaultPrefix, start)
 }
 
-// apiErrorText is an API error as busctl shows it: "code: message", then
-// the field and the plugin unless the message already names them.
+// apiErrorText is an API error as busctl shows it: "code: message", and the
+// plugin it came from when it names one (the field is in -o json output).
 func apiErrorText(e *schemas.Error) string {
 	s := e.Code + ": " + e.Message
-	if e.Field != "" && !namesField(e.Message, e.Field) {
-		s += fmt.Sprintf(" (field %s)", e.Field)
-	}
-	if e.Plugin != "" && !strings.Contains(e.Message, "plugin "+e.Plugin) {
-		s += fmt.Sprintf(" (plugin %s)", e.Plugin)
+	if e.Plugin != "" {
+		s += " (plugin " + e.Plugin + ")"
 	}
 	return s
-}
-
-// namesField says whether an error message already tells which field it is
-// about: it mentions the field (or the param or config key the field
-// stands for, or its last part), or the field is the name or id of the
-// object the request is about (or the action's command), which every such
-// message names.
-func namesField(msg, field string) bool {
-	switch field {
-	case "name", "id", "machine", "command":
-		return true
-	}
-	if strings.Contains(msg, field) {
-		return true
-	}
-	leaf := paramName(field)
-	if i := strings.LastIndexByte(leaf, '.'); i >= 0 && !strings.Contains(leaf, "/") {
-		leaf = leaf[i+1:]
-	}
-	return containsWord(msg, leaf)
-}
-
-// containsWord says whether w occurs in s with no letter, digit, '_', '/'
-// or '-' right before or after it.
-func containsWord(s, w string) bool {
-	if w == "" {
-		return false
-	}
-	wordByte := func(c byte) bool {
-		return c == '_' || c == '/' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-	}
-	for i := 0; ; {
-		j := strings.Index(s[i:], w)
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(w)
-		if (start == 0 || !wordByte(s[start-1])) && (end == len(s) || !wordByte(s[end])) {
-			return true
-		}
-		i = start + 1
-	}
-}
-
-// repeatsMessage says whether a hint only repeats advice the error message
-// already gives: every command it quotes in backticks is in the message
-// already (up to the placeholder of its value: `--set url=...` matches
-// "--set url=VALUE"), or, for a hint that quotes no command, every --flag
-// it names is.
-func repeatsMessage(hint, msg string) bool {
-	parts := strings.Split(hint, "`")
-	if len(parts) < 3 {
-		flags := 0
-		for _, w := range strings.FieldsFunc(hint, func(r rune) bool { return r == ' ' || r == '(' || r == ')' || r == ',' || r == ':' }) {
-			if !strings.HasPrefix(w, "--") || len(w) < 3 {
-				continue
-			}
-			if j := strings.IndexByte(w, '='); j >= 0 {
-				w = w[:j]
-			}
-			if !containsWord(msg, w) {
-				return false
-			}
-			flags++
-		}
-		return flags > 0
-	}
-	for i := 1; i < len(parts)-1; i += 2 {
-		cmd := parts[i]
-		if j := strings.IndexByte(cmd, '='); j >= 0 {
-			cmd = cmd[:j+1]
-		}
-		cmd = strings.TrimSuffix(strings.TrimSuffix(cmd, " VALUE"), "...")
-		if !strings.Contains(msg, cmd) {
-			return false
-		}
-	}
-	return true
-}
-
-// paramName strips the "params." or "config." prefix of an error field.
-func paramName(field string) string {
-	for _, p := range []string{"params.", "config.", "set."} {
-		if strings.HasPrefix(field, p) {
-			return strings.TrimPrefix(field, p)
-		}
-	}
-	return field
-}
-
-// candidates lists the plugins of an ambiguous_action error's details.
-func candidates(e *schemas.Error) string {
-	if c := detailList(e, "plugins"); c != "" {
-		return c
-	}
-	return detailList(e, "candidates")
 }
 
 // detailList shows details[key] of an error as a sorted, comma-separated

@@ -266,7 +266,7 @@ func oneLine(s string) string {
 // errorChain returns the chain run an error reply carries in
 // details.chain (a rejected or failed operation), or nil.
 func errorChain(e *schemas.Error) *schemas.ChainRecord {
-	v, ok := e.Details["chain"]
+	v, ok := e.Details[schemas.DetailChain]
 	if !ok || v == nil {
 		return nil
 	}

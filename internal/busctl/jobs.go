@@ -80,7 +80,6 @@ func (a *app) jobDeleteCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.hint = notFoundHint("job version", "busctl job ls")
 			res, err := c.DeleteJob(cmd.Context(), args[0], version)
 			if err != nil {
 				return err
@@ -139,7 +138,6 @@ func (a *app) jobGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.hint = notFoundHint("job version", "busctl job ls")
 			j, err := c.GetJob(cmd.Context(), args[0], version)
 			if err != nil {
 				return err

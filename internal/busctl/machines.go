@@ -47,29 +47,6 @@ params (see busctl machine set-param).`,
 			if err != nil {
 				return err
 			}
-			a.hint = func(e *schemas.Error) string {
-				switch e.Code {
-				case schemas.CodeMissingParam:
-					p := paramName(e.Field)
-					if p == "" {
-						return ""
-					}
-					setParam := fmt.Sprintf("`busctl machine set-param %s %s VALUE`", machine, p)
-					if strings.Contains(e.Message, "--param") {
-						// The broker's message already says to pass --param.
-						return "to keep it on the machine for later calls: " + setParam
-					}
-					return fmt.Sprintf("pass it with --param %s=..., or store it on the machine: %s", p, setParam)
-				case schemas.CodeUnknownAction:
-					if strings.Contains(e.Message, command) {
-						return "`busctl plugins ls` shows the commands each plugin offers (ACTIONS column) and its state"
-					}
-					return fmt.Sprintf("no ACTIVE plugin offers %q on machines: `busctl plugins ls` shows the commands offered (ACTIONS column)", command)
-				case schemas.CodeNotFound:
-					return "`busctl machine ls` lists the machines; `busctl machine set-param` creates one"
-				}
-				return ""
-			}
 			res, err := c.MachineAction(cmd.Context(), schemas.MachineActionRequest{
 				Machine: machine, Command: command, Params: parseValues(pairs), Plugin: plugin,
 			})
@@ -125,7 +102,6 @@ func (a *app) machineGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.hint = notFoundHint("machine", "busctl machine ls")
 			m, err := c.GetMachine(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -64,7 +64,6 @@ func (a *app) pluginsGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a.hint = notFoundHint("plugin", "busctl plugins ls")
 			p, err := c.GetPlugin(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -95,7 +94,6 @@ or pass --force (a running instance that registers again comes back).`,
 			if err != nil {
 				return err
 			}
-			a.hint = notFoundHint("plugin", "busctl plugins ls")
 			p, err := c.UnregisterPlugin(cmd.Context(), args[0], force)
 			if err != nil {
 				return err
@@ -139,17 +137,10 @@ pushes it to the plugin. The resulting configuration is printed.`,
 				return err
 			}
 			a.hint = func(e *schemas.Error) string {
-				switch e.Code {
-				case schemas.CodeMissingParam:
-					p := paramName(e.Field)
-					if p == "" {
-						return ""
-					}
-					return fmt.Sprintf("plugin %s requires %s: pass it with `busctl plugins config %s --set %s=...`", name, p, name, p)
-				case schemas.CodeInvalidField:
+				if e.Code == schemas.CodeInvalidField {
 					return fmt.Sprintf("`busctl plugins get %s -o json` shows the config_schema the value must satisfy", name)
 				}
-				return notFoundHint("plugin", "busctl plugins ls")(e)
+				return ""
 			}
 			var set map[string]any
 			if len(pairs) > 0 {
@@ -269,14 +260,4 @@ func lastError(p schemas.PluginRecord) string {
 		e.Plugin = ""
 	}
 	return apiErrorText(&e)
-}
-
-// notFoundHint points at the list command when an object does not exist.
-func notFoundHint(what, list string) func(*schemas.Error) string {
-	return func(e *schemas.Error) string {
-		if e.Code == schemas.CodeNotFound {
-			return fmt.Sprintf("no such %s: `%s` lists them", what, list)
-		}
-		return ""
-	}
 }
