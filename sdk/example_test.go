@@ -14,6 +14,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -296,4 +297,50 @@ func ExampleFragment() {
 	fmt.Println(string(b))
 	// Output:
 	// {"outcome":"continue","fragment":"RUN apk add --no-cache ca-certificates\n"}
+}
+
+func ExamplePlugin_Use() {
+	p, _ := sdk.New(schemas.Manifest{Name: "timed", Version: "1.0.0",
+		Actions: []schemas.ActionSpec{{Command: "ping", Model: "machines"}}})
+	// One middleware sees every handler call: init, config, verify,
+	// actions, hooks and events.
+	p.Use(func(next sdk.Next) sdk.Next {
+		return func(ctx context.Context, c *sdk.Call) (any, error) {
+			start := time.Now()
+			res, err := next(ctx, c)
+			p.Logger().Debug().Str("kind", c.Kind).Str("name", c.Name).Dur("took", time.Since(start)).Err(err).Msg("handled")
+			return res, err
+		}
+	})
+	p.HandleAction("ping", func(context.Context, *sdk.Action) (any, error) { return "pong", nil })
+	fmt.Println(p.Name(), "wraps its handlers")
+	// Output: timed wraps its handlers
+}
+
+func ExamplePlugin_Client() {
+	p, _ := sdk.New(schemas.Manifest{Name: "tagger", Version: "1.0.0",
+		Actions: []schemas.ActionSpec{{Command: "tag", Model: "machines", RequiredParams: []string{"tagger/tag"}}}})
+	// The client may be taken before Run (in setup) and used from handlers.
+	bus := p.Client()
+	p.HandleAction("tag", func(ctx context.Context, a *sdk.Action) (any, error) {
+		tag, _ := a.String("tagger/tag", "")
+		return bus.SetMachineParam(ctx, a.Object, "tagger/last", tag)
+	})
+	// Before Run connects, calls say so.
+	_, err := bus.GetMachine(context.Background(), "m1")
+	fmt.Println(errors.Is(err, client.ErrNotConnected))
+	// Output: true
+}
+
+func ExamplePlugin_OnShutdown() {
+	p, _ := sdk.New(schemas.Manifest{Name: "flusher", Version: "1.0.0"})
+	var pending []string
+	// Runs when the plugin stops: after it stopped taking work, before the
+	// connection drains.
+	p.OnShutdown(func(ctx context.Context) error {
+		fmt.Println("flushing", len(pending), "records")
+		return nil
+	})
+	fmt.Println(p.Name(), "will flush on shutdown")
+	// Output: flusher will flush on shutdown
 }
