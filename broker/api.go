@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -164,12 +165,12 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		if code == schemas.CodeInternal {
 			lvl = b.log.Error()
 		}
-		lvl.Str(FieldEndpoint, ep.name).Str(FieldCode, code).Msg(e.Message)
+		lvl.Str(logging.FieldEndpoint, ep.name).Str(logging.FieldCode, code).Msg(e.Message)
 	}
 	b.metrics.apiRequests.WithLabelValues(ep.name, metricCode(code)).Inc()
 	b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
 	if rerr := req.Reply(resp, err); rerr != nil {
-		b.log.Warn().Err(rerr).Str(FieldEndpoint, ep.name).Msg("reply failed")
+		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
 	}
 }
 

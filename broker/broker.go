@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/rs/zerolog"
 )
 
@@ -50,7 +51,7 @@ func New(cfg Config) (*Broker, error) {
 	cfg = cfg.withDefaults()
 	return &Broker{
 		cfg:     cfg,
-		log:     cfg.Logger.With().Str(FieldComponent, "broker").Logger(),
+		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		ready:   make(chan struct{}),
@@ -131,7 +132,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("flush API subscriptions: %w", err)
 	}
 	close(b.ready)
-	b.log.Info().Str("nats_url", b.natsURL).Str("http", b.HTTPAddr()).Str("prefix", b.cfg.Prefix).
+	b.log.Info().Str(logging.FieldNATSURL, logging.RedactURL(b.natsURL)).Str(logging.FieldHTTPAddr, b.HTTPAddr()).Str("prefix", b.cfg.Prefix).
 		Bool("embedded", b.srv != nil).Msg("broker ready")
 
 	<-ctx.Done()
@@ -162,7 +163,7 @@ func (b *Broker) connect() error {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			b.log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+			b.log.Info().Str(logging.FieldNATSURL, nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
 	}
 	if b.cfg.NATSURL == "" {

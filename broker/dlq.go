@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -101,7 +102,7 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 	if code == schemas.ReasonMalformed || code == schemas.ReasonInvalidData {
 		b.metrics.badInput.WithLabelValues(code).Inc()
 	}
-	b.log.Warn().Str(FieldConsumer, a.Consumer).Uint64(FieldStreamSeq, a.StreamSeq).Str("cause", cause).
-		Str(FieldReason, reason).Msg("event dead-lettered")
+	b.log.Warn().Str(logging.FieldConsumer, a.Consumer).Uint64(logging.FieldStreamSeq, a.StreamSeq).Str(logging.FieldCode, code).Str("cause", cause).
+		Str(logging.FieldReason, reason).Msg("event dead-lettered")
 	return nil
 }

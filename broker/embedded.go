@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/rs/zerolog"
 )
 
@@ -55,7 +56,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		return nil, fmt.Errorf("configure embedded nats-server: %w", err)
 	}
 	if cfg.ServerLogs {
-		s.SetLoggerV2(serverLogger{l: cfg.Logger.With().Str(FieldComponent, "nats-server").Logger()}, false, false, false)
+		s.SetLoggerV2(serverLogger{l: cfg.Logger.With().Str(logging.FieldComponent, "nats-server").Logger()}, false, false, false)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(30 * time.Second) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 )
 
@@ -51,14 +52,14 @@ func (b *Broker) handleAlertFire(ctx context.Context, req *schemas.AlertFireRequ
 		return nil, err
 	}
 	if status == schemas.AlertSuppressed {
-		b.log.Info().Str(FieldAlert, in.ID).Str(FieldPlugin, run.err.Plugin).Str(FieldReason, run.err.Message).Msg("alert suppressed")
+		b.log.Info().Str(logging.FieldAlert, in.ID).Str(logging.FieldPlugin, run.err.Plugin).Str(logging.FieldReason, run.err.Message).Msg("alert suppressed")
 		return schemas.AlertResponse{Alert: alert, Chains: chains}, nil
 	}
 	eid, err := b.publishLater(ctx, schemas.TypeAlertFired, alert, WithSubject(object))
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info().Str(FieldAlert, in.ID).Str("severity", alert.Severity).Str(FieldEventID, eid).Msg("alert fired")
+	b.log.Info().Str(logging.FieldAlert, in.ID).Str("severity", alert.Severity).Str(logging.FieldEventID, eid).Msg("alert fired")
 	return schemas.AlertResponse{Alert: alert, EventID: eid, Chains: chains}, nil
 }
 
@@ -87,6 +88,6 @@ func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) 
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info().Str(FieldAlert, req.ID).Str(FieldEventID, eid).Msg("alert resolved")
+	b.log.Info().Str(logging.FieldAlert, req.ID).Str(logging.FieldEventID, eid).Msg("alert resolved")
 	return schemas.AlertResponse{Alert: alert, EventID: eid}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 )
 
@@ -95,7 +96,7 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 	if err := b.publishEventLater(ctx, ev); err != nil {
 		return nil, err
 	}
-	b.log.Info().Str(FieldJob, job.Name).Str(FieldVersion, job.Version).Str("image", job.Image).Str(FieldEventID, ev.ID()).Msg("job deployed")
+	b.log.Info().Str(logging.FieldJob, job.Name).Str(logging.FieldVersion, job.Version).Str("image", job.Image).Str(logging.FieldEventID, ev.ID()).Msg("job deployed")
 	return schemas.JobResponse{Job: job, EventID: ev.ID(), Chains: chains}, nil
 }
 
@@ -175,7 +176,7 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info().Str(FieldJob, job.Name).Str(FieldVersion, job.Version).Str(FieldEventID, id).Msg("job deleted")
+	b.log.Info().Str(logging.FieldJob, job.Name).Str(logging.FieldVersion, job.Version).Str(logging.FieldEventID, id).Msg("job deleted")
 	return schemas.JobResponse{Job: job, EventID: id, Chains: chains}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -146,10 +147,10 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	}
 	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, result).Observe(elapsed.Seconds())
 	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
-		b.log.Error().Err(err).Str(FieldActionID, actionID).Msg("publish action_completed")
+		b.log.Error().Err(err).Str(logging.FieldActionID, actionID).Msg("publish action_completed")
 	}
-	b.log.Info().Str(FieldActionID, actionID).Str(FieldMachine, req.Machine).Str(FieldCommand, req.Command).
-		Str(FieldPlugin, rec.Name).Str("result", result).Float64("duration_ms", ms(elapsed)).Msg("action")
+	b.log.Info().Str(logging.FieldActionID, actionID).Str(logging.FieldMachine, req.Machine).Str(logging.FieldCommand, req.Command).
+		Str(logging.FieldPlugin, rec.Name).Str(logging.FieldOutcome, result).Float64(logging.FieldDuration, ms(elapsed)).Msg("action")
 	if callErr != nil {
 		return nil, callErr
 	}

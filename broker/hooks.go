@@ -11,6 +11,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -182,14 +183,14 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	}
 	b.metrics.hookChains.WithLabelValues(hook, res.record.Outcome).Inc()
 	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
-		b.log.Error().Err(err).Str("hook", hook).Msg("publish chain_completed")
+		b.log.Error().Err(err).Str(logging.FieldHook, hook).Msg("publish chain_completed")
 	}
 	lvl := b.log.Debug()
 	if res.err != nil {
 		lvl = b.log.Info()
 	}
-	lvl.Str("hook", hook).Str("object", object).Str("chain_id", res.record.ID).Str("outcome", res.record.Outcome).
-		Float64("duration_ms", res.record.DurationMs).Msg("hook chain")
+	lvl.Str(logging.FieldHook, hook).Str(logging.FieldObject, object).Str(logging.FieldChainID, res.record.ID).Str(logging.FieldOutcome, res.record.Outcome).
+		Float64(logging.FieldDuration, res.record.DurationMs).Msg("hook chain")
 	return res, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -263,7 +264,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		r.publish(ctx, schemas.TypePluginRegistered, schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion},
 			WithSubject("plugin/"+m.Name))
 		r.stateEvent(ctx, rec, from, nil)
-		r.b.log.Info().Str(FieldPlugin, m.Name).Str(FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
+		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
 	return &schemas.RegisterResponse{Plugin: rec, Changed: true}, nil
@@ -493,7 +494,7 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 		rec.LastError = nil
 	}
 	if serr := r.save(ctx, &rec); serr != nil {
-		r.b.log.Error().Err(serr).Str(FieldPlugin, rec.Name).Msg("store plugin state")
+		r.b.log.Error().Err(serr).Str(logging.FieldPlugin, rec.Name).Msg("store plugin state")
 	}
 	if from != to {
 		r.b.metrics.stateChanges.WithLabelValues(string(to)).Inc()
@@ -502,10 +503,10 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 		if to == schemas.StateError || to == schemas.StateStale {
 			ev = r.b.log.Warn()
 			if rec.LastError != nil {
-				ev = ev.Str("error", rec.LastError.Error())
+				ev = ev.Err(rec.LastError)
 			}
 		}
-		ev.Str(FieldPlugin, rec.Name).Str(FieldVersion, rec.Version).Str("from", string(from)).Str(FieldState, string(to)).Msg("plugin state changed")
+		ev.Str(logging.FieldPlugin, rec.Name).Str(logging.FieldVersion, rec.Version).Str(logging.FieldFrom, string(from)).Str(logging.FieldState, string(to)).Msg("plugin state changed")
 	}
 	return rec
 }
@@ -523,7 +524,7 @@ func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, fro
 
 func (r *registry) publish(ctx context.Context, eventType string, data any, opts ...EventOption) {
 	if _, err := r.b.publishLater(ctx, eventType, data, opts...); err != nil {
-		r.b.log.Error().Err(err).Str(FieldEventType, eventType).Msg("publish event")
+		r.b.log.Error().Err(err).Str(logging.FieldEventType, eventType).Msg("publish event")
 	}
 }
 
@@ -646,7 +647,7 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	r.mu.Unlock()
 	r.publish(ctx, schemas.TypePluginUnregistered, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive},
 		WithSubject("plugin/"+rec.Name))
-	r.b.log.Info().Str(FieldPlugin, rec.Name).Str(FieldVersion, rec.Version).Bool("forced", alive).Msg("plugin unregistered")
+	r.b.log.Info().Str(logging.FieldPlugin, rec.Name).Str(logging.FieldVersion, rec.Version).Bool("forced", alive).Msg("plugin unregistered")
 	return rec, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/rs/zerolog"
 )
 
@@ -59,7 +60,7 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
+			log.Info().Str(FieldNATSURL, nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
 	}
 	if c.Name != "" {
@@ -83,7 +84,7 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
 		return nil, backoff.Permanent(err)
 	}, append(retryForever(250*time.Millisecond, 5*time.Second),
 		backoff.WithNotify(func(err error, next time.Duration) {
-			log.Warn().Err(err).Str("url", url).Dur(FieldDelay, next).Msg("cannot reach NATS yet; retrying")
+			log.Warn().Err(err).Str(FieldNATSURL, logging.RedactURL(url)).Dur(FieldDelay, next).Msg("cannot reach NATS yet; retrying")
 		}))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)

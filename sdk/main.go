@@ -10,12 +10,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -150,9 +148,13 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 }
 
 func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p *Plugin) error, stderr io.Writer) error {
-	logger, err := newLogger(stderr, f.logFormat, f.logLevel)
+	logger, err := logging.New(stderr, f.logFormat, f.logLevel)
 	if err != nil {
-		return usageError{err}
+		flag := "--log-level"
+		if errors.Is(err, logging.ErrFormat) {
+			flag = "--log-format"
+		}
+		return usageError{fmt.Errorf("%s: %w", flag, err)}
 	}
 	cfg, err := parseConfigFlags(f.config)
 	if err != nil {
@@ -208,27 +210,4 @@ func parseConfigFlags(pairs []string) (map[string]any, error) {
 		}
 	}
 	return cfg, nil
-}
-
-// newLogger builds the zerolog logger for listen: console output on a
-// terminal, JSON otherwise, unless format says which.
-func newLogger(w io.Writer, format, level string) (zerolog.Logger, error) {
-	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
-	if err != nil || level == "" {
-		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)
-	}
-	if format == "" {
-		format = "json"
-		if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
-			format = "console"
-		}
-	}
-	switch format {
-	case "json":
-	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
-	default:
-		return zerolog.Logger{}, fmt.Errorf("--log-format %q: want console or json", format)
-	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

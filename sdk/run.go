@@ -169,7 +169,7 @@ func (p *Plugin) registerOnce(ctx context.Context) error {
 		ev = log.Warn()
 	}
 	if resp.Plugin.LastError != nil {
-		ev = ev.Str(FieldReason, resp.Plugin.LastError.Error())
+		ev = ev.Err(resp.Plugin.LastError)
 	}
 	ev.Str(FieldState, string(resp.Plugin.State)).Bool("changed", resp.Changed).Msg("registered")
 	return nil

@@ -5,15 +5,17 @@ import (
 	"slices"
 
 	"github.com/rs/zerolog"
+
+	"github.com/plugbus/plugbus/internal/logging"
 )
 
-// Log field names added by Relog and used in the supervisor's own logs.
-// FieldPlugin and FieldInstance are the names the SDK and the broker use.
+// Log field names added by Relog and used in the supervisor's own logs:
+// the names every plugbus component uses.
 const (
-	FieldPlugin    = "plugin"
-	FieldInstance  = "instance"
-	FieldHost      = "host"
-	FieldStream    = "stream"
+	FieldPlugin    = logging.FieldPlugin
+	FieldInstance  = logging.FieldInstance
+	FieldHost      = logging.FieldHost
+	FieldStream    = logging.FieldStream
 	FieldTruncated = "truncated"
 )
 
