@@ -23,6 +23,8 @@ const (
 	DefaultMaxConcurrency       = 256
 	DefaultMaxConcurrentObjects = 64
 	DefaultEventMaxAge          = 7 * 24 * time.Hour
+	DefaultDLQMaxAge            = 30 * 24 * time.Hour
+	DefaultDLQMaxBytes          = 1 << 30
 	// embeddedMaxPayload is larger than DefaultMaxRequestBytes so an
 	// oversized API request reaches the broker and gets a too_large reply
 	// instead of the client's connection refusing it.
@@ -99,6 +101,11 @@ type Config struct {
 	MaxConcurrentObjects int
 	// EventMaxAge is how long core events are kept for replay (default 7 days).
 	EventMaxAge time.Duration
+	// DLQMaxAge is how long dead letters are kept (default 30 days).
+	DLQMaxAge time.Duration
+	// DLQMaxBytes bounds the dead-letter stream's size; the oldest dead
+	// letters go first (default 1 GiB).
+	DLQMaxBytes int64
 	// SelfCheck validates what the broker itself builds — every core
 	// event's data and every API reply — against its schema before sending
 	// it, turning a mismatch into an internal error. Input from outside is
@@ -145,6 +152,12 @@ func (c Config) withDefaults() Config {
 	if c.EventMaxAge == 0 {
 		c.EventMaxAge = DefaultEventMaxAge
 	}
+	if c.DLQMaxAge == 0 {
+		c.DLQMaxAge = DefaultDLQMaxAge
+	}
+	if c.DLQMaxBytes == 0 {
+		c.DLQMaxBytes = DefaultDLQMaxBytes
+	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l
@@ -179,11 +192,14 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"heartbeat-interval": c.HeartbeatInterval, "plugin-timeout": c.PluginTimeout,
-		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge,
+		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge,
 	} {
 		if d < 0 {
 			return bad(name, "%s must not be negative", d)
 		}
+	}
+	if c.DLQMaxBytes < 1<<20 {
+		return bad("dlq-max-bytes", "%d is below 1 MiB", c.DLQMaxBytes)
 	}
 	if c.MaxRequestBytes < 1024 {
 		return bad("max-request-bytes", "%d is below 1024", c.MaxRequestBytes)

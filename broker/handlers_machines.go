@@ -145,7 +145,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		completed.Result = nil
 		completed.Error = e
 	}
-	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, result).Observe(elapsed.Seconds())
+	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, metricCode(result)).Observe(elapsed.Seconds())
 	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str(logging.FieldActionID, actionID).Msg("publish action_completed")
 	}

@@ -271,9 +271,11 @@ func (b *Broker) applyStep(kind string, step schemas.HookStep, resp schemas.Hook
 	return nil
 }
 
+// stepResult is the result label of a hook step: its outcome, or its
+// error code (bounded to the documented ones).
 func stepResult(outcome string, err error) string {
 	if err != nil {
-		return schemas.AsError(err).Code
+		return metricCode(schemas.AsError(err).Code)
 	}
 	return outcome
 }

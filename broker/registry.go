@@ -32,26 +32,15 @@ type registry struct {
 	// version counts cache changes (under mu).
 	version uint64
 
-	lockMu sync.Mutex
-	locks  map[string]*sync.Mutex
+	locks keyedMutex
 }
 
 func newRegistry(b *Broker) *registry {
-	return &registry{b: b, cache: map[string]schemas.PluginRecord{}, locks: map[string]*sync.Mutex{}}
+	return &registry{b: b, cache: map[string]schemas.PluginRecord{}}
 }
 
 // lock serialises lifecycle work on one plugin within this broker.
-func (r *registry) lock(name string) func() {
-	r.lockMu.Lock()
-	l, ok := r.locks[name]
-	if !ok {
-		l = &sync.Mutex{}
-		r.locks[name] = l
-	}
-	r.lockMu.Unlock()
-	l.Lock()
-	return l.Unlock
-}
+func (r *registry) lock(name string) func() { return r.locks.lock(name) }
 
 // load reads every record into the cache.
 func (r *registry) load(ctx context.Context) error {
@@ -544,7 +533,7 @@ func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any)
 		e.Message = verb + ": " + e.Message
 		err = e
 	}
-	r.b.metrics.pluginCalls.WithLabelValues(verb, result).Observe(time.Since(start).Seconds())
+	r.b.metrics.pluginCalls.WithLabelValues(verb, metricCode(result)).Observe(time.Since(start).Seconds())
 	return err
 }
 

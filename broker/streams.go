@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // The stream and bucket names are in package schemas (schemas.StreamEvents
@@ -42,7 +43,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	st.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        schemas.StreamEvents,
 		Description: "plugbus core and plugin events (CloudEvents, binary mode)",
-		Subjects:    []string{cfg.Prefix + ".evt.>"},
+		Subjects:    []string{wire.EventsSubject(cfg.Prefix)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
@@ -56,10 +57,14 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	st.dlq, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        schemas.StreamDLQ,
 		Description: "plugbus dead letters: events a plugin could not handle, with the reason",
-		Subjects:    []string{cfg.Prefix + ".dlq.>"},
+		Subjects:    []string{wire.DLQSubjects(cfg.Prefix)},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  10 * time.Minute,
+		// Bounded: the oldest dead letters go first.
+		MaxAge:   cfg.DLQMaxAge,
+		MaxBytes: cfg.DLQMaxBytes,
+		Discard:  jetstream.DiscardOld,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamDLQ, err)

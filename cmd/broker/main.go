@@ -72,6 +72,8 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.PluginTimeout, "plugin-timeout", broker.DefaultPluginTimeout, "timeout of each init, config and verify call")
 	f.DurationVar(&cfg.ActionTimeout, "action-timeout", broker.DefaultActionTimeout, "timeout of an action call")
 	f.DurationVar(&cfg.EventMaxAge, "event-max-age", broker.DefaultEventMaxAge, "how long events are kept in the stream for replay")
+	f.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", broker.DefaultDLQMaxAge, "how long dead letters are kept")
+	f.Int64Var(&cfg.DLQMaxBytes, "dlq-max-bytes", broker.DefaultDLQMaxBytes, "size bound of the dead-letter stream (oldest go first)")
 	f.IntVar(&cfg.MaxConcurrentObjects, "max-concurrent-objects", broker.DefaultMaxConcurrentObjects, "objects (jobs, machines, alerts) with an operation in progress at once")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", broker.DefaultMaxRequestBytes, "largest API request accepted")
 	f.BoolVar(&cfg.ServerLogs, "server-logs", false, "include the embedded nats-server's own logs")

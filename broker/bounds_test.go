@@ -1,0 +1,99 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
+)
+
+// The per-plugin locks are kept only while held: configuring or
+// unregistering names that come and go does not grow the map.
+func TestRegistryLocksArePruned(t *testing.T) {
+	var k keyedMutex
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			unlock := k.lock(fmt.Sprintf("plugin-%d", i%20))
+			unlock()
+		})
+	}
+	wg.Wait()
+	if n := k.size(); n != 0 {
+		t.Fatalf("%d lock entries left after every holder unlocked", n)
+	}
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	for i := range 30 {
+		err := tb.call(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: fmt.Sprintf("ghost-%d", i), Set: map[string]any{"x": 1}}, nil)
+		wantCode(t, err, schemas.CodeNotFound, "name")
+	}
+	if n := tb.b.reg.locks.size(); n != 0 {
+		t.Fatalf("registry keeps %d lock entries for plugins that do not exist", n)
+	}
+}
+
+// The dead-letter stream is bounded by age and size, with documented
+// defaults and settings.
+func TestDLQIsBounded(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	info, err := tb.b.st.dlq.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxAge != DefaultDLQMaxAge || info.Config.MaxBytes != DefaultDLQMaxBytes {
+		t.Errorf("DLQ limits: max age %s, max bytes %d; want %s and %d", info.Config.MaxAge, info.Config.MaxBytes, DefaultDLQMaxAge, int64(DefaultDLQMaxBytes))
+	}
+	tb.stop()
+	tb = startBroker(t, Config{NATSURL: s.ClientURL(), DLQMaxAge: 48 * 3600e9, DLQMaxBytes: 64 << 20})
+	info, err = tb.b.st.dlq.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.MaxAge.Hours() != 48 || info.Config.MaxBytes != 64<<20 {
+		t.Errorf("DLQ limits after a restart with new settings: %s, %d", info.Config.MaxAge, info.Config.MaxBytes)
+	}
+	if err := (Config{DLQMaxBytes: 10}).Validate(); err == nil || !strings.Contains(err.Error(), "dlq-max-bytes") {
+		t.Errorf("a tiny DLQ bound must be refused: %v", err)
+	}
+}
+
+// A plugin may answer any error code; metrics count the ones outside the
+// documented set as "other", so series stay bounded.
+func TestUnknownCodesAreOther(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	p := newFakePlugin(t, s.ClientURL(), actionManifest("odd", schemas.ActionSpec{Command: "go", Model: "machines"}))
+	p.actErr = &schemas.Error{Code: "weird_code_42", Message: "something odd"}
+	p.start(wire.DefaultPrefix)
+	p.register(t, tb, nil)
+	for range 3 {
+		err := tb.call(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "go"}, nil)
+		wantCode(t, err, "weird_code_42", "") // the caller still sees the plugin's code
+	}
+	mfs, err := tb.b.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == "weird_code_42" {
+					t.Errorf("%s has a series labelled with the plugin's own code", mf.GetName())
+				}
+				if l.GetValue() == "other" {
+					found[mf.GetName()] += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	if found["plugbus_api_requests_total"] != 3 || found["plugbus_plugin_call_duration_seconds"] != 3 {
+		t.Errorf("series labelled other: %v; want 3 API requests and 3 plugin calls", found)
+	}
+}
