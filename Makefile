@@ -14,8 +14,8 @@ help: ## list targets
 
 build: ## build bin/broker, bin/busctl, bin/webhook-sink and bin/plugins/NAME
 	@mkdir -p $(BIN)/plugins
-	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/...
-	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build $(GOFLAGS) -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
+	$(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN)/ ./cmd/...
+	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
 
 run: build ## run the broker (embedded NATS) with the sample plugins; Ctrl-C stops all
 	@BIN=$(BIN) ./deployments/local/run.sh

@@ -17,11 +17,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/version"
 	"github.com/rs/zerolog"
 )
 
-// Version is the broker's version, reported by its micro service.
-var Version = "0.1.0"
+// Version is the broker's version, reported by its service.
+const Version = version.Release
 
 // Broker is one broker process. Several brokers may serve the same bus: they
 // keep no state outside JetStream.

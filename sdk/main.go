@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -73,7 +74,7 @@ func newRootCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io.W
 	root := &cobra.Command{
 		Use:           m.Name + " define|listen",
 		Short:         m.Description,
-		Version:       m.Version,
+		Version:       version.String(m.Name, m.Version),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		// Setting Args makes cobra report unknown verbs here instead of as
@@ -88,6 +89,7 @@ func newRootCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io.W
 			return usageError{errors.New("missing verb: use define or listen")}
 		},
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newDefineCommand(m), newListenCommand(m, setup, stderr))

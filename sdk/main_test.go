@@ -36,6 +36,7 @@ func TestMainVerbs(t *testing.T) {
 		{name: "bad log level", args: []string{"listen", "--log-level", "loud"}, wantCode: sdk.ExitUsage, wantStderr: "--log-level"},
 		{name: "bad prefix", args: []string{"listen", "--prefix", "a.b"}, wantCode: sdk.ExitUsage, wantStderr: "prefix"},
 		{name: "help", args: []string{"--help"}, wantCode: sdk.ExitOK, wantStdout: "listen"},
+		{name: "version", args: []string{"--version"}, wantCode: sdk.ExitOK, wantStdout: "mainer 0.1.0 (plugbus "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

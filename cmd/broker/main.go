@@ -16,6 +16,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -39,6 +40,7 @@ func newCommand() *cobra.Command {
 		Use:           "broker",
 		Short:         "Run the plugbus broker (embedded NATS JetStream by default)",
 		Args:          cobra.NoArgs,
+		Version:       version.String("broker", broker.Version),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -60,6 +62,7 @@ func newCommand() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", broker.DefaultDataDir, "where the embedded NATS server keeps JetStream data")
 	f.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "NATS client address of the embedded server (HOST:PORT)")

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
@@ -102,10 +103,12 @@ deploys and deletes jobs, runs machine actions, fires and resolves alerts, shows
 the hook chains, and reads the event and dead-letter streams.
 
 Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
+		Version:           version.String("busctl", version.Release),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		PersistentPreRunE: a.validateGlobals,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file")

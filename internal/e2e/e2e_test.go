@@ -25,6 +25,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/plugbus/plugbus/internal/testnats"
+	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 )
 
@@ -57,6 +58,20 @@ func build(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binDir
+}
+
+// Every binary says which plugbus it is.
+func TestVersions(t *testing.T) {
+	bin := build(t)
+	for name, want := range map[string]string{
+		"broker": "broker " + version.Release + " (plugbus ", "busctl": "busctl " + version.Release + " (plugbus ",
+		"incrementer": "incrementer 1.0.0 (plugbus ",
+	} {
+		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("%s --version = %q (%v), want it to start with %q", name, out, err, want)
+		}
+	}
 }
 
 func freeAddr(t *testing.T) string {
