@@ -10,7 +10,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
-	"github.com/plugbus/plugbus/wire"
+	"github.com/plugbus/plugbus/sdk/client"
 )
 
 // Machines reads and writes machine params.
@@ -115,16 +115,15 @@ func current(params map[string]any, machine, param string) (int, error) {
 		"machine %s param %q is %v, not an integer: reset it with reset_count", machine, param, v)
 }
 
-// BrokerMachines reaches machines through the broker API on the plugin's
-// connection.
+// BrokerMachines reaches machines through the broker API with the
+// plugin's client.
 type BrokerMachines struct {
-	Plugin *sdk.Plugin
+	Bus *client.Client
 }
 
 // Params implements Machines with machines.get.
 func (b BrokerMachines) Params(ctx context.Context, machine string) (map[string]any, error) {
-	var m schemas.Machine
-	err := wire.Call(ctx, b.Plugin.Conn(), wire.APISubject(b.Plugin.Prefix(), schemas.APIMachinesGet), schemas.MachineRef{Name: machine}, &m)
+	m, err := b.Bus.GetMachine(ctx, machine)
 	if errors.Is(err, schemas.ErrNotFound) {
 		return nil, nil
 	}
@@ -136,9 +135,7 @@ func (b BrokerMachines) Params(ctx context.Context, machine string) (map[string]
 
 // SetParam implements Machines with machines.set-param.
 func (b BrokerMachines) SetParam(ctx context.Context, machine, param string, value any) error {
-	err := wire.Call(ctx, b.Plugin.Conn(), wire.APISubject(b.Plugin.Prefix(), schemas.APIMachinesSetParam),
-		schemas.MachineSetParamRequest{Machine: machine, Param: param, Value: value}, nil)
-	if err != nil {
+	if _, err := b.Bus.SetMachineParam(ctx, machine, param, value); err != nil {
 		return fmt.Errorf("set %s on machine %s: %w", param, machine, err)
 	}
 	return nil

@@ -60,7 +60,7 @@ func main() {
 
 // Setup registers the plugin's action handlers.
 func Setup(p *sdk.Plugin) error {
-	inc := &Incrementer{Machines: BrokerMachines{Plugin: p}}
+	inc := &Incrementer{Machines: BrokerMachines{Bus: p.Client()}}
 	p.HandleAction("increment", inc.Increment)
 	p.HandleAction("reset_count", inc.ResetCount)
 	return nil
