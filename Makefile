@@ -28,10 +28,10 @@ test: vet ## vet, then every test with the race detector
 	$(GO) test -race -timeout 9m ./...
 
 .PHONY: bench bench-quick
-bench: build ## raw NATS vs plugbus benchmarks (about 4 minutes): table + bench/results/latest.json
+bench: build ## raw NATS vs plugbus benchmarks (docs/performance.md says how long): table + bench/results/latest.json
 	$(BIN)/busbench -broker-bin $(BIN)/broker -doc docs/performance.md
 
-bench-quick: build ## the same benchmarks, small and short (under a minute): bench/results/quick.json
+bench-quick: build ## the same benchmarks, small and short: bench/results/quick.json
 	$(BIN)/busbench -quick -broker-bin $(BIN)/broker
 
 fmt: ## gofmt every file

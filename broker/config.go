@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"time"
 
+	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -59,8 +59,6 @@ func (e *AddressInUseError) Unwrap() error { return e.Err }
 
 // Is matches ErrAddressInUse.
 func (e *AddressInUseError) Is(target error) bool { return target == ErrAddressInUse }
-
-var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Config configures a Broker. The zero value runs the embedded default: a
 // nats-server with JetStream storing under ./data, NATS on 127.0.0.1:4222
@@ -171,8 +169,8 @@ func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
 	}
-	if !prefixRE.MatchString(c.Prefix) {
-		return bad("prefix", "%q must be one subject token of letters, digits, '-' or '_'", c.Prefix)
+	if err := wire.ValidatePrefix(c.Prefix); err != nil {
+		return bad("prefix", "%v", err)
 	}
 	if c.NATSURL == "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {

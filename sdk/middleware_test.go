@@ -105,7 +105,9 @@ func TestMiddleware(t *testing.T) {
 		t.Error("the middleware should have answered")
 		return nil, nil
 	})
-	p.OnPreDeploy(func(context.Context, schemas.JobDeployRequest) (*schemas.HookResponse, error) { return sdk.Continue(), nil })
+	p.OnPreDeploy(func(context.Context, schemas.JobDeployRequest) (*schemas.HookResponse, error) {
+		return sdk.Continue(), nil
+	})
 	p.HandleEvent(schemas.TypeJobDeployed, func(_ context.Context, e event.Event) error { handled <- e.ID(); return nil })
 	runPlugin(t, s.ClientURL(), p)
 	nc := connect(t, s.ClientURL())

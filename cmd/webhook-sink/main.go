@@ -1,6 +1,7 @@
 // Command webhook-sink is a tiny HTTP server for local runs: it prints every
 // JSON message POSTed to it, so you can watch what notify-webhook sends
-// without a Slack workspace.
+// without a Slack workspace. Paths under /reject answer 410 Gone, to watch
+// a message being dead-lettered.
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,13 @@ func main() {
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST a JSON message", http.StatusMethodNotAllowed)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/reject") {
+			// Point a plugin here to watch the dead-letter path: a 4xx is
+			// an answer no retry can change.
+			fmt.Fprintf(os.Stdout, "webhook-sink %s %s: rejected with 410\n", time.Now().Format("15:04:05"), r.URL.Path)
+			http.Error(w, "this path rejects every message", http.StatusGone)
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))

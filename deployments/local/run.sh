@@ -10,7 +10,11 @@ BIN=${BIN:-bin}
 NATS_ADDR=${PLUGBUS_LISTEN:-127.0.0.1:4222}
 HTTP=${PLUGBUS_HTTP:-127.0.0.1:8080}
 SINK=${SINK:-127.0.0.1:8099}
+DATA_DIR=${PLUGBUS_DATA_DIR:-./data}
 export NATS_URL="nats://$NATS_ADDR"
+# busctl needs --server only when NATS is not where it looks by default.
+SERVER_FLAG=""
+[ "$NATS_ADDR" != "127.0.0.1:4222" ] && SERVER_FLAG=" --server $NATS_URL"
 
 in_use() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 for addr in "$NATS_ADDR" "$HTTP" "$SINK"; do
@@ -41,7 +45,7 @@ stop_all() {
 }
 trap cleanup INT TERM
 
-"$BIN/broker" --listen "$NATS_ADDR" --http "$HTTP" &
+"$BIN/broker" --listen "$NATS_ADDR" --http "$HTTP" --data-dir "$DATA_DIR" &
 pids+=($!)
 healthy=0
 for _ in $(seq 1 100); do
@@ -76,17 +80,17 @@ done
 
 cat <<MSG
 
-  plugbus is running: NATS $NATS_URL (embedded JetStream, data in ./data), HTTP http://$HTTP
+  plugbus is running: NATS $NATS_URL (embedded JetStream, data in $(cd "$DATA_DIR" && pwd)), HTTP http://$HTTP
   Plugins: ${plugins[*]}   (webhook sink on http://$SINK prints what notify-webhook sends)
 
   Try, in another terminal:
-    bin/busctl plugins ls
-    bin/busctl machine action m1 increment -o json
-    bin/busctl machine action m1 increment --param incrementer/step=2 -o json
-    bin/busctl job deploy demo --version 1 --image nginx
-    bin/busctl events tail --count 5
-    bin/busctl hooks ls
-    bin/busctl alert fire --severity critical --summary "disk full" --label host=m1
+    bin/busctl$SERVER_FLAG plugins ls
+    bin/busctl$SERVER_FLAG machine action m1 increment -o json
+    bin/busctl$SERVER_FLAG machine action m1 increment --param incrementer/step=2 -o json
+    bin/busctl$SERVER_FLAG job deploy demo --version 1 --image nginx
+    bin/busctl$SERVER_FLAG events tail --count 5
+    bin/busctl$SERVER_FLAG hooks ls
+    bin/busctl$SERVER_FLAG alert fire --severity critical --summary "disk full" --label host=m1
     curl -s http://$HTTP/metrics | grep plugbus_
 
   Ctrl-C stops everything.

@@ -184,9 +184,8 @@ func (a *app) validateGlobals(*cobra.Command, []string) error {
 	if a.timeout <= 0 {
 		return usageErrf("--timeout must be positive, got %s", a.timeout)
 	}
-	if a.prefix == "" || strings.ContainsAny(a.prefix, " \t*>") || strings.Contains(a.prefix, "..") ||
-		strings.HasPrefix(a.prefix, ".") || strings.HasSuffix(a.prefix, ".") {
-		return usageErrf("invalid --prefix %q: want a NATS subject without wildcards, such as plugbus", a.prefix)
+	if err := wire.ValidatePrefix(a.prefix); err != nil {
+		return usageErrf("invalid --prefix: %v", err)
 	}
 	return nil
 }
