@@ -80,6 +80,11 @@ func (b *Broker) endpoints() []apiEndpoint {
 		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
 		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
 		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve),
+		endpoint(schemas.APIHostsList, schemas.APIHostListRequest, schemas.APIHostListResponse, b.handleHostsList),
+		endpoint(schemas.APIHostsGet, schemas.APIHostRef, schemas.APIHost, b.handleHostsGet),
+		endpoint(schemas.APIPluginsEnable, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsEnable),
+		endpoint(schemas.APIPluginsDisable, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsDisable),
+		endpoint(schemas.APIPluginsRestart, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsRestart),
 	}
 }
 

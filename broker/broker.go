@@ -123,9 +123,10 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
+	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.

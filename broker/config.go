@@ -25,6 +25,11 @@ const (
 	DefaultEventMaxAge          = 7 * 24 * time.Hour
 	DefaultDLQMaxAge            = 30 * 24 * time.Hour
 	DefaultDLQMaxBytes          = 1 << 30
+	DefaultLogMaxAge            = 24 * time.Hour
+	DefaultLogMaxBytes          = 256 << 20
+	// DefaultHostLostAfter is how many of its own heartbeat intervals a
+	// host may miss before the broker marks it LOST.
+	DefaultHostLostAfter = 3
 	// embeddedMaxPayload is larger than DefaultMaxRequestBytes so an
 	// oversized API request reaches the broker and gets a too_large reply
 	// instead of the client's connection refusing it.
@@ -104,6 +109,12 @@ type Config struct {
 	// DLQMaxBytes bounds the dead-letter stream's size; the oldest dead
 	// letters go first (default 1 GiB).
 	DLQMaxBytes int64
+	// LogMaxAge is how long plugin log lines forwarded by hostd are kept
+	// (default 24h).
+	LogMaxAge time.Duration
+	// LogMaxBytes bounds the log stream's size; the oldest lines go first
+	// (default 256 MiB).
+	LogMaxBytes int64
 	// SelfCheck validates what the broker itself builds — every core
 	// event's data and every API reply — against its schema before sending
 	// it, turning a mismatch into an internal error. Input from outside is
@@ -156,6 +167,12 @@ func (c Config) withDefaults() Config {
 	if c.DLQMaxBytes == 0 {
 		c.DLQMaxBytes = DefaultDLQMaxBytes
 	}
+	if c.LogMaxAge == 0 {
+		c.LogMaxAge = DefaultLogMaxAge
+	}
+	if c.LogMaxBytes == 0 {
+		c.LogMaxBytes = DefaultLogMaxBytes
+	}
 	if c.Logger == nil {
 		l := zerolog.Nop()
 		c.Logger = &l
@@ -190,7 +207,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"heartbeat-interval": c.HeartbeatInterval, "plugin-timeout": c.PluginTimeout,
-		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge,
+		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge, "log-max-age": c.LogMaxAge,
 	} {
 		if d < 0 {
 			return bad(name, "%s must not be negative", d)
@@ -198,6 +215,9 @@ func (c Config) Validate() error {
 	}
 	if c.DLQMaxBytes < 1<<20 {
 		return bad("dlq-max-bytes", "%d is below 1 MiB", c.DLQMaxBytes)
+	}
+	if c.LogMaxBytes < 1<<20 {
+		return bad("log-max-bytes", "%d is below 1 MiB", c.LogMaxBytes)
 	}
 	if c.MaxRequestBytes < 1024 {
 		return bad("max-request-bytes", "%d is below 1024", c.MaxRequestBytes)

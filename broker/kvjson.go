@@ -3,10 +3,15 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// errUnchanged, returned by an updateJSON function, leaves the key as it
+// is; updateJSON passes it back.
+var errUnchanged = errors.New("unchanged")
 
 // getJSON reads key from kv into v and returns its revision.
 func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64, error) {

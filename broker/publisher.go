@@ -40,6 +40,13 @@ func WithSubject(subject string) EventOption {
 	return func(e *event.Event) { e.SetSubject(subject) }
 }
 
+// WithID sets the event's id (and so its JetStream message id) instead of
+// a fresh one: an event derived from a stored fact gets an id derived from
+// it, so whoever publishes it twice stores it once.
+func WithID(id string) EventOption {
+	return func(e *event.Event) { e.SetID(id) }
+}
+
 // NewEvent builds a core CloudEvent of eventType carrying data, with a fresh
 // id, the broker's source, the time and the data schema set. The data is
 // encoded once; it is not validated here (the broker builds it from

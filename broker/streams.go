@@ -28,6 +28,9 @@ const (
 type stores struct {
 	events   jetstream.Stream
 	dlq      jetstream.Stream
+	logs     jetstream.Stream
+	hosts    jetstream.KeyValue
+	hostctl  jetstream.KeyValue
 	plugins  jetstream.KeyValue
 	configs  jetstream.KeyValue
 	machines jetstream.KeyValue
@@ -84,6 +87,20 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamAdvisories, err)
 	}
+	st.logs, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        schemas.StreamLogs,
+		Description: "plugbus plugin log lines forwarded by hostd, bounded by age and size",
+		Subjects:    []string{wire.LogsSubject(cfg.Prefix, "*", "*")},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.LogMaxAge,
+		MaxBytes:    cfg.LogMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgSize:  256 << 10,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamLogs, err)
+	}
 	buckets := []struct {
 		name, desc string
 		kv         *jetstream.KeyValue
@@ -93,6 +110,8 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		{schemas.BucketMachines, "plugbus machines and their params", &st.machines},
 		{schemas.BucketJobs, "plugbus jobs", &st.jobs},
 		{schemas.BucketAlerts, "plugbus alerts", &st.alerts},
+		{schemas.BucketHosts, "plugbus hosts, as each hostd reports it", &st.hosts},
+		{schemas.BucketHostControl, "plugbus operators' overrides per host and plugin, followed by hostd", &st.hostctl},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

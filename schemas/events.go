@@ -30,6 +30,7 @@ var CoreEventTypes = []string{
 	TypeAlertFired, TypeAlertResolved,
 	TypePluginRegistered, TypePluginStateChanged, TypePluginUnregistered,
 	TypeHookChainCompleted,
+	TypeHostStateChanged,
 }
 
 // SchemaBase is the base of every schema $id.

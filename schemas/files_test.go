@@ -24,6 +24,8 @@ var allPaths = []string{
 	EventJobDeployed, EventJobDeleted, EventMachineActionRequested, EventMachineActionCompleted,
 	EventAlertFired, EventAlertResolved, EventPluginRegistered, EventPluginStateChanged, EventPluginUnregistered,
 	EventHookChainCompleted,
+	APIPluginInstance, APIHost, APIHostRef, APIHostListRequest, APIHostListResponse, APIHostControl,
+	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
@@ -114,6 +116,7 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypePluginUnregistered:     EventPluginUnregistered,
 		TypePluginStateChanged:     EventPluginStateChanged,
 		TypeHookChainCompleted:     EventHookChainCompleted,
+		TypeHostStateChanged:       EventHostStateChanged,
 	}
 	if len(want) != len(CoreEventTypes) {
 		t.Fatalf("%d core event types, %d event schemas", len(CoreEventTypes), len(want))

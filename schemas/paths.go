@@ -89,7 +89,7 @@ const (
 	EventHookChainCompleted     = "events/hook/v1/chain_completed.json"     // ChainRecord
 )
 
-//go:embed api events manifest
+//go:embed api events manifest hostd
 var schemaFiles embed.FS
 
 // SchemaFS returns the embedded schema files, laid out as in the schemas

@@ -219,5 +219,45 @@ func samples() []sample {
 		{"plugin unregistered", schemas.EventPluginUnregistered, schemas.PluginUnregisteredData{Name: "incrementer", Version: "1.5.0", Forced: true}},
 		{"plugin state changed", schemas.EventPluginStateChanged, schemas.PluginStateChangedData{Name: "incrementer", Version: "1.5.0",
 			From: schemas.StateVerifying, To: schemas.StateError, Error: sampleError()}},
+		{"plugin instance", schemas.APIPluginInstance, sampleHost().Plugins[1]},
+		{"host", schemas.APIHost, sampleHost()},
+		{"host ref", schemas.APIHostRef, schemas.HostRef{Name: "edge-1"}},
+		{"host list request", schemas.APIHostListRequest, schemas.HostListRequest{State: schemas.HostLost}},
+		{"host list request empty", schemas.APIHostListRequest, schemas.HostListRequest{}},
+		{"host list response", schemas.APIHostListResponse, schemas.HostListResponse{Hosts: []schemas.Host{sampleHost()}}},
+		{"host control", schemas.APIHostControl, sampleControl()},
+		{"plugin host request", schemas.APIPluginHostRequest, schemas.PluginHostRequest{Name: "incrementer", Host: "edge-1"}},
+		{"plugin host request every host", schemas.APIPluginHostRequest, schemas.PluginHostRequest{Name: "incrementer"}},
+		{"plugin host response", schemas.APIPluginHostResponse, schemas.PluginHostResponse{Controls: []schemas.HostControl{sampleControl()}}},
+		{"log record", schemas.APILogRecord, schemas.LogRecord{Time: t0, Level: "info", Message: "consuming events", Stream: "stderr",
+			Host: "edge-1", Plugin: "notify-webhook", Instance: "1", Fields: map[string]any{"consumer": "plugin_notify-webhook"}}},
+		{"log record dropped", schemas.APILogRecord, schemas.LogRecord{Time: t0, Level: "warn", Message: "rate limit", Stream: "stdout",
+			Host: "edge-1", Plugin: "noisy", Instance: "2", Dropped: 1200}},
+		{"host state changed", schemas.EventHostStateChanged, schemas.HostStateChangedData{Name: "edge-1", From: schemas.HostUp, To: schemas.HostLost,
+			Reason: "no heartbeat for 15s"}},
+		{"hostd config", schemas.HostdConfigV1, map[string]any{"host": "edge-1", "labels": map[string]string{"zone": "a"},
+			"nats_url": "nats://127.0.0.1:4222", "state_dir": "/var/lib/plugbus/hostd", "start_timeout": "30s", "log_rate": 100,
+			"plugins": []any{map[string]any{"binary": "bin/plugins/incrementer", "instances": 2},
+				map[string]any{"name": "notify-webhook", "binary": "/usr/bin/notify-webhook", "args": []string{"--log-level", "debug"},
+					"env": map[string]string{"HTTPS_PROXY": "http://proxy:3128"}, "config": map[string]any{"url": "http://sink/alerts"}, "enabled": false}}}},
 	}
+}
+
+func sampleHost() schemas.Host {
+	code := 2
+	return schemas.Host{Name: "edge-1", Labels: map[string]string{"zone": "a", "gpu": "yes"}, HostdVersion: "0.2.0",
+		State: schemas.HostUp, StartedAt: t0, HeartbeatAt: t1, HeartbeatInterval: schemas.Duration(5 * time.Second),
+		Plugins: []schemas.PluginInstance{
+			{Plugin: "incrementer", Instance: "1", State: schemas.InstanceRunning, Binary: "/opt/plugbus/incrementer", Version: "1.0.0",
+				PID: 4242, Restarts: 1, StartedAt: &t1},
+			{Plugin: "notify-webhook", Instance: "1", State: schemas.InstanceFailed, Restarts: 5,
+				LastExit:   &schemas.InstanceExit{Cause: "exited", Code: &code, Time: t1, Reason: "exit status 2"},
+				StderrTail: []string{"panic: no url"}, Reason: "5 failures within 1m0s"},
+			{Plugin: "gpu-only", Instance: "1", State: schemas.InstanceNotPlaced, Reason: "needs component cuda"},
+		}}
+}
+
+func sampleControl() schemas.HostControl {
+	off := false
+	return schemas.HostControl{Host: "edge-1", Plugin: "incrementer", Enabled: &off, Restart: "r-3", UpdatedAt: t0}
 }

@@ -19,6 +19,13 @@ const (
 	BucketMachines = "plugbus_machines" // machine name → Machine
 	BucketJobs     = "plugbus_jobs"     // "<name>/<version>" → Job
 	BucketAlerts   = "plugbus_alerts"   // alert id → Alert
+	// BucketHosts holds what each hostd reports.
+	BucketHosts = "plugbus_hosts" // host name → Host
+	// BucketHostControl holds operators' overrides, which hostd follows.
+	BucketHostControl = "plugbus_hostctl" // "<host>.<plugin>" → HostControl
+	// StreamLogs holds the plugins' log lines hostd forwards
+	// ("<prefix>.log.<host>.<plugin>.<instance>"), bounded by age and size.
+	StreamLogs = "PLUGBUS_LOGS"
 )
 
 // Dead-letter headers set on every message in StreamDLQ, next to the

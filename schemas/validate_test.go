@@ -87,6 +87,10 @@ var strictSchemas = map[string]bool{
 	schemas.APIAlertFireRequest:        true,
 	schemas.APIAlertRef:                true,
 	schemas.APIHookListRequest:         true,
+	schemas.APIHostRef:                 true,
+	schemas.APIHostListRequest:         true,
+	schemas.APIPluginHostRequest:       true,
+	schemas.HostdConfigV1:              true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

@@ -140,9 +140,9 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&f.server, "server", "s", os.Getenv("NATS_URL"), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
-	fl.StringVar(&f.creds, "creds", "", "NATS credentials file")
-	fl.StringVar(&f.prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
+	fl.StringVarP(&f.server, "server", "s", os.Getenv(wire.EnvNATSURL), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
+	fl.StringVar(&f.creds, "creds", os.Getenv(wire.EnvNATSCreds), "NATS credentials file (default $NATS_CREDS)")
+	fl.StringVar(&f.prefix, "prefix", envOr(wire.EnvPrefix, wire.DefaultPrefix), "subject prefix of the bus (default $PLUGBUS_PREFIX, then plugbus)")
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -162,7 +162,7 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	if err != nil {
 		return usageError{err}
 	}
-	opts := []Option{WithLogger(logger), WithConfig(cfg)}
+	opts := []Option{WithLogger(logger), WithConfig(cfg), WithHostInstance(os.Getenv(wire.EnvHost), os.Getenv(wire.EnvInstance))}
 	if f.prefix != "" {
 		opts = append(opts, WithPrefix(f.prefix))
 	}
@@ -212,4 +212,11 @@ func parseConfigFlags(pairs []string) (map[string]any, error) {
 		}
 	}
 	return cfg, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

@@ -40,6 +40,7 @@ type options struct {
 	hookConcurrency   int
 	actionConcurrency int
 	eventBuffer       int
+	host, instance    string
 }
 
 func defaultOptions() options {
@@ -152,6 +153,17 @@ func WithActionConcurrency(n int) Option {
 			return fmt.Errorf("%w: action concurrency %d must be at least 1", ErrInvalidOption, n)
 		}
 		o.actionConcurrency = n
+		return nil
+	}
+}
+
+// WithHostInstance names the host the instance runs on and its id there;
+// both go into the instance's service metadata, so hostd and operators can
+// tell instances apart (`nats micro info`). sdk.Main sets them from
+// $PLUGBUS_HOST and $PLUGBUS_INSTANCE, which hostd provides.
+func WithHostInstance(host, instance string) Option {
+	return func(o *options) error {
+		o.host, o.instance = host, instance
 		return nil
 	}
 }

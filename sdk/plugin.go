@@ -12,6 +12,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Plugin is one running instance of a plugbus plugin. Create it with New,
@@ -33,6 +34,7 @@ type Plugin struct {
 	state      schemas.PluginState
 	stateAt    time.Time
 	nc         *nats.Conn
+	svc        *wire.Service
 	instanceID string
 
 	// applyMu serialises config application; applied is the canonical JSON
@@ -264,7 +266,22 @@ func (p *Plugin) eventHandler(eventType string) EventHandler {
 	return p.events.lookup(eventType)
 }
 
-func (p *Plugin) markReady()  { p.readyOnce.Do(func() { close(p.ready) }) }
+// markReady closes Ready and says so in the service metadata, where hostd
+// looks for it.
+func (p *Plugin) markReady() {
+	p.readyOnce.Do(func() {
+		close(p.ready)
+		if svc := p.service(); svc != nil {
+			svc.SetMetadata(wire.MetadataReady, "true")
+		}
+	})
+}
+
+func (p *Plugin) service() *wire.Service {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.svc
+}
 func (p *Plugin) markActive() { p.activeOnce.Do(func() { close(p.active) }) }
 
 // requestReregister asks the re-register loop to register again; requests
@@ -284,8 +301,11 @@ func (p *Plugin) observeRecord(rec schemas.PluginRecord) schemas.PluginState {
 		p.state = rec.State
 		p.stateAt = rec.UpdatedAt
 	}
-	state := p.state
+	state, svc := p.state, p.svc
 	p.mu.Unlock()
+	if svc != nil && state != "" {
+		svc.SetMetadata(wire.MetadataState, string(state))
+	}
 	if state == schemas.StateActive {
 		p.markActive()
 	}

@@ -47,11 +47,18 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("run plugin %s: jetstream: %w", p.manifest.Name, err)
 	}
 
+	md := map[string]string{wire.MetadataPlugin: p.manifest.Name, wire.MetadataPrefix: p.opts.prefix}
+	if p.opts.host != "" {
+		md[wire.MetadataHost] = p.opts.host
+	}
+	if p.opts.instance != "" {
+		md[wire.MetadataInstance] = p.opts.instance
+	}
 	svc, err := wire.NewService(nc, wire.Config{
 		Name:        wire.PluginService(p.manifest.Name),
 		Version:     p.manifest.Version,
 		Description: p.manifest.Description,
-		Metadata:    map[string]string{wire.MetadataPlugin: p.manifest.Name, wire.MetadataPrefix: p.opts.prefix},
+		Metadata:    md,
 	})
 	if err != nil {
 		return fmt.Errorf("run plugin %s: start its service: %w", p.manifest.Name, err)
@@ -59,6 +66,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	p.mu.Lock()
 	p.nc = nc
 	p.instanceID = svc.ID()
+	p.svc = svc
 	p.log = p.log.With().Str(FieldInstance, p.instanceID).Logger()
 	p.base = context.WithoutCancel(ctx)
 	p.mu.Unlock()

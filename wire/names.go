@@ -48,6 +48,30 @@ const (
 	MetadataPrefix = "plugbus.prefix"
 	// MetadataHost carries the host a plugin instance or hostd runs on.
 	MetadataHost = "plugbus.host"
+	// MetadataInstance carries a plugin instance's id on its host, as
+	// hostd numbers them.
+	MetadataInstance = "plugbus.instance"
+	// MetadataState carries the plugin's state as the instance last heard
+	// it from the broker (ACTIVE once registered and verified).
+	MetadataState = "plugbus.state"
+	// MetadataReady is "true" once the instance is ready: registered, its
+	// config in sync and, when ACTIVE and consuming, its consumer running.
+	MetadataReady = "plugbus.ready"
+)
+
+// Environment variables hostd sets for the plugin processes it starts
+// (the SDK's listen reads them), so a plugin needs no flags under hostd.
+const (
+	// EnvNATSURL is the bus's NATS URL (the nats CLI's variable).
+	EnvNATSURL = "NATS_URL"
+	// EnvNATSCreds is the plugin's own credentials file.
+	EnvNATSCreds = "NATS_CREDS"
+	// EnvPrefix is the bus's subject prefix.
+	EnvPrefix = "PLUGBUS_PREFIX"
+	// EnvHost is the host's name.
+	EnvHost = "PLUGBUS_HOST"
+	// EnvInstance is the instance's id on the host.
+	EnvInstance = "PLUGBUS_INSTANCE"
 )
 
 // PluginService returns the service name of a plugin's instances:
@@ -99,3 +123,21 @@ func DLQSubject(prefix, consumer string) string { return prefix + ".dlq." + cons
 
 // DLQSubjects is the subject filter of the dead-letter stream.
 func DLQSubjects(prefix string) string { return prefix + ".dlq.>" }
+
+// LogSubject returns the subject a plugin instance's log lines are
+// published on by its hostd: "plugbus.log.HOST.PLUGIN.INSTANCE".
+func LogSubject(prefix, host, plugin, instance string) string {
+	return prefix + ".log." + host + "." + plugin + "." + instance
+}
+
+// LogsSubject is the subject filter of the log stream; host and plugin
+// narrow it ("" or "*" for any).
+func LogsSubject(prefix, host, plugin string) string {
+	if host == "" {
+		host = "*"
+	}
+	if plugin == "" {
+		plugin = "*"
+	}
+	return prefix + ".log." + host + "." + plugin + ".*"
+}

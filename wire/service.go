@@ -162,7 +162,18 @@ func (s *Service) ID() string { return s.id }
 func (s *Service) Name() string { return s.cfg.Name }
 
 func (s *Service) identity() micro.ServiceIdentity {
-	return micro.ServiceIdentity{Name: s.cfg.Name, ID: s.id, Version: s.cfg.Version, Metadata: maps.Clone(s.cfg.Metadata)}
+	s.mu.Lock()
+	md := maps.Clone(s.cfg.Metadata)
+	s.mu.Unlock()
+	return micro.ServiceIdentity{Name: s.cfg.Name, ID: s.id, Version: s.cfg.Version, Metadata: md}
+}
+
+// SetMetadata sets one metadata key; PING, INFO and STATS answer with it
+// from then on (the SDK keeps a plugin instance's readiness there).
+func (s *Service) SetMetadata(key, value string) {
+	s.mu.Lock()
+	s.cfg.Metadata[key] = value
+	s.mu.Unlock()
 }
 
 // AddEndpoint starts serving ep.
@@ -232,11 +243,11 @@ func (s *Service) receive(e *endpoint, m *nats.Msg) {
 // Info returns what INFO answers.
 func (s *Service) Info() micro.Info {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	eps := make([]micro.EndpointInfo, 0, len(s.endpoints))
 	for _, e := range s.endpoints {
 		eps = append(eps, micro.EndpointInfo{Name: e.cfg.Name, Subject: e.cfg.Subject, QueueGroup: s.cfg.QueueGroup, Metadata: maps.Clone(e.cfg.Metadata)})
 	}
+	s.mu.Unlock()
 	return micro.Info{ServiceIdentity: s.identity(), Type: micro.InfoResponseType, Description: s.cfg.Description, Endpoints: eps}
 }
 

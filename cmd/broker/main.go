@@ -77,6 +77,8 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.EventMaxAge, "event-max-age", broker.DefaultEventMaxAge, "how long events are kept in the stream for replay")
 	f.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", broker.DefaultDLQMaxAge, "how long dead letters are kept")
 	f.Int64Var(&cfg.DLQMaxBytes, "dlq-max-bytes", broker.DefaultDLQMaxBytes, "size bound of the dead-letter stream (oldest go first)")
+	f.DurationVar(&cfg.LogMaxAge, "log-max-age", broker.DefaultLogMaxAge, "how long plugin log lines forwarded by hostd are kept")
+	f.Int64Var(&cfg.LogMaxBytes, "log-max-bytes", broker.DefaultLogMaxBytes, "size bound of the log stream (oldest go first)")
 	f.IntVar(&cfg.MaxConcurrentObjects, "max-concurrent-objects", broker.DefaultMaxConcurrentObjects, "objects (jobs, machines, alerts) with an operation in progress at once")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", broker.DefaultMaxRequestBytes, "largest API request accepted")
 	f.BoolVar(&cfg.ServerLogs, "server-logs", false, "include the embedded nats-server's own logs")

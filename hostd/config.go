@@ -1,0 +1,209 @@
+package hostd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
+)
+
+// Defaults of the config file's settings.
+const (
+	DefaultStateDir          = "./data/hostd"
+	DefaultStartTimeout      = 30 * time.Second
+	DefaultStopGrace         = 10 * time.Second
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultLogRate           = 200
+)
+
+// ErrInvalidConfig is wrapped by every config file error.
+var ErrInvalidConfig = errors.New("invalid hostd config")
+
+// Config is hostd's config file (YAML or JSON, schema
+// schemas/hostd/v1/config.json): this host and the plugins it runs.
+type Config struct {
+	// Host is this host's name (default: the hostname's first label,
+	// lower-cased).
+	Host string `json:"host,omitempty"`
+	// Labels are matched against the plugins' manifest components.
+	Labels map[string]string `json:"labels,omitempty"`
+	// NATSURL is the bus (default $NATS_URL, then nats://127.0.0.1:4222).
+	NATSURL string `json:"nats_url,omitempty"`
+	// Creds is hostd's own credentials file.
+	Creds string `json:"creds,omitempty"`
+	// Prefix is the bus's subject prefix (default plugbus).
+	Prefix string `json:"prefix,omitempty"`
+	// StateDir keeps the pidfiles and the plugins' credentials.
+	StateDir string `json:"state_dir,omitempty"`
+	// StartTimeout bounds how long a started plugin has to become ready.
+	StartTimeout schemas.Duration `json:"start_timeout,omitempty"`
+	// StopGrace is the time between SIGTERM and SIGKILL.
+	StopGrace schemas.Duration `json:"stop_grace,omitempty"`
+	// HeartbeatInterval is how often the host record is refreshed.
+	HeartbeatInterval schemas.Duration `json:"heartbeat_interval,omitempty"`
+	// LogRate bounds the log lines per second and instance published to
+	// the bus.
+	LogRate int `json:"log_rate,omitempty"`
+	// Plugins are the plugins this host runs.
+	Plugins []PluginConfig `json:"plugins,omitempty"`
+}
+
+// PluginConfig is one plugin entry of the config file.
+type PluginConfig struct {
+	// Name must equal the manifest's name; empty takes the manifest's.
+	Name string `json:"name,omitempty"`
+	// Binary is the plugin binary: a path (relative ones are resolved
+	// against the config file's folder) or a name in $PATH.
+	Binary string `json:"binary"`
+	// Args are extra arguments after listen.
+	Args []string `json:"args,omitempty"`
+	// Env are extra environment variables.
+	Env map[string]string `json:"env,omitempty"`
+	// Config is the initial config, passed as --config KEY=VALUE.
+	Config map[string]any `json:"config,omitempty"`
+	// Instances is how many instances run (default 1).
+	Instances int `json:"instances,omitempty"`
+	// Enabled false keeps the plugin stopped (default true).
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// IsEnabled reports the entry's own enabled setting (true by default).
+func (p PluginConfig) IsEnabled() bool { return p.Enabled == nil || *p.Enabled }
+
+// LoadConfig reads, validates and completes a config file: every field is
+// checked against the schema (an error names the field), relative binary
+// paths are resolved against the file's folder, and defaults are filled in.
+func LoadConfig(path string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	return ParseConfig(raw, filepath.Dir(path))
+}
+
+// ParseConfig is LoadConfig for a config's bytes; dir resolves relative
+// binary paths.
+func ParseConfig(raw []byte, dir string) (Config, error) {
+	var c Config
+	doc, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return c, fmt.Errorf("%w: not YAML or JSON: %v", ErrInvalidConfig, err)
+	}
+	if string(doc) == "null" {
+		doc = []byte("{}")
+	}
+	if err := schemas.Decode(schemas.HostdConfigV1, doc, &c); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if err := c.complete(dir); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return c, nil
+}
+
+var hostRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// DefaultHost is the host name hostd uses when the config names none: the
+// first label of the hostname, lower-cased.
+func DefaultHost() (string, error) {
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("host: cannot read the hostname (%v): set host in the config", err)
+	}
+	h = strings.ToLower(strings.SplitN(h, ".", 2)[0])
+	if !hostRE.MatchString(h) {
+		return "", fmt.Errorf("host: the hostname %q is not a DNS label: set host in the config", h)
+	}
+	return h, nil
+}
+
+func (c *Config) complete(dir string) error {
+	if c.Host == "" {
+		h, err := DefaultHost()
+		if err != nil {
+			return err
+		}
+		c.Host = h
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = os.Getenv(wire.EnvNATSURL)
+	}
+	if c.NATSURL == "" {
+		c.NATSURL = "nats://127.0.0.1:4222"
+	}
+	if c.Prefix == "" {
+		c.Prefix = wire.DefaultPrefix
+	}
+	if err := wire.ValidatePrefix(c.Prefix); err != nil {
+		return fmt.Errorf("prefix: %w", err)
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = schemas.Duration(DefaultStartTimeout)
+	}
+	if c.StopGrace == 0 {
+		c.StopGrace = schemas.Duration(DefaultStopGrace)
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = schemas.Duration(DefaultHeartbeatInterval)
+	}
+	if c.LogRate == 0 {
+		c.LogRate = DefaultLogRate
+	}
+	names := map[string]int{}
+	for i := range c.Plugins {
+		p := &c.Plugins[i]
+		if p.Instances == 0 {
+			p.Instances = 1
+		}
+		if strings.ContainsRune(p.Binary, os.PathSeparator) {
+			if !filepath.IsAbs(p.Binary) {
+				p.Binary = filepath.Join(dir, p.Binary)
+			}
+		} else if found, err := exec.LookPath(p.Binary); err == nil {
+			p.Binary = found
+		}
+		if abs, err := filepath.Abs(p.Binary); err == nil {
+			p.Binary = abs
+		}
+		key := p.Name
+		if key == "" {
+			key = p.Binary
+		}
+		if j, dup := names[key]; dup {
+			return fmt.Errorf("plugins[%d]: %s is listed twice (also plugins[%d]); use instances to run more", i, key, j)
+		}
+		names[key] = i
+	}
+	return nil
+}
+
+// listenArgs are the arguments hostd starts a plugin with.
+func (p PluginConfig) listenArgs() ([]string, error) {
+	args := []string{"listen"}
+	keys := make([]string, 0, len(p.Config))
+	for k := range p.Config {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	for _, k := range keys {
+		v, err := json.Marshal(p.Config[k])
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %v", k, err)
+		}
+		args = append(args, "--config", k+"="+string(v))
+	}
+	return append(args, p.Args...), nil
+}
