@@ -12,13 +12,13 @@ all: build
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-build: ## build bin/broker, bin/busctl, bin/webhook-sink and bin/plugins/NAME
+build: ## build bin/broker, bin/hostd, bin/busctl, bin/localbus, bin/webhook-sink and bin/plugins/NAME
 	@mkdir -p $(BIN)/plugins
 	$(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN)/ ./cmd/...
 	@for p in $(PLUGINS); do echo "$(GO) build -o $(BIN)/plugins/$$p ./plugins/$$p"; $(GO) build $(GOFLAGS) -buildvcs=auto -o $(BIN)/plugins/$$p ./plugins/$$p || exit 1; done
 
-run: build ## run the broker (embedded NATS) with the sample plugins; Ctrl-C stops all
-	@BIN=$(BIN) ./deployments/local/run.sh
+run: build ## the whole bus: broker (embedded NATS), hostd with the sample plugins, webhook sink; Ctrl-C stops all
+	@BIN=$(BIN) exec $(BIN)/localbus
 
 vet: ## go vet and gofmt check
 	$(GO) vet ./...

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -19,7 +19,7 @@ import (
 
 // Defaults of the config file's settings.
 const (
-	DefaultStateDir          = "./data/hostd"
+	DefaultStateDir          = "data/hostd"
 	DefaultStartTimeout      = 30 * time.Second
 	DefaultStopGrace         = 10 * time.Second
 	DefaultHeartbeatInterval = 5 * time.Second
@@ -43,7 +43,8 @@ type Config struct {
 	Creds string `json:"creds,omitempty"`
 	// Prefix is the bus's subject prefix (default plugbus).
 	Prefix string `json:"prefix,omitempty"`
-	// StateDir keeps the pidfiles and the plugins' credentials.
+	// StateDir keeps the pidfiles and the plugins' credentials (relative
+	// to the config file's folder).
 	StateDir string `json:"state_dir,omitempty"`
 	// StartTimeout bounds how long a started plugin has to become ready.
 	StartTimeout schemas.Duration `json:"start_timeout,omitempty"`
@@ -92,15 +93,22 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // ParseConfig is LoadConfig for a config's bytes; dir resolves relative
-// binary paths.
+// paths. ${VAR} and ${VAR:-default} in the text are replaced from the
+// environment first.
 func ParseConfig(raw []byte, dir string) (Config, error) {
 	var c Config
-	doc, err := yaml.YAMLToJSON(raw)
-	if err != nil {
+	// YAML 1.2 (yaml.v3): only true and false are booleans, so a plugin
+	// named "off" or "no" stays a string.
+	var tree any
+	if err := yaml.Unmarshal([]byte(expandEnv(string(raw))), &tree); err != nil {
 		return c, fmt.Errorf("%w: not YAML or JSON: %v", ErrInvalidConfig, err)
 	}
-	if string(doc) == "null" {
-		doc = []byte("{}")
+	if tree == nil {
+		tree = map[string]any{}
+	}
+	doc, err := json.Marshal(tree)
+	if err != nil {
+		return c, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	if err := schemas.Decode(schemas.HostdConfigV1, doc, &c); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -109,6 +117,20 @@ func ParseConfig(raw []byte, dir string) (Config, error) {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return c, nil
+}
+
+var envRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+// expandEnv replaces ${VAR} with $VAR's value and ${VAR:-default} with
+// the default when VAR is unset or empty. A lone $ is left as it is.
+func expandEnv(s string) string {
+	return envRefRE.ReplaceAllStringFunc(s, func(ref string) string {
+		m := envRefRE.FindStringSubmatch(ref)
+		if v := os.Getenv(m[1]); v != "" || m[2] == "" {
+			return v
+		}
+		return m[3]
+	})
 }
 
 var hostRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -149,6 +171,12 @@ func (c *Config) complete(dir string) error {
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		c.StateDir = filepath.Join(dir, c.StateDir)
+	}
+	if c.Creds != "" && !filepath.IsAbs(c.Creds) {
+		c.Creds = filepath.Join(dir, c.Creds)
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = schemas.Duration(DefaultStartTimeout)
