@@ -144,8 +144,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	children = append(children, sinkProc)
+	absBin, err := filepath.Abs(bin)
+	if err != nil {
+		stopAll()
+		return err
+	}
 	hostd, err := startChild("hostd", []string{filepath.Join(bin, "hostd"), "--config", hostdConfig},
-		"NATS_URL="+natsURL, "SINK="+sink, "PLUGBUS_DATA_DIR="+dataDir)
+		"NATS_URL="+natsURL, "SINK="+sink, "PLUGBUS_DATA_DIR="+dataDir, "PLUGBUS_BIN="+absBin)
 	if err != nil {
 		stopAll()
 		return err

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,33 +93,17 @@ func normalize(lines []string) string {
 	return s
 }
 
-// docBus starts a bus as `make run` does: the broker on embedded NATS, the
-// webhook sink and the sample plugins with their local config. It returns
-// the bin dir, the NATS URL and how to map the addresses `make run` uses
-// (which pages show) to this bus's.
+// docBus starts a bus as `make run` does (bin/localbus with the real
+// deployments/local/hostd.yaml). It returns the bin dir, the NATS URL and
+// how to map the addresses `make run` uses (which pages show) to this
+// bus's, and back.
 func docBus(t *testing.T) (bin, natsURL string, addrs, back *strings.Replacer) {
 	t.Helper()
-	b, _ := startBus(t)
-	sink := freeAddr(t)
-	start(t, filepath.Join(b.bin, "webhook-sink"), "--listen", sink)
-	start(t, filepath.Join(b.bin, "incrementer"), "listen", "--server", b.natsURL, "--log-format", "json")
-	start(t, filepath.Join(b.bin, "job-policy"), "listen", "--server", b.natsURL, "--log-format", "json",
-		"--config", `allowed_images=["*"]`, "--config", `env={"PLUGBUS_MANAGED":"true"}`)
-	start(t, filepath.Join(b.bin, "notify-webhook"), "listen", "--server", b.natsURL, "--log-format", "json",
-		"--config", "url=http://"+sink+"/alerts")
-	b.waitActive(t, "incrementer", "job-policy", "notify-webhook")
-	waitFor(t, "the webhook sink", func() bool {
-		resp, err := http.Get("http://" + sink + "/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
-	nats := strings.TrimPrefix(b.natsURL, "nats://")
-	return b.bin, b.natsURL,
-		strings.NewReplacer("127.0.0.1:4222", nats, "127.0.0.1:8080", b.httpAddr, "127.0.0.1:8099", sink),
-		strings.NewReplacer(nats, "127.0.0.1:4222", b.httpAddr, "127.0.0.1:8080", sink, "127.0.0.1:8099")
+	lb := startLocalBus(t, false)
+	nats := strings.TrimPrefix(lb.natsURL, "nats://")
+	return lb.bin, lb.natsURL,
+		strings.NewReplacer("127.0.0.1:4222", nats, "127.0.0.1:8080", lb.httpAddr, "127.0.0.1:8099", lb.sink),
+		strings.NewReplacer(nats, "127.0.0.1:4222", lb.httpAddr, "127.0.0.1:8080", lb.sink, "127.0.0.1:8099")
 }
 
 // TestDocSessions runs every shell session of the pages above against a

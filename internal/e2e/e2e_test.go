@@ -45,7 +45,7 @@ func build(t *testing.T) string {
 		}
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		for _, pkg := range []string{"./cmd/broker", "./cmd/busctl", "./cmd/webhook-sink", "./plugins/incrementer", "./plugins/notify-webhook", "./plugins/job-policy"} {
+		for _, pkg := range []string{"./cmd/broker", "./cmd/busctl", "./cmd/hostd", "./cmd/localbus", "./cmd/webhook-sink", "./plugins/incrementer", "./plugins/notify-webhook", "./plugins/job-policy"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
