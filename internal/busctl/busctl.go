@@ -1,6 +1,6 @@
 // Package busctl implements the busctl command line: a terminal front end
-// to the plugbus broker API (through sdk/client) and a reader of the event
-// and dead-letter streams (through JetStream ordered consumers).
+// to the plugbus broker API (through sdk/client) and a reader of the event,
+// dead-letter and plugin log streams (through JetStream ordered consumers).
 //
 // cmd/busctl/main.go only calls Execute, so tests run every command
 // in-process.
@@ -71,7 +71,8 @@ type app struct {
 // Execute runs busctl with args (without the program name), writing results
 // to stdout and errors to stderr, and returns the process exit code
 // (ExitOK, ExitError or ExitUsage). Cancelling ctx (Ctrl-C) stops a running
-// command; `events tail --follow` then ends with ExitOK.
+// command; `events tail --follow` and `plugins logs --follow` then end
+// with ExitOK.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
 	defer func() {
@@ -99,8 +100,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Use:   "busctl",
 		Short: "Drive a plugbus bus from the terminal",
 		Long: `busctl talks to the plugbus broker over NATS: it lists and configures plugins,
-deploys and deletes jobs, runs machine actions, fires and resolves alerts, shows
-the hook chains, and reads the event and dead-letter streams.
+shows the hosts hostd runs them on and enables, disables and restarts them
+there, deploys and deletes jobs, runs machine actions, fires and resolves
+alerts, shows the hook chains, and reads the event, dead-letter and plugin log
+streams.
 
 Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		Version:           version.String("busctl", version.Release),
@@ -117,8 +120,8 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })
 
-	root.AddCommand(a.pluginsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(), a.hooksCommand(),
-		a.eventsCommand())
+	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
+		a.hooksCommand(), a.eventsCommand())
 	return root
 }
 

@@ -85,6 +85,24 @@ func TestUsageErrors(t *testing.T) {
 			[]string{`invalid value "10" for --timeout: must be a duration`}},
 		{"bool flag", []string{"events", "tail", "--follow=maybe"},
 			[]string{`invalid value "maybe" for --follow: must be true or false`}},
+		// Host overrides name the host they are for.
+		{"disable without --host", []string{"plugins", "disable", "incrementer"},
+			[]string{"busctl plugins disable needs --host HOST: the host to disable incrementer on", "busctl plugins disable --help"}},
+		{"enable with an empty --host", []string{"plugins", "enable", "incrementer", "--host", ""},
+			[]string{"busctl plugins enable needs --host HOST", "`busctl hosts ls` lists the hosts"}},
+		{"enable without a name", []string{"plugins", "enable", "--host", "laptop"}, []string{"missing NAME"}},
+		{"hosts get without a host", []string{"hosts", "get"}, []string{"missing HOST"}},
+		{"hosts unknown subcommand", []string{"hosts", "rm"}, []string{`unknown command "rm"`, "get, ls"}},
+		{"logs: bad --since", []string{"plugins", "logs", "incrementer", "--since", "yesterday"},
+			[]string{`invalid --since "yesterday": want a duration back from now such as 10m or 1h30m, or an RFC 3339 time such as 2025-05-01T12:00:00Z`,
+				"busctl plugins logs --help"}},
+		{"logs: negative --since", []string{"plugins", "logs", "incrementer", "--since", "-5m"},
+			[]string{`invalid --since "-5m": a duration back from now must be positive`}},
+		{"logs: --since time without zone", []string{"plugins", "logs", "incrementer", "--since", "2025-05-01T12:00:00"},
+			[]string{`invalid --since "2025-05-01T12:00:00"`}},
+		{"logs: negative --count", []string{"plugins", "logs", "incrementer", "-n", "-1"}, []string{"--count must be 0 or more"}},
+		{"logs: wildcard name", []string{"plugins", "logs", "*"}, []string{`invalid plugin name "*"`}},
+		{"logs: dotted host", []string{"plugins", "logs", "incrementer", "--host", "a.b"}, []string{`invalid --host "a.b"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
 			}
 			p := &eventPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "TYPE", "SUBJECT", "ID", "SUMMARY"}, []int{20, 30, 30, 36, 0})}
-			return a.readStream(cmd.Context(), schemas.StreamEvents, []string{filter}, uint64(count), follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamEvents, []string{filter}, uint64(count), time.Time{}, follow, p)
 		}),
 	}
 	f := cmd.Flags()
@@ -105,7 +105,7 @@ the event decoded as a CloudEvent.`,
 			p := &dlqPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "SEQ", "TYPE", "ID", "CONSUMER", "STREAM-SEQ", "DELIVERIES", "REASON"},
 				[]int{20, 3, 30, 36, 8, 10, 10, 0})}
-			return a.readStream(cmd.Context(), schemas.StreamDLQ, nil, uint64(count), follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamDLQ, nil, uint64(count), time.Time{}, follow, p)
 		}),
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 10, "how many of the last dead letters to print")
@@ -144,9 +144,10 @@ type msgPrinter interface {
 }
 
 // readStream prints the last n messages of stream that match filters,
-// oldest first, then with follow keeps printing new ones until ctx ends.
-// See lastN for how the start is found.
-func (a *app) readStream(ctx context.Context, stream string, filters []string, n uint64, follow bool, p msgPrinter) error {
+// oldest first (only among those stored at or after since, when it is
+// set), then with follow keeps printing new ones until ctx ends. See lastN
+// and lastNSince for how the start is found.
+func (a *app) readStream(ctx context.Context, stream string, filters []string, n uint64, since time.Time, follow bool, p msgPrinter) error {
 	nc, err := a.conn()
 	if err != nil {
 		return err
@@ -161,19 +162,23 @@ func (a *app) readStream(ctx context.Context, stream string, filters []string, n
 	if err != nil {
 		return &streamError{stream: stream, err: err}
 	}
-	win, err := lastN(cctx, s, filters, n)
+	win, err := lastNSince(cctx, s, filters, n, since)
 	if err != nil {
 		return &streamError{stream: stream, err: err}
 	}
 	if win.Want == 0 && !follow {
 		return p.endBatch()
 	}
-	oc, err := s.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{
+	occ := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    filters,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       win.Start,
 		InactiveThreshold: 30 * time.Second,
-	})
+	}
+	if !win.StartTime.IsZero() {
+		occ.DeliverPolicy, occ.OptStartSeq, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &win.StartTime
+	}
+	oc, err := s.OrderedConsumer(cctx, occ)
 	if err != nil {
 		return &streamError{stream: stream, err: err}
 	}
@@ -504,9 +509,9 @@ type streamTable struct {
 
 // newStreamTable starts a table; minWidths are the column widths used when
 // the first batch is empty, so rows that come later with --follow still
-// line up.
+// line up. A nil header makes a table of rows only (log lines).
 func newStreamTable(w io.Writer, header []string, minWidths []int) *streamTable {
-	t := &streamTable{w: w, header: header, minWidths: minWidths, widths: make([]int, len(header))}
+	t := &streamTable{w: w, header: header, minWidths: minWidths, widths: make([]int, len(minWidths))}
 	for i := range header {
 		t.widths[i] = utf8.RuneCountInString(header[i])
 	}
@@ -544,7 +549,10 @@ func (t *streamTable) flush() error {
 			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
 		}
 	}
-	rows := append([][]string{t.header}, t.pending...)
+	rows := t.pending
+	if t.header != nil {
+		rows = append([][]string{t.header}, t.pending...)
+	}
 	t.pending = nil
 	return t.write(rows)
 }

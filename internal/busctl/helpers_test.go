@@ -74,6 +74,7 @@ var allEndpoints = []string{
 	schemas.APIPluginsUnregister, schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
 	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
+	schemas.APIHostsList, schemas.APIHostsGet, schemas.APIPluginsEnable, schemas.APIPluginsDisable, schemas.APIPluginsRestart,
 }
 
 func (b *bus) fakeBroker(t *testing.T) *fakeBroker {

@@ -10,10 +10,14 @@ import (
 
 // window is where reading the last N matching messages of a stream starts.
 type window struct {
-	// Start is the stream sequence to start an ordered consumer at.
+	// Start is the stream sequence to start an ordered consumer at, unless
+	// StartTime is set.
 	Start uint64
-	// Want is how many matching messages there are from Start on (at most
-	// N): reading stops after that many.
+	// StartTime, when set, is the time to start an ordered consumer at
+	// (deliver by start time) instead.
+	StartTime time.Time
+	// Want is how many matching messages there are from Start (or
+	// StartTime) on, at most N: reading stops after that many.
 	Want uint64
 }
 
@@ -86,21 +90,56 @@ func lastN(ctx context.Context, s jetstream.Stream, filters []string, n uint64) 
 	return window{Start: lo, Want: n}, nil
 }
 
+// lastNSince is lastN over the messages stored at or after since: the
+// last n of those, or all of them when there are n or fewer (then read
+// from since by start time). A zero since is lastN itself.
+//
+// One more probe settles it: a consumer delivering by start time reports
+// in num_pending how many matching messages it would deliver. When that
+// is more than n, the last n all come after since, which is lastN.
+func lastNSince(ctx context.Context, s jetstream.Stream, filters []string, n uint64, since time.Time) (window, error) {
+	if since.IsZero() || n == 0 {
+		return lastN(ctx, s, filters, n)
+	}
+	p, err := pendingSince(ctx, s, filters, since)
+	if err != nil {
+		return window{}, err
+	}
+	if p <= n {
+		return window{StartTime: since, Want: p}, nil
+	}
+	return lastN(ctx, s, filters, n)
+}
+
 // pendingFrom returns how many messages matching filters the stream holds
 // from sequence seq on, read from the num_pending of a probe consumer.
 func pendingFrom(ctx context.Context, s jetstream.Stream, filters []string, seq uint64) (uint64, error) {
-	cfg := jetstream.ConsumerConfig{
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       seq,
-		AckPolicy:         jetstream.AckNonePolicy,
-		MemoryStorage:     true,
-		Replicas:          1,
-		InactiveThreshold: 10 * time.Second, // cleans up after a crash
-	}
+	return pending(ctx, s, filters, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   seq,
+	}, fmt.Sprintf("from sequence %d", seq))
+}
+
+// pendingSince returns how many messages matching filters the stream holds
+// that were stored at or after since.
+func pendingSince(ctx context.Context, s jetstream.Stream, filters []string, since time.Time) (uint64, error) {
+	return pending(ctx, s, filters, jetstream.ConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &since,
+	}, "from "+since.UTC().Format(time.RFC3339Nano))
+}
+
+// pending creates a probe consumer starting where cfg says and returns its
+// num_pending; the probe is deleted right away.
+func pending(ctx context.Context, s jetstream.Stream, filters []string, cfg jetstream.ConsumerConfig, from string) (uint64, error) {
+	cfg.AckPolicy = jetstream.AckNonePolicy
+	cfg.MemoryStorage = true
+	cfg.Replicas = 1
+	cfg.InactiveThreshold = 10 * time.Second // cleans up after a crash
 	setFilters(&cfg.FilterSubject, &cfg.FilterSubjects, filters)
 	c, err := s.CreateConsumer(ctx, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("probe from sequence %d: %w", seq, err)
+		return 0, fmt.Errorf("probe %s: %w", from, err)
 	}
 	info := c.CachedInfo()
 	// Delete right away; InactiveThreshold covers a failed delete.

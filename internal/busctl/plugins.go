@@ -13,9 +13,10 @@ func (a *app) pluginsCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:     "plugins",
 		Aliases: []string{"plugin"},
-		Short:   "List, inspect and configure plugins",
+		Short:   "List, inspect and configure plugins; start, stop and read the logs of the ones hostd runs",
 	})
-	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand())
+	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
+		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand())
 	return cmd
 }
 

@@ -38,6 +38,7 @@ var allEndpoints = []string{
 	schemas.APIJobsDeploy, schemas.APIJobsDelete, schemas.APIJobsList, schemas.APIJobsGet,
 	schemas.APIMachinesAction, schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
 	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIHooksList,
+	schemas.APIHostsList, schemas.APIHostsGet, schemas.APIPluginsEnable, schemas.APIPluginsDisable, schemas.APIPluginsRestart,
 }
 
 func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
@@ -137,6 +138,23 @@ func TestEndpoints(t *testing.T) {
 				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateError},
 		}},
 	}}
+	started := when.Add(time.Second)
+	code := 1
+	host := schemas.Host{Name: "laptop", Labels: map[string]string{"os": "linux"}, HostdVersion: "0.3.0",
+		State: schemas.HostUp, StartedAt: when, HeartbeatAt: when.Add(30 * time.Second),
+		HeartbeatInterval: schemas.Duration(5 * time.Second), Plugins: []schemas.PluginInstance{
+			{Plugin: "incrementer", Instance: "0", State: schemas.InstanceRunning, Binary: "bin/incrementer",
+				Version: "1.0.0", PID: 4242, Restarts: 1, StartedAt: &started,
+				LastExit: &schemas.InstanceExit{Cause: "exited", Code: &code, Time: when, Reason: "exited with code 1"}},
+			{Plugin: "notify-webhook", Instance: "-", State: schemas.InstanceDisabled, Reason: "disabled in the config file"},
+		}}
+	off, on := false, true
+	disabled := schemas.PluginHostResponse{Controls: []schemas.HostControl{
+		{Host: "laptop", Plugin: "incrementer", Enabled: &off, UpdatedAt: when}}}
+	enabled := schemas.PluginHostResponse{Controls: []schemas.HostControl{
+		{Host: "laptop", Plugin: "incrementer", Enabled: &on, UpdatedAt: when}}}
+	restarted := schemas.PluginHostResponse{Controls: []schemas.HostControl{
+		{Host: "laptop", Plugin: "incrementer", Restart: "r1", UpdatedAt: when}}}
 
 	tests := []struct {
 		name     string
@@ -214,6 +232,21 @@ func TestEndpoints(t *testing.T) {
 		{"HooksList", schemas.APIHooksList, chains,
 			func() (any, error) { return c.HooksList(ctx, schemas.HookJobPreDeploy) },
 			schemas.HookListRequest{Hook: schemas.HookJobPreDeploy}, &chains},
+		{"ListHosts", schemas.APIHostsList, schemas.HostListResponse{Hosts: []schemas.Host{host}},
+			func() (any, error) { return c.ListHosts(ctx, schemas.HostUp) },
+			schemas.HostListRequest{State: schemas.HostUp}, []schemas.Host{host}},
+		{"GetHost", schemas.APIHostsGet, host,
+			func() (any, error) { return c.GetHost(ctx, "laptop") },
+			schemas.HostRef{Name: "laptop"}, &host},
+		{"EnablePlugin", schemas.APIPluginsEnable, enabled,
+			func() (any, error) { return c.EnablePlugin(ctx, "incrementer", "laptop") },
+			schemas.PluginHostRequest{Name: "incrementer", Host: "laptop"}, &enabled},
+		{"DisablePlugin", schemas.APIPluginsDisable, disabled,
+			func() (any, error) { return c.DisablePlugin(ctx, "incrementer", "laptop") },
+			schemas.PluginHostRequest{Name: "incrementer", Host: "laptop"}, &disabled},
+		{"RestartPlugin", schemas.APIPluginsRestart, restarted,
+			func() (any, error) { return c.RestartPlugin(ctx, "incrementer", "laptop") },
+			schemas.PluginHostRequest{Name: "incrementer", Host: "laptop"}, &restarted},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -389,5 +422,44 @@ func TestRejection(t *testing.T) {
 	var e *schemas.Error
 	if !errors.As(err, &e) || e.Plugin != "job-policy" || e.Details["chain"] == nil {
 		t.Errorf("error = %#v, want plugin and details.chain", e)
+	}
+}
+
+// TestRestartPluginEveryHost: without a host the request leaves it out,
+// so the broker restarts the plugin on every host that runs it, and the
+// reply lists each host asked.
+func TestRestartPluginEveryHost(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	want := schemas.PluginHostResponse{Controls: []schemas.HostControl{
+		{Host: "h1", Plugin: "incrementer", Restart: "r1"}, {Host: "h2", Plugin: "incrementer", Restart: "r1"}}}
+	fb.reply(schemas.APIPluginsRestart, want)
+	res, err := client.New(nc).RestartPlugin(context.Background(), "incrementer", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*res, want) {
+		t.Errorf("reply = %+v, want %+v", *res, want)
+	}
+	if req := fb.request(t, schemas.APIPluginsRestart); !reflect.DeepEqual(req, map[string]any{"name": "incrementer"}) {
+		t.Errorf("request = %v, want only the name", req)
+	}
+}
+
+func TestHostNotFound(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	e := schemas.Errorf(schemas.CodeNotFound, "name", `host "nope" has never reported`)
+	e.Details = map[string]any{schemas.DetailKind: "host", schemas.DetailName: "nope"}
+	fb.fail(schemas.APIHostsGet, e)
+	fb.fail(schemas.APIPluginsDisable, e)
+	c := client.New(nc)
+	if _, err := c.GetHost(context.Background(), "nope"); !errors.Is(err, schemas.ErrNotFound) {
+		t.Errorf("GetHost error = %v, want ErrNotFound", err)
+	}
+	_, err := c.DisablePlugin(context.Background(), "incrementer", "nope")
+	var got *schemas.Error
+	if !errors.As(err, &got) || got.Code != schemas.CodeNotFound || got.Details[schemas.DetailKind] != "host" {
+		t.Errorf("DisablePlugin error = %#v, want not_found with details kind host", err)
 	}
 }

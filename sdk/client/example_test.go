@@ -127,3 +127,61 @@ func ExampleClient_Call() {
 	}
 	fmt.Println(raw["params"])
 }
+
+func ExampleClient_ListHosts() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	// The hosts whose hostd stopped reporting, and what they were running.
+	hosts, err := client.New(nc).ListHosts(context.Background(), schemas.HostLost)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, h := range hosts {
+		fmt.Println(h.Name, "last heartbeat", h.HeartbeatAt.Format(time.RFC3339))
+		for _, in := range h.Plugins {
+			fmt.Printf("  %s/%s was %s\n", in.Plugin, in.Instance, in.State)
+		}
+	}
+}
+
+func ExampleClient_DisablePlugin() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	res, err := client.New(nc).DisablePlugin(context.Background(), "incrementer", "laptop")
+	if errors.Is(err, schemas.ErrNotFound) {
+		log.Fatal("host laptop has never reported: is its hostd running?")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The override is stored; the host's hostd stops the plugin when it
+	// sees it.
+	for _, c := range res.Controls {
+		fmt.Println("disabled", c.Plugin, "on", c.Host)
+	}
+}
+
+func ExampleClient_RestartPlugin() {
+	nc, err := nats.Connect(nats.DefaultURL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+
+	// No host: every host that runs incrementer restarts its instances.
+	res, err := client.New(nc).RestartPlugin(context.Background(), "incrementer", "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range res.Controls {
+		fmt.Println("restart requested on", c.Host)
+	}
+}
