@@ -412,7 +412,7 @@ func (d *Daemon) reconcile(ctx context.Context) {
 		if !dw.enabled {
 			why := "disabled in the config file"
 			if c.Enabled != nil {
-				why = "disabled by an operator (busctl plugins enable " + m.Name + " --host " + cfg.Host + " brings it back)"
+				why = "disabled by an operator"
 			}
 			idle[m.Name] = schemas.PluginInstance{Plugin: m.Name, Instance: "-", State: schemas.InstanceDisabled, Binary: e.Binary, Version: m.Version, Reason: why}
 			continue

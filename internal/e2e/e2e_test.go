@@ -46,7 +46,11 @@ func build(t *testing.T) string {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
 		for _, pkg := range []string{"./cmd/broker", "./cmd/busctl", "./cmd/hostd", "./cmd/localbus", "./cmd/webhook-sink", "./plugins/incrementer", "./plugins/notify-webhook", "./plugins/job-policy"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, filepath.Base(pkg)), pkg)
+			out := filepath.Join(binDir, filepath.Base(pkg))
+			if strings.HasPrefix(pkg, "./plugins/") {
+				out = filepath.Join(binDir, "plugins", filepath.Base(pkg)) // as make build lays them out
+			}
+			cmd := exec.Command("go", "build", "-o", out, pkg)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
@@ -65,7 +69,7 @@ func TestVersions(t *testing.T) {
 	bin := build(t)
 	for name, want := range map[string]string{
 		"broker": "broker " + version.Release + " (plugbus ", "busctl": "busctl " + version.Release + " (plugbus ",
-		"incrementer": "incrementer 1.0.0 (plugbus ",
+		"hostd": "hostd " + version.Release + " (plugbus ", "plugins/incrementer": "incrementer 1.0.0 (plugbus ",
 	} {
 		out, err := exec.Command(filepath.Join(bin, name), "--version").CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), want) {
@@ -234,8 +238,8 @@ func TestDoneMeansPath(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	inc := start(t, filepath.Join(b.bin, "incrementer"), "listen", "--server", b.natsURL, "--log-format", "json")
-	nw := start(t, filepath.Join(b.bin, "notify-webhook"), "listen", "--server", b.natsURL, "--log-format", "json",
+	inc := start(t, filepath.Join(b.bin, "plugins", "incrementer"), "listen", "--server", b.natsURL, "--log-format", "json")
+	nw := start(t, filepath.Join(b.bin, "plugins", "notify-webhook"), "listen", "--server", b.natsURL, "--log-format", "json",
 		"--config", "url="+hook.URL)
 	b.waitActive(t, "incrementer", "notify-webhook")
 
@@ -307,7 +311,7 @@ func TestDoneMeansPath(t *testing.T) {
 // order.
 func TestHookChainDoneMeans(t *testing.T) {
 	b, broker := startBus(t)
-	policy := start(t, filepath.Join(b.bin, "job-policy"), "listen", "--server", b.natsURL, "--log-format", "json",
+	policy := start(t, filepath.Join(b.bin, "plugins", "job-policy"), "listen", "--server", b.natsURL, "--log-format", "json",
 		"--config", `allowed_images=["*"]`, "--config", `env={"PLUGBUS_MANAGED":"true"}`)
 	b.waitActive(t, "job-policy")
 
