@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/plugbus/plugbus/internal/logging"
@@ -25,6 +26,15 @@ type apiEndpoint struct {
 	object  func(data []byte) string
 	newReq  func() any
 	handler apiHandler
+}
+
+type callerKey struct{}
+
+// callerName returns the name a scoped endpoint's subject carries
+// (schemas.IsScoped): the server let only that identity publish it.
+func callerName(ctx context.Context) string {
+	s, _ := ctx.Value(callerKey{}).(string)
+	return s
 }
 
 func endpoint[T any](name, schema, respSchema string, h func(ctx context.Context, req *T) (any, error)) apiEndpoint {
@@ -85,6 +95,11 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIPluginsEnable, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsEnable),
 		endpoint(schemas.APIPluginsDisable, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsDisable),
 		endpoint(schemas.APIPluginsRestart, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsRestart),
+		endpoint(schemas.APIPluginsCreds, schemas.APICredsRequest, schemas.APICredsResponse, b.handlePluginsCreds),
+		endpoint(schemas.APIPluginsRevoke, schemas.APICredsRequest, schemas.APIRevokeResponse, b.handlePluginsRevoke),
+		endpoint(schemas.APIHostsCreds, schemas.APIHostCredsRequest, schemas.APICredsResponse, b.handleHostsCreds),
+		endpoint(schemas.APIHostsRevoke, schemas.APICredsRequest, schemas.APIRevokeResponse, b.handleHostsRevoke),
+		endpoint(schemas.APIHostsPluginCreds, schemas.APICredsRequest, schemas.APICredsResponse, b.handleHostsPluginCreds),
 	}
 }
 
@@ -103,9 +118,14 @@ func (b *Broker) startAPI() (*wire.Service, error) {
 	}
 	for _, ep := range b.endpoints() {
 		ep := ep
+		subject := wire.APISubject(b.cfg.Prefix, ep.name)
+		if schemas.IsScoped(ep.name) {
+			// The caller's name is the last token (callerName).
+			subject += ".*"
+		}
 		we := wire.Endpoint{
 			Name:        endpointName(ep.name),
-			Subject:     wire.APISubject(b.cfg.Prefix, ep.name),
+			Subject:     subject,
 			Concurrency: b.cfg.MaxConcurrency,
 			Handler:     func(ctx context.Context, req *wire.Request) { b.handle(ctx, ep, req) },
 		}
@@ -154,6 +174,10 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		}
 	}
 	if err == nil {
+		if schemas.IsScoped(ep.name) {
+			subj := req.Subject()
+			ctx = context.WithValue(ctx, callerKey{}, subj[strings.LastIndexByte(subj, '.')+1:])
+		}
 		resp, err = b.serve(ctx, ep, req.Data())
 	}
 	if tn != nil {

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/rs/zerolog"
@@ -32,6 +34,7 @@ type Broker struct {
 	metrics *metrics
 
 	srv     *server.Server
+	auth    *identity.Authority
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	st      *stores
@@ -168,19 +171,37 @@ func (b *Broker) connect() error {
 			b.log.Info().Str(logging.FieldNATSURL, nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
 	}
+	if err := b.openAuthority(); err != nil {
+		return err
+	}
 	if b.cfg.NATSURL == "" {
-		srv, err := startEmbedded(b.cfg)
+		srv, err := startEmbedded(b.cfg, b.auth)
 		if err != nil {
 			return err
 		}
 		b.srv = srv
+		b.auth.Attach(srv)
 		b.natsURL = srv.ClientURL()
-		opts = append(opts, nats.InProcessServer(srv))
+		creds, err := b.credsFile(filepath.Join(b.cfg.DataDir, authDirName, "broker.creds"), identity.Identity{Role: identity.RoleBroker})
+		if err == nil {
+			_, err = b.credsFile(filepath.Join(b.cfg.DataDir, AdminCredsFile), identity.Identity{Role: identity.RoleAdmin})
+		}
+		if err != nil {
+			srv.Shutdown()
+			return fmt.Errorf("credentials: %w", err)
+		}
+		opts = append(opts, nats.InProcessServer(srv), nats.UserCredentials(creds))
+		b.warnPlaintext()
 	} else {
 		b.natsURL = b.cfg.NATSURL
 		if b.cfg.Creds != "" {
 			opts = append(opts, nats.UserCredentials(b.cfg.Creds))
 		}
+		tlsOpts, err := clientTLS(b.cfg.TLSCert, b.cfg.TLSKey, b.cfg.TLSCA)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, tlsOpts...)
 	}
 	nc, err := nats.Connect(b.natsURL, opts...)
 	if err != nil {

@@ -74,6 +74,20 @@ type Config struct {
 	NATSURL string
 	// Creds is a NATS credentials file used with NATSURL.
 	Creds string
+	// AccountSigningKey (an nkey seed file) and Account (the account's
+	// public key) let a broker on an external NATS issue the bus's
+	// credentials (busctl plugins creds, hostd's plugins): the account's
+	// signing key as nsc makes it. Without them, on an external NATS, the
+	// identity endpoints answer unavailable.
+	AccountSigningKey string
+	Account           string
+	// TLSCert, TLSKey and TLSCA are the client TLS settings of the
+	// broker's connection to an external NATS (as the nats CLI's --tlscert,
+	// --tlskey, --tlsca).
+	TLSCert, TLSKey, TLSCA string
+	// ServerTLSCert and ServerTLSKey make the embedded server's client
+	// port TLS-only.
+	ServerTLSCert, ServerTLSKey string
 	// DataDir is where the embedded server keeps JetStream files.
 	DataDir string
 	// Listen is the embedded server's client address (HOST:PORT; port 0 or
@@ -196,6 +210,11 @@ func (c Config) Validate() error {
 		if c.Creds != "" {
 			return bad("creds", "a credentials file is for an external server: set the NATS URL too")
 		}
+		if (c.ServerTLSCert == "") != (c.ServerTLSKey == "") {
+			return bad("server-tlscert", "the embedded server's TLS needs both a certificate and a key")
+		}
+	} else if (c.AccountSigningKey == "") != (c.Account == "") {
+		return bad("account", "issuing credentials on an external NATS needs both the account signing key and the account's public key")
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {

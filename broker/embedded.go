@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/rs/zerolog"
 )
 
 // startEmbedded starts an in-process nats-server with JetStream on the
-// config's data dir and client address.
-func startEmbedded(cfg Config) (*server.Server, error) {
+// config's data dir and client address, trusting auth's operator.
+func startEmbedded(cfg Config, auth *identity.Authority) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
@@ -50,6 +51,19 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		StoreDir:   storeDir,
 		MaxPayload: embeddedMaxPayload,
 		NoSigs:     true,
+	}
+	// Auth is on: the server trusts the bus's operator and refuses
+	// anonymous connections.
+	if err := auth.Configure(opts); err != nil {
+		return nil, fmt.Errorf("configure the embedded server's auth: %w", err)
+	}
+	if cfg.ServerTLSCert != "" {
+		tc, err := serverTLS(cfg.ServerTLSCert, cfg.ServerTLSKey)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = tc
+		opts.TLS = true
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

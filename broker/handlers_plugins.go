@@ -7,7 +7,21 @@ import (
 )
 
 func (b *Broker) handleRegister(ctx context.Context, req *schemas.RegisterRequest) (any, error) {
+	if err := sameName(ctx, "manifest.name", req.Manifest.Name); err != nil {
+		return nil, err
+	}
 	return b.reg.register(ctx, req)
+}
+
+// sameName refuses a scoped request whose subject names another plugin
+// than its body: the subject is what the server checked.
+func sameName(ctx context.Context, field, name string) error {
+	if caller := callerName(ctx); caller != name {
+		e := schemas.Errorf(schemas.CodeForbidden, field, "this request was sent on the subject of plugin %q but names plugin %q: a plugin may only act for itself", caller, name)
+		e.Details = map[string]any{schemas.DetailPlugin: name}
+		return e
+	}
+	return nil
 }
 
 func (b *Broker) handlePluginList(_ context.Context, req *schemas.PluginListRequest) (any, error) {
@@ -29,6 +43,9 @@ func (b *Broker) handlePluginGet(ctx context.Context, req *schemas.PluginGetRequ
 }
 
 func (b *Broker) handlePluginUnregister(ctx context.Context, req *schemas.PluginUnregisterRequest) (any, error) {
+	if err := sameName(ctx, "name", req.Name); err != nil {
+		return nil, err
+	}
 	rec, err := b.reg.unregister(ctx, req)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,11 @@ import (
 func startServer(t testing.TB) *server.Server { return testnats.Start(t, true) }
 
 type testBus struct {
-	b      *Broker
+	b *Broker
+	// opts connect to the bus: on the embedded server (auth on) with the
+	// broker's own credentials, so tests that are not about permissions
+	// may do anything.
+	opts   []nats.Option
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	cancel context.CancelFunc
@@ -59,7 +64,10 @@ func startBroker(t testing.TB, cfg Config) *testBus {
 	case <-time.After(30 * time.Second):
 		t.Fatal("broker not ready within 30s")
 	}
-	tb.nc, err = nats.Connect(b.NATSURL())
+	if cfg.NATSURL == "" {
+		tb.opts = append(tb.opts, nats.UserCredentials(filepath.Join(cfg.DataDir, authDirName, "broker.creds")))
+	}
+	tb.nc, err = nats.Connect(b.NATSURL(), tb.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +168,9 @@ func (p *fakePlugin) hookCalls() []schemas.HookRequest {
 	return append([]schemas.HookRequest(nil), p.hookReqs...)
 }
 
-func newFakePlugin(t testing.TB, url string, m schemas.Manifest) *fakePlugin {
+func newFakePlugin(t testing.TB, url string, m schemas.Manifest, opts ...nats.Option) *fakePlugin {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +266,7 @@ func (p *fakePlugin) stopService() { _ = p.svc.Stop(context.Background()) }
 func (p *fakePlugin) register(t testing.TB, tb *testBus, cfg map[string]any) schemas.RegisterResponse {
 	t.Helper()
 	var resp schemas.RegisterResponse
-	tb.mustCall(t, schemas.APIPluginsRegister, schemas.RegisterRequest{Manifest: p.manifest, Config: cfg}, &resp)
+	tb.mustCall(t, schemas.APIPluginsRegister+"."+p.manifest.Name, schemas.RegisterRequest{Manifest: p.manifest, Config: cfg}, &resp)
 	return resp
 }
 

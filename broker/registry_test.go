@@ -437,12 +437,12 @@ func TestUnregister(t *testing.T) {
 	p.register(t, tb, map[string]any{"a": 1})
 
 	// Running instance: refused without force.
-	err := tb.call(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, nil)
+	err := tb.call(t, schemas.APIPluginsUnregister+".gone", schemas.PluginUnregisterRequest{Name: "gone"}, nil)
 	wantCode(t, err, schemas.CodeConflict, "name")
 
 	p.stopService()
 	var rec schemas.PluginRecord
-	tb.mustCall(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, &rec)
+	tb.mustCall(t, schemas.APIPluginsUnregister+".gone", schemas.PluginUnregisterRequest{Name: "gone"}, &rec)
 	if rec.Name != "gone" {
 		t.Fatalf("reply: %+v", rec)
 	}
@@ -460,7 +460,7 @@ func TestUnregister(t *testing.T) {
 	}
 	err = tb.call(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m", Command: "x"}, nil)
 	wantCode(t, err, schemas.CodeUnknownAction, "")
-	err = tb.call(t, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: "gone"}, nil)
+	err = tb.call(t, schemas.APIPluginsUnregister+".gone", schemas.PluginUnregisterRequest{Name: "gone"}, nil)
 	wantCode(t, err, schemas.CodeNotFound, "name")
 }
 
@@ -471,7 +471,7 @@ func TestReservedPluginNames(t *testing.T) {
 	s := startServer(t)
 	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
 	for _, name := range []string{"broker", "hostd", "admin", "v1", "v12"} {
-		err := tb.call(t, schemas.APIPluginsRegister, schemas.RegisterRequest{Manifest: schemas.Manifest{Name: name, Version: "1.0.0"}}, nil)
+		err := tb.call(t, schemas.APIPluginsRegister+"."+name, schemas.RegisterRequest{Manifest: schemas.Manifest{Name: name, Version: "1.0.0"}}, nil)
 		e := wantCode(t, err, schemas.CodeInvalidField, "manifest.name")
 		if !strings.Contains(e.Message, "reserved") {
 			t.Errorf("%s: message %q does not say the name is reserved", name, e.Message)

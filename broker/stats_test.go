@@ -22,7 +22,7 @@ import (
 func TestMicroStatsMatchMetrics(t *testing.T) {
 	tb := startBroker(t, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	url := tb.b.NATSURL()
-	slow := newFakePlugin(t, url, actionManifest("slow", schemas.ActionSpec{Command: "work", Model: "machines"}))
+	slow := newFakePlugin(t, url, actionManifest("slow", schemas.ActionSpec{Command: "work", Model: "machines"}), tb.opts...)
 	slow.result = "done"
 	slow.actDelay = 20 * time.Millisecond
 	slow.start(wire.DefaultPrefix)

@@ -26,16 +26,17 @@ const (
 )
 
 type stores struct {
-	events   jetstream.Stream
-	dlq      jetstream.Stream
-	logs     jetstream.Stream
-	hosts    jetstream.KeyValue
-	hostctl  jetstream.KeyValue
-	plugins  jetstream.KeyValue
-	configs  jetstream.KeyValue
-	machines jetstream.KeyValue
-	jobs     jetstream.KeyValue
-	alerts   jetstream.KeyValue
+	events     jetstream.Stream
+	dlq        jetstream.Stream
+	logs       jetstream.Stream
+	hosts      jetstream.KeyValue
+	hostctl    jetstream.KeyValue
+	identities jetstream.KeyValue
+	plugins    jetstream.KeyValue
+	configs    jetstream.KeyValue
+	machines   jetstream.KeyValue
+	jobs       jetstream.KeyValue
+	alerts     jetstream.KeyValue
 }
 
 // ensureStores creates (or updates) every stream and bucket the bus needs.
@@ -112,6 +113,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		{schemas.BucketAlerts, "plugbus alerts", &st.alerts},
 		{schemas.BucketHosts, "plugbus hosts, as each hostd reports it", &st.hosts},
 		{schemas.BucketHostControl, "plugbus operators' overrides per host and plugin, followed by hostd", &st.hostctl},
+		{schemas.BucketIdentities, "plugbus identities: the credentials issued to each plugin and host (broker only)", &st.identities},
 	}
 	for _, b := range buckets {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

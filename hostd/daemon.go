@@ -32,7 +32,9 @@ type Options struct {
 	// Logger receives hostd's logs and its plugins' re-logged lines.
 	Logger zerolog.Logger
 	// Credentials, when set, returns the credentials file a plugin
-	// connects with; without it a plugin gets hostd's own (Config.Creds).
+	// connects with. Without it, a hostd with credentials of its own
+	// (Config.Creds: the bus has identities) obtains each plugin's from the
+	// broker, and one without runs its plugins without credentials.
 	Credentials func(ctx context.Context, plugin string) (string, error)
 	// Policy is the restart policy (default supervisor.DefaultPolicy).
 	Policy *supervisor.Policy
@@ -152,8 +154,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	bg.Go(func() { d.reportLoop(bgCtx) })
 
 	d.requestReconcile()
+	// A periodic pass too: a binary that appeared, credentials that are
+	// issued now.
+	again := time.NewTicker(10 * time.Second)
+	defer again.Stop()
 	for {
 		select {
+		case <-again.C:
+			d.requestReconcile()
 		case <-ctx.Done():
 			d.log.Info().Msg("hostd stopping: stopping every plugin")
 			d.stopAll()
@@ -180,6 +188,11 @@ func (d *Daemon) config() Config {
 func (d *Daemon) connect(ctx context.Context, cfg Config) error {
 	opts := []nats.Option{
 		nats.Name(wire.HostService + "-" + cfg.Host),
+		// A host may read its own inboxes only.
+		nats.CustomInboxPrefix(wire.InboxPrefix("host", cfg.Host)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			d.log.Error().Err(err).Msg("NATS error (a permissions violation means the host's credentials do not allow it)")
+		}),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -486,11 +499,16 @@ func (d *Daemon) start(ctx context.Context, cfg Config, w desired) (*unit, error
 	if err != nil {
 		return nil, err
 	}
-	creds := cfg.Creds
-	if d.opts.Credentials != nil {
-		if creds, err = d.opts.Credentials(ctx, w.name); err != nil {
-			return nil, fmt.Errorf("credentials of %s: %w", w.name, err)
-		}
+	var creds string
+	switch {
+	case d.opts.Credentials != nil:
+		creds, err = d.opts.Credentials(ctx, w.name)
+	case cfg.Creds != "":
+		// The bus has identities: each plugin gets its own.
+		creds, err = d.pluginCreds(ctx, cfg, w.name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("credentials of %s: %w", w.name, err)
 	}
 	env := []string{wire.EnvNATSURL + "=" + cfg.NATSURL, wire.EnvPrefix + "=" + cfg.Prefix, wire.EnvHost + "=" + cfg.Host}
 	if creds != "" {
@@ -535,6 +553,31 @@ func (d *Daemon) start(ctx context.Context, cfg Config, w desired) (*unit, error
 	go func() { wg.Wait(); close(u.done) }()
 	d.log.Info().Str(logging.FieldPlugin, w.name).Str(logging.FieldVersion, w.version).Int("instances", w.instance).Msg("starting plugin")
 	return u, nil
+}
+
+// pluginCreds obtains new credentials for a plugin placed on this host
+// from the broker and writes them 0600 under the state dir.
+func (d *Daemon) pluginCreds(ctx context.Context, cfg Config, plugin string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var resp schemas.CredsResponse
+	subject := wire.HostAPISubject(cfg.Prefix, schemas.APIHostsPluginCreds, cfg.Host)
+	if err := wire.Call(cctx, d.nc, subject, schemas.CredsRequest{Name: plugin}, &resp); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cfg.StateDir, "creds")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, plugin+".creds")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(resp.Creds), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // stopAll stops every plugin, in parallel, and waits.

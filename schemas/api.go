@@ -8,11 +8,11 @@ import (
 // Broker API endpoints, relative to "<prefix>.api.". Each takes the request
 // type and answers with the response type named in its comment.
 const (
-	APIPluginsRegister   = "plugins.register"   // RegisterRequest → RegisterResponse
+	APIPluginsRegister   = "plugins.register"   // RegisterRequest → RegisterResponse; the subject ends with the plugin's name (wire.PluginAPISubject)
 	APIPluginsList       = "plugins.list"       // PluginListRequest → PluginListResponse
 	APIPluginsGet        = "plugins.get"        // PluginGetRequest → PluginRecord
 	APIPluginsConfig     = "plugins.config"     // PluginConfigRequest → PluginRecord
-	APIPluginsUnregister = "plugins.unregister" // PluginUnregisterRequest → PluginRecord (the removed one)
+	APIPluginsUnregister = "plugins.unregister" // PluginUnregisterRequest → PluginRecord (the removed one); the subject ends with the plugin's name
 	APIJobsDeploy        = "jobs.deploy"        // JobDeployRequest → JobResponse
 	APIJobsDelete        = "jobs.delete"        // JobRef → JobResponse
 	APIJobsList          = "jobs.list"          // JobListRequest → JobListResponse

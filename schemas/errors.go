@@ -36,6 +36,11 @@ const (
 	CodeRejected = "rejected"
 	// CodeInternal: an unexpected failure inside plugbus.
 	CodeInternal = "internal"
+	// CodeForbidden: the caller's identity may not do this.
+	CodeForbidden = "forbidden"
+	// CodeUnavailable: the bus cannot do this as it is set up (identities
+	// on a NATS the broker has no signing key for, say).
+	CodeUnavailable = "unavailable"
 )
 
 // Keys of Error.Details. Clients phrase their own hints from them (busctl
@@ -73,7 +78,7 @@ const (
 var Codes = []string{
 	CodeBadRequest, CodeInvalidField, CodeMissingParam, CodeUnknownAction, CodeAmbiguousAction,
 	CodeNotFound, CodeConflict, CodeNotActive, CodePluginError, CodeTimeout, CodeNoResponders,
-	CodeTooLarge, CodeRejected, CodeInternal,
+	CodeTooLarge, CodeRejected, CodeInternal, CodeForbidden, CodeUnavailable,
 }
 
 // IsCode reports whether code is one of the documented error codes.
@@ -120,6 +125,8 @@ var (
 	ErrTooLarge        = &Error{Code: CodeTooLarge}
 	ErrRejected        = &Error{Code: CodeRejected}
 	ErrInternal        = &Error{Code: CodeInternal}
+	ErrForbidden       = &Error{Code: CodeForbidden}
+	ErrUnavailable     = &Error{Code: CodeUnavailable}
 )
 
 // Error formats the error as "code: message (field F)".

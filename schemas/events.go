@@ -31,6 +31,7 @@ var CoreEventTypes = []string{
 	TypePluginRegistered, TypePluginStateChanged, TypePluginUnregistered,
 	TypeHookChainCompleted,
 	TypeHostStateChanged,
+	TypeIdentityIssued, TypeIdentityRevoked,
 }
 
 // SchemaBase is the base of every schema $id.

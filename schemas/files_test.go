@@ -26,6 +26,7 @@ var allPaths = []string{
 	EventHookChainCompleted,
 	APIPluginInstance, APIHost, APIHostRef, APIHostListRequest, APIHostListResponse, APIHostControl,
 	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
+	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
@@ -117,6 +118,8 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypePluginStateChanged:     EventPluginStateChanged,
 		TypeHookChainCompleted:     EventHookChainCompleted,
 		TypeHostStateChanged:       EventHostStateChanged,
+		TypeIdentityIssued:         EventIdentityIssued,
+		TypeIdentityRevoked:        EventIdentityRevoked,
 	}
 	if len(want) != len(CoreEventTypes) {
 		t.Fatalf("%d core event types, %d event schemas", len(CoreEventTypes), len(want))

@@ -26,6 +26,17 @@ const (
 	APIPluginsRestart = "plugins.restart" // PluginHostRequest (host optional: every host running it) → PluginHostResponse
 )
 
+// Broker API endpoints of identities. The plugin_creds endpoint takes the
+// calling host's name as one more subject token
+// (wire.HostAPISubject), so the server knows who asks.
+const (
+	APIPluginsCreds     = "plugins.creds"      // CredsRequest → CredsResponse (admin)
+	APIPluginsRevoke    = "plugins.revoke"     // CredsRequest → RevokeResponse (admin)
+	APIHostsCreds       = "hosts.creds"        // HostCredsRequest → CredsResponse (admin)
+	APIHostsRevoke      = "hosts.revoke"       // CredsRequest → RevokeResponse (admin)
+	APIHostsPluginCreds = "hosts.plugin_creds" // CredsRequest (the plugin) → CredsResponse (the host, for a plugin placed on it)
+)
+
 // TypeHostStateChanged is published when a host comes up, stops, or is
 // marked LOST.
 const TypeHostStateChanged = "io.plugbus.host.v1.state_changed"
@@ -157,4 +168,16 @@ type HostStateChangedData struct {
 	From   HostState `json:"from,omitempty"`
 	To     HostState `json:"to"`
 	Reason string    `json:"reason,omitempty"`
+}
+
+// IsScoped reports whether an endpoint takes its caller's name as one more
+// subject token ("plugins.register.NAME"): the plugin's for registering
+// and unregistering, the host's for hosts.plugin_creds. The server lets
+// each identity publish its own only, so the broker knows who asks.
+func IsScoped(endpoint string) bool {
+	switch endpoint {
+	case APIPluginsRegister, APIPluginsUnregister, APIHostsPluginCreds:
+		return true
+	}
+	return false
 }

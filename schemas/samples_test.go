@@ -240,6 +240,14 @@ func samples() []sample {
 			"plugins": []any{map[string]any{"binary": "bin/plugins/incrementer", "instances": 2},
 				map[string]any{"name": "notify-webhook", "binary": "/usr/bin/notify-webhook", "args": []string{"--log-level", "debug"},
 					"env": map[string]string{"HTTPS_PROXY": "http://proxy:3128"}, "config": map[string]any{"url": "http://sink/alerts"}, "enabled": false}}}},
+		{"creds request", schemas.APICredsRequest, schemas.CredsRequest{Name: "incrementer"}},
+		{"host creds request", schemas.APIHostCredsRequest, schemas.HostCredsRequest{Name: "edge-1", Plugins: []string{"incrementer", "notify-webhook"}}},
+		{"host creds request any", schemas.APIHostCredsRequest, schemas.HostCredsRequest{Name: "local", Plugins: []string{"*"}}},
+		{"creds response", schemas.APICredsResponse, schemas.CredsResponse{Role: "plugin", Name: "incrementer", Creds: "-----BEGIN NATS USER JWT-----\n...",
+			PublicKey: "UABC", IssuedAt: t0}},
+		{"revoke response", schemas.APIRevokeResponse, schemas.RevokeResponse{Role: "plugin", Name: "incrementer", Revoked: 2}},
+		{"identity issued", schemas.EventIdentityIssued, schemas.IdentityIssuedData{Role: "plugin", Name: "incrementer", PublicKey: "UABC", By: "host edge-1"}},
+		{"identity revoked", schemas.EventIdentityRevoked, schemas.IdentityRevokedData{Role: "host", Name: "edge-1", Revoked: 1, PublicKeys: []string{"UABC"}}},
 	}
 }
 

@@ -91,6 +91,8 @@ var strictSchemas = map[string]bool{
 	schemas.APIHostListRequest:         true,
 	schemas.APIPluginHostRequest:       true,
 	schemas.HostdConfigV1:              true,
+	schemas.APICredsRequest:            true,
+	schemas.APIHostCredsRequest:        true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

@@ -23,6 +23,13 @@ type ConnectConfig struct {
 	// Name is the connection name shown by the server (use the plugin's
 	// service name).
 	Name string
+	// InboxPrefix is the reply inbox prefix (default nats.go's "_INBOX").
+	// A plugin's credentials let it read only its own inboxes,
+	// wire.InboxPrefix("plugin", NAME), which listen sets.
+	InboxPrefix string
+	// TLSCert, TLSKey and TLSCA are client TLS settings, as the nats
+	// CLI's --tlscert, --tlskey and --tlsca.
+	TLSCert, TLSKey, TLSCA string
 	// Logger, when set, receives connection events (retries, disconnects,
 	// reconnects).
 	Logger *zerolog.Logger
@@ -59,6 +66,13 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
 				log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
 			}
 		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS error (a permissions violation means the plugin's credentials do not allow it)")
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str(FieldNATSURL, nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
@@ -71,6 +85,18 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
 			return nil, fmt.Errorf("nats credentials %s: %w", c.Creds, err)
 		}
 		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("client TLS needs both a certificate and a key")
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
 	}
 	opts = append(opts, c.Options...)
 	nc, err := backoff.Retry(ctx, func() (*nats.Conn, error) {

@@ -111,7 +111,7 @@ func (b *fakeBroker) serve() {
 		schemas.APIPluginsRegister: b.handleRegister,
 		schemas.APIPluginsConfig:   b.handleConfig,
 	} {
-		if err := svc.AddEndpoint(wire.Endpoint{Name: strings.ReplaceAll(endpoint, ".", "_"), Subject: wire.APISubject(testPrefix, endpoint), Concurrency: 16,
+		if err := svc.AddEndpoint(wire.Endpoint{Name: strings.ReplaceAll(endpoint, ".", "_"), Subject: scopedSubject(testPrefix, endpoint), Concurrency: 16,
 			Handler: func(_ context.Context, req *wire.Request) { h(req) }}); err != nil {
 			b.t.Fatal(err)
 		}
@@ -378,3 +378,12 @@ func (b *fakeBroker) purge() error {
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
 type syncBuffer = testnats.SyncBuffer
+
+// scopedSubject is an endpoint's subject as the broker serves it: with a
+// wildcard for the caller's name on a scoped endpoint.
+func scopedSubject(prefix, endpoint string) string {
+	if schemas.IsScoped(endpoint) {
+		return wire.APISubject(prefix, endpoint+".*")
+	}
+	return wire.APISubject(prefix, endpoint)
+}

@@ -124,9 +124,10 @@ func newDefineCommand(m schemas.Manifest) *cobra.Command {
 }
 
 type listenFlags struct {
-	server, creds, prefix string
-	config                []string
-	logFormat, logLevel   string
+	server, creds, prefix  string
+	tlsCert, tlsKey, tlsCA string
+	config                 []string
+	logFormat, logLevel    string
 }
 
 func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io.Writer) *cobra.Command {
@@ -143,6 +144,9 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 	fl.StringVarP(&f.server, "server", "s", os.Getenv(wire.EnvNATSURL), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
 	fl.StringVar(&f.creds, "creds", os.Getenv(wire.EnvNATSCreds), "NATS credentials file (default $NATS_CREDS)")
 	fl.StringVar(&f.prefix, "prefix", envOr(wire.EnvPrefix, wire.DefaultPrefix), "subject prefix of the bus (default $PLUGBUS_PREFIX, then plugbus)")
+	fl.StringVar(&f.tlsCert, "tlscert", "", "client TLS certificate")
+	fl.StringVar(&f.tlsKey, "tlskey", "", "client TLS key")
+	fl.StringVar(&f.tlsCA, "tlsca", "", "CA certificate to verify the server with")
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -180,7 +184,8 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: wire.PluginService(m.Name), Logger: p.Logger()})
+	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: wire.PluginService(m.Name), Logger: p.Logger(),
+		InboxPrefix: wire.InboxPrefix("plugin", m.Name), TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

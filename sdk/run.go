@@ -142,7 +142,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 // registerOnce registers until the broker answers, retrying with backoff
 // while it cannot be reached, and records the state it reports.
 func (p *Plugin) registerOnce(ctx context.Context) error {
-	subject := wire.APISubject(p.opts.prefix, schemas.APIPluginsRegister)
+	subject := wire.PluginAPISubject(p.opts.prefix, schemas.APIPluginsRegister, p.manifest.Name)
 	req := schemas.RegisterRequest{Manifest: p.manifest, InstanceID: p.InstanceID(), Config: p.opts.config}
 	log := p.Logger()
 	resp, err := backoff.Retry(ctx, func() (schemas.RegisterResponse, error) {

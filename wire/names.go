@@ -141,3 +141,31 @@ func LogsSubject(prefix, host, plugin string) string {
 	}
 	return prefix + ".log." + host + "." + plugin + ".*"
 }
+
+// PluginAPISubject returns the subject of an API endpoint a plugin calls
+// for itself, with its name in the subject so the server can tell plugins
+// apart: ("plugbus", "plugins.register", "incrementer") ->
+// "plugbus.api.plugins.register.incrementer".
+func PluginAPISubject(prefix, endpoint, plugin string) string {
+	return APISubject(prefix, endpoint+"."+plugin)
+}
+
+// HostAPISubject returns the subject of an API endpoint a host calls for
+// itself, with its name in the subject.
+func HostAPISubject(prefix, endpoint, host string) string {
+	return APISubject(prefix, endpoint+"."+host)
+}
+
+// InboxPrefix returns the reply inbox prefix of an identity: "host" or
+// "plugin" with a name. Those identities may subscribe to their own
+// inboxes only, so none can read another's replies; they connect with
+// nats.CustomInboxPrefix(InboxPrefix(...)). The broker and the admin keep
+// nats.go's default, "_INBOX", so the nats CLI works with admin
+// credentials as it is.
+func InboxPrefix(role, name string) string {
+	switch role {
+	case "host", "plugin":
+		return "_INBOX_" + role + "_" + name
+	}
+	return "_INBOX"
+}

@@ -32,6 +32,12 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 	SetTimeout(out, ctx)
 	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
+		// A caller that cancels ctx with a *schemas.Error as the cause
+		// (such as the NATS server refusing the publish) gets that error.
+		var cause *schemas.Error
+		if errors.As(context.Cause(ctx), &cause) {
+			return cause
+		}
 		return TransportError(subject, err)
 	}
 	return DecodeReply(msg, resp)

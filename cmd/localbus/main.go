@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
+	"github.com/plugbus/plugbus/hostd"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
 )
@@ -149,15 +150,21 @@ func run(ctx context.Context) error {
 		stopAll()
 		return err
 	}
+	hostEnv := []string{"NATS_URL=" + natsURL, "SINK=" + sink, "PLUGBUS_DATA_DIR=" + dataDir, "PLUGBUS_BIN=" + absBin}
+	hostCreds, err := issueHostCreds(ctx, natsURL, dataDir, hostdConfig, hostEnv)
+	if err != nil {
+		stopAll()
+		return err
+	}
 	hostd, err := startChild("hostd", []string{filepath.Join(bin, "hostd"), "--config", hostdConfig},
-		"NATS_URL="+natsURL, "SINK="+sink, "PLUGBUS_DATA_DIR="+dataDir, "PLUGBUS_BIN="+absBin)
+		append(hostEnv, "PLUGBUS_HOST_CREDS="+hostCreds)...)
 	if err != nil {
 		stopAll()
 		return err
 	}
 	children = append(children, hostd)
 
-	host, plugins, err := waitPlugins(ctx, natsURL, hostd)
+	host, plugins, err := waitPlugins(ctx, natsURL, dataDir, hostd)
 	if err != nil {
 		stopAll()
 		return err
@@ -175,6 +182,43 @@ func run(ctx context.Context) error {
 	case <-sinkProc.done:
 		return unexpected(sinkProc, stopAll)
 	}
+}
+
+// adminConn connects as the local admin, whose credentials the embedded
+// broker wrote to the data dir.
+func adminConn(natsURL, dataDir string) (*nats.Conn, error) {
+	nc, err := nats.Connect(natsURL, nats.UserCredentials(filepath.Join(dataDir, "creds", "admin.creds")))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s as the local admin: %w", natsURL, err)
+	}
+	return nc, nil
+}
+
+// issueHostCreds issues the local host's credentials, with every plugin
+// placed on it, and writes them next to the admin's.
+func issueHostCreds(ctx context.Context, natsURL, dataDir, hostdConfig string, env []string) (string, error) {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		_ = os.Setenv(k, v) // the config's ${VAR} read them
+	}
+	cfg, err := hostd.LoadConfig(hostdConfig)
+	if err != nil {
+		return "", err
+	}
+	nc, err := adminConn(natsURL, dataDir)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	res, err := client.New(nc).HostCreds(ctx, cfg.Host, []string{"*"})
+	if err != nil {
+		return "", fmt.Errorf("issue the credentials of host %s: %w", cfg.Host, err)
+	}
+	path := filepath.Join(dataDir, "creds", "host-"+cfg.Host+".creds")
+	if err := os.WriteFile(path, []byte(res.Creds), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 func unexpected(c *child, stopAll func()) error {
@@ -210,20 +254,19 @@ func waitHealthy(ctx context.Context, broker *child, httpAddr string) error {
 
 // waitPlugins waits (bounded) until hostd reports its host with every
 // plugin instance RUNNING, and returns the host and the plugins.
-func waitPlugins(ctx context.Context, natsURL string, hostd *child) (string, []string, error) {
-	nc, err := nats.Connect(natsURL)
+func waitPlugins(ctx context.Context, natsURL, dataDir string, hostd *child) (string, []string, error) {
+	nc, err := adminConn(natsURL, dataDir)
 	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", natsURL, err)
+		return "", nil, err
 	}
 	defer nc.Close()
 	c := client.New(nc)
 	deadline := time.Now().Add(90 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
-		var resp schemas.HostListResponse
-		err := c.Call(ctx, schemas.APIHostsList, schemas.HostListRequest{State: schemas.HostUp}, &resp)
-		if err == nil && len(resp.Hosts) > 0 {
-			h := resp.Hosts[0]
+		hosts, err := c.ListHosts(ctx, schemas.HostUp)
+		if err == nil && len(hosts) > 0 {
+			h := hosts[0]
 			var names, notRunning []string
 			for _, in := range h.Plugins {
 				names = append(names, in.Plugin)

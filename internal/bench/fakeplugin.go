@@ -79,7 +79,7 @@ func register(ctx context.Context, nc *nats.Conn, prefix string, m schemas.Manif
 	defer cancel()
 	start := time.Now()
 	var resp schemas.RegisterResponse
-	if err := wire.Call(cctx, nc, wire.APISubject(prefix, schemas.APIPluginsRegister), schemas.RegisterRequest{Manifest: m}, &resp); err != nil {
+	if err := wire.Call(cctx, nc, wire.PluginAPISubject(prefix, schemas.APIPluginsRegister, m.Name), schemas.RegisterRequest{Manifest: m}, &resp); err != nil {
 		return 0, fmt.Errorf("register %s: %w", m.Name, err)
 	}
 	took := time.Since(start)

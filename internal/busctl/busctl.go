@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,13 +54,22 @@ var outputFormats = []string{outputTable, outputJSON}
 type app struct {
 	stdout, stderr io.Writer
 
-	server  string
-	creds   string
-	prefix  string
-	timeout time.Duration
-	output  string
+	server string
+	creds  string
+	// credsFrom says where the credentials came from, for error hints.
+	credsFrom string
+
+	tlsCert, tlsKey, tlsCA string
+	prefix                 string
+	timeout                time.Duration
+	output                 string
 
 	nc *nats.Conn
+	// deny cancels the run when the NATS server refuses one of busctl's
+	// publishes or subscriptions: the request would otherwise wait for
+	// --timeout and report a timeout.
+	deny   context.CancelCauseFunc
+	runCtx context.Context
 	// running is set once a command's RunE starts: any error before that
 	// is a usage error.
 	running bool
@@ -75,6 +85,9 @@ type app struct {
 // with ExitOK.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
+	ctx, a.deny = context.WithCancelCause(ctx)
+	a.runCtx = ctx
+	defer a.deny(nil)
 	defer func() {
 		if a.nc != nil {
 			a.nc.Close()
@@ -114,7 +127,10 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
-	f.StringVar(&a.creds, "creds", "", "NATS credentials file")
+	f.StringVar(&a.creds, "creds", "", "NATS credentials file (default $NATS_CREDS, then the local admin's, $PLUGBUS_DATA_DIR/creds/admin.creds, when it exists)")
+	f.StringVar(&a.tlsCert, "tlscert", "", "client TLS certificate")
+	f.StringVar(&a.tlsKey, "tlskey", "", "client TLS key")
+	f.StringVar(&a.tlsCA, "tlsca", "", "CA certificate to verify the server with")
 	f.StringVar(&a.prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
@@ -207,12 +223,23 @@ func (a *app) conn() (*nats.Conn, error) {
 	if a.nc != nil {
 		return a.nc, nil
 	}
-	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout)}
-	if a.creds != "" {
-		if _, err := os.Stat(a.creds); err != nil {
-			return nil, usageErrf("cannot read --creds file: %v", err)
+	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout), nats.ErrorHandler(a.asyncError)}
+	creds, from := a.resolveCreds()
+	a.credsFrom = from
+	if creds != "" {
+		if _, err := os.Stat(creds); err != nil {
+			return nil, usageErrf("cannot read the credentials file (%s): %v", from, err)
 		}
-		opts = append(opts, nats.UserCredentials(a.creds))
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if (a.tlsCert == "") != (a.tlsKey == "") {
+		return nil, usageErrf("--tlscert and --tlskey go together")
+	}
+	if a.tlsCert != "" {
+		opts = append(opts, nats.ClientCert(a.tlsCert, a.tlsKey))
+	}
+	if a.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(a.tlsCA))
 	}
 	nc, err := nats.Connect(a.server, opts...)
 	if err != nil {
@@ -220,6 +247,49 @@ func (a *app) conn() (*nats.Conn, error) {
 	}
 	a.nc = nc
 	return nc, nil
+}
+
+// asyncError handles the errors the NATS server sends outside a request:
+// a permissions violation ends the run with a forbidden error that names
+// the subject; the rest are reported on stderr.
+func (a *app) asyncError(_ *nats.Conn, _ *nats.Subscription, err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		fmt.Fprintf(a.stderr, "nats: %v\n", err)
+		return
+	}
+	// "nats: permissions violation: Permissions Violation for Publish to
+	// "x.y" on connection [7]": keep the server's words, they name the
+	// subject and the operation.
+	msg := strings.TrimPrefix(err.Error(), nats.ErrPermissionViolation.Error()+": ")
+	if i := strings.Index(msg, " on connection ["); i > 0 {
+		msg = msg[:i]
+	}
+	msg = strings.NewReplacer("Permissions Violation for Publish to", "publish to",
+		"Permissions Violation for Subscription to", "subscribe to").Replace(msg)
+	e := &schemas.Error{Code: schemas.CodeForbidden,
+		Message: "the NATS server does not allow these credentials to " + msg}
+	a.deny(e)
+}
+
+// resolveCreds picks the credentials: --creds, then $NATS_CREDS, then
+// the local admin's that an embedded broker writes to its data dir
+// ($PLUGBUS_DATA_DIR, default ./data) when that file exists.
+func (a *app) resolveCreds() (path, from string) {
+	if a.creds != "" {
+		return a.creds, "--creds " + a.creds
+	}
+	if c := os.Getenv("NATS_CREDS"); c != "" {
+		return c, "$NATS_CREDS " + c
+	}
+	dir := os.Getenv("PLUGBUS_DATA_DIR")
+	if dir == "" {
+		dir = "data"
+	}
+	local := filepath.Join(dir, "creds", "admin.creds")
+	if _, err := os.Stat(local); err == nil {
+		return local, "the local admin's " + local
+	}
+	return "", "none"
 }
 
 // client returns a broker API client over the connection.

@@ -57,6 +57,14 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		se   *streamError
 		apiE *schemas.Error
 	)
+	// A refused publish or subscription cancelled the run: that is the
+	// error, whatever the command made of the cancellation.
+	if a.runCtx != nil {
+		var denied *schemas.Error
+		if errors.As(context.Cause(a.runCtx), &denied) {
+			err = denied
+		}
+	}
 	w := a.stderr
 	path := "busctl"
 	if cmd != nil {
@@ -78,6 +86,10 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		return ExitError
 	case errors.As(err, &ce):
 		fmt.Fprintf(w, "error: %v\n", err)
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			fmt.Fprintf(w, "hint: the bus refused these credentials (%s): pass --creds FILE or set $NATS_CREDS; with make run the admin's are in data/creds/admin.creds, which busctl finds when run from the checkout\n", a.credsFrom)
+			return ExitError
+		}
 		fmt.Fprintf(w, "hint: %s\n", hintStartBroker)
 		return ExitError
 	case errors.As(err, &se):
@@ -152,6 +164,20 @@ func (a *app) hintFor(e *schemas.Error) string {
 			return fmt.Sprintf("plugin %s refused the operation for the reason above: `busctl hooks ls` shows the hook chains", e.Plugin)
 		}
 		return "a hook refused the operation for the reason above: `busctl hooks ls` shows the hook chains"
+	case schemas.CodeForbidden:
+		if e.Plugin == "" && len(e.Details) == 0 { // refused by the NATS server
+			h := "busctl connected without credentials"
+			if a.credsFrom != "none" {
+				h = "busctl connected with " + a.credsFrom
+			}
+			if a.prefix != wire.DefaultPrefix {
+				h += fmt.Sprintf("; credentials are for one bus and its prefix, and busctl used --prefix %s (the default is %s): drop --prefix if the bus runs with the default", a.prefix, wire.DefaultPrefix)
+			}
+			if !strings.HasPrefix(a.credsFrom, "the local admin's") {
+				h += "; an admin's credentials (data/creds/admin.creds with make run) can do everything busctl does"
+			}
+			return h
+		}
 	case schemas.CodeTooLarge:
 		return "the request is over the size limit: send less data"
 	case schemas.CodeInternal:

@@ -97,7 +97,7 @@ func (b *bus) fakeBroker(t *testing.T) *fakeBroker {
 				return
 			}
 			reply(req)
-		}, Subject: wire.APISubject("plugbus", ep)})
+		}, Subject: scopedSubject("plugbus", ep)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,4 +199,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func cenatsEncode(e *event.Event, subject string) (*nats.Msg, error) {
 	return wire.EncodeEvent(context.Background(), subject, e)
+}
+
+// scopedSubject is an endpoint's subject as the broker serves it: with a
+// wildcard for the caller's name on a scoped endpoint.
+func scopedSubject(prefix, endpoint string) string {
+	if schemas.IsScoped(endpoint) {
+		return wire.APISubject(prefix, endpoint+".*")
+	}
+	return wire.APISubject(prefix, endpoint)
 }

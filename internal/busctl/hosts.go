@@ -17,7 +17,7 @@ func (a *app) hostsCommand() *cobra.Command {
 		Aliases: []string{"host"},
 		Short:   "List the hosts hostd runs plugins on, and their plugin instances",
 	})
-	cmd.AddCommand(a.hostsListCommand(), a.hostsGetCommand())
+	cmd.AddCommand(a.hostsListCommand(), a.hostsGetCommand(), a.hostsCredsCommand(), a.hostsRevokeCommand())
 	return cmd
 }
 

@@ -16,7 +16,8 @@ func (a *app) pluginsCommand() *cobra.Command {
 		Short:   "List, inspect and configure plugins; start, stop and read the logs of the ones hostd runs",
 	})
 	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
-		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand())
+		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand(),
+		a.pluginsCredsCommand(), a.pluginsRevokeCommand())
 	return cmd
 }
 

@@ -100,11 +100,11 @@ func normalize(lines []string) string {
 // deployments/local/hostd.yaml). It returns the bin dir, the NATS URL and
 // how to map the addresses `make run` uses (which pages show) to this
 // bus's, and back.
-func docBus(t *testing.T) (bin, natsURL string, addrs, back *strings.Replacer) {
+func docBus(t *testing.T) (bin, natsURL, dataDir string, addrs, back *strings.Replacer) {
 	t.Helper()
 	lb := startLocalBus(t, false)
 	nats := strings.TrimPrefix(lb.natsURL, "nats://")
-	return lb.bin, lb.natsURL,
+	return lb.bin, lb.natsURL, lb.dataDir,
 		strings.NewReplacer("127.0.0.1:4222", nats, "127.0.0.1:8080", lb.httpAddr, "127.0.0.1:8099", lb.sink),
 		strings.NewReplacer(nats, "127.0.0.1:4222", lb.httpAddr, "127.0.0.1:8080", lb.sink, "127.0.0.1:8099")
 }
@@ -128,14 +128,18 @@ func TestDocSessions(t *testing.T) {
 			if len(cmds) == 0 {
 				t.Fatalf("%s has no session", page)
 			}
-			bin, natsURL, addrs, back := docBus(t)
+			bin, natsURL, dataDir, addrs, back := docBus(t)
 			// A working dir where both `bin/busctl` and `busctl` run the
 			// built binaries.
 			work := t.TempDir()
 			if err := os.Symlink(bin, filepath.Join(work, "bin")); err != nil {
 				t.Fatal(err)
 			}
-			env := append(os.Environ(), "NATS_URL="+natsURL, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
+			// And ./data, where busctl finds the local admin's credentials.
+			if err := os.Symlink(dataDir, filepath.Join(work, "data")); err != nil {
+				t.Fatal(err)
+			}
+			env := append(os.Environ(), "NATS_CREDS=", "PLUGBUS_DATA_DIR=", "NATS_URL="+natsURL, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NO_COLOR=1")
 			lastRC := 0
 			replacements := map[int][]string{} // outStart → fresh output
 			for _, c := range cmds {

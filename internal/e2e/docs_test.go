@@ -116,7 +116,7 @@ func TestWritingAPluginExample(t *testing.T) {
 
 	// Next to a running bus, as the page says.
 	b, _ := startBus(t)
-	start(t, hello, "listen", "--server", b.natsURL, "--config", "greeting=hi")
+	start(t, hello, "listen", "--server", b.natsURL, "--config", "greeting=hi", "--creds", b.pluginCreds(t, "hello"))
 	b.waitActive(t, "hello")
 	out = []byte(b.mustBusctl(t, "machine", "action", "m1", "greet", "--param", "hello/name=bob"))
 	if !strings.Contains(string(out), `"said": "hi, bob"`) {

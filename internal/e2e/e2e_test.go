@@ -135,6 +135,9 @@ func (p *proc) stop(t *testing.T) error {
 
 type bus struct {
 	bin, natsURL, httpAddr string
+	// dataDir is the broker's: busctl finds the local admin's credentials
+	// there, as it does in a checkout after make run.
+	dataDir string
 }
 
 // busctl runs busctl and returns stdout, stderr and the exit code.
@@ -143,6 +146,7 @@ func (b *bus) busctl(t *testing.T, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "busctl"), append([]string{"--server", b.natsURL}, args...)...)
+	cmd.Env = append(os.Environ(), "PLUGBUS_DATA_DIR="+b.dataDir, "NATS_CREDS=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -179,10 +183,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func startBus(t *testing.T) (*bus, *proc) {
 	bin := build(t)
-	b := &bus{bin: bin, httpAddr: freeAddr(t)}
+	b := &bus{bin: bin, httpAddr: freeAddr(t), dataDir: t.TempDir()}
 	listen := freeAddr(t)
 	b.natsURL = "nats://" + listen
-	broker := start(t, filepath.Join(bin, "broker"), "--data-dir", t.TempDir(), "--listen", listen,
+	broker := start(t, filepath.Join(bin, "broker"), "--data-dir", b.dataDir, "--listen", listen,
 		"--http", b.httpAddr, "--log-format", "json", "--heartbeat-interval", "1s")
 	waitFor(t, "broker /healthz", func() bool {
 		resp, err := http.Get("http://" + b.httpAddr + "/healthz")
@@ -193,6 +197,15 @@ func startBus(t *testing.T) (*bus, *proc) {
 		return resp.StatusCode == http.StatusOK
 	})
 	return b, broker
+}
+
+// pluginCreds issues a plugin's credentials with busctl, as an admin
+// does, and returns the file.
+func (b *bus) pluginCreds(t *testing.T, name string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".creds")
+	b.mustBusctl(t, "plugins", "creds", name, "--out", path)
+	return path
 }
 
 func (b *bus) waitActive(t *testing.T, names ...string) {
@@ -238,8 +251,10 @@ func TestDoneMeansPath(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	inc := start(t, filepath.Join(b.bin, "plugins", "incrementer"), "listen", "--server", b.natsURL, "--log-format", "json")
+	inc := start(t, filepath.Join(b.bin, "plugins", "incrementer"), "listen", "--server", b.natsURL, "--log-format", "json",
+		"--creds", b.pluginCreds(t, "incrementer"))
 	nw := start(t, filepath.Join(b.bin, "plugins", "notify-webhook"), "listen", "--server", b.natsURL, "--log-format", "json",
+		"--creds", b.pluginCreds(t, "notify-webhook"),
 		"--config", "url="+hook.URL)
 	b.waitActive(t, "incrementer", "notify-webhook")
 
@@ -312,6 +327,7 @@ func TestDoneMeansPath(t *testing.T) {
 func TestHookChainDoneMeans(t *testing.T) {
 	b, broker := startBus(t)
 	policy := start(t, filepath.Join(b.bin, "plugins", "job-policy"), "listen", "--server", b.natsURL, "--log-format", "json",
+		"--creds", b.pluginCreds(t, "job-policy"),
 		"--config", `allowed_images=["*"]`, "--config", `env={"PLUGBUS_MANAGED":"true"}`)
 	b.waitActive(t, "job-policy")
 

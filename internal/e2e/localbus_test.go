@@ -31,7 +31,8 @@ type localBus struct {
 func startLocalBus(t *testing.T, underParent bool) *localBus {
 	t.Helper()
 	bin := build(t)
-	lb := &localBus{bus: bus{bin: bin, httpAddr: freeAddr(t)}, sink: freeAddr(t), dataDir: t.TempDir()}
+	dataDir := t.TempDir()
+	lb := &localBus{bus: bus{bin: bin, httpAddr: freeAddr(t), dataDir: dataDir}, sink: freeAddr(t), dataDir: dataDir}
 	listen := freeAddr(t)
 	lb.natsURL = "nats://" + listen
 	env := []string{"BIN=" + bin, "PLUGBUS_LISTEN=" + listen, "PLUGBUS_HTTP=" + lb.httpAddr, "SINK=" + lb.sink,

@@ -62,7 +62,7 @@ func newFakeBroker(t *testing.T, nc *nats.Conn, prefix string) *fakeBroker {
 				return
 			}
 			reply(req)
-		}, Subject: wire.APISubject(prefix, ep)})
+		}, Subject: scopedSubject(prefix, ep)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,4 +462,13 @@ func TestHostNotFound(t *testing.T) {
 	if !errors.As(err, &got) || got.Code != schemas.CodeNotFound || got.Details[schemas.DetailKind] != "host" {
 		t.Errorf("DisablePlugin error = %#v, want not_found with details kind host", err)
 	}
+}
+
+// scopedSubject is an endpoint's subject as the broker serves it: with a
+// wildcard for the caller's name on a scoped endpoint.
+func scopedSubject(prefix, endpoint string) string {
+	if schemas.IsScoped(endpoint) {
+		return wire.APISubject(prefix, endpoint+".*")
+	}
+	return wire.APISubject(prefix, endpoint)
 }

@@ -12,7 +12,7 @@ import (
 // manifest was already registered.
 func (c *Client) Register(ctx context.Context, req schemas.RegisterRequest) (*schemas.RegisterResponse, error) {
 	var resp schemas.RegisterResponse
-	if err := c.Call(ctx, schemas.APIPluginsRegister, req, &resp); err != nil {
+	if err := c.Call(ctx, schemas.APIPluginsRegister+"."+req.Manifest.Name, req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
@@ -45,7 +45,7 @@ func (c *Client) GetPlugin(ctx context.Context, name string) (*schemas.PluginRec
 // record.
 func (c *Client) UnregisterPlugin(ctx context.Context, name string, force bool) (*schemas.PluginRecord, error) {
 	var resp schemas.PluginRecord
-	if err := c.Call(ctx, schemas.APIPluginsUnregister, schemas.PluginUnregisterRequest{Name: name, Force: force}, &resp); err != nil {
+	if err := c.Call(ctx, schemas.APIPluginsUnregister+"."+name, schemas.PluginUnregisterRequest{Name: name, Force: force}, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil
