@@ -100,6 +100,8 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIHostsCreds, schemas.APIHostCredsRequest, schemas.APICredsResponse, b.handleHostsCreds),
 		endpoint(schemas.APIHostsRevoke, schemas.APICredsRequest, schemas.APIRevokeResponse, b.handleHostsRevoke),
 		endpoint(schemas.APIHostsPluginCreds, schemas.APICredsRequest, schemas.APICredsResponse, b.handleHostsPluginCreds),
+		endpoint(schemas.APIStreamsRead, schemas.APIStreamReadRequest, schemas.APIStreamReadResponse, b.handleStreamsRead),
+		endpoint(schemas.APIStreamsStop, schemas.APIStreamStopRequest, schemas.APIStreamStopResponse, b.handleStreamsStop),
 	}
 }
 

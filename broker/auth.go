@@ -13,6 +13,7 @@ import (
 
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Where the embedded broker keeps its authority and the local admin's
@@ -50,14 +51,18 @@ func (b *Broker) openAuthority() error {
 // the local admin) kept at path, issuing new ones when the file is
 // missing, unreadable or revoked.
 func (b *Broker) credsFile(path string, id identity.Identity) (string, error) {
+	return ensureCreds(b.auth, b.cfg.Prefix, path, id)
+}
+
+func ensureCreds(auth *identity.Authority, prefix, path string, id identity.Identity) (string, error) {
 	if raw, err := os.ReadFile(path); err == nil {
 		if tok, err := jwt.ParseDecoratedJWT(raw); err == nil {
-			if uc, err := jwt.DecodeUserClaims(tok); err == nil && uc.IssuerAccount == b.auth.AccountPublicKey() && !b.auth.Revoked(uc.Subject) {
+			if uc, err := jwt.DecodeUserClaims(tok); err == nil && uc.IssuerAccount == auth.AccountPublicKey() && !auth.Revoked(uc.Subject) {
 				return path, nil
 			}
 		}
 	}
-	c, err := b.auth.Issue(b.cfg.Prefix, id, 0)
+	c, err := auth.Issue(prefix, id, 0)
 	if err != nil {
 		return "", err
 	}
@@ -72,6 +77,52 @@ func (b *Broker) credsFile(path string, id identity.Identity) (string, error) {
 		return "", err
 	}
 	return path, nil
+}
+
+// ExternalAuth is what InitExternalAuth made, for a bus on an external
+// NATS server.
+type ExternalAuth struct {
+	// ServerConfig is the nats-server configuration to include.
+	ServerConfig string
+	// BrokerCreds and AdminCreds are the broker's and an admin's
+	// credentials files.
+	BrokerCreds, AdminCreds string
+	// SigningKey is the account signing key seed file and Account the
+	// account's public key: the broker's --account-signing-key and
+	// --account.
+	SigningKey, Account string
+}
+
+// InitExternalAuth sets up identities for a bus on an external NATS
+// server, in dir (created 0700; run again, it keeps the keys and the
+// valid credentials): the operator, system and plugbus accounts and the
+// account signing key (as the embedded broker makes in its data dir), the
+// nats-server configuration that trusts them, and the broker's and an
+// admin's credentials. The server config holds only public JWTs; the
+// seeds stay in dir, 0600. docs/security.md walks through it.
+func InitExternalAuth(dir, prefix string) (*ExternalAuth, error) {
+	if err := wire.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	auth, err := identity.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := auth.ServerConfig()
+	if err != nil {
+		return nil, err
+	}
+	out := &ExternalAuth{ServerConfig: filepath.Join(dir, "plugbus-auth.conf"), SigningKey: auth.SigningKeyFile(), Account: auth.AccountPublicKey()}
+	if err := os.WriteFile(out.ServerConfig, []byte(conf), 0o644); err != nil {
+		return nil, fmt.Errorf("write %s: %w", out.ServerConfig, err)
+	}
+	if out.BrokerCreds, err = ensureCreds(auth, prefix, filepath.Join(dir, credsDirName, "broker.creds"), identity.Identity{Role: identity.RoleBroker}); err != nil {
+		return nil, err
+	}
+	if out.AdminCreds, err = ensureCreds(auth, prefix, filepath.Join(dir, credsDirName, "admin.creds"), identity.Identity{Role: identity.RoleAdmin}); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // clientTLS returns the client TLS options of the config.
@@ -98,20 +149,29 @@ func serverTLS(cert, key string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// warnPlaintext says loudly when the embedded server listens beyond
-// loopback without TLS: credentials and events would cross the network
-// in the clear.
-func (b *Broker) warnPlaintext() {
-	if b.cfg.NATSURL != "" || b.cfg.ServerTLSCert != "" {
-		return
+// InsecureListen returns the warning a broker with this config logs at
+// start, or "" when there is nothing to warn about: an embedded server
+// listening beyond loopback without TLS lets credentials, events and
+// configs cross the network in the clear.
+func InsecureListen(c Config) string {
+	if c.NATSURL != "" || c.ServerTLSCert != "" {
+		return ""
 	}
-	host, _, err := net.SplitHostPort(b.cfg.Listen)
+	host, _, err := net.SplitHostPort(c.withDefaults().Listen)
 	if err != nil {
-		return
+		return ""
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
-		return
+		return ""
 	}
-	b.log.Warn().Str(logging.FieldNATSURL, b.cfg.Listen).
-		Msg("INSECURE: the embedded NATS server listens beyond loopback WITHOUT TLS: credentials, events and configs cross the network in the clear; give it --server-tlscert and --server-tlskey, or listen on 127.0.0.1")
+	return "INSECURE: the embedded NATS server listens on " + c.withDefaults().Listen + ", beyond loopback, WITHOUT TLS: " +
+		"credentials, events and configs cross the network in the clear; give it --server-tlscert and --server-tlskey, or listen on 127.0.0.1"
+}
+
+// warnPlaintext says loudly (InsecureListen) when the embedded server
+// listens beyond loopback without TLS.
+func (b *Broker) warnPlaintext() {
+	if w := InsecureListen(b.cfg); w != "" {
+		b.log.Warn().Str(logging.FieldNATSURL, b.cfg.Listen).Msg(w)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
+	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -160,6 +162,9 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 func (b *Broker) connect() error {
 	opts := []nats.Option{
 		nats.Name("plugbus-broker"),
+		// Its own inboxes: an admin may read _INBOX.> (the nats CLI's),
+		// not the replies plugins send the broker.
+		nats.CustomInboxPrefix(wire.InboxPrefix("broker", "")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -203,7 +208,12 @@ func (b *Broker) connect() error {
 		}
 		opts = append(opts, tlsOpts...)
 	}
-	nc, err := nats.Connect(b.natsURL, opts...)
+	connectURL := b.natsURL
+	if b.srv != nil {
+		// In process: no network, so no TLS, whatever the port requires.
+		connectURL = "nats://" + strings.TrimPrefix(strings.TrimPrefix(b.natsURL, "tls://"), "nats://")
+	}
+	nc, err := nats.Connect(connectURL, opts...)
 	if err != nil {
 		if b.srv != nil {
 			b.srv.Shutdown()

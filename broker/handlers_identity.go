@@ -117,9 +117,6 @@ func (b *Broker) revoke(ctx context.Context, id identity.Identity) (any, error) 
 	if b.auth == nil {
 		return nil, b.noAuthority()
 	}
-	if !b.auth.CanRevoke() {
-		return nil, schemas.Errorf(schemas.CodeUnavailable, "", "cannot revoke %s on this bus: %v (see docs/security.md)", id, identity.ErrNoRevocation)
-	}
 	var pubs []string
 	_, err := updateJSON(ctx, b.st.identities, schemas.IdentityKey(string(id.Role), id.Name), func(r *schemas.IdentityRecord, exists bool) error {
 		if !exists {
@@ -131,7 +128,8 @@ func (b *Broker) revoke(ctx context.Context, id identity.Identity) (any, error) 
 		for i := range r.Users {
 			if !r.Users[i].Revoked {
 				pubs = append(pubs, r.Users[i].PublicKey)
-				r.Users[i].Revoked = true
+				// Without the operator the server still takes them.
+				r.Users[i].Revoked = b.auth.CanRevoke()
 			}
 		}
 		r.Blocked = true
@@ -140,6 +138,15 @@ func (b *Broker) revoke(ctx context.Context, id identity.Identity) (any, error) 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !b.auth.CanRevoke() {
+		// An external NATS where the broker holds only the account's
+		// signing key: revocations live in the account JWT, which the
+		// operator signs.
+		e := schemas.Errorf(schemas.CodeUnavailable, "", "blocked new credentials for %s, but cannot cut off the %d issued: on an external NATS the broker holds no operator key; "+
+			"revoke their user keys (details.public_keys) in the account JWT with the operator's key and push it to the server (see docs/security.md)", id, len(pubs))
+		e.Details = map[string]any{schemas.DetailPublicKeys: pubs}
+		return nil, e
 	}
 	if err := b.auth.Revoke(pubs); err != nil {
 		return nil, schemas.Errorf(schemas.CodeUnavailable, "", "cannot revoke %s on this bus: %v (see docs/security.md)", id, err)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -28,7 +29,7 @@ func (b *Broker) handlePluginList(_ context.Context, req *schemas.PluginListRequ
 	out := schemas.PluginListResponse{Plugins: []schemas.PluginRecord{}}
 	for _, rec := range b.reg.cached() {
 		if req.State == "" || rec.State == req.State {
-			out.Plugins = append(out.Plugins, rec)
+			out.Plugins = append(out.Plugins, redacted(rec))
 		}
 	}
 	return out, nil
@@ -39,7 +40,26 @@ func (b *Broker) handlePluginGet(ctx context.Context, req *schemas.PluginGetRequ
 	if err != nil {
 		return nil, err
 	}
-	return rec, nil
+	return redacted(rec), nil
+}
+
+// redacted is a plugin record as the API shows it: the values of the
+// config keys its config schema marks secret ("writeOnly": true) are
+// replaced by schemas.Redacted. Only the plugin itself reads them, from
+// its key in the configs bucket.
+func redacted(rec schemas.PluginRecord) schemas.PluginRecord {
+	if len(rec.Config) == 0 || !bytes.Contains(rec.Manifest.ConfigSchema, []byte("writeOnly")) {
+		return rec
+	}
+	cs, err := schemas.CompileConfigSchema(rec.Manifest.ConfigSchema)
+	if err != nil {
+		// A stored manifest's schema compiled when it registered; show
+		// no config rather than risk a secret.
+		rec.Config = nil
+		return rec
+	}
+	rec.Config = cs.Redact(rec.Config)
+	return rec
 }
 
 func (b *Broker) handlePluginUnregister(ctx context.Context, req *schemas.PluginUnregisterRequest) (any, error) {
@@ -50,7 +70,7 @@ func (b *Broker) handlePluginUnregister(ctx context.Context, req *schemas.Plugin
 	if err != nil {
 		return nil, err
 	}
-	return rec, nil
+	return redacted(rec), nil
 }
 
 func (b *Broker) handlePluginConfig(ctx context.Context, req *schemas.PluginConfigRequest) (any, error) {
@@ -58,5 +78,5 @@ func (b *Broker) handlePluginConfig(ctx context.Context, req *schemas.PluginConf
 	if err != nil {
 		return nil, err
 	}
-	return rec, nil
+	return redacted(rec), nil
 }

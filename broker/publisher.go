@@ -15,7 +15,7 @@ import (
 )
 
 // Source is the CloudEvents source of every core event.
-const Source = "/plugbus/broker"
+const Source = wire.BrokerSource
 
 // Publisher publishes core CloudEvents into the event stream.
 type Publisher struct {

@@ -41,6 +41,9 @@ type Config struct {
 	NATSURL string `json:"nats_url,omitempty"`
 	// Creds is hostd's own credentials file.
 	Creds string `json:"creds,omitempty"`
+	// TLS is the client TLS of hostd's connection, passed on to the
+	// plugins it starts ($NATS_CERT, $NATS_KEY, $NATS_CA).
+	TLS *TLSConfig `json:"tls,omitempty"`
 	// Prefix is the bus's subject prefix (default plugbus).
 	Prefix string `json:"prefix,omitempty"`
 	// StateDir keeps the pidfiles and the plugins' credentials (relative
@@ -57,6 +60,14 @@ type Config struct {
 	LogRate int `json:"log_rate,omitempty"`
 	// Plugins are the plugins this host runs.
 	Plugins []PluginConfig `json:"plugins,omitempty"`
+}
+
+// TLSConfig is a client TLS setup, as the nats CLI's --tlscert, --tlskey
+// and --tlsca: Cert and Key for mutual TLS, CA to verify the server.
+type TLSConfig struct {
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	CA   string `json:"ca,omitempty"`
 }
 
 // PluginConfig is one plugin entry of the config file.
@@ -178,6 +189,16 @@ func (c *Config) complete(dir string) error {
 	if c.Creds != "" && !filepath.IsAbs(c.Creds) {
 		c.Creds = filepath.Join(dir, c.Creds)
 	}
+	if t := c.TLS; t != nil {
+		if (t.Cert == "") != (t.Key == "") {
+			return errors.New("tls: cert and key go together (mutual TLS needs both)")
+		}
+		for _, f := range []*string{&t.Cert, &t.Key, &t.CA} {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(dir, *f)
+			}
+		}
+	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = schemas.Duration(DefaultStartTimeout)
 	}
@@ -219,19 +240,21 @@ func (c *Config) complete(dir string) error {
 }
 
 // listenArgs are the arguments hostd starts a plugin with.
-func (p PluginConfig) listenArgs() ([]string, error) {
-	args := []string{"listen"}
-	keys := make([]string, 0, len(p.Config))
-	for k := range p.Config {
-		keys = append(keys, k)
+func (p PluginConfig) listenArgs() []string {
+	return append([]string{"listen"}, p.Args...)
+}
+
+// configEnv is the plugin's initial config as the $PLUGBUS_CONFIG
+// variable hostd starts it with (empty without config): in the
+// environment, which only the plugin's user can read, rather than on the
+// command line, which ps shows everyone.
+func (p PluginConfig) configEnv() (string, error) {
+	if len(p.Config) == 0 {
+		return "", nil
 	}
-	sortStrings(keys)
-	for _, k := range keys {
-		v, err := json.Marshal(p.Config[k])
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %v", k, err)
-		}
-		args = append(args, "--config", k+"="+string(v))
+	v, err := json.Marshal(p.Config)
+	if err != nil {
+		return "", fmt.Errorf("config: %v", err)
 	}
-	return append(args, p.Args...), nil
+	return wire.EnvConfig + "=" + string(v), nil
 }

@@ -40,9 +40,11 @@ plugins:
 	if p.Name != "off" || p.IsEnabled() || p.Config["url"] != "http://127.0.0.1:9999/alerts" || p.Config["other"] != "fallback" || p.Instances != 1 {
 		t.Errorf("plugin 1: %+v", p)
 	}
-	args, err := p.listenArgs()
-	if err != nil || strings.Join(args, " ") != `listen --config other="fallback" --config url="http://127.0.0.1:9999/alerts"` {
-		t.Errorf("listen args %q (%v)", args, err)
+	if args := p.listenArgs(); strings.Join(args, " ") != "listen" {
+		t.Errorf("listen args %q: the config must not be on the command line", args)
+	}
+	if env, err := p.configEnv(); err != nil || env != `PLUGBUS_CONFIG={"other":"fallback","url":"http://127.0.0.1:9999/alerts"}` {
+		t.Errorf("config env %q (%v)", env, err)
 	}
 
 	for name, tc := range map[string]struct{ doc, field string }{

@@ -208,6 +208,14 @@ func (d *Daemon) connect(ctx context.Context, cfg Config) error {
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
+	if t := cfg.TLS; t != nil {
+		if t.Cert != "" {
+			opts = append(opts, nats.ClientCert(t.Cert, t.Key))
+		}
+		if t.CA != "" {
+			opts = append(opts, nats.RootCAs(t.CA))
+		}
+	}
 	retry := []backoff.RetryOption{
 		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 250 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 5 * time.Second}),
 		backoff.WithMaxElapsedTime(0),
@@ -430,15 +438,15 @@ func (d *Daemon) reconcile(ctx context.Context) {
 			idle[m.Name] = schemas.PluginInstance{Plugin: m.Name, Instance: "-", State: schemas.InstanceDisabled, Binary: e.Binary, Version: m.Version, Reason: why}
 			continue
 		}
-		args, _ := e.listenArgs()
 		k, _ := json.Marshal(struct {
 			B    string
 			A    []string
 			E    map[string]string
+			C    map[string]any
 			N    int
 			V    string
 			S, G schemas.Duration
-		}{e.Binary, args, e.Env, e.Instances, m.Version, cfg.StartTimeout, cfg.StopGrace})
+		}{e.Binary, e.listenArgs(), e.Env, e.Config, e.Instances, m.Version, cfg.StartTimeout, cfg.StopGrace})
 		dw.key = string(k)
 		want[m.Name] = dw
 	}
@@ -495,7 +503,8 @@ func (d *Daemon) reconcile(ctx context.Context) {
 
 // start starts a plugin's instances.
 func (d *Daemon) start(ctx context.Context, cfg Config, w desired) (*unit, error) {
-	args, err := w.entry.listenArgs()
+	args := w.entry.listenArgs()
+	configEnv, err := w.entry.configEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -513,6 +522,16 @@ func (d *Daemon) start(ctx context.Context, cfg Config, w desired) (*unit, error
 	env := []string{wire.EnvNATSURL + "=" + cfg.NATSURL, wire.EnvPrefix + "=" + cfg.Prefix, wire.EnvHost + "=" + cfg.Host}
 	if creds != "" {
 		env = append(env, wire.EnvNATSCreds+"="+creds)
+	}
+	if configEnv != "" {
+		env = append(env, configEnv)
+	}
+	if t := cfg.TLS; t != nil {
+		for _, kv := range [][2]string{{wire.EnvNATSCert, t.Cert}, {wire.EnvNATSKey, t.Key}, {wire.EnvNATSCA, t.CA}} {
+			if kv[1] != "" {
+				env = append(env, kv[0]+"="+kv[1])
+			}
+		}
 	}
 	keys := make([]string, 0, len(w.entry.Env))
 	for k := range w.entry.Env {

@@ -36,8 +36,13 @@ func (d *Daemon) lines(cfg Config, plugin, instance string) func(supervisor.Line
 	}
 }
 
+// dropReportDelay bounds how long a count of dropped lines waits for the
+// next line let through before it is published on its own.
+const dropReportDelay = time.Second
+
 // logPublisher publishes one instance's lines, dropping what exceeds the
-// rate and saying how many it dropped with the next line it lets through.
+// rate and saying how many it dropped with the next line it lets through,
+// or after dropReportDelay when no line comes.
 type logPublisher struct {
 	d                      *Daemon
 	subject                string
@@ -45,6 +50,8 @@ type logPublisher struct {
 	limit                  *rate.Limiter
 	mu                     sync.Mutex
 	dropped                int
+	droppedStream          string
+	report                 *time.Timer
 }
 
 func (p *logPublisher) publish(l supervisor.Line) {
@@ -52,16 +59,39 @@ func (p *logPublisher) publish(l supervisor.Line) {
 	defer p.mu.Unlock()
 	if !p.limit.Allow() {
 		p.dropped++
+		p.droppedStream = string(l.Stream)
+		if p.report == nil {
+			p.report = time.AfterFunc(dropReportDelay, p.reportDropped)
+		}
 		return
 	}
-	if p.dropped > 0 {
-		p.send(schemas.LogRecord{Time: time.Now().UTC(), Level: "warn", Stream: string(l.Stream),
-			Message: fmt.Sprintf("hostd dropped %d log lines over the rate limit of %.0f lines/s", p.dropped, float64(p.limit.Limit())),
-			Host:    p.host, Plugin: p.plugin, Instance: p.instance, Dropped: p.dropped})
-		p.dropped = 0
-	}
+	p.sendDropped()
 	p.send(schemas.LogRecord{Time: l.Time.UTC(), Level: l.Level.String(), Message: l.Message, Fields: l.Fields,
 		Stream: string(l.Stream), Host: p.host, Plugin: p.plugin, Instance: p.instance, Truncated: l.Truncated})
+}
+
+// reportDropped publishes the count of dropped lines when no line let
+// through did.
+func (p *logPublisher) reportDropped() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sendDropped()
+}
+
+// sendDropped publishes the count of lines dropped since the last report,
+// if any. p.mu is held.
+func (p *logPublisher) sendDropped() {
+	if p.report != nil {
+		p.report.Stop()
+		p.report = nil
+	}
+	if p.dropped == 0 {
+		return
+	}
+	p.send(schemas.LogRecord{Time: time.Now().UTC(), Level: "warn", Stream: p.droppedStream,
+		Message: fmt.Sprintf("hostd dropped %d log lines over the rate limit of %.0f lines/s", p.dropped, float64(p.limit.Limit())),
+		Host:    p.host, Plugin: p.plugin, Instance: p.instance, Dropped: p.dropped})
+	p.dropped = 0
 }
 
 func (p *logPublisher) send(r schemas.LogRecord) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -65,7 +66,59 @@ func CompileConfigSchema(raw json.RawMessage) (*ConfigSchema, error) {
 	if err != nil {
 		return nil, configSchemaError("is not a valid JSON Schema: %s", compileMessage(err, doc))
 	}
-	return &ConfigSchema{s: &schema{sch: sch, docs: docs}}, nil
+	return &ConfigSchema{s: &schema{sch: sch, docs: docs, secret: secretProperties(doc)}}, nil
+}
+
+// Redacted is what a secret config value is shown as.
+const Redacted = "<redacted>"
+
+// secretProperties returns the top-level properties a config schema marks
+// "writeOnly": true: secrets (tokens, passwords, webhook URLs with keys in
+// them) that the plugin reads but nobody else sees.
+func secretProperties(doc any) map[string]bool {
+	m, _ := doc.(map[string]any)
+	props, _ := m["properties"].(map[string]any)
+	var out map[string]bool
+	for name, p := range props {
+		if pm, ok := p.(map[string]any); ok && pm["writeOnly"] == true {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// SecretKeys returns, sorted, the config keys the schema marks secret
+// ("writeOnly": true on a top-level property).
+func (c *ConfigSchema) SecretKeys() []string {
+	if c == nil || c.s == nil {
+		return nil
+	}
+	keys := make([]string, 0, len(c.s.secret))
+	for k := range c.s.secret {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// Redact returns config with the value of every secret key replaced by
+// [Redacted]; config itself is not changed. Without secrets it returns
+// config as it is.
+func (c *ConfigSchema) Redact(config map[string]any) map[string]any {
+	if c == nil || c.s == nil || len(c.s.secret) == 0 || len(config) == 0 {
+		return config
+	}
+	out := make(map[string]any, len(config))
+	for k, v := range config {
+		if c.s.secret[k] {
+			v = Redacted
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // Validate checks a plugin config against the schema. A nil config is read
@@ -101,7 +154,7 @@ func compileMessage(err error, doc any) string {
 	var sve *jsonschema.SchemaValidationError
 	var verr *jsonschema.ValidationError
 	if errors.As(err, &sve) && errors.As(sve.Err, &verr) {
-		e := convert(verr, doc, "", false, nil)
+		e := convert(verr, doc, "", false, nil, nil)
 		return fmt.Sprintf("at %q: %s", e.Field, strings.TrimPrefix(e.Message, fmt.Sprintf("field %q: ", e.Field)))
 	}
 	return strings.ReplaceAll(err.Error(), "\n", " ")

@@ -137,3 +137,59 @@ func TestConfigSchemaPropertyNames(t *testing.T) {
 		}
 	}
 }
+
+// A writeOnly property is a secret: Redact hides its value and no
+// validation error shows it, whatever keyword fails.
+func TestConfigSchemaSecrets(t *testing.T) {
+	cs, err := schemas.CompileConfigSchema(json.RawMessage(`{
+  "type": "object",
+  "properties": {
+    "token": {"type": "string", "minLength": 12, "pattern": "^tok-", "writeOnly": true},
+    "pin": {"enum": [1234, 4321], "writeOnly": true},
+    "url": {"type": "string"}
+  },
+  "maxProperties": 2
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.SecretKeys(); strings.Join(got, ",") != "pin,token" {
+		t.Errorf("SecretKeys = %v, want [pin token]", got)
+	}
+	cfg := map[string]any{"token": "tok-0123456789", "url": "http://x"}
+	red := cs.Redact(cfg)
+	if red["token"] != schemas.Redacted || red["url"] != "http://x" || cfg["token"] != "tok-0123456789" {
+		t.Errorf("Redact = %v (input now %v)", red, cfg)
+	}
+	for name, c := range map[string]map[string]any{
+		"too short":      {"token": "tok-abc"},
+		"pattern":        {"token": "xyz-0123456789abc"},
+		"type":           {"token": 99887766},
+		"enum":           {"pin": 98765},
+		"whole document": {"token": "tok-0123456789", "url": "http://x", "pin": 1234},
+	} {
+		err := cs.Validate(c)
+		if err == nil {
+			t.Errorf("%s: accepted %v", name, c)
+			continue
+		}
+		for _, v := range c {
+			if s := strings.Trim(string(mustJSON(t, v)), `"`); strings.Contains(err.Error(), s) {
+				t.Errorf("%s: the error shows the secret %s: %v", name, s, err)
+			}
+		}
+	}
+	// The value of a plain property still shows.
+	if err := cs.Validate(map[string]any{"url": 5}); err == nil || !strings.Contains(err.Error(), "(got a number)") {
+		t.Errorf("plain property: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -72,6 +72,9 @@ const (
 	// refused or failed operation.
 	DetailChain  = "chain"
 	DetailChains = "chains"
+	// DetailPublicKeys lists NATS user public keys (a revocation the
+	// broker could not apply itself).
+	DetailPublicKeys = "public_keys"
 )
 
 // Codes lists every error code, in a stable order.

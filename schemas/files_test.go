@@ -27,6 +27,7 @@ var allPaths = []string{
 	APIPluginInstance, APIHost, APIHostRef, APIHostListRequest, APIHostListResponse, APIHostControl,
 	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
 	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
+	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

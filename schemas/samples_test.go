@@ -247,6 +247,11 @@ func samples() []sample {
 			PublicKey: "UABC", IssuedAt: t0}},
 		{"revoke response", schemas.APIRevokeResponse, schemas.RevokeResponse{Role: "plugin", Name: "incrementer", Revoked: 2}},
 		{"identity issued", schemas.EventIdentityIssued, schemas.IdentityIssuedData{Role: "plugin", Name: "incrementer", PublicKey: "UABC", By: "host edge-1"}},
+		{"stream read request", schemas.APIStreamReadRequest, schemas.StreamReadRequest{Stream: schemas.StreamEvents,
+			Filters: []string{"plugbus.evt.job.v1.*", "plugbus.evt.alert.v1.fired"}, Last: 10, Since: &t0, Follow: true, Deliver: "_INBOX.abc123.1"}},
+		{"stream read response", schemas.APIStreamReadResponse, schemas.StreamReadResponse{Consumer: "read_abc", Want: 10, StartSeq: 42, InactiveSeconds: 10}},
+		{"stream stop request", schemas.APIStreamStopRequest, schemas.StreamStopRequest{Stream: schemas.StreamLogs, Consumer: "read_abc"}},
+		{"stream stop response", schemas.APIStreamStopResponse, schemas.StreamStopResponse{Stopped: true}},
 		{"identity revoked", schemas.EventIdentityRevoked, schemas.IdentityRevokedData{Role: "host", Name: "edge-1", Revoked: 1, PublicKeys: []string{"UABC"}}},
 	}
 }

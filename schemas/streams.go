@@ -1,6 +1,9 @@
 package schemas
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // JetStream streams and KV buckets of the bus. Their names are fixed so
 // every tool (broker, SDK, busctl, dashboards) finds them without
@@ -54,6 +57,10 @@ const (
 	ReasonMalformed = "malformed_event"
 	// ReasonInvalidData: the event's data fails its type's schema.
 	ReasonInvalidData = "invalid_data"
+	// ReasonUntrusted: the event's type or source does not match the
+	// subject it arrived on (a forged core event, another plugin's
+	// source): see wire.CheckOrigin.
+	ReasonUntrusted = "untrusted_event"
 	// ReasonUnhandled: no handler matches the event's type.
 	ReasonUnhandled = "unhandled_type"
 	// ReasonPermanent: the handler said retrying cannot help.
@@ -64,7 +71,7 @@ const (
 )
 
 // ReasonCodes lists every dead-letter reason code.
-var ReasonCodes = []string{ReasonMalformed, ReasonInvalidData, ReasonUnhandled, ReasonPermanent, ReasonRetriesExhausted}
+var ReasonCodes = []string{ReasonMalformed, ReasonUntrusted, ReasonInvalidData, ReasonUnhandled, ReasonPermanent, ReasonRetriesExhausted}
 
 // TerminationReason formats a termination reason: "CODE: message".
 func TerminationReason(code, message string) string { return code + ": " + message }
@@ -85,3 +92,70 @@ const (
 	CauseMaxDeliveries = "max_deliveries"
 	CauseTerminated    = "terminated"
 )
+
+// Reading the streams. Admins do not get JetStream consumer permissions on
+// the event stream: a consumer subject cannot tell a reader's consumer from
+// a plugin's durable one (no partial-token wildcards), so any such
+// permission would let an admin read or delete a plugin's consumer. They
+// ask the broker instead, which creates a short-lived push consumer that
+// delivers to the admin's own inbox.
+const (
+	APIStreamsRead = "streams.read" // StreamReadRequest → StreamReadResponse (admin)
+	APIStreamsStop = "streams.stop" // StreamStopRequest → StreamStopResponse (admin)
+
+	APIStreamReadRequest  = "api/v1/stream_read_request.json"  // StreamReadRequest
+	APIStreamReadResponse = "api/v1/stream_read_response.json" // StreamReadResponse
+	APIStreamStopRequest  = "api/v1/stream_stop_request.json"  // StreamStopRequest
+	APIStreamStopResponse = "api/v1/stream_stop_response.json" // StreamStopResponse
+
+	// ReadConsumerPrefix starts the name of every consumer streams.read
+	// creates; streams.stop deletes no other.
+	ReadConsumerPrefix = "read_"
+)
+
+// ReadableStreams are the streams streams.read reads.
+var ReadableStreams = []string{StreamEvents, StreamDLQ, StreamLogs}
+
+// StreamReadRequest asks the broker to deliver the last Last messages of
+// Stream that match Filters (every message when empty), only among those
+// stored at or after Since when it is set, oldest first, to Deliver; with
+// Follow, new ones keep coming until the reader stops (streams.stop) or
+// goes away (its consumer is deleted about InactiveSeconds later).
+type StreamReadRequest struct {
+	Stream  string     `json:"stream"`
+	Filters []string   `json:"filters,omitempty"`
+	Last    uint64     `json:"last"`
+	Since   *time.Time `json:"since,omitempty"`
+	Follow  bool       `json:"follow,omitempty"`
+	// Deliver is the reader's own inbox ("_INBOX.…"), subscribed before
+	// the request: JetStream pushes the messages there, with flow control
+	// requests the reader answers and idle heartbeats.
+	Deliver string `json:"deliver"`
+}
+
+// StreamReadResponse says what the reader will get.
+type StreamReadResponse struct {
+	// Consumer is the push consumer delivering to Deliver; empty when there
+	// is nothing to deliver (Want 0 without Follow).
+	Consumer string `json:"consumer,omitempty"`
+	// Want is how many messages of the window there are: the reader has
+	// the last Last ones once it received that many (or one says no more
+	// are pending).
+	Want uint64 `json:"want"`
+	// StartSeq is the first stream sequence of the window (0 when it
+	// starts at Since).
+	StartSeq uint64 `json:"start_seq,omitempty"`
+	// InactiveSeconds is how long the consumer outlives its reader.
+	InactiveSeconds int `json:"inactive_seconds,omitempty"`
+}
+
+// StreamStopRequest deletes a consumer streams.read created.
+type StreamStopRequest struct {
+	Stream   string `json:"stream"`
+	Consumer string `json:"consumer"`
+}
+
+// StreamStopResponse answers StreamStopRequest.
+type StreamStopResponse struct {
+	Stopped bool `json:"stopped"`
+}

@@ -180,6 +180,8 @@ func (l embeddedLoader) Load(url string) (any, error) {
 type schema struct {
 	sch  *jsonschema.Schema
 	docs map[string]any
+	// secret are top-level properties whose values errors never show.
+	secret map[string]bool
 }
 
 // check validates inst (already parsed) and converts a failure to an *Error.
@@ -194,5 +196,5 @@ func (s *schema) check(inst any, prefix string, document bool) error {
 	if !errors.As(err, &verr) {
 		return &Error{Code: CodeInternal, Message: "validation failed: " + err.Error()}
 	}
-	return convert(verr, inst, prefix, document, s.docs)
+	return convert(verr, inst, prefix, document, s.docs, s.secret)
 }

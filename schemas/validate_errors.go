@@ -32,11 +32,17 @@ type leaf struct {
 	text   string // what is wrong, without the field
 	got    string // the offending value, formatted, or ""
 	value  any    // the value at the leaf's instance location
+	hidden bool   // the value is (or holds) a secret: never shown
 }
 
 // convert turns a jsonschema validation failure into an *Error naming the
 // most specific (deepest) offending field.
-func convert(verr *jsonschema.ValidationError, inst any, prefix string, document bool, docs map[string]any) *Error {
+//
+// secret names the top-level properties whose values must not appear in
+// the error (a config schema's writeOnly properties): a failure about one
+// of them, or about the whole document, says what is wrong without the
+// value.
+func convert(verr *jsonschema.ValidationError, inst any, prefix string, document bool, docs map[string]any, secret map[string]bool) *Error {
 	if _, ok := inst.(map[string]any); document && !ok {
 		return &Error{Code: CodeBadRequest, Field: rootField,
 			Message: "the body must be a JSON object, got " + jsonType(inst)}
@@ -54,6 +60,9 @@ func convert(verr *jsonschema.ValidationError, inst any, prefix string, document
 		l.field = renderField(prefix, inst, l.tokens)
 		l.value = valueAt(inst, l.e.InstanceLocation)
 		l.text, l.got = describe(l.e, docs)
+		if loc := l.e.InstanceLocation; len(secret) > 0 && (len(loc) == 0 || secret[loc[0]]) {
+			l.got, l.hidden = "", true
+		}
 	}
 	sort.SliceStable(leaves, func(i, j int) bool {
 		a, b := leaves[i], leaves[j]
@@ -273,6 +282,9 @@ func alternatives(l *leaf, docs map[string]any) string {
 		if t, _ := describe(o.e, docs); !contains(texts, t) {
 			texts = append(texts, t)
 		}
+	}
+	if l.hidden {
+		return strings.Join(texts, ", or ")
 	}
 	return withGot(strings.Join(texts, ", or "), formatValue(l.value))
 }

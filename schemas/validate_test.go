@@ -93,6 +93,8 @@ var strictSchemas = map[string]bool{
 	schemas.HostdConfigV1:              true,
 	schemas.APICredsRequest:            true,
 	schemas.APIHostCredsRequest:        true,
+	schemas.APIStreamReadRequest:       true,
+	schemas.APIStreamStopRequest:       true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

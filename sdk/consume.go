@@ -154,6 +154,12 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 		p.terminate(msg, logFor(nil), schemas.ReasonMalformed, err.Error())
 		return
 	}
+	if err := wire.CheckOrigin(p.opts.prefix, msg.Subject(), ev); err != nil {
+		// Only what the server checked is trusted: the subject.
+		p.stats.eventsUntrusted.Add(1)
+		p.terminate(msg, logFor(ev), schemas.ReasonUntrusted, err.Error())
+		return
+	}
 	h := p.eventHandler(ev.Type())
 	if h == nil {
 		// Run makes sure every declared type has a handler, so the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -59,6 +60,7 @@ func TestEventOutcomes(t *testing.T) {
 		handled     uint64 // Stats().EventsHandled
 		unhandled   uint64
 		malformed   uint64
+		untrusted   uint64
 		termination string // expected reason prefix; "" means not terminated
 	}{
 		{name: "ack", handler: func(int) error { return nil }, attempts: 1, handled: 1},
@@ -94,6 +96,15 @@ func TestEventOutcomes(t *testing.T) {
 		{name: "malformed", publish: func(t *testing.T, b *fakeBroker) {
 			b.publishRaw(t, wire.EventSubject(testPrefix, schemas.TypeAlertFired), []byte("hello"))
 		}, attempts: 0, malformed: 1, termination: "malformed_event: not a CloudEvent"},
+		// Only the subject is checked by the server: a core event with a
+		// plugin's source, or another type than its subject carries, is
+		// refused before any handler sees it.
+		{name: "core event with a plugin's source", publish: func(t *testing.T, b *fakeBroker) {
+			b.publishOn(t, wire.EventSubject(testPrefix, schemas.TypeAlertFired), "ev-forged", schemas.TypeAlertFired, wire.PluginSource("mallory"), alert)
+		}, attempts: 0, untrusted: 1, termination: "untrusted_event: untrusted event: event ev-forged claims source /plugbus/plugins/mallory but arrived on " + testPrefix + ".evt.alert.v1.fired, where only the broker publishes"},
+		{name: "type its subject does not carry", publish: func(t *testing.T, b *fakeBroker) {
+			b.publishOn(t, wire.EventSubject(testPrefix, schemas.TypeAlertFired), "ev-retyped", schemas.TypeAlertResolved, wire.BrokerSource, alert)
+		}, attempts: 0, untrusted: 1, termination: "untrusted_event: untrusted event: event ev-retyped claims type io.plugbus.alert.v1.resolved but arrived on"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,8 +149,8 @@ func TestEventOutcomes(t *testing.T) {
 				return done && (tt.termination == "" || len(terms.list()) > 0)
 			})
 			st := p.Stats()
-			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed {
-				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d", st, tt.handled, tt.unhandled, tt.malformed)
+			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed || st.EventsUntrusted != tt.untrusted {
+				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d untrusted %d", st, tt.handled, tt.unhandled, tt.malformed, tt.untrusted)
 			}
 			a.mu.Lock()
 			calls := 0
@@ -222,6 +233,65 @@ func TestInstancesShareConsumer(t *testing.T) {
 	for i := range n {
 		if c := a.count(fmt.Sprintf("job-%d", i)); c != 1 {
 			t.Errorf("job-%d handled %d times", i, c)
+		}
+	}
+}
+
+// A plugin's own events: Emit stores them in the event stream with the
+// plugin's type and source, another plugin consumes them by type, and an
+// event on that subject with any other source never reaches its handler.
+func TestEmit(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	if err := b.purge(); err != nil {
+		t.Fatal(err)
+	}
+	typ := wire.PluginEventType("emitter", "counter.v1.changed")
+	emitter := newPlugin(t, schemas.Manifest{Name: "emitter", Version: "1.0.0"})
+	if _, err := emitter.Emit(context.Background(), "counter.v1.changed", map[string]int{"count": 1}); !errors.Is(err, client.ErrNotConnected) {
+		t.Errorf("Emit before Run = %v, want ErrNotConnected", err)
+	}
+	listener := newPlugin(t, schemas.Manifest{Name: "listener", Version: "1.0.0", Events: &schemas.EventSubscription{Types: []string{typ}}})
+	var (
+		mu  sync.Mutex
+		got []event.Event
+	)
+	listener.HandleEvent(typ, func(_ context.Context, e event.Event) error {
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+		return nil
+	})
+	terms := b.watchTerminations(t, schemas.ConsumerName("listener"))
+	runPlugin(t, s.ClientURL(), emitter)
+	runPlugin(t, s.ClientURL(), listener)
+
+	id, err := emitter.Emit(context.Background(), "counter.v1.changed", map[string]int{"count": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emitter.Emit(context.Background(), "counter.>", nil); err == nil || !strings.Contains(err.Error(), "an event name is dot-separated") {
+		t.Errorf("Emit with a wildcard name = %v", err)
+	}
+	subject := wire.PluginEventSubject(testPrefix, "emitter") + ".counter.v1.changed"
+	b.publishOn(t, subject, "forged-source", typ, wire.PluginSource("mallory"), map[string]int{"count": 99})
+	b.publishOn(t, subject, "forged-type", schemas.TypeAlertFired, wire.PluginSource("emitter"), map[string]int{"count": 98})
+
+	waitFor(t, "the emitted event and both forgeries", func() bool {
+		st := listener.Stats()
+		return st.EventsHandled == 1 && st.EventsUntrusted == 2 && len(terms.list()) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0].ID() != id || got[0].Source() != "/plugbus/plugins/emitter" || got[0].Type() != "io.plugbus.plugin.emitter.counter.v1.changed" {
+		t.Fatalf("handled %v, want only the emitted event %s", got, id)
+	}
+	if d, err := sdk.DecodeData[map[string]int](got[0]); err != nil || d["count"] != 1 {
+		t.Errorf("data = %v (%v)", d, err)
+	}
+	for _, r := range terms.list() {
+		if !strings.HasPrefix(r, schemas.ReasonUntrusted+": ") {
+			t.Errorf("termination %q, want untrusted_event", r)
 		}
 	}
 }

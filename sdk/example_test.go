@@ -344,3 +344,17 @@ func ExamplePlugin_OnShutdown() {
 	fmt.Println(p.Name(), "will flush on shutdown")
 	// Output: flusher will flush on shutdown
 }
+
+func ExamplePlugin_Emit() {
+	p, _ := sdk.New(schemas.Manifest{Name: "counter", Version: "1.0.0",
+		Actions: []schemas.ActionSpec{{Command: "bump", Model: "machines"}}})
+	p.HandleAction("bump", func(ctx context.Context, a *sdk.Action) (any, error) {
+		// Stored in the event stream as
+		// io.plugbus.plugin.counter.count.v1.bumped from /plugbus/plugins/counter.
+		id, err := p.Emit(ctx, "count.v1.bumped", map[string]string{"machine": a.Object})
+		return map[string]string{"event": id}, err
+	})
+	// Other plugins subscribe to it by type:
+	fmt.Println(wire.PluginEventType(p.Name(), "count.v1.bumped"))
+	// Output: io.plugbus.plugin.counter.count.v1.bumped
+}

@@ -252,15 +252,22 @@ func (b *fakeBroker) setConfig(t testing.TB, name string, set map[string]any) sc
 // publish publishes a core CloudEvent of type typ with JSON data.
 func (b *fakeBroker) publish(t testing.TB, id, typ string, data any) {
 	t.Helper()
+	b.publishOn(t, wire.EventSubject(testPrefix, typ), id, typ, wire.BrokerSource, data)
+}
+
+// publishOn publishes a CloudEvent with whatever subject, type and source
+// it is given.
+func (b *fakeBroker) publishOn(t testing.TB, subject, id, typ, source string, data any) {
+	t.Helper()
 	e := event.New()
 	e.SetID(id)
 	e.SetType(typ)
-	e.SetSource("/plugbus/broker")
+	e.SetSource(source)
 	e.SetTime(time.Now())
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := wire.EncodeEvent(context.Background(), wire.EventSubject(testPrefix, typ), &e)
+	msg, err := wire.EncodeEvent(context.Background(), subject, &e)
 	if err != nil {
 		t.Fatal(err)
 	}

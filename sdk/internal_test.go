@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +118,23 @@ func TestParseConfigFlags(t *testing.T) {
 		if !tt.wantErr && !equalJSON(got, tt.want) {
 			t.Errorf("%q: got %#v, want %#v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// hostd passes the initial config in $PLUGBUS_CONFIG; --config flags win.
+func TestInitialConfig(t *testing.T) {
+	got, err := initialConfig(`{"url":"http://a","token":"s3cret"}`, []string{"url=http://b"})
+	if err != nil || !equalJSON(got, map[string]any{"url": "http://b", "token": "s3cret"}) {
+		t.Errorf("got %v (%v)", got, err)
+	}
+	if got, err := initialConfig("null", []string{"a=1"}); err != nil || !equalJSON(got, map[string]any{"a": float64(1)}) {
+		t.Errorf("null env: got %v (%v)", got, err)
+	}
+	if _, err := initialConfig(`[1]`, nil); err == nil || !strings.Contains(err.Error(), "$PLUGBUS_CONFIG is not a JSON object") {
+		t.Errorf("a list in $PLUGBUS_CONFIG: error %v", err)
+	}
+	if got, err := initialConfig("", nil); err != nil || got != nil {
+		t.Errorf("nothing: got %v (%v)", got, err)
 	}
 }
 

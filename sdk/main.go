@@ -144,9 +144,9 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 	fl.StringVarP(&f.server, "server", "s", os.Getenv(wire.EnvNATSURL), "NATS server URL (default $NATS_URL, then "+"nats://127.0.0.1:4222)")
 	fl.StringVar(&f.creds, "creds", os.Getenv(wire.EnvNATSCreds), "NATS credentials file (default $NATS_CREDS)")
 	fl.StringVar(&f.prefix, "prefix", envOr(wire.EnvPrefix, wire.DefaultPrefix), "subject prefix of the bus (default $PLUGBUS_PREFIX, then plugbus)")
-	fl.StringVar(&f.tlsCert, "tlscert", "", "client TLS certificate")
-	fl.StringVar(&f.tlsKey, "tlskey", "", "client TLS key")
-	fl.StringVar(&f.tlsCA, "tlsca", "", "CA certificate to verify the server with")
+	fl.StringVar(&f.tlsCert, "tlscert", os.Getenv(wire.EnvNATSCert), "client TLS certificate (default $NATS_CERT)")
+	fl.StringVar(&f.tlsKey, "tlskey", os.Getenv(wire.EnvNATSKey), "client TLS key (default $NATS_KEY)")
+	fl.StringVar(&f.tlsCA, "tlsca", os.Getenv(wire.EnvNATSCA), "CA certificate to verify the server with (default $NATS_CA)")
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -162,7 +162,7 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 		}
 		return usageError{fmt.Errorf("%s: %w", flag, err)}
 	}
-	cfg, err := parseConfigFlags(f.config)
+	cfg, err := initialConfig(os.Getenv(wire.EnvConfig), f.config)
 	if err != nil {
 		return usageError{err}
 	}
@@ -193,6 +193,26 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 		return err
 	}
 	return p.Run(ctx, nc)
+}
+
+// initialConfig is the config a plugin starts with: $PLUGBUS_CONFIG (a
+// JSON object, as hostd passes it), then the --config flags over it.
+func initialConfig(env string, flags []string) (map[string]any, error) {
+	cfg, err := parseConfigFlags(flags)
+	if err != nil || env == "" {
+		return cfg, err
+	}
+	var base map[string]any
+	if err := json.Unmarshal([]byte(env), &base); err != nil {
+		return nil, fmt.Errorf("$%s is not a JSON object: %v", wire.EnvConfig, err)
+	}
+	if base == nil {
+		base = map[string]any{}
+	}
+	for k, v := range cfg {
+		base[k] = v
+	}
+	return base, nil
 }
 
 // parseConfigFlags turns KEY=VALUE pairs into a config map. VALUE is

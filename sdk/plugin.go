@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -34,6 +35,7 @@ type Plugin struct {
 	state      schemas.PluginState
 	stateAt    time.Time
 	nc         *nats.Conn
+	js         jetstream.JetStream
 	svc        *wire.Service
 	instanceID string
 

@@ -65,6 +65,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	}
 	p.mu.Lock()
 	p.nc = nc
+	p.js = js
 	p.instanceID = svc.ID()
 	p.svc = svc
 	p.log = p.log.With().Str(FieldInstance, p.instanceID).Logger()

@@ -11,11 +11,16 @@ type Stats struct {
 	// EventsMalformed counts messages that were not valid CloudEvents
 	// (terminated without reaching a handler).
 	EventsMalformed uint64 `json:"events_malformed"`
+	// EventsUntrusted counts events whose type or source did not match
+	// the subject they arrived on (terminated without reaching a handler:
+	// see wire.CheckOrigin).
+	EventsUntrusted uint64 `json:"events_untrusted"`
 	// EventsUnhandled counts events of a type no handler matches
 	// (terminated, so the broker dead-letters them).
 	EventsUnhandled uint64 `json:"events_unhandled"`
 	// EventsTerminated counts events the instance terminated: permanent
-	// failures, failures on the last delivery, and malformed messages.
+	// failures, failures on the last delivery, malformed and untrusted
+	// messages.
 	EventsTerminated uint64 `json:"events_terminated"`
 	// ActionsHandled counts action calls answered with a result.
 	ActionsHandled uint64 `json:"actions_handled"`
@@ -38,11 +43,11 @@ type Stats struct {
 }
 
 type counters struct {
-	eventsHandled, eventsFailed, eventsMalformed, eventsUnhandled, eventsTerminated atomic.Uint64
-	actionsHandled, actionsFailed                                                   atomic.Uint64
-	hooksHandled, hooksRejected, hooksFailed                                        atomic.Uint64
-	configsApplied, configsRejected                                                 atomic.Uint64
-	registrations                                                                   atomic.Uint64
+	eventsHandled, eventsFailed, eventsMalformed, eventsUntrusted, eventsUnhandled, eventsTerminated atomic.Uint64
+	actionsHandled, actionsFailed                                                                    atomic.Uint64
+	hooksHandled, hooksRejected, hooksFailed                                                         atomic.Uint64
+	configsApplied, configsRejected                                                                  atomic.Uint64
+	registrations                                                                                    atomic.Uint64
 }
 
 // Stats returns a snapshot of the instance's counters. (Requests, errors
@@ -53,6 +58,7 @@ func (p *Plugin) Stats() Stats {
 		EventsHandled:    c.eventsHandled.Load(),
 		EventsFailed:     c.eventsFailed.Load(),
 		EventsMalformed:  c.eventsMalformed.Load(),
+		EventsUntrusted:  c.eventsUntrusted.Load(),
 		EventsUnhandled:  c.eventsUnhandled.Load(),
 		EventsTerminated: c.eventsTerminated.Load(),
 		ActionsHandled:   c.actionsHandled.Load(),

@@ -66,6 +66,15 @@ const (
 	EnvNATSURL = "NATS_URL"
 	// EnvNATSCreds is the plugin's own credentials file.
 	EnvNATSCreds = "NATS_CREDS"
+	// EnvNATSCert, EnvNATSKey and EnvNATSCA are the client TLS
+	// certificate, key and CA files (the nats CLI's variables).
+	EnvNATSCert = "NATS_CERT"
+	EnvNATSKey  = "NATS_KEY"
+	EnvNATSCA   = "NATS_CA"
+	// EnvConfig is a plugin's initial config as a JSON object (hostd
+	// passes it so, not on the command line, where every user of the
+	// host could read secrets with ps). --config flags win over it.
+	EnvConfig = "PLUGBUS_CONFIG"
 	// EnvPrefix is the bus's subject prefix.
 	EnvPrefix = "PLUGBUS_PREFIX"
 	// EnvHost is the host's name.
@@ -157,15 +166,18 @@ func HostAPISubject(prefix, endpoint, host string) string {
 }
 
 // InboxPrefix returns the reply inbox prefix of an identity: "host" or
-// "plugin" with a name. Those identities may subscribe to their own
-// inboxes only, so none can read another's replies; they connect with
-// nats.CustomInboxPrefix(InboxPrefix(...)). The broker and the admin keep
+// "plugin" with a name, or "broker". Those identities may subscribe to
+// their own inboxes only, so none can read another's replies; they
+// connect with nats.CustomInboxPrefix(InboxPrefix(...)). The admin keeps
 // nats.go's default, "_INBOX", so the nats CLI works with admin
-// credentials as it is.
+// credentials as it is; the broker has its own, so admins do not read the
+// replies plugins send it.
 func InboxPrefix(role, name string) string {
 	switch role {
 	case "host", "plugin":
 		return "_INBOX_" + role + "_" + name
+	case "broker":
+		return "_INBOX_broker"
 	}
 	return "_INBOX"
 }

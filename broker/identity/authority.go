@@ -164,8 +164,57 @@ func (a *Authority) AccountPublicKey() string { return a.accPub }
 // operator, with the system and plugbus accounts preloaded into an
 // in-memory resolver. Anonymous connections are then refused.
 func (a *Authority) Configure(opts *server.Options) error {
+	t, err := a.tokens()
+	if err != nil {
+		return err
+	}
+	opc, err := jwt.DecodeOperatorClaims(t.operator)
+	if err != nil {
+		return err
+	}
+	res := &server.MemAccResolver{}
+	if err := res.Store(t.systemPub, t.system); err != nil {
+		return err
+	}
+	if err := res.Store(a.accPub, t.account); err != nil {
+		return err
+	}
+	opts.TrustedOperators = []*jwt.OperatorClaims{opc}
+	opts.AccountResolver = res
+	opts.SystemAccount = t.systemPub
+	return nil
+}
+
+// ServerConfig returns the nats-server configuration that trusts this
+// authority, for an external NATS server (include it from the server's
+// config file): the operator, the system account and both accounts
+// preloaded into a memory resolver, as Configure does for the embedded
+// one.
+func (a *Authority) ServerConfig() (string, error) {
+	t, err := a.tokens()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`# plugbus: NATS decentralized auth for the plugbus account (made by broker auth init).
+# Include it from nats-server.conf; a server with it refuses anonymous connections.
+operator: %q
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %q
+  %s: %q
+}
+`, t.operator, t.systemPub, t.systemPub, t.system, a.accPub, t.account), nil
+}
+
+// tokens are the signed JWTs a server trusting the authority needs.
+type tokens struct {
+	operator, system, systemPub, account string
+}
+
+func (a *Authority) tokens() (tokens, error) {
 	if a.operator == nil {
-		return errors.New("configure a server: this authority does not own an operator")
+		return tokens{}, errors.New("this authority does not own an operator")
 	}
 	opPub, _ := a.operator.PublicKey()
 	opc := jwt.NewOperatorClaims(opPub)
@@ -174,36 +223,26 @@ func (a *Authority) Configure(opts *server.Options) error {
 	opc.SystemAccount = sysPub
 	opJWT, err := opc.Encode(a.operator)
 	if err != nil {
-		return err
-	}
-	opc, err = jwt.DecodeOperatorClaims(opJWT)
-	if err != nil {
-		return err
+		return tokens{}, err
 	}
 	sys := jwt.NewAccountClaims(sysPub)
 	sys.Name = "SYS"
 	sysJWT, err := sys.Encode(a.operator)
 	if err != nil {
-		return err
+		return tokens{}, err
 	}
 	a.mu.Lock()
 	accJWT, err := a.claims.Encode(a.operator)
 	a.mu.Unlock()
 	if err != nil {
-		return err
+		return tokens{}, err
 	}
-	res := &server.MemAccResolver{}
-	if err := res.Store(sysPub, sysJWT); err != nil {
-		return err
-	}
-	if err := res.Store(a.accPub, accJWT); err != nil {
-		return err
-	}
-	opts.TrustedOperators = []*jwt.OperatorClaims{opc}
-	opts.AccountResolver = res
-	opts.SystemAccount = sysPub
-	return nil
+	return tokens{operator: opJWT, system: sysJWT, systemPub: sysPub, account: accJWT}, nil
 }
+
+// SigningKeyFile is where Open keeps the account's signing key seed: the
+// file a broker on an external NATS takes as --account-signing-key.
+func (a *Authority) SigningKeyFile() string { return filepath.Join(a.dir, "signing.nk") }
 
 // Attach lets the authority apply account changes (revocations) to a
 // running embedded server.

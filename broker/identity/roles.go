@@ -85,15 +85,17 @@ func Permissions(prefix string, id Identity) jwt.Permissions {
 	case RoleAdmin:
 		pub(wire.APISubject(prefix, ">"), "$SRV.>", "$JS.API.INFO")
 		for _, s := range adminStreams {
+			// Stream info and single messages (nats stream info, nats
+			// stream get); the flow control answers of the push consumers
+			// streams.read makes for it. No consumer API at all: a
+			// consumer subject cannot tell a reader's consumer from a
+			// plugin's durable one, so the broker makes readers' consumers.
 			pub("$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.MSG.GET."+s, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>",
-				"$JS.API.CONSUMER.CREATE."+s+".>", "$JS.API.CONSUMER.MSG.NEXT."+s+".*",
-				"$JS.API.CONSUMER.INFO."+s+".*", "$JS.API.CONSUMER.DELETE."+s+".*")
+				"$JS.FC."+s+".>")
 		}
-		// Never the plugins' own durable consumers: reading one would
-		// take a plugin's events.
-		durable := "$JS.API.CONSUMER.*." + schemas.StreamEvents + "." + schemas.ConsumerName("*")
-		p.Pub.Deny.Add(durable, durable+".>")
-		sub(inbox)
+		// Live events, dead letters and logs as they are published
+		// (nats sub), and its replies.
+		sub(wire.EventsSubject(prefix), wire.DLQSubjects(prefix), wire.LogsSubject(prefix, "", ""), inbox)
 	case RoleHost:
 		h := id.Name
 		pub(wire.HostAPISubject(prefix, schemas.APIHostsPluginCreds, h),

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -69,6 +70,13 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz and /metrics (empty disables)")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server instead of embedding one")
 	f.StringVar(&cfg.Creds, "creds", "", "NATS credentials file (with --nats-url)")
+	f.StringVar(&cfg.AccountSigningKey, "account-signing-key", "", "nkey seed file of the bus account's signing key, to issue plugbus credentials on an external NATS (with --nats-url; docs/security.md)")
+	f.StringVar(&cfg.Account, "account", "", "public key of the bus account (with --account-signing-key)")
+	f.StringVar(&cfg.TLSCert, "tlscert", "", "client TLS certificate (with --nats-url)")
+	f.StringVar(&cfg.TLSKey, "tlskey", "", "client TLS key (with --nats-url)")
+	f.StringVar(&cfg.TLSCA, "tlsca", "", "CA certificate to verify the NATS server with (with --nats-url)")
+	f.StringVar(&cfg.ServerTLSCert, "server-tlscert", "", "TLS certificate of the embedded server's client port")
+	f.StringVar(&cfg.ServerTLSKey, "server-tlskey", "", "TLS key of the embedded server's client port")
 	f.StringVar(&cfg.Prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of streams and buckets (3 on a cluster)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", broker.DefaultHeartbeatInterval, "how often plugins are checked for a running instance")
@@ -84,7 +92,48 @@ func newCommand() *cobra.Command {
 	f.BoolVar(&cfg.ServerLogs, "server-logs", false, "include the embedded nats-server's own logs")
 	f.StringVar(&logFormat, "log-format", "", "console or json (default: console on a terminal, json otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	cmd.AddCommand(authCommand())
 	return cmd
+}
+
+// authCommand is `broker auth init DIR`: identities for a bus on an
+// external NATS server.
+func authCommand() *cobra.Command {
+	auth := &cobra.Command{
+		Use:   "auth",
+		Short: "Set up plugbus identities for an external NATS server",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	var prefix string
+	initCmd := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Create the operator, accounts, signing key, nats-server config and the broker's and an admin's credentials in DIR",
+		Long: `init creates in DIR what a broker on an external NATS server needs to issue
+every plugin's and host's credentials, as the embedded broker does in its data
+dir: the NATS operator, system and plugbus accounts, the account signing key
+(nkey seeds, 0600), plugbus-auth.conf for the nats-server to include, and the
+broker's and an admin's credentials. Run again, it keeps the keys. It prints
+how to start the server and the broker (docs/security.md).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ea, err := broker.InitExternalAuth(args[0], prefix)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "plugbus identities in %s\n\n", args[0])
+			fmt.Fprintf(out, "1. Copy %s next to the NATS server's config file and include it there\n   (include paths are relative to the including file; JetStream must be on):\n     include %s\n\n",
+				ea.ServerConfig, filepath.Base(ea.ServerConfig))
+			fmt.Fprintf(out, "2. Start the broker against it:\n     broker --nats-url nats://HOST:4222 --creds %s \\\n       --account-signing-key %s --account %s\n\n",
+				ea.BrokerCreds, ea.SigningKey, ea.Account)
+			fmt.Fprintf(out, "3. Use busctl as the admin:\n     busctl --server nats://HOST:4222 --creds %s plugins ls\n", ea.AdminCreds)
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus (the broker's --prefix)")
+	auth.AddCommand(initCmd)
+	return auth
 }
 
 // envDefaults fills every flag not given on the command line from

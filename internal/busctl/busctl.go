@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jsm.go/natscontext"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -55,7 +56,11 @@ type app struct {
 	stdout, stderr io.Writer
 
 	server string
-	creds  string
+	// serverFlag tells whether --server was given (it then wins over the
+	// nats context's server).
+	serverFlag  *pflag.Flag
+	natsContext string
+	creds       string
 	// credsFrom says where the credentials came from, for error hints.
 	credsFrom string
 
@@ -127,10 +132,12 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
+	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT)")
+	a.serverFlag = f.Lookup("server")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file (default $NATS_CREDS, then the local admin's, $PLUGBUS_DATA_DIR/creds/admin.creds, when it exists)")
-	f.StringVar(&a.tlsCert, "tlscert", "", "client TLS certificate")
-	f.StringVar(&a.tlsKey, "tlskey", "", "client TLS key")
-	f.StringVar(&a.tlsCA, "tlsca", "", "CA certificate to verify the server with")
+	f.StringVar(&a.tlsCert, "tlscert", os.Getenv(wire.EnvNATSCert), "client TLS certificate (default $NATS_CERT)")
+	f.StringVar(&a.tlsKey, "tlskey", os.Getenv(wire.EnvNATSKey), "client TLS key (default $NATS_KEY)")
+	f.StringVar(&a.tlsCA, "tlsca", os.Getenv(wire.EnvNATSCA), "CA certificate to verify the server with (default $NATS_CA)")
 	f.StringVar(&a.prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long to wait for the broker or NATS")
 	f.StringVarP(&a.output, "output", "o", outputTable, "output format: "+strings.Join(outputFormats, "|"))
@@ -224,6 +231,21 @@ func (a *app) conn() (*nats.Conn, error) {
 		return a.nc, nil
 	}
 	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout), nats.ErrorHandler(a.asyncError)}
+	server := a.server
+	if a.natsContext != "" {
+		nctx, err := natscontext.New(a.natsContext, true)
+		if err != nil {
+			return nil, usageErrf("cannot load nats context %q (`nats context ls` lists them): %v", a.natsContext, err)
+		}
+		copts, err := nctx.NATSOptions()
+		if err != nil {
+			return nil, usageErrf("nats context %q: %v", a.natsContext, err)
+		}
+		opts = append(copts, opts...)
+		if nctx.ServerURL() != "" && (a.serverFlag == nil || !a.serverFlag.Changed) && os.Getenv("NATS_URL") == "" {
+			server = nctx.ServerURL()
+		}
+	}
 	creds, from := a.resolveCreds()
 	a.credsFrom = from
 	if creds != "" {
@@ -241,6 +263,7 @@ func (a *app) conn() (*nats.Conn, error) {
 	if a.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(a.tlsCA))
 	}
+	a.server = server
 	nc, err := nats.Connect(a.server, opts...)
 	if err != nil {
 		return nil, &connectError{url: a.server, err: err}
@@ -280,6 +303,10 @@ func (a *app) resolveCreds() (path, from string) {
 	}
 	if c := os.Getenv("NATS_CREDS"); c != "" {
 		return c, "$NATS_CREDS " + c
+	}
+	if a.natsContext != "" {
+		// The context brings its own credentials (or none).
+		return "", "nats context " + a.natsContext
 	}
 	dir := os.Getenv("PLUGBUS_DATA_DIR")
 	if dir == "" {

@@ -2,6 +2,7 @@ package busctl
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sort"
@@ -88,6 +89,19 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 		fmt.Fprintf(w, "error: %v\n", err)
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
 			fmt.Fprintf(w, "hint: the bus refused these credentials (%s): pass --creds FILE or set $NATS_CREDS; with make run the admin's are in data/creds/admin.creds, which busctl finds when run from the checkout\n", a.credsFrom)
+			return ExitError
+		}
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
+		switch {
+		case errors.As(err, &unknownCA):
+			fmt.Fprintf(w, "hint: the server's TLS certificate is signed by a CA busctl does not know: pass it with --tlsca FILE (or $NATS_CA)\n")
+			return ExitError
+		case errors.As(err, &hostErr):
+			fmt.Fprintf(w, "hint: the server's TLS certificate is not for this address: use the host name it was issued for in --server\n")
+			return ExitError
+		case errors.Is(err, nats.ErrSecureConnRequired):
+			fmt.Fprintf(w, "hint: the server requires TLS: use a tls:// URL with --tlsca FILE (or $NATS_CA) when its CA is private\n")
 			return ExitError
 		}
 		fmt.Fprintf(w, "hint: %s\n", hintStartBroker)
@@ -177,6 +191,10 @@ func (a *app) hintFor(e *schemas.Error) string {
 				h += "; an admin's credentials (data/creds/admin.creds with make run) can do everything busctl does"
 			}
 			return h
+		}
+	case schemas.CodeUnavailable:
+		if keys := detailList(e, schemas.DetailPublicKeys); keys != "" {
+			return "with nsc, for each key: `nsc revocations add-user --account ACCOUNT --user-public-key KEY`, then `nsc push`; keys: " + keys
 		}
 	case schemas.CodeTooLarge:
 		return "the request is over the size limit: send less data"

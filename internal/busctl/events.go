@@ -13,10 +13,10 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -137,7 +137,7 @@ func typeFilter(prefix, typ string) (string, error) {
 // msgPrinter shows the messages of a stream.
 type msgPrinter interface {
 	// print shows one message.
-	print(msg jetstream.Msg) error
+	print(msg *client.StreamMsg) error
 	// endBatch is called once the last N messages are shown (before
 	// --follow goes on with new ones). It may be called more than once.
 	endBatch() error
@@ -145,78 +145,53 @@ type msgPrinter interface {
 
 // readStream prints the last n messages of stream that match filters,
 // oldest first (only among those stored at or after since, when it is
-// set), then with follow keeps printing new ones until ctx ends. See lastN
-// and lastNSince for how the start is found.
+// set), then with follow keeps printing new ones until ctx ends. The
+// broker pushes them into busctl's inbox (streams.read): admins hold no
+// consumer permissions on the bus's streams.
 func (a *app) readStream(ctx context.Context, stream string, filters []string, n uint64, since time.Time, follow bool, p msgPrinter) error {
-	nc, err := a.conn()
+	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
+	req := schemas.StreamReadRequest{Stream: stream, Filters: filters, Last: n, Follow: follow}
+	if !since.IsZero() {
+		req.Since = &since
 	}
 	cctx, cancel := a.callCtx(ctx)
-	defer cancel()
-	s, err := js.Stream(cctx, stream)
+	r, err := c.ReadStream(cctx, req)
+	cancel()
 	if err != nil {
-		return &streamError{stream: stream, err: err}
-	}
-	win, err := lastNSince(cctx, s, filters, n, since)
-	if err != nil {
-		return &streamError{stream: stream, err: err}
-	}
-	if win.Want == 0 && !follow {
-		return p.endBatch()
-	}
-	occ := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    filters,
-		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:       win.Start,
-		InactiveThreshold: 30 * time.Second,
-	}
-	if !win.StartTime.IsZero() {
-		occ.DeliverPolicy, occ.OptStartSeq, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &win.StartTime
-	}
-	oc, err := s.OrderedConsumer(cctx, occ)
-	if err != nil {
-		return &streamError{stream: stream, err: err}
-	}
-	it, err := oc.Messages()
-	if err != nil {
-		return &streamError{stream: stream, err: err}
+		return err
 	}
 	defer func() {
-		it.Stop()
-		// Leave nothing behind: the ordered consumer would otherwise live
-		// until its inactivity threshold.
-		if info := oc.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = s.DeleteConsumer(dctx, info.Name)
-			cancel()
-		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = r.Stop(sctx)
+		cancel()
 	}()
-
-	if win.Want == 0 {
+	want := r.Want()
+	if want == 0 && !follow {
+		return p.endBatch()
+	}
+	if want == 0 {
 		if err := p.endBatch(); err != nil {
 			return err
 		}
 	}
 	var got uint64
-	for follow || got < win.Want {
+	for follow || got < want {
 		nctx, ncancel := ctx, context.CancelFunc(func() {})
 		if !follow {
 			// The messages are known to be there: bound the wait anyway.
 			nctx, ncancel = a.callCtx(ctx)
 		}
-		msg, err := it.Next(jetstream.NextContext(nctx))
+		msg, err := r.Next(nctx)
 		ncancel()
 		if err != nil {
 			if follow && ctx.Err() != nil {
 				return nil // Ctrl-C ends --follow normally
 			}
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				return &streamError{stream: stream, err: fmt.Errorf("%d of %d messages arrived within --timeout %s", got, win.Want, a.timeout)}
+				return &streamError{stream: stream, err: fmt.Errorf("%d of %d messages arrived within --timeout %s", got, want, a.timeout)}
 			}
 			return &streamError{stream: stream, err: err}
 		}
@@ -224,16 +199,14 @@ func (a *app) readStream(ctx context.Context, stream string, filters []string, n
 			return err
 		}
 		got++
-		if got == win.Want {
+		if got == want {
 			if err := p.endBatch(); err != nil {
 				return err
 			}
 		}
-		if !follow {
-			// Messages deleted meanwhile (limits, purge) shorten the window.
-			if meta, err := msg.Metadata(); err == nil && meta.NumPending == 0 {
-				break
-			}
+		// Messages deleted meanwhile (limits, purge) shorten the window.
+		if !follow && msg.Pending == 0 {
+			break
 		}
 	}
 	return p.endBatch()
@@ -246,21 +219,16 @@ type eventPrinter struct {
 	table *streamTable
 }
 
-func (p *eventPrinter) print(msg jetstream.Msg) error {
-	meta, _ := msg.Metadata()
-	var seq uint64
-	var stored time.Time
-	if meta != nil {
-		seq, stored = meta.Sequence.Stream, meta.Timestamp
-	}
+func (p *eventPrinter) print(msg *client.StreamMsg) error {
+	seq, stored := msg.Seq, msg.Time
 	e, err := wire.DecodeEvent(context.Background(), natsMsg(msg))
 	if err != nil {
 		note := fmt.Sprintf("malformed event at stream seq %d: %v", seq, err)
 		if p.a.jsonOutput() {
-			_, werr := fmt.Fprintf(p.a.stderr, "%s (subject %s)\n", note, msg.Subject())
+			_, werr := fmt.Fprintf(p.a.stderr, "%s (subject %s)\n", note, msg.Subject)
 			return werr
 		}
-		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject(), "", note)
+		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject, "", note)
 	}
 	if p.a.jsonOutput() {
 		b, err := json.Marshal(e)
@@ -276,7 +244,7 @@ func (p *eventPrinter) print(msg jetstream.Msg) error {
 	}
 	subject := e.Subject()
 	if subject == "" {
-		subject = msg.Subject()
+		subject = msg.Subject
 	}
 	return p.table.add(fmtTime(t), e.Type(), subject, e.ID(), truncate(eventSummary(e), summaryWidth))
 }
@@ -438,10 +406,10 @@ type dlqPrinter struct {
 	table *streamTable
 }
 
-func (p *dlqPrinter) print(msg jetstream.Msg) error {
-	h := msg.Headers()
+func (p *dlqPrinter) print(msg *client.StreamMsg) error {
+	h := msg.Header
 	d := deadLetter{
-		Subject:  msg.Subject(),
+		Subject:  msg.Subject,
 		Reason:   h.Get(schemas.HeaderDLQReason),
 		Cause:    h.Get(schemas.HeaderDLQCause),
 		Consumer: h.Get(schemas.HeaderDLQConsumer),
@@ -454,9 +422,7 @@ func (p *dlqPrinter) print(msg jetstream.Msg) error {
 			d.Headers[k] = v[0]
 		}
 	}
-	if meta, err := msg.Metadata(); err == nil {
-		d.Seq, d.Time = meta.Sequence.Stream, meta.Timestamp.UTC()
-	}
+	d.Seq, d.Time = msg.Seq, msg.Time.UTC()
 	if t, err := time.Parse(time.RFC3339Nano, h.Get(schemas.HeaderDLQTime)); err == nil {
 		d.Time = t.UTC()
 	}
@@ -491,8 +457,8 @@ func (p *dlqPrinter) endBatch() error {
 
 // natsMsg rebuilds the core NATS message of a JetStream message for
 // wire.Decode.
-func natsMsg(m jetstream.Msg) *nats.Msg {
-	return &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}
+func natsMsg(m *client.StreamMsg) *nats.Msg {
+	return &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
 }
 
 // streamTable is a table whose rows may keep coming after it is first

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
+	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/internal/busctl"
 	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/schemas"
@@ -24,6 +27,35 @@ type bus struct {
 	url string
 	nc  *nats.Conn
 	js  jetstream.JetStream
+	// brokerUp is set once a real broker serves the bus (ensureBroker).
+	brokerUp bool
+}
+
+// ensureBroker runs a real broker on the bus (no identities: the test
+// server has no auth): busctl reads the streams through it (streams.read).
+// It creates the bus's streams.
+func (b *bus) ensureBroker(t *testing.T) {
+	t.Helper()
+	if b.brokerUp {
+		return
+	}
+	l := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	br, err := broker.New(broker.Config{NATSURL: b.url, Logger: &l, HeartbeatInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-br.Ready():
+	case err := <-done:
+		t.Fatalf("broker stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("broker not ready within 30s")
+	}
+	b.brokerUp = true
 }
 
 func startBus(t *testing.T) *bus {
@@ -161,8 +193,19 @@ func newEvent(t *testing.T, id, typ string, data any) *event.Event {
 }
 
 // createStream creates a stream over subjects.
+//
+// The bus's own streams are the broker's (ensureBroker), as busctl reads
+// them through it.
 func (b *bus) createStream(t *testing.T, name string, subjects ...string) jetstream.Stream {
 	t.Helper()
+	if slices.Contains(schemas.ReadableStreams, name) {
+		b.ensureBroker(t)
+		s, err := b.js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	s, err := b.js.CreateStream(context.Background(), jetstream.StreamConfig{Name: name, Subjects: subjects})
 	if err != nil {
 		t.Fatal(err)

@@ -11,10 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -133,23 +133,19 @@ type logPrinter struct {
 	table *streamTable
 }
 
-func (p *logPrinter) print(msg jetstream.Msg) error {
-	var seq uint64
-	var stored time.Time
-	if meta, err := msg.Metadata(); err == nil {
-		seq, stored = meta.Sequence.Stream, meta.Timestamp
-	}
-	rec, err := decodeLogRecord(msg.Data())
+func (p *logPrinter) print(msg *client.StreamMsg) error {
+	seq, stored := msg.Seq, msg.Time
+	rec, err := decodeLogRecord(msg.Data)
 	if err != nil {
 		if p.a.jsonOutput() {
 			_, werr := fmt.Fprintf(p.a.stderr, "not a log record at stream seq %d (subject %s; %v): %s\n",
-				seq, msg.Subject(), err, rawText(msg.Data()))
+				seq, msg.Subject, err, rawText(msg.Data))
 			return werr
 		}
-		return p.table.add(stored.UTC().Format(logTimeLayout), subjectSource(p.a.prefix, msg.Subject()), levelCell("RAW"), rawText(msg.Data()))
+		return p.table.add(stored.UTC().Format(logTimeLayout), subjectSource(p.a.prefix, msg.Subject), levelCell("RAW"), rawText(msg.Data))
 	}
 	if p.a.jsonOutput() {
-		_, err := fmt.Fprintln(p.a.stdout, compactJSON(msg.Data()))
+		_, err := fmt.Fprintln(p.a.stdout, compactJSON(msg.Data))
 		return err
 	}
 	level := strings.ToUpper(rec.Level)

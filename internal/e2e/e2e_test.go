@@ -138,6 +138,8 @@ type bus struct {
 	// dataDir is the broker's: busctl finds the local admin's credentials
 	// there, as it does in a checkout after make run.
 	dataDir string
+	// creds, when set, is passed to busctl as --creds.
+	creds string
 }
 
 // busctl runs busctl and returns stdout, stderr and the exit code.
@@ -145,7 +147,11 @@ func (b *bus) busctl(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "busctl"), append([]string{"--server", b.natsURL}, args...)...)
+	global := []string{"--server", b.natsURL}
+	if b.creds != "" {
+		global = append(global, "--creds", b.creds)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(b.bin, "busctl"), append(global, args...)...)
 	cmd.Env = append(os.Environ(), "PLUGBUS_DATA_DIR="+b.dataDir, "NATS_CREDS=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -31,11 +31,13 @@ const (
 )
 
 // configSchema is the manifest's config schema: the broker validates the
-// config against it before the plugin sees it.
+// config against it before the plugin sees it, and shows the writeOnly
+// url to nobody else.
 const configSchema = `{
   "type": "object",
   "properties": {
-    "url": {"type": "string", "format": "uri", "pattern": "^https?://", "description": "Slack-compatible incoming webhook URL"},
+    "url": {"type": "string", "format": "uri", "pattern": "^https?://", "writeOnly": true,
+            "description": "Slack-compatible incoming webhook URL; its path is the webhook's secret, so it is writeOnly: only this plugin reads it back"},
     "channel": {"type": "string", "description": "channel override, e.g. #alerts"},
     "username": {"type": "string", "description": "sender name shown in the channel"}
   },

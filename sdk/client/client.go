@@ -124,17 +124,9 @@ func (c *Client) Prefix() string { return c.prefix }
 // constants, such as schemas.APIJobsDeploy) and decodes the reply into resp,
 // which may be nil. An error reply is returned as a *schemas.Error.
 func (c *Client) Call(ctx context.Context, endpoint string, req, resp any) error {
-	if c.err != nil {
-		return c.err
-	}
-	nc := c.nc
-	if c.conn != nil {
-		if nc = c.conn(); nc == nil {
-			return fmt.Errorf("%w: %s: the plugin's client works once Run has connected (in handlers, OnShutdown, or after Ready)", ErrNotConnected, endpoint)
-		}
-	}
-	if nc == nil {
-		return fmt.Errorf("%w: nil NATS connection", ErrInvalidOption)
+	nc, err := c.connection(endpoint)
+	if err != nil {
+		return err
 	}
 	if _, ok := ctx.Deadline(); !ok && c.timeout > 0 {
 		var cancel context.CancelFunc

@@ -1,4 +1,4 @@
-package busctl
+package broker
 
 import (
 	"context"
@@ -114,7 +114,7 @@ func lastNSince(ctx context.Context, s jetstream.Stream, filters []string, n uin
 // pendingFrom returns how many messages matching filters the stream holds
 // from sequence seq on, read from the num_pending of a probe consumer.
 func pendingFrom(ctx context.Context, s jetstream.Stream, filters []string, seq uint64) (uint64, error) {
-	return pending(ctx, s, filters, jetstream.ConsumerConfig{
+	return probePending(ctx, s, filters, jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   seq,
 	}, fmt.Sprintf("from sequence %d", seq))
@@ -123,15 +123,15 @@ func pendingFrom(ctx context.Context, s jetstream.Stream, filters []string, seq 
 // pendingSince returns how many messages matching filters the stream holds
 // that were stored at or after since.
 func pendingSince(ctx context.Context, s jetstream.Stream, filters []string, since time.Time) (uint64, error) {
-	return pending(ctx, s, filters, jetstream.ConsumerConfig{
+	return probePending(ctx, s, filters, jetstream.ConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
 		OptStartTime:  &since,
 	}, "from "+since.UTC().Format(time.RFC3339Nano))
 }
 
-// pending creates a probe consumer starting where cfg says and returns its
+// probePending creates a probe consumer starting where cfg says and returns its
 // num_pending; the probe is deleted right away.
-func pending(ctx context.Context, s jetstream.Stream, filters []string, cfg jetstream.ConsumerConfig, from string) (uint64, error) {
+func probePending(ctx context.Context, s jetstream.Stream, filters []string, cfg jetstream.ConsumerConfig, from string) (uint64, error) {
 	cfg.AckPolicy = jetstream.AckNonePolicy
 	cfg.MemoryStorage = true
 	cfg.Replicas = 1
