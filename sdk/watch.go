@@ -92,6 +92,12 @@ func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, k
 				markSynced()
 				continue
 			}
+			if entry.Key() != key {
+				// Only this key's values: never another's, whatever a
+				// tampered watch delivers.
+				log.Warn().Str("key", entry.Key()).Msg("watch delivered another key; ignoring it")
+				continue
+			}
 			if entry.Operation() == jetstream.KeyValuePut {
 				onPut(entry)
 			}

@@ -114,9 +114,11 @@ func TestWritingAPluginExample(t *testing.T) {
 		t.Fatalf("define printed %s (%v)", out, err)
 	}
 
-	// Next to a running bus, as the page says.
+	// Next to a running bus, as the page says: its own credentials first
+	// (busctl finds the admin's through $PLUGBUS_DATA_DIR).
 	b, _ := startBus(t)
-	start(t, hello, "listen", "--server", b.natsURL, "--config", "greeting=hi", "--creds", b.pluginCreds(t, "hello"))
+	b.mustBusctl(t, "plugins", "creds", "hello", "--out", filepath.Join(dir, "hello.creds"))
+	start(t, hello, "listen", "--server", b.natsURL, "--config", "greeting=hi", "--creds", filepath.Join(dir, "hello.creds"))
 	b.waitActive(t, "hello")
 	out = []byte(b.mustBusctl(t, "machine", "action", "m1", "greet", "--param", "hello/name=bob"))
 	if !strings.Contains(string(out), `"said": "hi, bob"`) {
