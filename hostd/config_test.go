@@ -58,11 +58,17 @@ plugins:
 		"not yaml":        {"plugins: [\n", "not YAML"},
 		"top-level list":  {"- a\n- b\n", "object"},
 		"bad label value": {"labels: {a: [1]}\n", "labels.a"},
+		"tls cert alone":  {"tls: {cert: c.pem}\n", "tls: cert and key go together"},
+		"tls typo":        {"tls: {cafile: ca.pem}\n", "tls.cafile"},
 	} {
 		_, err := ParseConfig([]byte(tc.doc), dir)
 		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: error %v, want one naming %s", name, err, tc.field)
 		}
+	}
+	if c, err := ParseConfig([]byte("tls: {ca: ca.pem, cert: /etc/c.pem, key: k.pem}\n"), dir); err != nil ||
+		*c.TLS != (TLSConfig{CA: filepath.Join(dir, "ca.pem"), Cert: "/etc/c.pem", Key: filepath.Join(dir, "k.pem")}) {
+		t.Errorf("tls paths: %+v (%v), want them relative to the file's folder", c.TLS, err)
 	}
 	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("missing file: %v", err)

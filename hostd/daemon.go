@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ type Options struct {
 	// (Config.Creds: the bus has identities) obtains each plugin's from the
 	// broker, and one without runs its plugins without credentials.
 	Credentials func(ctx context.Context, plugin string) (string, error)
+	// TLS, when set, replaces the config file's tls (hostd's --tlscert,
+	// --tlskey and --tlsca flags).
+	TLS *TLSConfig
 	// Policy is the restart policy (default supervisor.DefaultPolicy).
 	Policy *supervisor.Policy
 	// ReadyPoll is how often a starting instance's readiness is checked
@@ -89,6 +93,12 @@ func New(opts Options) (*Daemon, error) {
 	cfg, err := LoadConfig(opts.ConfigPath)
 	if err != nil {
 		return nil, err
+	}
+	if opts.TLS != nil {
+		if (opts.TLS.Cert == "") != (opts.TLS.Key == "") {
+			return nil, fmt.Errorf("%w: --tlscert and --tlskey go together", ErrInvalidConfig)
+		}
+		cfg.TLS = opts.TLS
 	}
 	if opts.ReadyPoll <= 0 {
 		opts.ReadyPoll = 200 * time.Millisecond
@@ -283,11 +293,15 @@ func (d *Daemon) reload() {
 	}
 	d.mu.Lock()
 	old := d.cfg
-	if cfg.Host != old.Host || cfg.NATSURL != old.NATSURL || cfg.Prefix != old.Prefix || cfg.StateDir != old.StateDir || cfg.Creds != old.Creds {
+	if d.opts.TLS != nil {
+		cfg.TLS = d.opts.TLS
+	}
+	if cfg.Host != old.Host || cfg.NATSURL != old.NATSURL || cfg.Prefix != old.Prefix || cfg.StateDir != old.StateDir || cfg.Creds != old.Creds ||
+		!reflect.DeepEqual(cfg.TLS, old.TLS) {
 		d.mu.Unlock()
-		d.log.Error().Msg("config file changes host, nats_url, prefix, creds or state_dir: restart hostd for those; the rest is applied")
+		d.log.Error().Msg("config file changes host, nats_url, prefix, creds, tls or state_dir: restart hostd for those; the rest is applied")
 		d.mu.Lock()
-		cfg.Host, cfg.NATSURL, cfg.Prefix, cfg.StateDir, cfg.Creds = old.Host, old.NATSURL, old.Prefix, old.StateDir, old.Creds
+		cfg.Host, cfg.NATSURL, cfg.Prefix, cfg.StateDir, cfg.Creds, cfg.TLS = old.Host, old.NATSURL, old.Prefix, old.StateDir, old.Creds, old.TLS
 	}
 	d.cfg = cfg
 	d.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"github.com/plugbus/plugbus/hostd"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func main() {
@@ -32,6 +33,7 @@ func main() {
 
 func newCommand() *cobra.Command {
 	var configPath, logFormat, logLevel string
+	var tls hostd.TLSConfig
 	cmd := &cobra.Command{
 		Use:           "hostd",
 		Short:         "Run this host's plugbus plugins as supervised processes",
@@ -44,7 +46,11 @@ func newCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := hostd.New(hostd.Options{ConfigPath: configPath, Logger: log})
+			opts := hostd.Options{ConfigPath: configPath, Logger: log}
+			if tls != (hostd.TLSConfig{}) {
+				opts.TLS = &tls
+			}
+			d, err := hostd.New(opts)
 			if err != nil {
 				return err
 			}
@@ -66,6 +72,9 @@ func newCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&configPath, "config", "c", def, "config file (YAML or JSON; default $PLUGBUS_HOSTD_CONFIG, then hostd.yaml)")
+	f.StringVar(&tls.Cert, "tlscert", os.Getenv(wire.EnvNATSCert), "client TLS certificate, instead of the config's tls.cert (default $NATS_CERT)")
+	f.StringVar(&tls.Key, "tlskey", os.Getenv(wire.EnvNATSKey), "client TLS key, instead of the config's tls.key (default $NATS_KEY)")
+	f.StringVar(&tls.CA, "tlsca", os.Getenv(wire.EnvNATSCA), "CA to verify the server with, instead of the config's tls.ca (default $NATS_CA)")
 	f.StringVar(&logFormat, "log-format", "", "console or json (default: console on a terminal, json otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	return cmd
