@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -166,6 +167,12 @@ func endpointName(api string) string {
 // it.
 func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) {
 	start := time.Now()
+	if _, ok := ctx.Deadline(); !ok {
+		// A caller that sent no deadline gets the broker's.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.cfg.RequestTimeout)
+		defer cancel()
+	}
 	var resp any
 	var err error
 	tn, _ := req.Local.(*turn)
@@ -175,12 +182,36 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 			err = schemas.Errorf(schemas.CodeTimeout, "", "gave up waiting for an earlier operation on the same object: %v", err)
 		}
 	}
+	var rk string
+	if err == nil && schemas.Idempotent(ep.name) {
+		var key string
+		key, err = idempotencyKey(req.Headers())
+		if key != "" {
+			rk = requestKey(ep.name, req.Subject(), key)
+			ctx = withOp(ctx, base62(sha256.Sum256([]byte(rk))))
+			if msg, ok := b.lookupReply(ctx, rk); ok {
+				// A repeat: the first reply, nothing done again.
+				if tn != nil {
+					tn.done()
+				}
+				b.metrics.apiRequests.WithLabelValues(ep.name, "replayed").Inc()
+				if rerr := req.Respond(msg); rerr != nil {
+					b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
+				}
+				return
+			}
+		}
+	}
 	if err == nil {
 		if schemas.IsScoped(ep.name) {
 			subj := req.Subject()
 			ctx = context.WithValue(ctx, callerKey{}, subj[strings.LastIndexByte(subj, '.')+1:])
 		}
 		resp, err = b.serve(ctx, ep, req.Data())
+	}
+	msg := wire.ReplyMsg(req.ReplySubject(), resp, err)
+	if rk != "" {
+		b.keepReply(ctx, rk, msg)
 	}
 	if tn != nil {
 		tn.done()
@@ -200,7 +231,7 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	}
 	b.metrics.apiRequests.WithLabelValues(ep.name, metricCode(code)).Inc()
 	b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
-	if rerr := req.Reply(resp, err); rerr != nil {
+	if rerr := req.Respond(msg); rerr != nil {
 		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
 	}
 }

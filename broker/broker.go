@@ -43,6 +43,7 @@ type Broker struct {
 	pub     *Publisher
 	reg     *registry
 	seq     *sequencer
+	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
 	natsURL string
@@ -60,6 +61,7 @@ func New(cfg Config) (*Broker, error) {
 		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
+		limits:  newLimits(),
 		ready:   make(chan struct{}),
 	}, nil
 }
@@ -90,6 +92,14 @@ func (b *Broker) NATSURL() string { return b.natsURL }
 func (b *Broker) Run(ctx context.Context) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if b.cfg.NATSURL == "" {
+		// First: nothing may be written to a data dir another broker uses.
+		lock, err := lockDataDir(b.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.release()
+	}
 	if err := b.connect(); err != nil {
 		return err
 	}
@@ -128,10 +138,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(4)
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
+	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.
@@ -149,9 +160,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		_ = httpSrv.Shutdown(shutCtx)
 		c()
 	}
-	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// No new requests; the ones in flight finish within the drain timeout,
+	// with their own contexts (the stop is not their cancellation).
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), b.cfg.DrainTimeout)
 	if err := svc.Stop(stopCtx); err != nil {
-		b.log.Warn().Err(err).Msg("requests still running after 30s; stopping anyway")
+		b.log.Warn().Err(err).Dur("drain_timeout", b.cfg.DrainTimeout).Msg("requests still running at the drain timeout; stopping anyway")
 	}
 	stopCancel()
 	bg.Wait()

@@ -27,6 +27,16 @@ const (
 	DefaultDLQMaxBytes          = 1 << 30
 	DefaultLogMaxAge            = 24 * time.Hour
 	DefaultLogMaxBytes          = 256 << 20
+	DefaultEventMaxBytes        = 4 << 30
+	DefaultAlertRetention       = 24 * time.Hour
+	DefaultJobRetention         = 7 * 24 * time.Hour
+	DefaultIdempotencyWindow    = 10 * time.Minute
+	DefaultDrainTimeout         = 30 * time.Second
+	DefaultRequestTimeout       = time.Minute
+	// DefaultHookConcurrency and DefaultPluginConcurrency bound the calls
+	// in flight to one hook point and to one plugin.
+	DefaultHookConcurrency   = 64
+	DefaultPluginConcurrency = 32
 	// DefaultHostLostAfter is how many of its own heartbeat intervals a
 	// host may miss before the broker marks it LOST.
 	DefaultHostLostAfter = 3
@@ -118,6 +128,27 @@ type Config struct {
 	MaxConcurrentObjects int
 	// EventMaxAge is how long core events are kept for replay (default 7 days).
 	EventMaxAge time.Duration
+	// EventMaxBytes bounds the event stream's size; the oldest events go
+	// first (default 4 GiB).
+	EventMaxBytes int64
+	// AlertRetention is how long a resolved (or suppressed) alert stays in
+	// the alerts bucket, JobRetention how long a deleted job stays in the
+	// jobs bucket (defaults 24h and 7 days); then they leave it.
+	AlertRetention, JobRetention time.Duration
+	// IdempotencyWindow is how long the reply to a request with an
+	// idempotency key is kept: a repeat within it gets the same reply and
+	// does nothing again (default 10m).
+	IdempotencyWindow time.Duration
+	// DrainTimeout bounds how long a stopping broker lets the requests in
+	// flight finish (default 30s).
+	DrainTimeout time.Duration
+	// RequestTimeout is the deadline of a request whose caller sent none
+	// (default 1m); a caller's own (the Plugbus-Timeout header) wins.
+	RequestTimeout time.Duration
+	// HookConcurrency and PluginConcurrency bound the calls in flight to
+	// one hook point (default 64) and to one plugin (default 32): a hung
+	// plugin holds up only what waits on it.
+	HookConcurrency, PluginConcurrency int
 	// DLQMaxAge is how long dead letters are kept (default 30 days).
 	DLQMaxAge time.Duration
 	// DLQMaxBytes bounds the dead-letter stream's size; the oldest dead
@@ -177,6 +208,30 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DLQMaxAge == 0 {
 		c.DLQMaxAge = DefaultDLQMaxAge
+	}
+	if c.EventMaxBytes == 0 {
+		c.EventMaxBytes = DefaultEventMaxBytes
+	}
+	if c.AlertRetention == 0 {
+		c.AlertRetention = DefaultAlertRetention
+	}
+	if c.JobRetention == 0 {
+		c.JobRetention = DefaultJobRetention
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.HookConcurrency == 0 {
+		c.HookConcurrency = DefaultHookConcurrency
+	}
+	if c.PluginConcurrency == 0 {
+		c.PluginConcurrency = DefaultPluginConcurrency
 	}
 	if c.DLQMaxBytes == 0 {
 		c.DLQMaxBytes = DefaultDLQMaxBytes
@@ -246,6 +301,23 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrency < 1 {
 		return bad("max-concurrency", "%d must be at least 1", c.MaxConcurrency)
+	}
+	for name, d := range map[string]time.Duration{"alert-retention": c.AlertRetention, "job-retention": c.JobRetention,
+		"idempotency-window": c.IdempotencyWindow} {
+		if d < time.Second {
+			return bad(name, "%s is below 1s (records expire by the second)", d)
+		}
+	}
+	for name, d := range map[string]time.Duration{"drain-timeout": c.DrainTimeout, "request-timeout": c.RequestTimeout} {
+		if d <= 0 {
+			return bad(name, "%s must be positive", d)
+		}
+	}
+	if c.EventMaxBytes < 1<<20 {
+		return bad("event-max-bytes", "%d is below 1 MiB", c.EventMaxBytes)
+	}
+	if c.HookConcurrency < 1 || c.PluginConcurrency < 1 {
+		return bad("hook-concurrency", "hook and plugin concurrency must be at least 1")
 	}
 	return nil
 }

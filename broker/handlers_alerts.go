@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/plugbus/plugbus/internal/logging"
@@ -15,8 +16,11 @@ import (
 // suppressed.
 func (b *Broker) handleAlertFire(ctx context.Context, req *schemas.AlertFireRequest) (any, error) {
 	in := *req
+	op := opID(ctx)
 	if in.ID == "" {
-		in.ID = uuid.NewString()
+		// From the operation: a retry with the same idempotency key fires
+		// the same alert.
+		in.ID = uuid.NewSHA1(uuid.NameSpaceOID, []byte("plugbus/alert/"+op)).String()
 	}
 	object := "alert/" + in.ID
 	run, err := b.runChain(ctx, schemas.HookAlertPreNotify, object, in, nil)
@@ -43,51 +47,55 @@ func (b *Broker) handleAlertFire(ctx context.Context, req *schemas.AlertFireRequ
 		in = patched
 	}
 	now := time.Now().UTC()
-	alert, err := updateJSON(ctx, b.st.alerts, in.ID, func(cur *schemas.Alert, _ bool) error {
+	res, err := commitRecord(ctx, b, b.st.alerts, in.ID, op, func(cur *schemas.Alert, _ bool) ([]*event.Event, time.Duration, error) {
 		*cur = schemas.Alert{ID: in.ID, Severity: in.Severity, Summary: in.Summary, Labels: in.Labels,
 			Status: status, FiredAt: now}
-		return nil
+		if status == schemas.AlertSuppressed {
+			// Nothing fired: the record is final at once.
+			return nil, b.cfg.AlertRetention, nil
+		}
+		ev, err := NewEvent(schemas.TypeAlertFired, *cur, WithSubject(object))
+		return []*event.Event{ev}, 0, err
 	})
 	if err != nil {
-		return nil, err
+		e := schemas.AsError(err)
+		e.Details = withChains(e.Details, chains)
+		return nil, e
 	}
+	alert := res.Record
 	if status == schemas.AlertSuppressed {
 		b.log.Info().Str(logging.FieldAlert, in.ID).Str(logging.FieldPlugin, run.err.Plugin).Str(logging.FieldReason, run.err.Message).Msg("alert suppressed")
 		return schemas.AlertResponse{Alert: alert, Chains: chains}, nil
 	}
-	eid, err := b.publishLater(ctx, schemas.TypeAlertFired, alert, WithSubject(object))
-	if err != nil {
-		return nil, err
-	}
-	b.log.Info().Str(logging.FieldAlert, in.ID).Str("severity", alert.Severity).Str(logging.FieldEventID, eid).Msg("alert fired")
+	eid := firstID(res.EventIDs)
+	b.log.Info().Str(logging.FieldAlert, in.ID).Str("severity", alert.Severity).Str(logging.FieldEventID, eid).Bool("replayed", res.Replayed).Msg("alert fired")
 	return schemas.AlertResponse{Alert: alert, EventID: eid, Chains: chains}, nil
 }
 
 func (b *Broker) handleAlertResolve(ctx context.Context, req *schemas.AlertRef) (any, error) {
 	now := time.Now().UTC()
-	alert, err := updateJSON(ctx, b.st.alerts, req.ID, func(cur *schemas.Alert, exists bool) error {
+	res, err := commitRecord(ctx, b, b.st.alerts, req.ID, opID(ctx), func(cur *schemas.Alert, exists bool) ([]*event.Event, time.Duration, error) {
 		if !exists {
 			e := schemas.Errorf(schemas.CodeNotFound, "id", "alert %q does not exist", req.ID)
 			e.Details = map[string]any{schemas.DetailKind: "alert", schemas.DetailName: req.ID}
-			return e
+			return nil, 0, e
 		}
 		if cur.Status == schemas.AlertResolved {
-			return schemas.Errorf(schemas.CodeConflict, "id", "alert %q is already resolved", req.ID)
+			return nil, 0, schemas.Errorf(schemas.CodeConflict, "id", "alert %q is already resolved", req.ID)
 		}
 		if cur.Status == schemas.AlertSuppressed {
-			return schemas.Errorf(schemas.CodeConflict, "id", "alert %q was suppressed by alert.pre_notify and never fired: nothing to resolve", req.ID)
+			return nil, 0, schemas.Errorf(schemas.CodeConflict, "id", "alert %q was suppressed by alert.pre_notify and never fired: nothing to resolve", req.ID)
 		}
 		cur.Status = schemas.AlertResolved
 		cur.ResolvedAt = &now
-		return nil
+		ev, err := NewEvent(schemas.TypeAlertResolved, *cur, WithSubject("alert/"+req.ID))
+		// A resolved alert is kept for the retention, then leaves the bucket.
+		return []*event.Event{ev}, b.cfg.AlertRetention, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	eid, err := b.publishLater(ctx, schemas.TypeAlertResolved, alert, WithSubject("alert/"+req.ID))
-	if err != nil {
-		return nil, err
-	}
-	b.log.Info().Str(logging.FieldAlert, req.ID).Str(logging.FieldEventID, eid).Msg("alert resolved")
-	return schemas.AlertResponse{Alert: alert, EventID: eid}, nil
+	eid := firstID(res.EventIDs)
+	b.log.Info().Str(logging.FieldAlert, req.ID).Str(logging.FieldEventID, eid).Bool("replayed", res.Replayed).Msg("alert resolved")
+	return schemas.AlertResponse{Alert: res.Record, EventID: eid}, nil
 }

@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+
 	"sort"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
@@ -83,21 +86,25 @@ func (b *Broker) handleJobDeploy(ctx context.Context, req *schemas.JobDeployRequ
 	for _, c := range chains {
 		data.ChainIDs = append(data.ChainIDs, c.ID)
 	}
-	ev, err := NewEvent(schemas.TypeJobDeployed, data, WithSubject(object))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := updateJSON(ctx, b.st.jobs, jobKey(job.Name, job.Version), func(cur *schemas.Job, _ bool) error {
+	res, err := commitRecord(ctx, b, b.st.jobs, jobKey(job.Name, job.Version), opID(ctx), func(cur *schemas.Job, _ bool) ([]*event.Event, time.Duration, error) {
 		*cur = job
-		return nil
-	}); err != nil {
-		return nil, err
+		ev, err := NewEvent(schemas.TypeJobDeployed, data, WithSubject(object))
+		return []*event.Event{ev}, 0, err
+	})
+	if err != nil {
+		return nil, fail(schemas.AsError(err))
 	}
-	if err := b.publishEventLater(ctx, ev); err != nil {
-		return nil, err
+	eid := firstID(res.EventIDs)
+	b.log.Info().Str(logging.FieldJob, job.Name).Str(logging.FieldVersion, job.Version).Str("image", job.Image).Str(logging.FieldEventID, eid).Bool("replayed", res.Replayed).Msg("job deployed")
+	return schemas.JobResponse{Job: res.Record, EventID: eid, Chains: chains}, nil
+}
+
+// firstID is the id of an operation's first event, "" without events.
+func firstID(ids []string) string {
+	if len(ids) == 0 {
+		return ""
 	}
-	b.log.Info().Str(logging.FieldJob, job.Name).Str(logging.FieldVersion, job.Version).Str("image", job.Image).Str(logging.FieldEventID, ev.ID()).Msg("job deployed")
-	return schemas.JobResponse{Job: job, EventID: ev.ID(), Chains: chains}, nil
+	return ids[0]
 }
 
 // runGate runs a gate hook chain for a single-chain operation and returns
@@ -156,28 +163,29 @@ func (b *Broker) handleJobDelete(ctx context.Context, req *schemas.JobRef) (any,
 		return nil, err
 	}
 	now := time.Now().UTC()
-	job, err := updateJSON(ctx, b.st.jobs, jobKey(req.Name, req.Version), func(cur *schemas.Job, exists bool) error {
+	res, err := commitRecord(ctx, b, b.st.jobs, jobKey(req.Name, req.Version), opID(ctx), func(cur *schemas.Job, exists bool) ([]*event.Event, time.Duration, error) {
 		if !exists {
-			return jobNotFound(req)
+			return nil, 0, jobNotFound(req)
 		}
 		if cur.Status == schemas.JobDeleted {
-			return schemas.Errorf(schemas.CodeConflict, "name", "job %s version %s is already deleted", req.Name, req.Version)
+			return nil, 0, schemas.Errorf(schemas.CodeConflict, "name", "job %s version %s is already deleted", req.Name, req.Version)
 		}
 		cur.Status = schemas.JobDeleted
 		cur.DeletedAt = &now
-		return nil
+		ev, err := NewEvent(schemas.TypeJobDeleted, schemas.JobDeletedData{
+			Name: cur.Name, Version: cur.Version, Image: cur.Image, DeletedAt: now,
+		}, WithSubject(object))
+		// A deleted job is kept for the retention, then leaves the bucket.
+		return []*event.Event{ev}, b.cfg.JobRetention, err
 	})
 	if err != nil {
-		return nil, err
+		e := schemas.AsError(err)
+		e.Details = withChains(e.Details, chains)
+		return nil, e
 	}
-	id, err := b.publishLater(ctx, schemas.TypeJobDeleted, schemas.JobDeletedData{
-		Name: job.Name, Version: job.Version, Image: job.Image, DeletedAt: now,
-	}, WithSubject(object))
-	if err != nil {
-		return nil, err
-	}
-	b.log.Info().Str(logging.FieldJob, job.Name).Str(logging.FieldVersion, job.Version).Str(logging.FieldEventID, id).Msg("job deleted")
-	return schemas.JobResponse{Job: job, EventID: id, Chains: chains}, nil
+	id := firstID(res.EventIDs)
+	b.log.Info().Str(logging.FieldJob, req.Name).Str(logging.FieldVersion, req.Version).Str(logging.FieldEventID, id).Bool("replayed", res.Replayed).Msg("job deleted")
+	return schemas.JobResponse{Job: res.Record, EventID: id, Chains: chains}, nil
 }
 
 func jobNotFound(req *schemas.JobRef) error {

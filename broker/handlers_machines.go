@@ -114,18 +114,24 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		}
 	}
 
-	actionID := uuid.NewString()
+	// The action id and event ids come from the operation: a retry with
+	// the same idempotency key is the same action (a plugin may use the id
+	// to do its side effect once: sdk Once).
+	op := opID(ctx)
+	actionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("plugbus/action/"+op)).String()
 	if _, err := b.publishLater(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
 		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
-	}, WithSubject(object)); err != nil {
+	}, WithSubject(object), WithID(eventID(op, 0))); err != nil {
 		return nil, err
 	}
 	start := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, b.cfg.ActionTimeout)
 	var resp schemas.ActionResponse
-	callErr := wire.Call(callCtx, b.nc, wire.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
-		ActionID: actionID, Command: req.Command, Model: ModelMachines, Object: req.Machine, Params: params,
-	}, &resp)
+	callErr := b.callLimited(callCtx, rec.Name, func(ctx context.Context) error {
+		return wire.Call(ctx, b.nc, wire.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
+			ActionID: actionID, Command: req.Command, Model: ModelMachines, Object: req.Machine, Params: params,
+		}, &resp)
+	})
 	cancel()
 	elapsed := time.Since(start)
 	result := "ok"
@@ -146,7 +152,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		completed.Error = e
 	}
 	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, metricCode(result)).Observe(elapsed.Seconds())
-	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object)); err != nil {
+	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object), WithID(eventID(op, 1))); err != nil {
 		b.log.Error().Err(err).Str(logging.FieldActionID, actionID).Msg("publish action_completed")
 	}
 	b.log.Info().Str(logging.FieldActionID, actionID).Str(logging.FieldMachine, req.Machine).Str(logging.FieldCommand, req.Command).

@@ -41,6 +41,10 @@ func computeChains(recs []schemas.PluginRecord) map[string][]schemas.HookStep {
 			if step.FailurePolicy == "" {
 				step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
 			}
+			step.WhenInactive = h.WhenInactive
+			if step.WhenInactive == "" {
+				step.WhenInactive = schemas.DefaultWhenInactive(step.FailurePolicy)
+			}
 			chains[h.Hook] = append(chains[h.Hook], step)
 		}
 	}
@@ -126,10 +130,22 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			continue
 		}
 		if st := b.reg.state(step.Plugin); st != schemas.StateActive {
-			rec.Outcome = schemas.StepSkipped
+			if step.WhenInactive == schemas.WhenInactiveSkip {
+				rec.Outcome = schemas.StepSkipped
+				rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+					Message: fmt.Sprintf("plugin %s is %s, not ACTIVE: skipped (when_inactive: skip)", step.Plugin, st)}
+				res.record.Steps = append(res.record.Steps, rec)
+				continue
+			}
+			// Fail closed: a gate that is down lets nothing through.
+			rec.Outcome = schemas.StepFailed
 			rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
-				Message: fmt.Sprintf("plugin %s is %s, not ACTIVE: skipped", step.Plugin, st)}
+				Message: fmt.Sprintf("plugin %s is %s, not ACTIVE", step.Plugin, st)}
 			res.record.Steps = append(res.record.Steps, rec)
+			res.record.Outcome = schemas.ChainFailed
+			res.err = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+				Message: fmt.Sprintf("hook %s: plugin %s is %s, not ACTIVE, and its step fails closed (failure policy fail): the operation is refused until it is ACTIVE again (or its manifest says when_inactive: skip)", hook, step.Plugin, st)}
+			stopped = true
 			continue
 		}
 		stepStart := time.Now()
@@ -194,16 +210,34 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	return res, nil
 }
 
-// callHook calls one step with its timeout. No responder, a timeout and an
-// error reply all come back as errors, never as a wait.
+// callHook calls one step with its timeout, cut to the caller's deadline
+// (less the margin the operation needs to commit), and within the limits
+// of calls in flight to the hook point and to the plugin: a slow or hung
+// plugin holds up only the operations that wait on it. No responder, a
+// timeout, a full limit and an error reply all come back as errors.
 func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schemas.HookRequest) (schemas.HookResponse, error) {
 	var resp schemas.HookResponse
-	cctx, cancel := context.WithTimeout(ctx, step.Timeout.D())
+	timeout := step.Timeout.D()
+	cut := false
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl) - 2*commitMargin; left < timeout {
+			timeout, cut = max(left, 0), true
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := wire.Call(cctx, b.nc, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	release, err := b.limits.acquire(cctx, "hook "+req.Hook, b.cfg.HookConcurrency, "plugin "+step.Plugin, b.cfg.PluginConcurrency)
+	if err != nil {
+		return resp, err
+	}
+	defer release()
+	err = wire.Call(cctx, b.nc, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
-			e.Message = fmt.Sprintf("no answer within %s", step.Timeout.D())
+			e.Message = fmt.Sprintf("no answer within %s", timeout)
+			if cut {
+				e.Message += " (what the caller's deadline left of its " + step.Timeout.D().String() + " timeout)"
+			}
 		}
 		return resp, err
 	}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -226,7 +227,7 @@ func TestHookNoResponderAndStaleMidChain(t *testing.T) {
 	hookPlugin(t, s.ClientURL(), tb, "mute", 5, []schemas.HookSpec{{Hook: pre, FailurePolicy: "ignore"}}, nil)
 	// "victim" goes STALE while the chain runs: "killer" (step 1) stops it
 	// and waits for the broker to notice before answering.
-	victim := hookPlugin(t, s.ClientURL(), tb, "victim", 2, []schemas.HookSpec{{Hook: pre}},
+	victim := hookPlugin(t, s.ClientURL(), tb, "victim", 2, []schemas.HookSpec{{Hook: pre, WhenInactive: schemas.WhenInactiveSkip}},
 		map[string]func(schemas.HookRequest) (schemas.HookResponse, error){pre: cont})
 	hookPlugin(t, s.ClientURL(), tb, "killer", 1, []schemas.HookSpec{{Hook: pre}},
 		map[string]func(schemas.HookRequest) (schemas.HookResponse, error){pre: func(schemas.HookRequest) (schemas.HookResponse, error) {
@@ -243,6 +244,32 @@ func TestHookNoResponderAndStaleMidChain(t *testing.T) {
 	}
 	if rec.Steps[1].Error.Code != schemas.CodeNotActive || rec.Steps[2].Error.Code != schemas.CodeNoResponders {
 		t.Fatalf("step errors: %+v %+v", rec.Steps[1].Error, rec.Steps[2].Error)
+	}
+}
+
+// A gate with the fail policy whose plugin is not ACTIVE refuses the
+// operation, naming the plugin, and nothing is stored.
+func TestGateFailsClosed(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL(), HeartbeatInterval: 50 * time.Millisecond})
+	pre := schemas.HookJobPreDeploy
+	gate := hookPlugin(t, s.ClientURL(), tb, "gate", 0, []schemas.HookSpec{{Hook: pre, FailurePolicy: "fail"}},
+		map[string]func(schemas.HookRequest) (schemas.HookResponse, error){pre: cont})
+	var hl schemas.HookListResponse
+	tb.mustCall(t, schemas.APIHooksList, schemas.HookListRequest{Hook: pre}, &hl)
+	if w := hl.Chains[0].Steps[0].WhenInactive; w != schemas.WhenInactiveFail {
+		t.Fatalf("hooks.list shows when_inactive %q, want the fail policy's default, fail", w)
+	}
+	gate.stopService()
+	waitFor(t, "gate STALE", func() bool { return tb.b.reg.state("gate") == schemas.StateStale })
+
+	err := tb.call(t, schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "web", Version: "1", Image: "x"}, nil)
+	e := wantCode(t, err, schemas.CodeNotActive, "")
+	if e.Plugin != "gate" || !strings.Contains(e.Message, "plugin gate is STALE") {
+		t.Fatalf("the refusal must name the gate: %+v", e)
+	}
+	if err := tb.call(t, schemas.APIJobsGet, schemas.JobRef{Name: "web", Version: "1"}, nil); !errors.Is(err, schemas.ErrNotFound) {
+		t.Fatalf("a refused deploy stored the job: %v", err)
 	}
 }
 

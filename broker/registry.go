@@ -522,7 +522,9 @@ func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any)
 	ctx, cancel := context.WithTimeout(ctx, r.b.cfg.PluginTimeout)
 	defer cancel()
 	start := time.Now()
-	err := wire.Call(ctx, r.b.nc, wire.PluginSubject(r.b.cfg.Prefix, plugin, verb), req, resp)
+	err := r.b.callLimited(ctx, plugin, func(ctx context.Context) error {
+		return wire.Call(ctx, r.b.nc, wire.PluginSubject(r.b.cfg.Prefix, plugin, verb), req, resp)
+	})
 	result := "ok"
 	if err != nil {
 		e := schemas.AsError(err)

@@ -2,12 +2,15 @@ package broker
 
 import (
 	"context"
+	"strings"
 	"sync"
 )
 
 // sequencer runs operations on the same object one at a time, in arrival
-// order, and bounds how many objects are worked on at once. Operations on
-// different objects run concurrently.
+// order, and bounds how many objects of one kind (the object's prefix:
+// "job", "machine", "alert") are worked on at once. Operations on
+// different objects run concurrently, and a kind whose operations are
+// stuck (behind a hung hook) never takes another kind's slots.
 //
 // A place in an object's queue is taken with enqueue, synchronously, on
 // the goroutine that receives the requests; the operation then waits for
@@ -16,7 +19,8 @@ import (
 type sequencer struct {
 	mu     sync.Mutex
 	queues map[string]*objectQueue
-	sem    chan struct{}
+	max    int
+	sems   map[string]chan struct{} // by kind
 }
 
 type objectQueue struct {
@@ -34,7 +38,20 @@ type turn struct {
 }
 
 func newSequencer(maxConcurrent int) *sequencer {
-	return &sequencer{queues: map[string]*objectQueue{}, sem: make(chan struct{}, maxConcurrent)}
+	return &sequencer{queues: map[string]*objectQueue{}, max: maxConcurrent, sems: map[string]chan struct{}{}}
+}
+
+// sem returns the slots of an object's kind.
+func (s *sequencer) sem(object string) chan struct{} {
+	kind, _, _ := strings.Cut(object, "/")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.sems[kind]
+	if c == nil {
+		c = make(chan struct{}, s.max)
+		s.sems[kind] = c
+	}
+	return c
 }
 
 // enqueue takes the next place in object's queue.
@@ -66,7 +83,7 @@ func (t *turn) wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	select {
-	case t.s.sem <- struct{}{}:
+	case t.s.sem(t.object) <- struct{}{}:
 		t.held = true
 		return nil
 	case <-ctx.Done():
@@ -80,7 +97,7 @@ func (t *turn) wait(ctx context.Context) error {
 func (t *turn) done() {
 	t.once.Do(func() {
 		if t.held {
-			<-t.s.sem
+			<-t.s.sem(t.object)
 		}
 		s := t.s
 		s.mu.Lock()

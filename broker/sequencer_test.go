@@ -84,16 +84,23 @@ func TestSequencerGiveUpKeepsQueueMoving(t *testing.T) {
 
 func TestSequencerBound(t *testing.T) {
 	s := newSequencer(1)
-	a := s.enqueue("a")
+	a := s.enqueue("alert/a")
 	_ = a.wait(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	b := s.enqueue("b")
+	b := s.enqueue("alert/b")
 	if err := b.wait(ctx); err == nil {
 		t.Fatal("a second object ran past a bound of 1")
 	}
+	// Another kind has slots of its own: alerts stuck behind a hung hook
+	// never hold up jobs.
+	j := s.enqueue("job/web")
+	if err := j.wait(context.Background()); err != nil {
+		t.Fatalf("a job waited for an alert's slot: %v", err)
+	}
+	j.done()
 	a.done()
-	c := s.enqueue("c")
+	c := s.enqueue("alert/c")
 	if err := c.wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}

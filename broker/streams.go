@@ -37,6 +37,7 @@ type stores struct {
 	machines   jetstream.KeyValue
 	jobs       jetstream.KeyValue
 	alerts     jetstream.KeyValue
+	requests   jetstream.KeyValue
 }
 
 // ensureStores creates (or updates) every stream and bucket the bus needs.
@@ -52,6 +53,8 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.EventMaxAge,
+		MaxBytes:    cfg.EventMaxBytes,
+		Discard:     jetstream.DiscardOld,
 		Duplicates:  2 * time.Minute,
 		MaxMsgSize:  int32(cfg.MaxRequestBytes),
 	})
@@ -105,24 +108,36 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	buckets := []struct {
 		name, desc string
 		kv         *jetstream.KeyValue
+		// records are jobs and alerts: one revision (an expired one must
+		// not bring back an older), and per-key TTLs for retention.
+		records bool
+		ttl     time.Duration
 	}{
-		{schemas.BucketPlugins, "plugbus plugin registry: manifest, state, metadata", &st.plugins},
-		{schemas.BucketConfigs, "plugbus plugin configs, watched by every plugin instance", &st.configs},
-		{schemas.BucketMachines, "plugbus machines and their params", &st.machines},
-		{schemas.BucketJobs, "plugbus jobs", &st.jobs},
-		{schemas.BucketAlerts, "plugbus alerts", &st.alerts},
-		{schemas.BucketHosts, "plugbus hosts, as each hostd reports it", &st.hosts},
-		{schemas.BucketHostControl, "plugbus operators' overrides per host and plugin, followed by hostd", &st.hostctl},
-		{schemas.BucketIdentities, "plugbus identities: the credentials issued to each plugin and host (broker only)", &st.identities},
+		{name: schemas.BucketPlugins, desc: "plugbus plugin registry: manifest, state, metadata", kv: &st.plugins},
+		{name: schemas.BucketConfigs, desc: "plugbus plugin configs, watched by every plugin instance", kv: &st.configs},
+		{name: schemas.BucketMachines, desc: "plugbus machines and their params", kv: &st.machines},
+		{name: schemas.BucketJobs, desc: "plugbus jobs; a deleted one leaves after the job retention", kv: &st.jobs, records: true},
+		{name: schemas.BucketAlerts, desc: "plugbus alerts; a resolved one leaves after the alert retention", kv: &st.alerts, records: true},
+		{name: schemas.BucketHosts, desc: "plugbus hosts, as each hostd reports it", kv: &st.hosts},
+		{name: schemas.BucketHostControl, desc: "plugbus operators' overrides per host and plugin, followed by hostd", kv: &st.hostctl},
+		{name: schemas.BucketIdentities, desc: "plugbus identities: the credentials issued to each plugin and host (broker only)", kv: &st.identities},
+		{name: schemas.BucketRequests, desc: "plugbus replies to requests with an idempotency key, for the idempotency window", kv: &st.requests,
+			records: true, ttl: cfg.IdempotencyWindow},
 	}
 	for _, b := range buckets {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kc := jetstream.KeyValueConfig{
 			Bucket:      b.name,
 			Description: b.desc,
 			History:     5,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
-		})
+			TTL:         b.ttl,
+		}
+		if b.records {
+			kc.History = 1
+			kc.LimitMarkerTTL = time.Minute
+		}
+		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)
 		if err != nil {
 			return nil, fmt.Errorf("create bucket %s: %w", b.name, err)
 		}

@@ -265,3 +265,21 @@ type AlertResponse struct {
 	// Chains are the hook chain runs (alert.pre_notify).
 	Chains []ChainRecord `json:"chains,omitempty"`
 }
+
+// idempotentEndpoints are the mutating broker API endpoints whose replies
+// the broker keeps for its idempotency window (the Idempotency-Key header,
+// wire.HeaderIdempotencyKey). The credentials endpoints are not among
+// them: their replies are secrets, and issuing again is harmless.
+var idempotentEndpoints = map[string]bool{
+	APIJobsDeploy: true, APIJobsDelete: true,
+	APIMachinesAction: true, APIMachinesSetParam: true,
+	APIAlertsFire: true, APIAlertsResolve: true,
+	APIPluginsConfig: true, APIPluginsUnregister: true,
+	APIPluginsEnable: true, APIPluginsDisable: true, APIPluginsRestart: true,
+	APIPluginsRevoke: true, APIHostsRevoke: true,
+}
+
+// Idempotent reports whether a broker API endpoint takes an idempotency
+// key: a repeat with the same key within the broker's idempotency window
+// gets the first reply and changes nothing.
+func Idempotent(endpoint string) bool { return idempotentEndpoints[endpoint] }

@@ -138,8 +138,25 @@ type HookStep struct {
 	Priority      int         `json:"priority"`
 	Timeout       Duration    `json:"timeout"`
 	FailurePolicy string      `json:"failure_policy"`
+	WhenInactive  string      `json:"when_inactive"`
 	Override      bool        `json:"override,omitempty"`
 	State         PluginState `json:"state"`
+}
+
+// What a chain does with a step whose plugin is not ACTIVE (HookSpec's
+// when_inactive).
+const (
+	WhenInactiveFail = "fail"
+	WhenInactiveSkip = "skip"
+)
+
+// DefaultWhenInactive is a step's when_inactive when its manifest gives
+// none: gates that fail closed stay closed while their plugin is down.
+func DefaultWhenInactive(failurePolicy string) string {
+	if failurePolicy == FailurePolicyFail {
+		return WhenInactiveFail
+	}
+	return WhenInactiveSkip
 }
 
 // HookChain is the ordered steps of one hook point.

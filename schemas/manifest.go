@@ -80,6 +80,10 @@ type HookSpec struct {
 	Timeout Duration `json:"timeout,omitempty"`
 	// FailurePolicy is "fail" or "ignore".
 	FailurePolicy string `json:"failure_policy,omitempty"`
+	// WhenInactive is what the chain does while the plugin is not ACTIVE:
+	// WhenInactiveFail refuses the operation, WhenInactiveSkip skips the
+	// step (default: fail with the fail policy, skip with ignore).
+	WhenInactive string `json:"when_inactive,omitempty"`
 	// Override lets this plugin overwrite env keys set by earlier steps
 	// (job.runtime_env).
 	Override bool `json:"override,omitempty"`

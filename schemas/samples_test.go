@@ -109,7 +109,7 @@ func sampleEnvChain() schemas.ChainRecord {
 }
 
 func sampleHookStep() schemas.HookStep {
-	return schemas.HookStep{Plugin: "job-policy", Version: "1.0.0", Priority: -5, Timeout: schemas.Duration(2500 * time.Millisecond),
+	return schemas.HookStep{Plugin: "job-policy", Version: "1.0.0", Priority: -5, Timeout: schemas.Duration(2500 * time.Millisecond), WhenInactive: schemas.WhenInactiveFail,
 		FailurePolicy: schemas.FailurePolicyFail, Override: true, State: schemas.StateActive}
 }
 

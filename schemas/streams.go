@@ -22,6 +22,9 @@ const (
 	BucketMachines = "plugbus_machines" // machine name → Machine
 	BucketJobs     = "plugbus_jobs"     // "<name>/<version>" → Job
 	BucketAlerts   = "plugbus_alerts"   // alert id → Alert
+	// BucketRequests keeps the replies to requests with an idempotency
+	// key for the idempotency window (broker only).
+	BucketRequests = "plugbus_requests" // request key → stored reply
 	// BucketHosts holds what each hostd reports.
 	BucketHosts = "plugbus_hosts" // host name → Host
 	// BucketHostControl holds operators' overrides, which hostd follows.

@@ -24,11 +24,23 @@ import (
 // reported as schemas.ErrNoResponders and schemas.ErrTimeout with a message
 // that says what to check.
 func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) error {
+	return CallHeader(ctx, nc, subject, nil, req, resp)
+}
+
+// CallHeader is Call with headers on the request (such as
+// HeaderIdempotencyKey).
+func CallHeader(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Header, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode request for %s: %w", subject, err)
 	}
 	out := &nats.Msg{Subject: subject, Data: body}
+	if len(hdr) > 0 {
+		out.Header = nats.Header{}
+		for k, v := range hdr {
+			out.Header[k] = append([]string(nil), v...)
+		}
+	}
 	SetTimeout(out, ctx)
 	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
@@ -108,6 +120,12 @@ func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 	msg.Header.Set(schemas.HeaderErrorCode, e.Code)
 	return msg
 }
+
+// HeaderIdempotencyKey carries a caller's idempotency key on a mutating
+// broker API request: a repeat with the same key within the broker's
+// idempotency window gets the first reply and changes nothing (the name of
+// the IETF draft's HTTP header).
+const HeaderIdempotencyKey = "Idempotency-Key"
 
 // HeaderTimeout carries how long the caller will wait for the reply, in
 // milliseconds, so the deadline travels with the request: a Service gives

@@ -279,7 +279,8 @@ func TestAPIErrors(t *testing.T) {
 func TestNoBroker(t *testing.T) {
 	t.Run("NATS up, nothing answers", func(t *testing.T) {
 		b := startBus(t)
-		r := b.busctl(t, "plugins", "ls")
+		// busctl retries while nothing answers, within --timeout.
+		r := b.busctl(t, "--timeout", "1s", "plugins", "ls")
 		if r.code != busctl.ExitError {
 			t.Errorf("exit %d, want 1", r.code)
 		}
@@ -293,7 +294,7 @@ func TestNoBroker(t *testing.T) {
 	t.Run("another --prefix", func(t *testing.T) {
 		b := startBus(t)
 		b.fakeBroker(t).reply(schemas.APIPluginsList, schemas.PluginListResponse{}) // under plugbus
-		r := b.busctl(t, "--prefix", "acme", "plugins", "ls")
+		r := b.busctl(t, "--timeout", "1s", "--prefix", "acme", "plugins", "ls")
 		if r.code != busctl.ExitError {
 			t.Errorf("exit %d, want 1", r.code)
 		}

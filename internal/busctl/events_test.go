@@ -202,7 +202,7 @@ func TestEventsTailBadInput(t *testing.T) {
 	}
 	t.Run("no broker", func(t *testing.T) {
 		// busctl reads the streams through the broker (streams.read).
-		r := b.busctl(t, "events", "tail")
+		r := b.busctl(t, "--timeout", "1s", "events", "tail")
 		if r.code != busctl.ExitError || !strings.Contains(r.stderr, "error: no_responders: nothing answers on plugbus.api.streams.read") ||
 			!strings.Contains(r.stderr, "hint: start the broker with `make run`") {
 			t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)

@@ -252,7 +252,7 @@ func TestPluginsLogsFollow(t *testing.T) {
 
 func TestPluginsLogsNoBroker(t *testing.T) {
 	b := startBus(t)
-	r := b.busctl(t, "plugins", "logs", "incrementer")
+	r := b.busctl(t, "--timeout", "1s", "plugins", "logs", "incrementer")
 	if r.code != busctl.ExitError {
 		t.Errorf("exit %d, want %d", r.code, busctl.ExitError)
 	}

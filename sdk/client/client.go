@@ -22,8 +22,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
 
@@ -43,17 +46,36 @@ var ErrNotConnected = errors.New("client: not connected to NATS yet")
 // concurrent use; it does not own the connection (closing it is up to the
 // caller).
 type Client struct {
-	nc      *nats.Conn
-	conn    func() *nats.Conn
-	prefix  string
-	timeout time.Duration
+	nc       *nats.Conn
+	conn     func() *nats.Conn
+	prefix   string
+	timeout  time.Duration
+	retryFor time.Duration
 	// err is the first option error; every call returns it.
 	err error
 }
 
 type options struct {
-	prefix  string
-	timeout time.Duration
+	prefix   string
+	timeout  time.Duration
+	retryFor time.Duration
+}
+
+// DefaultRetryFor is how long a call is retried while nothing answers.
+const DefaultRetryFor = 5 * time.Second
+
+// WithRetryFor sets how long a call is retried, with backoff, while
+// nothing answers it (a broker restarting; default DefaultRetryFor; 0
+// turns retrying off). Mutating calls carry an idempotency key, so a
+// retry never does a thing twice.
+func WithRetryFor(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: retry duration %s is negative", ErrInvalidOption, d)
+		}
+		o.retryFor = d
+		return nil
+	}
 }
 
 // Option configures a Client. An option that rejects its input makes every
@@ -103,7 +125,7 @@ func NewFunc(conn func() *nats.Conn, opts ...Option) *Client {
 }
 
 func newClient(opts []Option) *Client {
-	o := options{prefix: wire.DefaultPrefix, timeout: DefaultTimeout}
+	o := options{prefix: wire.DefaultPrefix, timeout: DefaultTimeout, retryFor: DefaultRetryFor}
 	c := &Client{}
 	for _, opt := range opts {
 		if opt == nil {
@@ -113,7 +135,7 @@ func newClient(opts []Option) *Client {
 			c.err = err
 		}
 	}
-	c.prefix, c.timeout = o.prefix, o.timeout
+	c.prefix, c.timeout, c.retryFor = o.prefix, o.timeout, o.retryFor
 	return c
 }
 
@@ -133,5 +155,54 @@ func (c *Client) Call(ctx context.Context, endpoint string, req, resp any) error
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	return wire.Call(ctx, nc, wire.APISubject(c.prefix, endpoint), req, resp)
+	// A mutating call carries an idempotency key, so retrying it is safe:
+	// the broker answers a repeat with the first reply.
+	var hdr nats.Header
+	if schemas.Idempotent(endpoint) {
+		key, _ := ctx.Value(idempotencyKeyCtx{}).(string)
+		if key == "" {
+			key = nuid.Next()
+		}
+		hdr = nats.Header{wire.HeaderIdempotencyKey: []string{key}}
+	}
+	subject := wire.APISubject(c.prefix, endpoint)
+	// Nothing answering (a broker restarting, a connection reconnecting)
+	// is retried with backoff, for RetryFor at most and within the call's
+	// deadline.
+	var last error
+	rctx := ctx
+	{
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, c.retryFor)
+		defer cancel()
+	}
+	_, err = backoff.Retry(rctx, func() (struct{}, error) {
+		last = wire.CallHeader(ctx, nc, subject, hdr, req, resp)
+		if last != nil && !retryable(last) {
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: time.Second}), backoff.WithMaxElapsedTime(0))
+	if err != nil && last != nil {
+		// The time to retry ran out: the last answer, not the deadline.
+		return last
+	}
+	return err
+}
+
+// retryable reports whether a call failed before any broker saw it.
+func retryable(err error) bool {
+	return errors.Is(err, schemas.ErrNoResponders) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrConnectionDraining)
+}
+
+type idempotencyKeyCtx struct{}
+
+// WithIdempotencyKey makes the mutating calls made with ctx carry key as
+// their idempotency key instead of a fresh one: a plugin that fires an
+// alert from an event handler passes the event id, so a redelivered event
+// fires it once.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idempotencyKeyCtx{}, key)
 }

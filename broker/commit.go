@@ -1,0 +1,447 @@
+package broker
+
+// This file is how an operation changes a record and publishes its events
+// as one step that a crash cannot cut in half (docs/reliability.md):
+//
+//  1. The record is written, compare-and-set, together with the events the
+//     operation publishes (its outbox, in the same KV value). That write is
+//     the commit: before it nothing happened, after it everything will.
+//  2. The events are published with their ids as JetStream message ids, so
+//     publishing one twice stores it once (within the stream's duplicate
+//     window).
+//  3. The record is written again without its outbox (with the record's
+//     retention TTL when it is final: a resolved alert, a deleted job).
+//
+// A broker that stops between 1 and 3 leaves the outbox in the record; the
+// next operation on the record, and the outbox sweeper of every broker
+// (which watches the buckets), publish it and clear it. Each operation has
+// an id (derived from the caller's idempotency key when there is one), kept
+// in the record: an operation whose id the record already carries is not
+// applied again.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/wire"
+)
+
+// recordMeta is what the broker keeps in a record next to its own fields.
+// The names start with "_" so they cannot meet a record's; readers that
+// decode the record into its schema type never see them.
+type recordMeta struct {
+	// Op is the id of the operation that wrote the record last, and
+	// Events the ids of its events.
+	Op     string   `json:"_op,omitempty"`
+	Events []string `json:"_events,omitempty"`
+	// Pending are the events of Op not yet known to be stored.
+	Pending []pendingEvent `json:"_pending,omitempty"`
+	// TTL is the retention of a final record, in seconds: the write that
+	// clears Pending carries it.
+	TTL int64 `json:"_ttl,omitempty"`
+}
+
+// pendingEvent is an event in a record's outbox: enough to publish it again
+// exactly (same id, time and data).
+type pendingEvent struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Subject string          `json:"subject,omitempty"`
+	Time    time.Time       `json:"time"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func pendingOf(e *event.Event) pendingEvent {
+	return pendingEvent{ID: e.ID(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: e.Data()}
+}
+
+func (p pendingEvent) event() (*event.Event, error) {
+	opts := []EventOption{WithID(p.ID), withTime(p.Time)}
+	if p.Subject != "" {
+		opts = append(opts, WithSubject(p.Subject))
+	}
+	return NewEvent(p.Type, p.Data, opts...)
+}
+
+func withTime(t time.Time) EventOption { return func(e *event.Event) { e.SetTime(t) } }
+
+// encodeRecord writes a record's JSON object with meta's fields added.
+func encodeRecord(record any, meta recordMeta) ([]byte, error) {
+	body, err := json.Marshal(record)
+	if err != nil {
+		return nil, err
+	}
+	m, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return nil, fmt.Errorf("a record must encode as a JSON object, got %.20s", body)
+	}
+	if string(m) == "{}" {
+		return body, nil
+	}
+	out := make([]byte, 0, len(body)+len(m))
+	out = append(out, body[:len(body)-1]...)
+	if len(body) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, m[1:]...), nil
+}
+
+// opKey carries the operation id of a request in its context.
+type opKey struct{}
+
+func withOp(ctx context.Context, op string) context.Context { return context.WithValue(ctx, opKey{}, op) }
+
+// opID returns the request's operation id, or a fresh one.
+func opID(ctx context.Context) string {
+	if op, ok := ctx.Value(opKey{}).(string); ok && op != "" {
+		return op
+	}
+	return nuid.Next()
+}
+
+// eventID derives the id of an operation's i-th event: the same operation
+// (a retry with the same idempotency key) gets the same ids, so the stream
+// stores its events once.
+func eventID(op string, i int) string {
+	return base62(sha256.Sum256([]byte(op + "/" + strconv.Itoa(i))))
+}
+
+// base62 renders the first 16 bytes of a hash as 22 characters of
+// [0-9A-Za-z], the alphabet and length of a NATS nuid.
+func base62(h [32]byte) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	n := new(big.Int).SetBytes(h[:16])
+	out := make([]byte, 22)
+	base := big.NewInt(62)
+	mod := new(big.Int)
+	for i := 21; i >= 0; i-- {
+		n.DivMod(n, base, mod)
+		out[i] = digits[mod.Int64()]
+	}
+	return string(out)
+}
+
+// change is what an operation does to one record: it edits cur (exists
+// says whether there is one) and returns the events to publish and the
+// record's retention when the change makes it final (0: kept).
+type change[T any] func(cur *T, exists bool) (events []*event.Event, ttl time.Duration, err error)
+
+// commitMargin is the time an operation must have left before its commit:
+// one whose caller is about to give up is not done behind its back.
+const commitMargin = 250 * time.Millisecond
+
+// publishBound bounds how long a committed operation waits for its events
+// to be stored before it answers.
+const publishBound = 10 * time.Second
+
+// committed is the outcome of commitRecord.
+type committed[T any] struct {
+	Record T
+	// EventIDs are the ids of the operation's events.
+	EventIDs []string
+	// Replayed is true when the record already carried the operation (a
+	// retry): nothing was done again.
+	Replayed bool
+}
+
+// commitRecord applies fn to the record at key and publishes its events,
+// atomically (see the top of this file). A record left with an outbox by
+// an earlier operation is completed first.
+func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, key, op string, fn change[T]) (committed[T], error) {
+	var out committed[T]
+	for attempt := 0; ; attempt++ {
+		entry, err := kv.Get(ctx, key)
+		exists := err == nil
+		if err != nil && !isNotFound(err) {
+			return out, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
+		}
+		var cur T
+		var meta recordMeta
+		var rev uint64
+		if exists {
+			rev = entry.Revision()
+			if err := json.Unmarshal(entry.Value(), &cur); err != nil {
+				return out, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+			}
+			if err := json.Unmarshal(entry.Value(), &meta); err != nil {
+				return out, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+			}
+			if len(meta.Pending) > 0 {
+				// An earlier operation's events first, in order.
+				if err := b.flushRecord(ctx, kv, key, rev, entry.Value(), meta); err != nil && !errors.Is(err, errConflict) {
+					return out, err
+				}
+				continue
+			}
+			if meta.Op == op {
+				out.Record, out.EventIDs, out.Replayed = cur, meta.Events, true
+				return out, nil
+			}
+		}
+		events, ttl, err := fn(&cur, exists)
+		if err != nil {
+			return out, err
+		}
+		meta = recordMeta{Op: op, TTL: int64(ttl / time.Second)}
+		for i, e := range events {
+			e.SetID(eventID(op, i))
+			if err := b.checkEventSize(ctx, e); err != nil {
+				return out, err
+			}
+			meta.Events = append(meta.Events, e.ID())
+			meta.Pending = append(meta.Pending, pendingOf(e))
+		}
+		if len(events) == 0 {
+			meta.Pending = nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < commitMargin {
+			return out, schemas.Errorf(schemas.CodeTimeout, "", "gave up before changing %s: the caller's deadline was too close (nothing was done; retry with more time)", key)
+		}
+		body, err := encodeRecord(cur, meta)
+		if err != nil {
+			return out, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
+		}
+		writeTTL := ttl
+		if len(meta.Pending) > 0 {
+			writeTTL = 0 // the write that clears the outbox carries it
+		}
+		newRev, err := b.writeKV(ctx, kv, key, body, rev, exists, writeTTL)
+		if errors.Is(err, errConflict) && attempt < 20 && ctx.Err() == nil {
+			continue // another writer got there first: read again
+		}
+		if err != nil {
+			return out, err
+		}
+		out.Record, out.EventIDs = cur, meta.Events
+		if len(meta.Pending) == 0 {
+			return out, nil
+		}
+		// Committed: from here on the operation completes whatever the
+		// caller does.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
+		defer cancel()
+		if err := b.flushRecord(pctx, kv, key, newRev, body, meta); err != nil && !errors.Is(err, errConflict) {
+			return out, b.pendingError(key, op, err)
+		}
+		return out, nil
+	}
+}
+
+// pendingError is the answer of an operation that is committed but whose
+// events could not be stored yet: they are in the record's outbox, and the
+// sweeper publishes them once the stream takes them.
+func (b *Broker) pendingError(key, op string, err error) error {
+	b.log.Warn().Err(err).Str("key", key).Str("op", op).Msg("operation committed; its events are pending")
+	e := schemas.Errorf(schemas.CodeUnavailable, "", "done, but its events are not stored yet (%v): they are kept with the record and published as soon as the event stream takes them; retry with the same idempotency key to learn when", err)
+	e.Details = map[string]any{"op": op, "committed": true}
+	return e
+}
+
+// errConflict is a compare-and-set that lost to another writer.
+var errConflict = errors.New("the record changed meanwhile")
+
+// writeKV writes a record compare-and-set (on revision rev, or creating it
+// when !exists) with a TTL when ttl > 0, and returns its new revision. The
+// KV API has no TTL on updates, so an update is the publish a KV update
+// is, with the TTL option.
+func (b *Broker) writeKV(ctx context.Context, kv jetstream.KeyValue, key string, body []byte, rev uint64, exists bool, ttl time.Duration) (uint64, error) {
+	var newRev uint64
+	var err error
+	if exists {
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
+		if ttl > 0 {
+			opts = append(opts, jetstream.WithMsgTTL(ttl))
+		}
+		var ack *jetstream.PubAck
+		ack, err = b.js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + kv.Bucket() + "." + key, Data: body}, opts...)
+		if err == nil {
+			newRev = ack.Sequence
+		}
+	} else {
+		var opts []jetstream.KVCreateOpt
+		if ttl > 0 {
+			opts = append(opts, jetstream.KeyTTL(ttl))
+		}
+		newRev, err = kv.Create(ctx, key, body, opts...)
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, errConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
+	}
+	return newRev, nil
+}
+
+// flushRecord publishes a record's outbox and clears it (compare-and-set
+// on rev; errConflict when someone else changed it meanwhile, which means
+// they have seen the outbox).
+func (b *Broker) flushRecord(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, raw []byte, meta recordMeta) error {
+	var fs []jetstream.PubAckFuture
+	for _, p := range meta.Pending {
+		e, err := p.event()
+		if err != nil {
+			return err
+		}
+		f, err := b.pub.PublishEventAsync(ctx, e)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	if err := AwaitAll(ctx, fs...); err != nil {
+		return err
+	}
+	var record map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &record); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+	}
+	delete(record, "_pending")
+	body, err := json.Marshal(record)
+	if err != nil {
+		return err
+	}
+	_, err = b.writeKV(ctx, kv, key, body, rev, true, time.Duration(meta.TTL)*time.Second)
+	return err
+}
+
+// checkEventSize refuses an event the stream would not store, before
+// anything is written.
+func (b *Broker) checkEventSize(ctx context.Context, e *event.Event) error {
+	msg, err := wire.EncodeEvent(ctx, wire.EventSubject(b.cfg.Prefix, e.Type()), e)
+	if err != nil {
+		return err
+	}
+	size := len(msg.Data) + len(msg.Subject)
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	if size > b.cfg.MaxRequestBytes {
+		e := schemas.Errorf(schemas.CodeTooLarge, "", "its %s event would be %d bytes, over the limit of %d: send less data (nothing was stored)", e.Type(), size, b.cfg.MaxRequestBytes)
+		return e
+	}
+	return nil
+}
+
+// outboxSweeper completes the outboxes that operations left behind (a
+// broker that stopped between commit and publish): it watches the buckets
+// whose records carry outboxes and flushes any outbox older than
+// sweepGrace. At start, the watch's first values are every record, so
+// what a crash left is published at once.
+type outboxSweeper struct {
+	b       *Broker
+	mu      sync.Mutex
+	pending map[string]sweepItem
+}
+
+type sweepItem struct {
+	kv    jetstream.KeyValue
+	key   string
+	since time.Time
+}
+
+// sweepGrace is how old an outbox must be before the sweeper takes it: the
+// operation that wrote it is normally done with it by then.
+const sweepGrace = 2 * time.Second
+
+func (b *Broker) sweepOutboxes(ctx context.Context, kvs ...jetstream.KeyValue) {
+	s := &outboxSweeper{b: b, pending: map[string]sweepItem{}}
+	var wg sync.WaitGroup
+	for _, kv := range kvs {
+		wg.Go(func() { s.watch(ctx, kv) })
+	}
+	t := time.NewTicker(sweepGrace / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case <-t.C:
+			s.sweep(ctx)
+		}
+	}
+}
+
+func (s *outboxSweeper) watch(ctx context.Context, kv jetstream.KeyValue) {
+	for ctx.Err() == nil {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			id := kv.Bucket() + "/" + e.Key()
+			var meta recordMeta
+			has := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &meta) == nil && len(meta.Pending) > 0
+			s.mu.Lock()
+			if has {
+				if _, ok := s.pending[id]; !ok {
+					s.pending[id] = sweepItem{kv: kv, key: e.Key(), since: e.Created()}
+				}
+			} else {
+				delete(s.pending, id)
+			}
+			s.mu.Unlock()
+		}
+		_ = w.Stop()
+	}
+}
+
+func (s *outboxSweeper) sweep(ctx context.Context) {
+	s.mu.Lock()
+	var due []sweepItem
+	for _, it := range s.pending {
+		if time.Since(it.since) >= sweepGrace {
+			due = append(due, it)
+		}
+	}
+	s.mu.Unlock()
+	for _, it := range due {
+		fctx, cancel := context.WithTimeout(ctx, publishBound)
+		e, err := it.kv.Get(fctx, it.key)
+		if err == nil {
+			var meta recordMeta
+			if json.Unmarshal(e.Value(), &meta) == nil && len(meta.Pending) > 0 {
+				err = s.b.flushRecord(fctx, it.kv, it.key, e.Revision(), e.Value(), meta)
+				if err == nil {
+					s.b.log.Info().Str("bucket", it.kv.Bucket()).Str("key", it.key).Str("op", meta.Op).Int("events", len(meta.Pending)).
+						Msg("published the events an earlier operation left pending")
+				}
+			}
+		}
+		cancel()
+		if err != nil && !errors.Is(err, errConflict) && !isNotFound(err) {
+			s.b.log.Warn().Err(err).Str("bucket", it.kv.Bucket()).Str("key", it.key).Msg("pending events not published yet; retrying")
+		}
+	}
+}
