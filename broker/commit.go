@@ -107,7 +107,9 @@ func encodeRecord(record any, meta recordMeta) ([]byte, error) {
 // opKey carries the operation id of a request in its context.
 type opKey struct{}
 
-func withOp(ctx context.Context, op string) context.Context { return context.WithValue(ctx, opKey{}, op) }
+func withOp(ctx context.Context, op string) context.Context {
+	return context.WithValue(ctx, opKey{}, op)
+}
 
 // opID returns the request's operation id, or a fresh one.
 func opID(ctx context.Context) string {
