@@ -105,7 +105,7 @@ func withEmptyChains(chains []schemas.HookChain, want []string) []schemas.HookCh
 // the "no plugin" note sits past the # column and widens nothing.
 func printHookChains(w io.Writer, chains []schemas.HookChain) error {
 	const noSteps = "no plugin implements this hook"
-	rows := [][]string{{"HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "OVERRIDE", "STATE"}}
+	rows := [][]string{{"HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "INACTIVE", "OVERRIDE", "STATE"}}
 	for _, c := range chains {
 		if len(c.Steps) == 0 {
 			rows = append(rows, []string{c.Hook, "-", noSteps})
@@ -120,8 +120,12 @@ func printHookChains(w io.Writer, chains []schemas.HookChain) error {
 			if s.Override {
 				override = "yes"
 			}
+			inactive := s.WhenInactive
+			if inactive == "" {
+				inactive = schemas.DefaultWhenInactive(s.FailurePolicy)
+			}
 			rows = append(rows, []string{c.Hook, fmt.Sprint(i + 1), s.Plugin, fmt.Sprint(s.Priority), timeout,
-				s.FailurePolicy, override, string(s.State)})
+				s.FailurePolicy, inactive, override, string(s.State)})
 		}
 	}
 	widths := make([]int, len(rows[0]))

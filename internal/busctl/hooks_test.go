@@ -18,7 +18,7 @@ func hookChains() schemas.HookListResponse {
 	return schemas.HookListResponse{Chains: []schemas.HookChain{
 		{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{
 			{Plugin: "job-policy", Version: "1.0.0", Priority: 10, Timeout: d(2 * time.Second),
-				FailurePolicy: schemas.FailurePolicyFail, State: schemas.StateActive},
+				FailurePolicy: schemas.FailurePolicyFail, WhenInactive: schemas.WhenInactiveSkip, State: schemas.StateActive},
 			{Plugin: "audit", Version: "0.1.0", Priority: 10, Timeout: d(schemas.DefaultHookTimeout),
 				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateError},
 		}},
@@ -43,11 +43,11 @@ func TestHooksList(t *testing.T) {
 
 	out := b.mustRun(t, "hooks", "ls")
 	want := "" +
-		"HOOK                      #  PLUGIN      PRIORITY  TIMEOUT  POLICY  OVERRIDE  STATE\n" +
-		"job.pre_deploy            1  job-policy  10        2s       fail    no        ACTIVE\n" +
-		"job.pre_deploy            2  audit       10        5s       ignore  no        ERROR\n" +
-		"job.runtime_env           1  zz-env      -5        250ms    ignore  no        ACTIVE\n" +
-		"job.runtime_env           2  job-policy  20        5s       ignore  yes       ACTIVE\n" +
+		"HOOK                      #  PLUGIN      PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
+		"job.pre_deploy            1  job-policy  10        2s       fail    skip      no        ACTIVE\n" +
+		"job.pre_deploy            2  audit       10        5s       ignore  skip      no        ERROR\n" +
+		"job.runtime_env           1  zz-env      -5        250ms    ignore  skip      no        ACTIVE\n" +
+		"job.runtime_env           2  job-policy  20        5s       ignore  skip      yes       ACTIVE\n" +
 		"job.dockerfile_injection  -  no plugin implements this hook\n" +
 		"job.bootstrap_injection   -  no plugin implements this hook\n" +
 		"job.pre_delete            -  no plugin implements this hook\n" +
@@ -64,7 +64,7 @@ func TestHooksList(t *testing.T) {
 		fb.reply(schemas.APIHooksList, schemas.HookListResponse{Chains: []schemas.HookChain{
 			{Hook: schemas.HookAlertPreNotify, Steps: []schemas.HookStep{}}}})
 		out := b.mustRun(t, "hooks", "ls", schemas.HookAlertPreNotify)
-		want := "HOOK              #  PLUGIN  PRIORITY  TIMEOUT  POLICY  OVERRIDE  STATE\n" +
+		want := "HOOK              #  PLUGIN  PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
 			"alert.pre_notify  -  no plugin implements this hook\n"
 		if out != want {
 			t.Errorf("hooks ls alert.pre_notify =\n%s\nwant\n%s", out, want)
@@ -88,15 +88,15 @@ func TestHooksList(t *testing.T) {
 		}})
 		out := b.mustRun(t, "hooks", "ls")
 		want := "" +
-			"HOOK                      #  PLUGIN        PRIORITY  TIMEOUT  POLICY  OVERRIDE  STATE\n" +
-			"job.pre_deploy            1  job-policy    0         5s       fail    no        ACTIVE\n" +
+			"HOOK                      #  PLUGIN        PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
+			"job.pre_deploy            1  job-policy    0         5s       fail    fail      no        ACTIVE\n" +
 			"job.runtime_env           -  no plugin implements this hook\n" +
 			"job.dockerfile_injection  -  no plugin implements this hook\n" +
 			"job.bootstrap_injection   -  no plugin implements this hook\n" +
 			"job.pre_delete            -  no plugin implements this hook\n" +
 			"machine.pre_action        -  no plugin implements this hook\n" +
-			"alert.pre_notify          1  labeler       0         5s       fail    no        ACTIVE\n" +
-			"alert.pre_notify          2  maint-window  10        2s       fail    no        STALE\n"
+			"alert.pre_notify          1  labeler       0         5s       fail    fail      no        ACTIVE\n" +
+			"alert.pre_notify          2  maint-window  10        2s       fail    fail      no        STALE\n"
 		if out != want {
 			t.Errorf("hooks ls =\n%s\nwant\n%s", out, want)
 		}
