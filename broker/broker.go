@@ -142,7 +142,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts) }()
+	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.

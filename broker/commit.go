@@ -53,6 +53,9 @@ type recordMeta struct {
 	// TTL is the retention of a final record, in seconds: the write that
 	// clears Pending carries it.
 	TTL int64 `json:"_ttl,omitempty"`
+	// Purge says the record goes once its events are stored (an
+	// unregistered plugin): the key is purged instead of cleared.
+	Purge bool `json:"_purge,omitempty"`
 }
 
 // pendingEvent is an event in a record's outbox: enough to publish it again
@@ -247,6 +250,39 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 	}
 }
 
+// putWithEvents writes a record that has a single writer (its owner holds
+// a lock on it: plugin records) together with its events, publishes them
+// and clears them: commitRecord without the compare-and-set. purge makes
+// the record go once the events are stored.
+func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key string, record any, purge bool, events ...*event.Event) error {
+	// One write of a request may be one of several (a lifecycle's
+	// transitions): each gets its own id.
+	op := nuid.Next()
+	meta := recordMeta{Op: op, Purge: purge}
+	for i, e := range events {
+		e.SetID(eventID(op, i))
+		meta.Events = append(meta.Events, e.ID())
+		meta.Pending = append(meta.Pending, pendingOf(e))
+	}
+	body, err := encodeRecord(record, meta)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
+	}
+	rev, err := kv.Put(ctx, key, body)
+	if err != nil {
+		return fmt.Errorf("store %s/%s: %w", kv.Bucket(), key, err)
+	}
+	if len(meta.Pending) == 0 {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
+	defer cancel()
+	if err := b.flushRecord(pctx, kv, key, rev, body, meta); err != nil && !errors.Is(err, errConflict) {
+		return b.pendingError(key, op, err)
+	}
+	return nil
+}
+
 // pendingError is the answer of an operation that is committed but whose
 // events could not be stored yet: they are in the record's outbox, and the
 // sweeper publishes them once the stream takes them.
@@ -312,6 +348,13 @@ func (b *Broker) flushRecord(ctx context.Context, kv jetstream.KeyValue, key str
 		fs = append(fs, f)
 	}
 	if err := AwaitAll(ctx, fs...); err != nil {
+		return err
+	}
+	if meta.Purge {
+		err := kv.Purge(ctx, key, jetstream.LastRevision(rev))
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			return errConflict
+		}
 		return err
 	}
 	var record map[string]json.RawMessage

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nuid"
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
@@ -32,22 +34,23 @@ func (b *Broker) issue(ctx context.Context, id identity.Identity, by string, cha
 		return nil, err
 	}
 	now := time.Now().UTC()
-	_, err = updateJSON(ctx, b.st.identities, schemas.IdentityKey(string(id.Role), id.Name), func(r *schemas.IdentityRecord, _ bool) error {
+	// Each issue is its own operation (new credentials every time).
+	_, err = commitRecord(ctx, b, b.st.identities, schemas.IdentityKey(string(id.Role), id.Name), nuid.Next(), func(r *schemas.IdentityRecord, _ bool) ([]*event.Event, time.Duration, error) {
 		r.Role, r.Name = string(id.Role), id.Name
 		if change != nil {
 			if err := change(r); err != nil {
-				return err
+				return nil, 0, err
 			}
 		}
 		r.Users = append(r.Users, schemas.IssuedUser{PublicKey: c.Public, IssuedAt: c.IssuedAt.UTC(), By: by})
 		r.UpdatedAt = now
-		return nil
+		ev, err := NewEvent(schemas.TypeIdentityIssued, schemas.IdentityIssuedData{Role: string(id.Role), Name: id.Name, PublicKey: c.Public, By: by},
+			WithSubject(string(id.Role)+"/"+id.Name))
+		return []*event.Event{ev}, 0, err
 	})
 	if err != nil {
 		return nil, err
 	}
-	b.publish(ctx, schemas.TypeIdentityIssued, schemas.IdentityIssuedData{Role: string(id.Role), Name: id.Name, PublicKey: c.Public, By: by},
-		WithSubject(string(id.Role)+"/"+id.Name))
 	b.log.Info().Str("role", string(id.Role)).Str("name", id.Name).Str("by", by).Msg("credentials issued")
 	return &schemas.CredsResponse{Role: string(id.Role), Name: id.Name, Creds: string(c.File), PublicKey: c.Public, IssuedAt: c.IssuedAt.UTC()}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -187,17 +188,26 @@ func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, 
 }
 
 // save stamps rec's update time and writes it to the bucket and the cache.
-func (r *registry) save(ctx context.Context, rec *schemas.PluginRecord) error {
+func (r *registry) save(ctx context.Context, rec *schemas.PluginRecord, events ...*event.Event) error {
 	rec.UpdatedAt = time.Now().UTC()
-	body, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode plugin record %q: %w", rec.Name, err)
-	}
-	if _, err := r.b.st.plugins.Put(ctx, rec.Name, body); err != nil {
+	// The record and its events in one write (commit.go): a crash cannot
+	// leave a state change without its event.
+	if err := r.b.putWithEvents(ctx, r.b.st.plugins, rec.Name, rec, false, events...); err != nil {
 		return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
 	}
 	r.put(*rec)
 	return nil
+}
+
+// event builds a plugin lifecycle event (nil, logged, when it cannot be
+// encoded: that is a broker bug, and the state change still counts).
+func (r *registry) event(eventType, name string, data any) *event.Event {
+	e, err := NewEvent(eventType, data, WithSubject("plugin/"+name))
+	if err != nil {
+		r.b.log.Error().Err(err).Str(logging.FieldEventType, eventType).Msg("build event")
+		return nil
+	}
+	return e
 }
 
 // register handles a registration: validate the manifest beyond its schema,
@@ -243,16 +253,19 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		from := rec.State
 		rec.State = schemas.StateRegistered
 		rec.LastError = nil
-		if err := r.save(ctx, &rec); err != nil {
-			return nil, err
-		}
 		prevVersion := ""
 		if exists && prev.Version != m.Version {
 			prevVersion = prev.Version
 		}
-		r.publish(ctx, schemas.TypePluginRegistered, schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion},
-			WithSubject("plugin/"+m.Name))
-		r.stateEvent(ctx, rec, from, nil)
+		evs := []*event.Event{r.event(schemas.TypePluginRegistered, m.Name,
+			schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion})}
+		if from != rec.State {
+			r.b.metrics.stateChanges.WithLabelValues(string(rec.State)).Inc()
+			evs = append(evs, r.stateEvent(rec, from, nil))
+		}
+		if err := r.save(ctx, &rec, compact(evs)...); err != nil {
+			return nil, err
+		}
 		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
@@ -482,12 +495,15 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 	} else if to == schemas.StateActive {
 		rec.LastError = nil
 	}
-	if serr := r.save(ctx, &rec); serr != nil {
+	var evs []*event.Event
+	if from != to {
+		evs = compact([]*event.Event{r.stateEvent(rec, from, rec.LastError)})
+	}
+	if serr := r.save(ctx, &rec, evs...); serr != nil {
 		r.b.log.Error().Err(serr).Str(logging.FieldPlugin, rec.Name).Msg("store plugin state")
 	}
 	if from != to {
 		r.b.metrics.stateChanges.WithLabelValues(string(to)).Inc()
-		r.stateEvent(ctx, rec, from, rec.LastError)
 		ev := r.b.log.Info()
 		if to == schemas.StateError || to == schemas.StateStale {
 			ev = r.b.log.Warn()
@@ -500,7 +516,7 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 	return rec
 }
 
-func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, from schemas.PluginState, err *schemas.Error) {
+func (r *registry) stateEvent(rec schemas.PluginRecord, from schemas.PluginState, err *schemas.Error) *event.Event {
 	if from == "" {
 		from = schemas.StateRegistered
 	}
@@ -508,7 +524,18 @@ func (r *registry) stateEvent(ctx context.Context, rec schemas.PluginRecord, fro
 	if rec.State == schemas.StateError || rec.State == schemas.StateStale {
 		data.Error = err
 	}
-	r.publish(ctx, schemas.TypePluginStateChanged, data, WithSubject("plugin/"+rec.Name))
+	return r.event(schemas.TypePluginStateChanged, rec.Name, data)
+}
+
+// compact drops the events that could not be built.
+func compact(evs []*event.Event) []*event.Event {
+	out := evs[:0]
+	for _, e := range evs {
+		if e != nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (r *registry) publish(ctx context.Context, eventType string, data any, opts ...EventOption) {
@@ -629,15 +656,16 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
 		return rec, fmt.Errorf("delete config of %s: %w", req.Name, err)
 	}
-	if err := r.b.st.plugins.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
+	// The record goes with its unregistered event: written with the event
+	// pending and purged once it is stored.
+	ev := r.event(schemas.TypePluginUnregistered, rec.Name, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive})
+	if err := r.b.putWithEvents(ctx, r.b.st.plugins, req.Name, rec, true, compact([]*event.Event{ev})...); err != nil {
 		return rec, fmt.Errorf("delete plugin record %s: %w", req.Name, err)
 	}
 	r.mu.Lock()
 	delete(r.cache, req.Name)
 	r.invalidate()
 	r.mu.Unlock()
-	r.publish(ctx, schemas.TypePluginUnregistered, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive},
-		WithSubject("plugin/"+rec.Name))
 	r.b.log.Info().Str(logging.FieldPlugin, rec.Name).Str(logging.FieldVersion, rec.Version).Bool("forced", alive).Msg("plugin unregistered")
 	return rec, nil
 }
