@@ -315,3 +315,36 @@ func TestStopLetsRequestsFinish(t *testing.T) {
 	}
 	tb.cancel = nil
 }
+
+// A bus made before retention (buckets with five revisions and no TTLs)
+// is upgraded in place at start.
+func TestBucketsUpgradeInPlace(t *testing.T) {
+	s := startServer(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	old, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schemas.BucketAlerts, History: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Put(ctx, "from-before", []byte(`{"id":"from-before","severity":"info","summary":"s","status":"firing","fired_at":"2026-01-01T00:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	tb := startBroker(t, Config{NATSURL: s.ClientURL(), AlertRetention: time.Second})
+	st, err := tb.b.st.alerts.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.History() != 1 || st.LimitMarkerTTL() == 0 {
+		t.Fatalf("alerts bucket not upgraded: history %d, marker TTL %s", st.History(), st.LimitMarkerTTL())
+	}
+	tb.mustCall(t, schemas.APIAlertsResolve, schemas.AlertRef{ID: "from-before"}, nil)
+	waitFor(t, "the resolved alert from before to leave", func() bool {
+		_, err := tb.b.st.alerts.Get(ctx, "from-before")
+		return isNotFound(err)
+	})
+}

@@ -472,3 +472,84 @@ func scopedSubject(prefix, endpoint string) string {
 	}
 	return wire.APISubject(prefix, endpoint)
 }
+
+// Mutating calls carry an idempotency key (a fresh one, or the caller's);
+// reads carry none.
+func TestIdempotencyKeys(t *testing.T) {
+	nc := startServer(t)
+	keys := make(chan string, 8)
+	fb := newFakeBroker(t, nc, "plugbus")
+	for _, ep := range []string{schemas.APIAlertsFire, schemas.APIPluginsList} {
+		fb.mu.Lock()
+		fb.replies[ep] = func(req *wire.Request) {
+			keys <- req.Headers().Get(wire.HeaderIdempotencyKey)
+			_ = req.Reply(map[string]any{}, nil)
+		}
+		fb.mu.Unlock()
+	}
+	c := client.New(nc)
+	ctx := context.Background()
+	if _, err := c.FireAlert(ctx, schemas.AlertFireRequest{Severity: "info", Summary: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FireAlert(ctx, schemas.AlertFireRequest{Severity: "info", Summary: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	k1, k2 := <-keys, <-keys
+	if k1 == "" || k1 == k2 {
+		t.Errorf("two fires got keys %q and %q: want two fresh ones", k1, k2)
+	}
+	if _, err := c.FireAlert(client.WithIdempotencyKey(ctx, "page/ev-1"), schemas.AlertFireRequest{Severity: "info", Summary: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if k := <-keys; k != "page/ev-1" {
+		t.Errorf("the caller's key became %q", k)
+	}
+	if _, err := c.ListPlugins(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	if k := <-keys; k != "" {
+		t.Errorf("a read carried key %q", k)
+	}
+}
+
+// While nothing answers (a broker restarting), a call is retried until one
+// does, within its deadline; with retrying off it fails at once.
+func TestRetryWhileNothingAnswers(t *testing.T) {
+	nc := startServer(t)
+	c := client.New(nc, client.WithRetryFor(30*time.Second))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.ListPlugins(context.Background(), "")
+		done <- err
+	}()
+	// The call is retrying: the broker comes up only now.
+	waitRetrying(t, nc)
+	fb := newFakeBroker(t, nc, "plugbus")
+	fb.reply(schemas.APIPluginsList, schemas.PluginListResponse{})
+	if err := <-done; err != nil {
+		t.Fatalf("the call made before the broker came up: %v", err)
+	}
+
+	none := client.New(nc, client.WithRetryFor(0))
+	if err := none.Call(context.Background(), "no.such.endpoint", struct{}{}, nil); !errors.Is(err, schemas.ErrNoResponders) {
+		t.Fatalf("nothing answering, retrying off: %v", err)
+	}
+	if _, err := client.New(nc, client.WithRetryFor(-time.Second)).ListPlugins(context.Background(), ""); !errors.Is(err, client.ErrInvalidOption) {
+		t.Fatalf("a negative retry duration: %v", err)
+	}
+}
+
+// waitRetrying waits until the connection has published a second request
+// (the call is in its retry loop).
+func waitRetrying(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	start := nc.Stats().OutMsgs
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.Stats().OutMsgs < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the call never retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
