@@ -55,14 +55,18 @@ func (s deliverySettings) retryDelay(numDelivered uint64) time.Duration {
 	return s.backoff[max(i, 0)]
 }
 
-// consume waits until the plugin is ACTIVE, then consumes the plugin's
-// durable consumer until ctx ends, re-attaching if the consumer goes away.
+// consume waits until the plugin is ACTIVE and its stored configuration
+// has been applied by the config handler (so no event handler runs on an
+// empty or previous configuration), then consumes the plugin's durable
+// consumer until ctx ends, re-attaching if the consumer goes away.
 // consuming is closed the first time consumption starts.
 func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming chan<- struct{}) {
-	select {
-	case <-p.active:
-	case <-ctx.Done():
-		return
+	for _, gate := range []<-chan struct{}{p.active, p.configured} {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return
+		}
 	}
 	stream, name := schemas.StreamEvents, schemas.ConsumerName(p.manifest.Name)
 	log := p.Logger().With().Str(FieldConsumer, name).Logger()

@@ -50,6 +50,11 @@ type Plugin struct {
 	readyOnce  sync.Once
 	active     chan struct{}
 	activeOnce sync.Once
+	// configured is closed once the config handler has accepted the
+	// stored configuration (at once when none is stored); events wait
+	// for it.
+	configured     chan struct{}
+	configuredOnce sync.Once
 	reregister chan struct{}
 
 	middleware []Middleware
@@ -89,6 +94,7 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		base:       context.Background(),
 		ready:      make(chan struct{}),
 		active:     make(chan struct{}),
+		configured: make(chan struct{}),
 		reregister: make(chan struct{}, 1),
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
@@ -181,7 +187,10 @@ func (p *Plugin) OnInit(h func(ctx context.Context, req schemas.InitRequest) (ma
 // configuration twice in a row. Returning an error rejects the
 // configuration: on the config verb the broker puts the plugin in ERROR with
 // the error; on a push the error is logged and the previous configuration
-// stays. Without a handler every configuration is accepted.
+// stays. Without a handler every configuration is accepted. An instance
+// handles no event before its config handler accepted the stored
+// configuration; when it rejects that one at start, the SDK retries it
+// (read anew each time) with backoff, and events wait.
 func (p *Plugin) OnConfig(h func(ctx context.Context, cfg Config) error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -253,7 +262,11 @@ func (p *Plugin) State() schemas.PluginState {
 // configuration is in sync with the registry and, when the plugin consumes
 // events and is ACTIVE, its consumer is running. A plugin in ERROR is ready
 // too (it waits for a configuration); it starts consuming events once the
-// broker reports it ACTIVE.
+// broker reports it ACTIVE. Events are consumed only once the config
+// handler has accepted the stored configuration, so no event handler sees
+// an empty or previous one; an instance whose config handler rejected the
+// stored configuration is ready, and its events wait while the SDK retries
+// that configuration with backoff.
 func (p *Plugin) Ready() <-chan struct{} { return p.ready }
 
 func (p *Plugin) actionHandler(command string) ActionHandler {
@@ -285,6 +298,18 @@ func (p *Plugin) service() *wire.Service {
 	return p.svc
 }
 func (p *Plugin) markActive() { p.activeOnce.Do(func() { close(p.active) }) }
+
+func (p *Plugin) markConfigured() { p.configuredOnce.Do(func() { close(p.configured) }) }
+
+// isConfigured reports whether the stored configuration has been applied.
+func (p *Plugin) isConfigured() bool {
+	select {
+	case <-p.configured:
+		return true
+	default:
+		return false
+	}
+}
 
 // requestReregister asks the re-register loop to register again; requests
 // made while one is pending collapse into it.

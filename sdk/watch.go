@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -63,18 +64,12 @@ func retryForever(initial, max time.Duration) []backoff.RetryOption {
 }
 
 // watchKey watches one key of a KV bucket until ctx ends, calling onPut for
-// every value (current value first) and closing synced once the current
-// value has been handled. It opens the bucket and restarts the watch with
-// backoff when either fails.
-func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, key string, synced chan<- struct{}, onPut func(jetstream.KeyValueEntry)) {
+// every value (current value first) and onCaughtUp (when set) each time the
+// watch has delivered the current value (once per watch: again after a
+// restart). It opens the bucket and restarts the watch with backoff when
+// either fails.
+func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, key string, onCaughtUp func(), onPut func(jetstream.KeyValueEntry)) {
 	log := p.Logger().With().Str("bucket", bucket).Logger()
-	syncedOnce := false
-	markSynced := func() {
-		if !syncedOnce && synced != nil {
-			close(synced)
-		}
-		syncedOnce = true
-	}
 	for ctx.Err() == nil {
 		w, err := backoff.Retry(ctx, func() (jetstream.KeyWatcher, error) {
 			kv, err := js.KeyValue(ctx, bucket)
@@ -89,7 +84,9 @@ func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, k
 		}
 		for entry := range w.Updates() {
 			if entry == nil {
-				markSynced()
+				if onCaughtUp != nil {
+					onCaughtUp()
+				}
 				continue
 			}
 			if entry.Key() != key {
@@ -109,20 +106,91 @@ func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, k
 	}
 }
 
-// watchConfig applies configuration changes stored in the config bucket.
+// watchConfig applies the configuration stored in the config bucket: the
+// current value first, then every change. synced is closed once the watch
+// has caught up, the current value having gone through the config handler
+// (accepted or not). p.configured is closed once the config handler has
+// accepted the stored configuration (at once when none is stored): event
+// consumption waits for it, so no event handler ever runs on an empty or
+// previous configuration. When the handler rejects the stored config
+// before any was applied, watchConfig tries again with backoff, reading
+// the stored value anew each time, until one is accepted (here, or through
+// the config verb).
 func (p *Plugin) watchConfig(ctx context.Context, js jetstream.JetStream, synced chan<- struct{}) {
-	p.watchKey(ctx, js, schemas.BucketConfigs, p.manifest.Name, synced, func(e jetstream.KeyValueEntry) {
-		var cfg map[string]any
-		if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("stored config is not a JSON object; ignoring it")
+	caughtUp := false
+	pending := false // the last stored value seen was rejected
+	p.watchKey(ctx, js, schemas.BucketConfigs, p.manifest.Name, func() {
+		if caughtUp {
 			return
 		}
-		hctx, cancel := p.handlerContext(p.base)
-		defer cancel()
-		if err := p.applyConfig(hctx, cfg, true); err != nil {
-			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("config handler rejected a pushed config; keeping the previous one")
+		caughtUp = true
+		if !pending {
+			p.markConfigured()
+		}
+		close(synced)
+		if pending {
+			p.retryStoredConfig(ctx, js)
+		}
+	}, func(e jetstream.KeyValueEntry) {
+		if p.applyStoredConfig(e.Value(), e.Revision()) != nil {
+			pending = !p.isConfigured()
+			return
+		}
+		pending = false
+		if caughtUp {
+			p.markConfigured()
 		}
 	})
+}
+
+// applyStoredConfig applies a value of the config bucket.
+func (p *Plugin) applyStoredConfig(value []byte, revision uint64) error {
+	var cfg map[string]any
+	if err := json.Unmarshal(value, &cfg); err != nil {
+		p.Logger().Error().Err(err).Uint64("revision", revision).Msg("stored config is not a JSON object; ignoring it")
+		return err
+	}
+	hctx, cancel := p.handlerContext(p.base)
+	defer cancel()
+	if err := p.applyConfig(hctx, cfg, true); err != nil {
+		ev := p.Logger().Error().Err(err).Uint64("revision", revision)
+		if p.isConfigured() {
+			ev.Msg("config handler rejected a pushed config; keeping the previous one")
+		} else {
+			ev.Msg("config handler rejected the stored config; events wait until a config is applied")
+		}
+		return err
+	}
+	return nil
+}
+
+// retryStoredConfig applies the stored config, read anew each time, with
+// backoff until the config handler accepts it (or a config verb applied
+// it meanwhile), then opens the event gate. It returns when ctx ends.
+func (p *Plugin) retryStoredConfig(ctx context.Context, js jetstream.JetStream) {
+	p.Logger().Warn().Msg("config handler rejected the stored config; events wait, retrying it")
+	_, _ = backoff.Retry(ctx, func() (struct{}, error) {
+		if p.isConfigured() {
+			return struct{}{}, nil
+		}
+		kv, err := js.KeyValue(ctx, schemas.BucketConfigs)
+		if err != nil {
+			return struct{}{}, err
+		}
+		e, err := kv.Get(ctx, p.manifest.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			// Nothing stored any more: nothing to wait for.
+		case err != nil:
+			return struct{}{}, err
+		default:
+			if err := p.applyStoredConfig(e.Value(), e.Revision()); err != nil {
+				return struct{}{}, err
+			}
+		}
+		p.markConfigured()
+		return struct{}{}, nil
+	}, retryForever(time.Second, 30*time.Second)...)
 }
 
 // watchRecord follows the plugin's registry record: it keeps State current,
