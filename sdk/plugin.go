@@ -55,7 +55,7 @@ type Plugin struct {
 	// for it.
 	configured     chan struct{}
 	configuredOnce sync.Once
-	reregister chan struct{}
+	reregister     chan struct{}
 
 	middleware []Middleware
 	onShutdown []func(ctx context.Context) error
