@@ -295,3 +295,33 @@ func TestEmit(t *testing.T) {
 		}
 	}
 }
+
+// A running instance reads the consumer's delivery settings again when
+// the plugin is registered anew (another version changed them), so its
+// idea of the last delivery stays the server's.
+func TestDeliverySettingsFollowTheConsumer(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	m := schemas.Manifest{Name: "limits", Version: "1.0.0", Events: &schemas.EventSubscription{Types: []string{schemas.TypeJobDeployed}, MaxDeliver: 5}}
+	p := newPlugin(t, m)
+	p.HandleEvent(schemas.TypeJobDeployed, func(context.Context, event.Event) error { return nil })
+	runPlugin(t, s.ClientURL(), p)
+	waitFor(t, "the first settings", func() bool { return p.DeliveryLimit() == 5 })
+
+	// What the broker does for a new version: update the consumer, then
+	// store the record.
+	ctx := context.Background()
+	cons, err := b.js.Consumer(ctx, schemas.StreamEvents, schemas.ConsumerName("limits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.MaxDeliver = 3
+	if _, err := b.js.UpdateConsumer(ctx, schemas.StreamEvents, cfg); err != nil {
+		t.Fatal(err)
+	}
+	next := m
+	next.Version = "1.1.0"
+	b.putRecord(schemas.PluginRecord{Name: "limits", Version: "1.1.0", Manifest: next, State: schemas.StateActive, RegisteredAt: time.Now()})
+	waitFor(t, "the new max deliver", func() bool { return p.DeliveryLimit() == 3 })
+}

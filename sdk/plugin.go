@@ -61,6 +61,18 @@ type Plugin struct {
 	onShutdown []func(ctx context.Context) error
 	client     *client.Client
 
+	// settings are the delivery settings of the consumer being consumed
+	// (nil before); settingsChanged asks the consume loop to read them
+	// again; cons is the consumer (nil before consumption starts).
+	settings        atomic.Pointer[deliverySettings]
+	settingsChanged chan struct{}
+	consMu          sync.Mutex
+	cons            jetstream.Consumer
+	// registration is the version and registration time of the plugin's
+	// record last seen: a change means a new registration, which may have
+	// changed the consumer.
+	registration string
+
 	stats counters
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
@@ -96,6 +108,8 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		active:     make(chan struct{}),
 		configured: make(chan struct{}),
 		reregister: make(chan struct{}, 1),
+
+		settingsChanged: make(chan struct{}, 1),
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
 	return p, nil
@@ -309,6 +323,18 @@ func (p *Plugin) isConfigured() bool {
 	default:
 		return false
 	}
+}
+
+func (p *Plugin) setConsumer(c jetstream.Consumer) {
+	p.consMu.Lock()
+	defer p.consMu.Unlock()
+	p.cons = c
+}
+
+func (p *Plugin) consumer() jetstream.Consumer {
+	p.consMu.Lock()
+	defer p.consMu.Unlock()
+	return p.cons
 }
 
 // requestReregister asks the re-register loop to register again; requests

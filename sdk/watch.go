@@ -194,14 +194,20 @@ func (p *Plugin) retryStoredConfig(ctx context.Context, js jetstream.JetStream) 
 }
 
 // watchRecord follows the plugin's registry record: it keeps State current,
-// starts event consumption once ACTIVE, and registers again when the broker
-// marks the plugin STALE while this instance is alive.
+// starts event consumption once ACTIVE, reads the consumer's delivery
+// settings again after a new registration, and registers again when the
+// broker marks the plugin STALE while this instance is alive.
 func (p *Plugin) watchRecord(ctx context.Context, js jetstream.JetStream) {
 	p.watchKey(ctx, js, schemas.BucketPlugins, p.manifest.Name, nil, func(e jetstream.KeyValueEntry) {
 		var rec schemas.PluginRecord
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			p.Logger().Error().Err(err).Msg("plugin record is not valid JSON; ignoring it")
 			return
+		}
+		if p.newRegistration(rec) {
+			// Another version may have changed the consumer's delivery
+			// settings (the broker updates the consumer first).
+			p.requestSettingsRefresh()
 		}
 		prev := p.State()
 		state := p.observeRecord(rec)
@@ -217,4 +223,15 @@ func (p *Plugin) watchRecord(ctx context.Context, js jetstream.JetStream) {
 			p.requestReregister()
 		}
 	})
+}
+
+// newRegistration reports whether rec is of another registration (version
+// or registration time) than the record seen before it.
+func (p *Plugin) newRegistration(rec schemas.PluginRecord) bool {
+	key := rec.Version + " " + rec.RegisteredAt.UTC().Format(time.RFC3339Nano)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := p.registration != "" && p.registration != key
+	p.registration = key
+	return changed
 }
