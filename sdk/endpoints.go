@@ -71,7 +71,7 @@ func (p *Plugin) serveConfig(ctx context.Context, req *wire.Request) {
 		return
 	}
 	hctx, cancel := p.handlerContext(ctx)
-	err := p.applyConfig(hctx, in.Config, false)
+	err := p.applyConfig(hctx, in.Config, configSource{floor: p.storedConfigRevision(hctx)})
 	cancel()
 	p.respond(req, schemas.VerbConfig, schemas.ConfigResponse{}, p.pluginError(err))
 }

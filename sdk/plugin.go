@@ -40,9 +40,12 @@ type Plugin struct {
 	instanceID string
 
 	// applyMu serialises config application; applied is the canonical JSON
-	// of the config last applied (nil: none yet).
-	applyMu sync.Mutex
-	applied []byte
+	// of the config last applied (nil: none yet); verbFloor is the config
+	// bucket revision below which pushed values are older than a config
+	// the verb brought.
+	applyMu   sync.Mutex
+	applied   []byte
+	verbFloor uint64
 
 	running    atomic.Bool
 	base       context.Context // handler contexts derive from it; never cancelled by shutdown

@@ -13,19 +13,33 @@ import (
 	"github.com/plugbus/plugbus/schemas"
 )
 
+// configSource says where a configuration comes from: the config verb
+// (revision 0), or the config bucket at a revision.
+type configSource struct {
+	// revision is the bucket revision of a pushed config, 0 for the verb.
+	revision uint64
+	// floor, for the verb, is the bucket's revision of the key when the
+	// verb arrived: the broker stores the config after this instance
+	// accepts it, so pushed values at or below floor are older.
+	floor uint64
+}
+
 // applyConfig runs the config handler with cfg and, when it accepts, makes
-// cfg the current configuration. pushed is true for a change seen in the
-// config bucket: it is skipped when it equals the configuration last
-// applied (typically because this instance took the config verb for it).
-func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, pushed bool) error {
+// cfg the current configuration. A pushed change (src.revision > 0, seen
+// in the config bucket) is skipped when it equals the configuration last
+// applied (typically because this instance took the config verb for it),
+// and when it is older than a config the verb brought (a watch that lags
+// behind the verb must not bring a previous config back).
+func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, src configSource) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
+	pushed := src.revision > 0
 	c := cloneConfig(cfg)
 	canon, err := json.Marshal(c) // map keys are sorted: canonical
 	if err != nil {
 		return schemas.Errorf(schemas.CodeBadRequest, "config", "config is not JSON-encodable: %v", err)
 	}
-	if pushed && p.applied != nil && bytes.Equal(canon, p.applied) {
+	if pushed && p.applied != nil && (bytes.Equal(canon, p.applied) || src.revision <= p.verbFloor) {
 		return nil
 	}
 	p.mu.RLock()
@@ -45,12 +59,15 @@ func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, pushed boo
 	p.cfg = c
 	p.mu.Unlock()
 	p.applied = canon
-	p.stats.configsApplied.Add(1)
-	src := "config verb"
-	if pushed {
-		src = "config bucket"
+	if !pushed {
+		p.verbFloor = max(p.verbFloor, src.floor)
 	}
-	p.Logger().Info().Str("source", src).Int("keys", len(c)).Msg("config applied")
+	p.stats.configsApplied.Add(1)
+	from := "config verb"
+	if pushed {
+		from = "config bucket"
+	}
+	p.Logger().Info().Str("source", from).Int("keys", len(c)).Msg("config applied")
 	return nil
 }
 
@@ -152,7 +169,7 @@ func (p *Plugin) applyStoredConfig(value []byte, revision uint64) error {
 	}
 	hctx, cancel := p.handlerContext(p.base)
 	defer cancel()
-	if err := p.applyConfig(hctx, cfg, true); err != nil {
+	if err := p.applyConfig(hctx, cfg, configSource{revision: revision}); err != nil {
 		ev := p.Logger().Error().Err(err).Uint64("revision", revision)
 		if p.isConfigured() {
 			ev.Msg("config handler rejected a pushed config; keeping the previous one")
@@ -162,6 +179,26 @@ func (p *Plugin) applyStoredConfig(value []byte, revision uint64) error {
 		return err
 	}
 	return nil
+}
+
+// storedConfigRevision returns the revision of the plugin's key in the
+// config bucket (0 when none is stored or it cannot be read).
+func (p *Plugin) storedConfigRevision(ctx context.Context) uint64 {
+	p.mu.RLock()
+	js := p.js
+	p.mu.RUnlock()
+	if js == nil {
+		return 0
+	}
+	kv, err := js.KeyValue(ctx, schemas.BucketConfigs)
+	if err != nil {
+		return 0
+	}
+	e, err := kv.Get(ctx, p.manifest.Name)
+	if err != nil {
+		return 0
+	}
+	return e.Revision()
 }
 
 // retryStoredConfig applies the stored config, read anew each time, with
