@@ -235,6 +235,12 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	if d.LastAttempt() && !p.slowHandlers(s) {
 		_ = msg.InProgress()
 	}
+	if err := validateData(ev); err != nil {
+		// The same bytes fail the same schema on every delivery.
+		p.stats.eventsInvalid.Add(1)
+		p.terminate(msg, logFor(ev), schemas.ReasonInvalidData, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.handlerTimeout())
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/sdk/plugintest"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func TestManifestIsValid(t *testing.T) {
@@ -307,6 +309,33 @@ func TestAgainstTheBus(t *testing.T) {
 		}
 		if attempts, _ := sk.counts("reject"); attempts != 1 {
 			t.Errorf("attempts = %d, want 1", attempts)
+		}
+	})
+
+	t.Run("alert data failing its schema is dead-lettered, not posted", func(t *testing.T) {
+		// Measured before the SDK checked core event data: {} and empty
+		// alert data were posted as real alerts.
+		before := len(bus.DeadLetters(t, "notify-webhook"))
+		for id, data := range map[string][]byte{"empty-object": []byte(`{}`), "empty": nil} {
+			msg := &nats.Msg{Subject: wire.EventSubject(bus.Prefix(), schemas.TypeAlertFired), Data: data, Header: nats.Header{
+				"ce-specversion": {"1.0"}, "ce-id": {id}, "ce-source": {wire.BrokerSource}, "ce-type": {schemas.TypeAlertFired},
+				"ce-datacontenttype": {event.ApplicationJSON},
+			}}
+			if _, err := bus.JetStream().PublishMsg(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bus.WaitFor(t, func() bool { return len(bus.DeadLetters(t, "notify-webhook")) == before+2 })
+		for _, dl := range bus.DeadLetters(t, "notify-webhook")[before:] {
+			if dl.Code != schemas.ReasonInvalidData || !strings.Contains(dl.Reason, `field "id": is required`) {
+				t.Errorf("dead letter of %s: code %q reason %q, want invalid_data naming the missing id", dl.Header.Get("ce-id"), dl.Code, dl.Reason)
+			}
+		}
+		if attempts, _ := sk.counts(""); attempts != 0 {
+			t.Errorf("%d posts of an alert without data", attempts)
+		}
+		if st := p.Stats(); st.EventsInvalid != 2 {
+			t.Errorf("%d events counted invalid, want 2", st.EventsInvalid)
 		}
 	})
 
