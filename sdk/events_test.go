@@ -61,6 +61,7 @@ func TestEventOutcomes(t *testing.T) {
 		unhandled   uint64
 		malformed   uint64
 		untrusted   uint64
+		invalid     uint64
 		termination string // expected reason prefix; "" means not terminated
 	}{
 		{name: "ack", handler: func(int) error { return nil }, attempts: 1, handled: 1},
@@ -85,9 +86,13 @@ func TestEventOutcomes(t *testing.T) {
 		}, attempts: 2, handled: 1},
 		{name: "last delivery terminates", maxDeliver: 3, handler: func(int) error { return errors.New("always down") },
 			attempts: 3, termination: "retries_exhausted: failed on the last of 3 deliveries: always down"},
-		{name: "undecodable data is permanent", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
+		// Data of a core type is checked against its schema before the
+		// handler (DecodeData's own failure is permanent too: see
+		// ExampleDecodeData).
+		{name: "data failing its schema", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
 			b.publish(t, "ev-undecodable-data", schemas.TypeAlertFired, "not an object")
-		}, attempts: 1, termination: "permanent_failure: decode data of event"},
+		}, attempts: 0, invalid: 1, termination: "invalid_data: data of io.plugbus.alert.v1.fired does not match https://plugbus.io/schemas/events/alert/v1/fired.json: " +
+			"bad_request: the body must be a JSON object, got a string (field (root))"},
 		// The manifest declares fired only; the consumer's filter also lets
 		// resolved through (a stray filter): it is dead-lettered, not dropped.
 		{name: "no handler", publish: func(t *testing.T, b *fakeBroker) {
@@ -122,12 +127,7 @@ func TestEventOutcomes(t *testing.T) {
 			}
 			{
 				p.HandleEvent(schemas.TypeAlertFired, func(ctx context.Context, e event.Event) error {
-					n := a.add(ctx, e)
-					if strings.Contains(e.ID(), "undecodable") {
-						_, err := sdk.DecodeData[schemas.Alert](e)
-						return err
-					}
-					return handler(n)
+					return handler(a.add(ctx, e))
 				})
 			}
 			terms := b.watchTerminations(t, schemas.ConsumerName(name))
@@ -149,8 +149,9 @@ func TestEventOutcomes(t *testing.T) {
 				return done && (tt.termination == "" || len(terms.list()) > 0)
 			})
 			st := p.Stats()
-			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed || st.EventsUntrusted != tt.untrusted {
-				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d untrusted %d", st, tt.handled, tt.unhandled, tt.malformed, tt.untrusted)
+			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed || st.EventsUntrusted != tt.untrusted ||
+				st.EventsInvalid != tt.invalid {
+				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d untrusted %d invalid %d", st, tt.handled, tt.unhandled, tt.malformed, tt.untrusted, tt.invalid)
 			}
 			a.mu.Lock()
 			calls := 0
