@@ -38,6 +38,7 @@ type Plugin struct {
 	js         jetstream.JetStream
 	svc        *wire.Service
 	instanceID string
+	handled    jetstream.KeyValue // plugbus_handled, bound by Once
 
 	// applyMu serialises config application; applied is the canonical JSON
 	// of the config last applied (nil: none yet); verbFloor is the config

@@ -47,6 +47,9 @@ type Stats struct {
 	ConfigsRejected uint64 `json:"configs_rejected"`
 	// Registrations counts successful register requests (first and re-).
 	Registrations uint64 `json:"registrations"`
+	// OnceSkipped counts Once calls (OnceByEventID handlers included)
+	// that did not run their function because its key was already done.
+	OnceSkipped uint64 `json:"once_skipped"`
 }
 
 type counters struct {
@@ -54,7 +57,7 @@ type counters struct {
 	actionsHandled, actionsFailed                                                                                   atomic.Uint64
 	hooksHandled, hooksRejected, hooksFailed                                                                        atomic.Uint64
 	configsApplied, configsRejected                                                                                 atomic.Uint64
-	registrations                                                                                                   atomic.Uint64
+	registrations, onceSkipped                                                                                      atomic.Uint64
 }
 
 // Stats returns a snapshot of the instance's counters. (Requests, errors
@@ -77,5 +80,6 @@ func (p *Plugin) Stats() Stats {
 		ConfigsApplied:   c.configsApplied.Load(),
 		ConfigsRejected:  c.configsRejected.Load(),
 		Registrations:    c.registrations.Load(),
+		OnceSkipped:      c.onceSkipped.Load(),
 	}
 }

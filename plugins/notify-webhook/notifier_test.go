@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
@@ -245,8 +246,11 @@ func (s *sink) counts(id string) (attempts, delivered int) {
 	return s.attempts[id], len(s.ok[id])
 }
 
+// TestAgainstTheBus runs the plugin on a bus with identities on, with the
+// credentials the broker issues for it (plugintest.WithAuth): what it does,
+// it does with its own permissions.
 func TestAgainstTheBus(t *testing.T) {
-	bus := plugintest.Start(t)
+	bus := plugintest.Start(t, plugintest.WithAuth())
 	sk := &sink{attempts: map[string]int{}, ok: map[string][]Message{}}
 	srv := httptest.NewServer(sk)
 	t.Cleanup(srv.Close)
@@ -294,6 +298,40 @@ func TestAgainstTheBus(t *testing.T) {
 		}
 		if st := p.Stats(); st.EventsFailed != before.EventsFailed+1 || st.EventsTerminated != before.EventsTerminated {
 			t.Errorf("stats %+v after %+v", st, before)
+		}
+	})
+
+	t.Run("an event delivered again after it was posted is not posted twice", func(t *testing.T) {
+		before := p.Stats()
+		fire("twice")
+		bus.WaitFor(t, func() bool { return p.Stats().EventsHandled == before.EventsHandled+1 })
+		// The same event again, as after a lost acknowledgement: stored
+		// anew without its Nats-Msg-Id (else the stream drops it as a
+		// duplicate), same CloudEvent id.
+		ctx := context.Background()
+		events, err := bus.JetStream().Stream(ctx, schemas.StreamEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := events.GetLastMsgForSubject(ctx, wire.EventSubject(bus.Prefix(), schemas.TypeAlertFired))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := &nats.Msg{Subject: raw.Subject, Header: nats.Header{}, Data: raw.Data}
+		for k, v := range raw.Header {
+			if k != jetstream.MsgIDHeader {
+				again.Header[k] = v
+			}
+		}
+		if _, err := bus.JetStream().PublishMsg(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		bus.WaitFor(t, func() bool { return p.Stats().EventsHandled == before.EventsHandled+2 })
+		if attempts, delivered := sk.counts("twice"); attempts != 1 || delivered != 1 {
+			t.Errorf("posted %d times (%d accepted), want once", attempts, delivered)
+		}
+		if st := p.Stats(); st.OnceSkipped != before.OnceSkipped+1 {
+			t.Errorf("OnceSkipped %d, want %d", st.OnceSkipped, before.OnceSkipped+1)
 		}
 	})
 
