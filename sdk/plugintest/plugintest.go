@@ -10,8 +10,10 @@
 //		bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{...}, &resp)
 //	}
 //
-// Everything started is stopped by t.Cleanup. This package links
-// nats-server and the broker; import it from tests only.
+// With WithAuth, identities are on as on a real bus, and each plugin runs
+// with the credentials the broker issues for it, so a test also proves that
+// its permissions suffice. Everything started is stopped by t.Cleanup. This
+// package links nats-server and the broker; import it from tests only.
 package plugintest
 
 import (
