@@ -38,6 +38,7 @@ type stores struct {
 	jobs       jetstream.KeyValue
 	alerts     jetstream.KeyValue
 	requests   jetstream.KeyValue
+	handled    jetstream.KeyValue
 }
 
 // ensureStores creates (or updates) every stream and bucket the bus needs.
@@ -142,6 +143,19 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 			return nil, fmt.Errorf("create bucket %s: %w", b.name, err)
 		}
 		*b.kv = kv
+	}
+	// What plugins handled (sdk Plugin.Once): one value per key, kept as
+	// long as the events that may be redelivered.
+	st.handled, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      schemas.BucketHandled,
+		Description: "plugbus: what each plugin handled, so a redelivery does not repeat a side effect (sdk Plugin.Once)",
+		History:     1,
+		TTL:         cfg.EventMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", schemas.BucketHandled, err)
 	}
 	return &st, nil
 }

@@ -1,6 +1,9 @@
 package schemas
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"time"
 )
@@ -29,6 +32,10 @@ const (
 	BucketHosts = "plugbus_hosts" // host name → Host
 	// BucketHostControl holds operators' overrides, which hostd follows.
 	BucketHostControl = "plugbus_hostctl" // "<host>.<plugin>" → HostControl
+	// BucketHandled remembers the events (and other keys) a plugin has
+	// handled, for exactly-once side effects (sdk Plugin.Once): key
+	// "<plugin>.<key>" (see HandledKey), kept as long as events are.
+	BucketHandled = "plugbus_handled"
 	// StreamLogs holds the plugins' log lines hostd forwards
 	// ("<prefix>.log.<host>.<plugin>.<instance>"), bounded by age and size.
 	StreamLogs = "PLUGBUS_LOGS"
@@ -161,4 +168,32 @@ type StreamStopRequest struct {
 // StreamStopResponse answers StreamStopRequest.
 type StreamStopResponse struct {
 	Stopped bool `json:"stopped"`
+}
+
+// maxHandledToken bounds the key part of a BucketHandled key.
+const maxHandledToken = 128
+
+// HandledKey returns the key of BucketHandled under which plugin marks key
+// as handled: "<plugin>.<token>". The token is key itself when key is 1 to
+// 128 of A-Z, a-z, 0-9, "-" and "_" (event ids such as nuids and UUIDs);
+// otherwise it is "=" and the unpadded base64url encoding of key when that
+// fits in 128 characters, else "==" and the hex SHA-256 of key. KV keys
+// allow few characters (no spaces, no ":" or "@", a "." splits tokens), and
+// the encodings keep distinct keys apart: a raw token never holds "=", and
+// base64url never starts with one.
+func HandledKey(plugin, key string) string {
+	return plugin + "." + handledToken(key)
+}
+
+func handledToken(key string) string {
+	if len(key) > 0 && len(key) <= maxHandledToken && strings.IndexFunc(key, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) < 0 {
+		return key
+	}
+	if enc := base64.RawURLEncoding.EncodeToString([]byte(key)); len(enc)+1 <= maxHandledToken {
+		return "=" + enc
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "==" + hex.EncodeToString(sum[:])
 }

@@ -48,6 +48,14 @@ func (p *Plugin) settingsFor(info *jetstream.ConsumerInfo) deliverySettings {
 	return s
 }
 
+// handlerTimeout is how long an event handler may run: the ack wait less a
+// margin (a tenth, at most 2s), so that a handler that runs out of time is
+// still answered for (redelivered, or on the last delivery terminated with
+// its error) before the server gives up on the delivery itself.
+func (s deliverySettings) handlerTimeout() time.Duration {
+	return s.ackWait - min(s.ackWait/10, 2*time.Second)
+}
+
 // retryDelay is the redelivery delay after the numDelivered-th failure: the
 // backoff list indexed by attempt, the last entry repeating.
 func (s deliverySettings) retryDelay(numDelivered uint64) time.Duration {
@@ -55,14 +63,20 @@ func (s deliverySettings) retryDelay(numDelivered uint64) time.Duration {
 	return s.backoff[max(i, 0)]
 }
 
-// consume waits until the plugin is ACTIVE, then consumes the plugin's
-// durable consumer until ctx ends, re-attaching if the consumer goes away.
-// consuming is closed the first time consumption starts.
+// consume waits until the plugin is ACTIVE and its stored configuration
+// has been applied by the config handler (so no event handler runs on an
+// empty or previous configuration), then consumes the plugin's durable
+// consumer until ctx ends, re-attaching if the consumer goes away, and
+// reading its delivery settings again whenever the plugin is registered
+// anew (another version may have changed them). consuming is closed the
+// first time consumption starts.
 func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming chan<- struct{}) {
-	select {
-	case <-p.active:
-	case <-ctx.Done():
-		return
+	for _, gate := range []<-chan struct{}{p.active, p.configured} {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return
+		}
 	}
 	stream, name := schemas.StreamEvents, schemas.ConsumerName(p.manifest.Name)
 	log := p.Logger().With().Str(FieldConsumer, name).Logger()
@@ -79,7 +93,9 @@ func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming 
 			return
 		}
 		s := p.settingsFor(cons.CachedInfo())
-		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, s) },
+		p.settings.Store(&s)
+		p.setConsumer(cons)
+		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, *p.settings.Load()) },
 			jetstream.PullMaxMessages(p.opts.eventBuffer),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				log.Warn().Err(err).Msg("consume error")
@@ -96,21 +112,62 @@ func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming 
 			started = true
 			close(consuming)
 		}
-		select {
-		case <-ctx.Done():
-			cc.Drain()
+	attached:
+		for {
 			select {
-			case <-cc.Closed():
-			case <-time.After(s.ackWait + 5*time.Second):
-				log.Warn().Msg("event handlers did not finish draining in time")
-			}
-			return
-		case <-cc.Closed():
-			log.Warn().Msg("consumption stopped (consumer deleted?); attaching again")
-			if !sleepCtx(ctx, 500*time.Millisecond) {
+			case <-ctx.Done():
+				cc.Drain()
+				select {
+				case <-cc.Closed():
+				case <-time.After(p.settings.Load().ackWait + 5*time.Second):
+					log.Warn().Msg("event handlers did not finish draining in time")
+				}
 				return
+			case <-p.settingsChanged:
+				p.refreshSettings(ctx, cons, &log)
+			case <-cc.Closed():
+				log.Warn().Msg("consumption stopped (consumer deleted?); attaching again")
+				if !sleepCtx(ctx, 500*time.Millisecond) {
+					return
+				}
+				break attached
 			}
 		}
+	}
+}
+
+// refreshSettings reads the consumer's delivery settings again (ack wait,
+// max deliver), so the SDK's idea of the last attempt stays the server's.
+func (p *Plugin) refreshSettings(ctx context.Context, cons jetstream.Consumer, log *zerolog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	info, err := cons.Info(cctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("cannot read the consumer's delivery settings again; keeping the previous ones")
+		return
+	}
+	s := p.settingsFor(info)
+	if old := p.settings.Swap(&s); old == nil || old.maxDeliver != s.maxDeliver || old.ackWait != s.ackWait {
+		log.Info().Dur("ack_wait", s.ackWait).Int("max_deliver", s.maxDeliver).Msg("consumer delivery settings changed")
+	}
+}
+
+// requestSettingsRefresh asks the consume loop to read the consumer's
+// delivery settings again; requests made while one is pending collapse
+// into it.
+func (p *Plugin) requestSettingsRefresh() {
+	select {
+	case p.settingsChanged <- struct{}{}:
+	default:
+	}
+}
+
+// refreshSettingsNow reads the consumer's delivery settings again at once,
+// when consumption has started.
+func (p *Plugin) refreshSettingsNow(ctx context.Context) {
+	if cons := p.consumer(); cons != nil {
+		log := p.Logger().With().Str(FieldConsumer, schemas.ConsumerName(p.manifest.Name)).Logger()
+		p.refreshSettings(ctx, cons, &log)
 	}
 }
 
@@ -171,7 +228,20 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 			fmt.Sprintf("plugin %s has no handler for event type %s", p.manifest.Name, ev.Type()))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.ackWait)
+	// On the last delivery allowed, restart the server's ack timer: the
+	// event may have waited in the pull buffer, and the handler's error
+	// must reach the server (as the termination reason) before the
+	// server gives up on the delivery and the error is lost.
+	if d.LastAttempt() && !p.slowHandlers(s) {
+		_ = msg.InProgress()
+	}
+	if err := validateData(ev); err != nil {
+		// The same bytes fail the same schema on every delivery.
+		p.stats.eventsInvalid.Add(1)
+		p.terminate(msg, logFor(ev), schemas.ReasonInvalidData, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.handlerTimeout())
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
 		return nil, h(ctx, c.Request.(event.Event))

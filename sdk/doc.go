@@ -30,9 +30,11 @@
 //     the reason — not fatal, the plugin keeps running and waits for config);
 //  3. watches the plugin's config in the KV bucket "plugbus_configs" and
 //     applies every change it did not apply itself;
-//  4. when the manifest declares events and the plugin is ACTIVE, consumes
-//     the plugin's durable consumer "plugin_NAME" on the event stream and
-//     calls the matching [EventHandler] for each CloudEvent;
+//  4. when the manifest declares events, the plugin is ACTIVE and its stored
+//     config has been applied by the config handler, consumes the plugin's
+//     durable consumer "plugin_NAME" on the event stream and calls the
+//     matching [EventHandler] for each CloudEvent (the data of core event
+//     types checked against their schema first);
 //  5. re-registers after a reconnect or when the broker marks it STALE.
 //
 // # Errors and redelivery
@@ -43,6 +45,8 @@
 // delay; any other error redelivers it after the next delay from the
 // manifest's backoff list. A failure on the last allowed delivery terminates
 // the event with the error as the reason, so the dead letter says why.
+// Delivery is at least once; [Plugin.OnceByEventID] and [Plugin.Once] keep a
+// side effect from being repeated by a redelivery.
 //
 // An action handler's error reaches the caller: a *schemas.Error as it is
 // (so handlers can answer missing_param or invalid_field), any other error

@@ -44,6 +44,11 @@ func (p *Plugin) serveInit(ctx context.Context, req *wire.Request) {
 		p.respond(req, schemas.VerbInit, nil, err)
 		return
 	}
+	// The broker sends init when it (re)registers the plugin, after it
+	// updated the consumer: take its delivery settings now, so this
+	// instance's idea of the last delivery is right before the broker
+	// reports the new registration ACTIVE.
+	p.refreshSettingsNow(ctx)
 	p.mu.RLock()
 	h := p.onInit
 	p.mu.RUnlock()
@@ -66,7 +71,7 @@ func (p *Plugin) serveConfig(ctx context.Context, req *wire.Request) {
 		return
 	}
 	hctx, cancel := p.handlerContext(ctx)
-	err := p.applyConfig(hctx, in.Config, false)
+	err := p.applyConfig(hctx, in.Config, configSource{floor: p.storedConfigRevision(hctx)})
 	cancel()
 	p.respond(req, schemas.VerbConfig, schemas.ConfigResponse{}, p.pluginError(err))
 }

@@ -11,7 +11,10 @@ import (
 )
 
 // EventHandler handles one CloudEvent delivered from the plugin's durable
-// consumer. Its context ends when the delivery's ack wait runs out. What it
+// consumer. Its context ends a little before the delivery's ack wait runs
+// out (a tenth of it, at most 2s, earlier), so that the SDK still answers
+// for the delivery in time: on the last delivery allowed, an error — the
+// context's own included — is kept as the dead letter's reason. What it
 // returns decides the event's fate: nil acknowledges it, [Permanent]
 // terminates it (dead letter), [RetryAfter] redelivers it after the given
 // delay, and any other error redelivers it after the manifest's next backoff

@@ -61,6 +61,7 @@ func TestEventOutcomes(t *testing.T) {
 		unhandled   uint64
 		malformed   uint64
 		untrusted   uint64
+		invalid     uint64
 		termination string // expected reason prefix; "" means not terminated
 	}{
 		{name: "ack", handler: func(int) error { return nil }, attempts: 1, handled: 1},
@@ -85,9 +86,13 @@ func TestEventOutcomes(t *testing.T) {
 		}, attempts: 2, handled: 1},
 		{name: "last delivery terminates", maxDeliver: 3, handler: func(int) error { return errors.New("always down") },
 			attempts: 3, termination: "retries_exhausted: failed on the last of 3 deliveries: always down"},
-		{name: "undecodable data is permanent", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
+		// Data of a core type is checked against its schema before the
+		// handler (DecodeData's own failure is permanent too: see
+		// ExampleDecodeData).
+		{name: "data failing its schema", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
 			b.publish(t, "ev-undecodable-data", schemas.TypeAlertFired, "not an object")
-		}, attempts: 1, termination: "permanent_failure: decode data of event"},
+		}, attempts: 0, invalid: 1, termination: "invalid_data: data of io.plugbus.alert.v1.fired does not match https://plugbus.io/schemas/events/alert/v1/fired.json: " +
+			"bad_request: the body must be a JSON object, got a string (field (root))"},
 		// The manifest declares fired only; the consumer's filter also lets
 		// resolved through (a stray filter): it is dead-lettered, not dropped.
 		{name: "no handler", publish: func(t *testing.T, b *fakeBroker) {
@@ -122,12 +127,7 @@ func TestEventOutcomes(t *testing.T) {
 			}
 			{
 				p.HandleEvent(schemas.TypeAlertFired, func(ctx context.Context, e event.Event) error {
-					n := a.add(ctx, e)
-					if strings.Contains(e.ID(), "undecodable") {
-						_, err := sdk.DecodeData[schemas.Alert](e)
-						return err
-					}
-					return handler(n)
+					return handler(a.add(ctx, e))
 				})
 			}
 			terms := b.watchTerminations(t, schemas.ConsumerName(name))
@@ -149,8 +149,9 @@ func TestEventOutcomes(t *testing.T) {
 				return done && (tt.termination == "" || len(terms.list()) > 0)
 			})
 			st := p.Stats()
-			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed || st.EventsUntrusted != tt.untrusted {
-				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d untrusted %d", st, tt.handled, tt.unhandled, tt.malformed, tt.untrusted)
+			if st.EventsHandled != tt.handled || st.EventsUnhandled != tt.unhandled || st.EventsMalformed != tt.malformed || st.EventsUntrusted != tt.untrusted ||
+				st.EventsInvalid != tt.invalid {
+				t.Errorf("stats = %+v, want handled %d unhandled %d malformed %d untrusted %d invalid %d", st, tt.handled, tt.unhandled, tt.malformed, tt.untrusted, tt.invalid)
 			}
 			a.mu.Lock()
 			calls := 0
@@ -294,4 +295,34 @@ func TestEmit(t *testing.T) {
 			t.Errorf("termination %q, want untrusted_event", r)
 		}
 	}
+}
+
+// A running instance reads the consumer's delivery settings again when
+// the plugin is registered anew (another version changed them), so its
+// idea of the last delivery stays the server's.
+func TestDeliverySettingsFollowTheConsumer(t *testing.T) {
+	s := startServer(t)
+	b := newFakeBroker(t, s.ClientURL())
+	m := schemas.Manifest{Name: "limits", Version: "1.0.0", Events: &schemas.EventSubscription{Types: []string{schemas.TypeJobDeployed}, MaxDeliver: 5}}
+	p := newPlugin(t, m)
+	p.HandleEvent(schemas.TypeJobDeployed, func(context.Context, event.Event) error { return nil })
+	runPlugin(t, s.ClientURL(), p)
+	waitFor(t, "the first settings", func() bool { return p.DeliveryLimit() == 5 })
+
+	// What the broker does for a new version: update the consumer, then
+	// store the record.
+	ctx := context.Background()
+	cons, err := b.js.Consumer(ctx, schemas.StreamEvents, schemas.ConsumerName("limits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	cfg.MaxDeliver = 3
+	if _, err := b.js.UpdateConsumer(ctx, schemas.StreamEvents, cfg); err != nil {
+		t.Fatal(err)
+	}
+	next := m
+	next.Version = "1.1.0"
+	b.putRecord(schemas.PluginRecord{Name: "limits", Version: "1.1.0", Manifest: next, State: schemas.StateActive, RegisteredAt: time.Now()})
+	waitFor(t, "the new max deliver", func() bool { return p.DeliveryLimit() == 3 })
 }

@@ -358,3 +358,37 @@ func ExamplePlugin_Emit() {
 	fmt.Println(wire.PluginEventType(p.Name(), "count.v1.bumped"))
 	// Output: io.plugbus.plugin.counter.count.v1.bumped
 }
+
+func ExamplePlugin_Once() {
+	p, _ := sdk.New(schemas.Manifest{Name: "billing", Version: "1.0.0",
+		Actions: []schemas.ActionSpec{{Command: "invoice", Model: "machines", RequiredParams: []string{"billing/order"}}}})
+	charge := func(ctx context.Context, order string) error { return nil } // the side effect
+	p.HandleAction("invoice", func(ctx context.Context, a *sdk.Action) (any, error) {
+		order, _ := a.String("billing/order", "")
+		// Charged once per order however often the action is retried:
+		// the key is marked done after charge succeeds (a crash in between
+		// charges again; a failed charge is tried again).
+		err := p.Once(ctx, "order:"+order, func(ctx context.Context) error { return charge(ctx, order) })
+		return map[string]string{"order": order}, err
+	})
+	// Keys may hold any character; they are kept below the plugin's name.
+	fmt.Println(schemas.HandledKey(p.Name(), "order:42"))
+	// Before Run connects, Once says so.
+	err := p.Once(context.Background(), "order:42", func(context.Context) error { return nil })
+	fmt.Println(errors.Is(err, sdk.ErrNotRunning))
+	// Output:
+	// billing.=b3JkZXI6NDI
+	// true
+}
+
+func ExamplePlugin_OnceByEventID() {
+	p, _ := sdk.New(schemas.Manifest{Name: "notifier", Version: "1.0.0",
+		Events: &schemas.EventSubscription{Types: []string{schemas.TypeAlertFired}}})
+	post := func(ctx context.Context, e event.Event) error { return nil } // POST the alert
+	// An event delivered again after it was posted (its acknowledgement
+	// lost) is acknowledged without posting it again.
+	p.HandleEvent(schemas.TypeAlertFired, p.OnceByEventID(post))
+	// The event id is the key, kept below the plugin's name.
+	fmt.Println(schemas.HandledKey(p.Name(), "2ZqmZSIbwxUGh1aWOvYqS1"))
+	// Output: notifier.2ZqmZSIbwxUGh1aWOvYqS1
+}

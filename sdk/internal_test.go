@@ -212,3 +212,18 @@ func TestSlowHandlersResetsAckTimerOnlyWhenNeeded(t *testing.T) {
 		t.Fatalf("1s handlers × %d buffered must reset the ack timer", p.opts.eventBuffer)
 	}
 }
+
+// An event handler's deadline leaves the SDK time to answer for the
+// delivery before the server's ack wait runs out.
+func TestEventHandlerTimeout(t *testing.T) {
+	for ackWait, want := range map[time.Duration]time.Duration{
+		30 * time.Second:       28 * time.Second,
+		time.Minute:            58 * time.Second,
+		time.Second:            900 * time.Millisecond,
+		100 * time.Millisecond: 90 * time.Millisecond,
+	} {
+		if got := (deliverySettings{ackWait: ackWait}).handlerTimeout(); got != want {
+			t.Errorf("handler timeout for ack wait %s = %s, want %s", ackWait, got, want)
+		}
+	}
+}

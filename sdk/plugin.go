@@ -38,11 +38,15 @@ type Plugin struct {
 	js         jetstream.JetStream
 	svc        *wire.Service
 	instanceID string
+	handled    jetstream.KeyValue // plugbus_handled, bound by Once
 
 	// applyMu serialises config application; applied is the canonical JSON
-	// of the config last applied (nil: none yet).
-	applyMu sync.Mutex
-	applied []byte
+	// of the config last applied (nil: none yet); verbFloor is the config
+	// bucket revision below which pushed values are older than a config
+	// the verb brought.
+	applyMu   sync.Mutex
+	applied   []byte
+	verbFloor uint64
 
 	running    atomic.Bool
 	base       context.Context // handler contexts derive from it; never cancelled by shutdown
@@ -50,11 +54,28 @@ type Plugin struct {
 	readyOnce  sync.Once
 	active     chan struct{}
 	activeOnce sync.Once
-	reregister chan struct{}
+	// configured is closed once the config handler has accepted the
+	// stored configuration (at once when none is stored); events wait
+	// for it.
+	configured     chan struct{}
+	configuredOnce sync.Once
+	reregister     chan struct{}
 
 	middleware []Middleware
 	onShutdown []func(ctx context.Context) error
 	client     *client.Client
+
+	// settings are the delivery settings of the consumer being consumed
+	// (nil before); settingsChanged asks the consume loop to read them
+	// again; cons is the consumer (nil before consumption starts).
+	settings        atomic.Pointer[deliverySettings]
+	settingsChanged chan struct{}
+	consMu          sync.Mutex
+	cons            jetstream.Consumer
+	// registration is the version and registration time of the plugin's
+	// record last seen: a change means a new registration, which may have
+	// changed the consumer.
+	registration string
 
 	stats counters
 	// handlerEWMA is the moving average of event handler run time, in ns.
@@ -89,7 +110,10 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		base:       context.Background(),
 		ready:      make(chan struct{}),
 		active:     make(chan struct{}),
+		configured: make(chan struct{}),
 		reregister: make(chan struct{}, 1),
+
+		settingsChanged: make(chan struct{}, 1),
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
 	return p, nil
@@ -181,7 +205,10 @@ func (p *Plugin) OnInit(h func(ctx context.Context, req schemas.InitRequest) (ma
 // configuration twice in a row. Returning an error rejects the
 // configuration: on the config verb the broker puts the plugin in ERROR with
 // the error; on a push the error is logged and the previous configuration
-// stays. Without a handler every configuration is accepted.
+// stays. Without a handler every configuration is accepted. An instance
+// handles no event before its config handler accepted the stored
+// configuration; when it rejects that one at start, the SDK retries it
+// (read anew each time) with backoff, and events wait.
 func (p *Plugin) OnConfig(h func(ctx context.Context, cfg Config) error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -253,7 +280,11 @@ func (p *Plugin) State() schemas.PluginState {
 // configuration is in sync with the registry and, when the plugin consumes
 // events and is ACTIVE, its consumer is running. A plugin in ERROR is ready
 // too (it waits for a configuration); it starts consuming events once the
-// broker reports it ACTIVE.
+// broker reports it ACTIVE. Events are consumed only once the config
+// handler has accepted the stored configuration, so no event handler sees
+// an empty or previous one; an instance whose config handler rejected the
+// stored configuration is ready, and its events wait while the SDK retries
+// that configuration with backoff.
 func (p *Plugin) Ready() <-chan struct{} { return p.ready }
 
 func (p *Plugin) actionHandler(command string) ActionHandler {
@@ -285,6 +316,30 @@ func (p *Plugin) service() *wire.Service {
 	return p.svc
 }
 func (p *Plugin) markActive() { p.activeOnce.Do(func() { close(p.active) }) }
+
+func (p *Plugin) markConfigured() { p.configuredOnce.Do(func() { close(p.configured) }) }
+
+// isConfigured reports whether the stored configuration has been applied.
+func (p *Plugin) isConfigured() bool {
+	select {
+	case <-p.configured:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *Plugin) setConsumer(c jetstream.Consumer) {
+	p.consMu.Lock()
+	defer p.consMu.Unlock()
+	p.cons = c
+}
+
+func (p *Plugin) consumer() jetstream.Consumer {
+	p.consMu.Lock()
+	defer p.consMu.Unlock()
+	return p.cons
+}
 
 // requestReregister asks the re-register loop to register again; requests
 // made while one is pending collapse into it.

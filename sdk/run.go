@@ -124,7 +124,11 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	case <-cfgSynced:
 	case <-ctx.Done():
 	}
-	if p.manifest.Events != nil && p.State() == schemas.StateActive {
+	// Consumption starts once the stored config is applied: wait for it
+	// unless the config handler rejected that config (events then wait
+	// for an accepted one, and the instance is ready all the same, as a
+	// plugin in ERROR is).
+	if p.manifest.Events != nil && p.State() == schemas.StateActive && p.isConfigured() {
 		select {
 		case <-consuming:
 		case <-ctx.Done():

@@ -15,12 +15,19 @@ type Stats struct {
 	// the subject they arrived on (terminated without reaching a handler:
 	// see wire.CheckOrigin).
 	EventsUntrusted uint64 `json:"events_untrusted"`
+	// EventsInvalid counts events of a core type (schemas.CoreEventTypes)
+	// whose data failed the type's JSON Schema: not JSON, empty, a field
+	// missing or wrong. They are terminated without reaching a handler,
+	// with the code invalid_data and the schema error as the reason, so
+	// the broker dead-letters them. A plugin's own event types have no
+	// schema and are not checked.
+	EventsInvalid uint64 `json:"events_invalid"`
 	// EventsUnhandled counts events of a type no handler matches
 	// (terminated, so the broker dead-letters them).
 	EventsUnhandled uint64 `json:"events_unhandled"`
 	// EventsTerminated counts events the instance terminated: permanent
-	// failures, failures on the last delivery, malformed and untrusted
-	// messages.
+	// failures, failures on the last delivery, malformed, untrusted,
+	// invalid and unhandled messages.
 	EventsTerminated uint64 `json:"events_terminated"`
 	// ActionsHandled counts action calls answered with a result.
 	ActionsHandled uint64 `json:"actions_handled"`
@@ -40,14 +47,17 @@ type Stats struct {
 	ConfigsRejected uint64 `json:"configs_rejected"`
 	// Registrations counts successful register requests (first and re-).
 	Registrations uint64 `json:"registrations"`
+	// OnceSkipped counts Once calls (OnceByEventID handlers included)
+	// that did not run their function because its key was already done.
+	OnceSkipped uint64 `json:"once_skipped"`
 }
 
 type counters struct {
-	eventsHandled, eventsFailed, eventsMalformed, eventsUntrusted, eventsUnhandled, eventsTerminated atomic.Uint64
-	actionsHandled, actionsFailed                                                                    atomic.Uint64
-	hooksHandled, hooksRejected, hooksFailed                                                         atomic.Uint64
-	configsApplied, configsRejected                                                                  atomic.Uint64
-	registrations                                                                                    atomic.Uint64
+	eventsHandled, eventsFailed, eventsMalformed, eventsUntrusted, eventsInvalid, eventsUnhandled, eventsTerminated atomic.Uint64
+	actionsHandled, actionsFailed                                                                                   atomic.Uint64
+	hooksHandled, hooksRejected, hooksFailed                                                                        atomic.Uint64
+	configsApplied, configsRejected                                                                                 atomic.Uint64
+	registrations, onceSkipped                                                                                      atomic.Uint64
 }
 
 // Stats returns a snapshot of the instance's counters. (Requests, errors
@@ -59,6 +69,7 @@ func (p *Plugin) Stats() Stats {
 		EventsFailed:     c.eventsFailed.Load(),
 		EventsMalformed:  c.eventsMalformed.Load(),
 		EventsUntrusted:  c.eventsUntrusted.Load(),
+		EventsInvalid:    c.eventsInvalid.Load(),
 		EventsUnhandled:  c.eventsUnhandled.Load(),
 		EventsTerminated: c.eventsTerminated.Load(),
 		ActionsHandled:   c.actionsHandled.Load(),
@@ -69,5 +80,6 @@ func (p *Plugin) Stats() Stats {
 		ConfigsApplied:   c.configsApplied.Load(),
 		ConfigsRejected:  c.configsRejected.Load(),
 		Registrations:    c.registrations.Load(),
+		OnceSkipped:      c.onceSkipped.Load(),
 	}
 }

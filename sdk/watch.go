@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -12,19 +13,33 @@ import (
 	"github.com/plugbus/plugbus/schemas"
 )
 
+// configSource says where a configuration comes from: the config verb
+// (revision 0), or the config bucket at a revision.
+type configSource struct {
+	// revision is the bucket revision of a pushed config, 0 for the verb.
+	revision uint64
+	// floor, for the verb, is the bucket's revision of the key when the
+	// verb arrived: the broker stores the config after this instance
+	// accepts it, so pushed values at or below floor are older.
+	floor uint64
+}
+
 // applyConfig runs the config handler with cfg and, when it accepts, makes
-// cfg the current configuration. pushed is true for a change seen in the
-// config bucket: it is skipped when it equals the configuration last
-// applied (typically because this instance took the config verb for it).
-func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, pushed bool) error {
+// cfg the current configuration. A pushed change (src.revision > 0, seen
+// in the config bucket) is skipped when it equals the configuration last
+// applied (typically because this instance took the config verb for it),
+// and when it is older than a config the verb brought (a watch that lags
+// behind the verb must not bring a previous config back).
+func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, src configSource) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
+	pushed := src.revision > 0
 	c := cloneConfig(cfg)
 	canon, err := json.Marshal(c) // map keys are sorted: canonical
 	if err != nil {
 		return schemas.Errorf(schemas.CodeBadRequest, "config", "config is not JSON-encodable: %v", err)
 	}
-	if pushed && p.applied != nil && bytes.Equal(canon, p.applied) {
+	if pushed && p.applied != nil && (bytes.Equal(canon, p.applied) || src.revision <= p.verbFloor) {
 		return nil
 	}
 	p.mu.RLock()
@@ -44,12 +59,15 @@ func (p *Plugin) applyConfig(ctx context.Context, cfg map[string]any, pushed boo
 	p.cfg = c
 	p.mu.Unlock()
 	p.applied = canon
-	p.stats.configsApplied.Add(1)
-	src := "config verb"
-	if pushed {
-		src = "config bucket"
+	if !pushed {
+		p.verbFloor = max(p.verbFloor, src.floor)
 	}
-	p.Logger().Info().Str("source", src).Int("keys", len(c)).Msg("config applied")
+	p.stats.configsApplied.Add(1)
+	from := "config verb"
+	if pushed {
+		from = "config bucket"
+	}
+	p.Logger().Info().Str("source", from).Int("keys", len(c)).Msg("config applied")
 	return nil
 }
 
@@ -63,18 +81,12 @@ func retryForever(initial, max time.Duration) []backoff.RetryOption {
 }
 
 // watchKey watches one key of a KV bucket until ctx ends, calling onPut for
-// every value (current value first) and closing synced once the current
-// value has been handled. It opens the bucket and restarts the watch with
-// backoff when either fails.
-func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, key string, synced chan<- struct{}, onPut func(jetstream.KeyValueEntry)) {
+// every value (current value first) and onCaughtUp (when set) each time the
+// watch has delivered the current value (once per watch: again after a
+// restart). It opens the bucket and restarts the watch with backoff when
+// either fails.
+func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, key string, onCaughtUp func(), onPut func(jetstream.KeyValueEntry)) {
 	log := p.Logger().With().Str("bucket", bucket).Logger()
-	syncedOnce := false
-	markSynced := func() {
-		if !syncedOnce && synced != nil {
-			close(synced)
-		}
-		syncedOnce = true
-	}
 	for ctx.Err() == nil {
 		w, err := backoff.Retry(ctx, func() (jetstream.KeyWatcher, error) {
 			kv, err := js.KeyValue(ctx, bucket)
@@ -89,7 +101,9 @@ func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, k
 		}
 		for entry := range w.Updates() {
 			if entry == nil {
-				markSynced()
+				if onCaughtUp != nil {
+					onCaughtUp()
+				}
 				continue
 			}
 			if entry.Key() != key {
@@ -109,31 +123,128 @@ func (p *Plugin) watchKey(ctx context.Context, js jetstream.JetStream, bucket, k
 	}
 }
 
-// watchConfig applies configuration changes stored in the config bucket.
+// watchConfig applies the configuration stored in the config bucket: the
+// current value first, then every change. synced is closed once the watch
+// has caught up, the current value having gone through the config handler
+// (accepted or not). p.configured is closed once the config handler has
+// accepted the stored configuration (at once when none is stored): event
+// consumption waits for it, so no event handler ever runs on an empty or
+// previous configuration. When the handler rejects the stored config
+// before any was applied, watchConfig tries again with backoff, reading
+// the stored value anew each time, until one is accepted (here, or through
+// the config verb).
 func (p *Plugin) watchConfig(ctx context.Context, js jetstream.JetStream, synced chan<- struct{}) {
-	p.watchKey(ctx, js, schemas.BucketConfigs, p.manifest.Name, synced, func(e jetstream.KeyValueEntry) {
-		var cfg map[string]any
-		if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("stored config is not a JSON object; ignoring it")
+	caughtUp := false
+	pending := false // the last stored value seen was rejected
+	p.watchKey(ctx, js, schemas.BucketConfigs, p.manifest.Name, func() {
+		if caughtUp {
 			return
 		}
-		hctx, cancel := p.handlerContext(p.base)
-		defer cancel()
-		if err := p.applyConfig(hctx, cfg, true); err != nil {
-			p.Logger().Error().Err(err).Uint64("revision", e.Revision()).Msg("config handler rejected a pushed config; keeping the previous one")
+		caughtUp = true
+		if !pending {
+			p.markConfigured()
+		}
+		close(synced)
+		if pending {
+			p.retryStoredConfig(ctx, js)
+		}
+	}, func(e jetstream.KeyValueEntry) {
+		if p.applyStoredConfig(e.Value(), e.Revision()) != nil {
+			pending = !p.isConfigured()
+			return
+		}
+		pending = false
+		if caughtUp {
+			p.markConfigured()
 		}
 	})
 }
 
+// applyStoredConfig applies a value of the config bucket.
+func (p *Plugin) applyStoredConfig(value []byte, revision uint64) error {
+	var cfg map[string]any
+	if err := json.Unmarshal(value, &cfg); err != nil {
+		p.Logger().Error().Err(err).Uint64("revision", revision).Msg("stored config is not a JSON object; ignoring it")
+		return err
+	}
+	hctx, cancel := p.handlerContext(p.base)
+	defer cancel()
+	if err := p.applyConfig(hctx, cfg, configSource{revision: revision}); err != nil {
+		ev := p.Logger().Error().Err(err).Uint64("revision", revision)
+		if p.isConfigured() {
+			ev.Msg("config handler rejected a pushed config; keeping the previous one")
+		} else {
+			ev.Msg("config handler rejected the stored config; events wait until a config is applied")
+		}
+		return err
+	}
+	return nil
+}
+
+// storedConfigRevision returns the revision of the plugin's key in the
+// config bucket (0 when none is stored or it cannot be read).
+func (p *Plugin) storedConfigRevision(ctx context.Context) uint64 {
+	p.mu.RLock()
+	js := p.js
+	p.mu.RUnlock()
+	if js == nil {
+		return 0
+	}
+	kv, err := js.KeyValue(ctx, schemas.BucketConfigs)
+	if err != nil {
+		return 0
+	}
+	e, err := kv.Get(ctx, p.manifest.Name)
+	if err != nil {
+		return 0
+	}
+	return e.Revision()
+}
+
+// retryStoredConfig applies the stored config, read anew each time, with
+// backoff until the config handler accepts it (or a config verb applied
+// it meanwhile), then opens the event gate. It returns when ctx ends.
+func (p *Plugin) retryStoredConfig(ctx context.Context, js jetstream.JetStream) {
+	p.Logger().Warn().Msg("config handler rejected the stored config; events wait, retrying it")
+	_, _ = backoff.Retry(ctx, func() (struct{}, error) {
+		if p.isConfigured() {
+			return struct{}{}, nil
+		}
+		kv, err := js.KeyValue(ctx, schemas.BucketConfigs)
+		if err != nil {
+			return struct{}{}, err
+		}
+		e, err := kv.Get(ctx, p.manifest.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			// Nothing stored any more: nothing to wait for.
+		case err != nil:
+			return struct{}{}, err
+		default:
+			if err := p.applyStoredConfig(e.Value(), e.Revision()); err != nil {
+				return struct{}{}, err
+			}
+		}
+		p.markConfigured()
+		return struct{}{}, nil
+	}, retryForever(time.Second, 30*time.Second)...)
+}
+
 // watchRecord follows the plugin's registry record: it keeps State current,
-// starts event consumption once ACTIVE, and registers again when the broker
-// marks the plugin STALE while this instance is alive.
+// starts event consumption once ACTIVE, reads the consumer's delivery
+// settings again after a new registration, and registers again when the
+// broker marks the plugin STALE while this instance is alive.
 func (p *Plugin) watchRecord(ctx context.Context, js jetstream.JetStream) {
 	p.watchKey(ctx, js, schemas.BucketPlugins, p.manifest.Name, nil, func(e jetstream.KeyValueEntry) {
 		var rec schemas.PluginRecord
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			p.Logger().Error().Err(err).Msg("plugin record is not valid JSON; ignoring it")
 			return
+		}
+		if p.newRegistration(rec) {
+			// Another version may have changed the consumer's delivery
+			// settings (the broker updates the consumer first).
+			p.requestSettingsRefresh()
 		}
 		prev := p.State()
 		state := p.observeRecord(rec)
@@ -149,4 +260,15 @@ func (p *Plugin) watchRecord(ctx context.Context, js jetstream.JetStream) {
 			p.requestReregister()
 		}
 	})
+}
+
+// newRegistration reports whether rec is of another registration (version
+// or registration time) than the record seen before it.
+func (p *Plugin) newRegistration(rec schemas.PluginRecord) bool {
+	key := rec.Version + " " + rec.RegisteredAt.UTC().Format(time.RFC3339Nano)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	changed := p.registration != "" && p.registration != key
+	p.registration = key
+	return changed
 }

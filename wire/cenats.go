@@ -12,8 +12,11 @@ package wire
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
@@ -96,14 +99,36 @@ func EncodeEventWithSDK(ctx context.Context, subject string, e *event.Event) (*n
 // Binary-mode CloudEvents 1.0 messages take a direct path that reads the
 // ce- headers as the SDK's NATS JetStream binding does (a test checks both
 // give the same event); everything else goes through the SDK (DecodeEventWithSDK).
+//
+// plugbus reads CloudEvents 1.0 only: an event of another spec version, in
+// either mode, is refused with an error that names the version it has
+// ("unsupported CloudEvents spec version 9.9 (plugbus reads 1.0)").
 func DecodeEvent(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
-	if msg.Header != nil && msg.Header.Get(HeaderSpecVersion) == event.CloudEventsVersionV1 {
+	if vs, binary := msg.Header[HeaderSpecVersion]; binary {
+		v := ""
+		if len(vs) > 0 {
+			v = vs[0]
+		}
+		if v != event.CloudEventsVersionV1 {
+			return nil, unsupportedSpecVersion(v)
+		}
 		return decodeBinaryV1(msg)
 	}
 	return DecodeEventWithSDK(ctx, msg)
 }
 
-// DecodeEventWithSDK decodes through the CloudEvents SDK's NATS JetStream binding.
+// unsupportedSpecVersion is the error for an event of a spec version other
+// than 1.0.
+func unsupportedSpecVersion(v string) error {
+	shown := v
+	if v == "" || strings.ContainsAny(v, " \t\r\n\"") {
+		shown = strconv.Quote(v)
+	}
+	return fmt.Errorf("%w: unsupported CloudEvents spec version %s (plugbus reads %s)", ErrNotCloudEvent, shown, event.CloudEventsVersionV1)
+}
+
+// DecodeEventWithSDK decodes through the CloudEvents SDK's NATS JetStream
+// binding. Like DecodeEvent, it accepts CloudEvents 1.0 only.
 func DecodeEventWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
 	m := cejs.NewMessage(msg)
 	if m.ReadEncoding() == binding.EncodingStructured && !looksLikeJSONObject(msg.Data) {
@@ -111,12 +136,40 @@ func DecodeEventWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error
 	}
 	e, err := binding.ToEvent(ctx, m)
 	if err != nil {
+		// The SDK's message for a version it does not know ("message is
+		// not in binary mode", "specversion: unknown value") hides the
+		// cause: name the version.
+		if v, ok := specVersionOf(msg); ok && v != event.CloudEventsVersionV1 {
+			return nil, unsupportedSpecVersion(v)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
+	}
+	if v := e.SpecVersion(); v != event.CloudEventsVersionV1 {
+		return nil, unsupportedSpecVersion(v)
 	}
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotCloudEvent, err)
 	}
 	return e, nil
+}
+
+// specVersionOf returns the spec version a message claims: its
+// ce-specversion header (binary mode), else the specversion member of a
+// structured JSON body.
+func specVersionOf(msg *nats.Msg) (string, bool) {
+	if vs, ok := msg.Header[HeaderSpecVersion]; ok {
+		if len(vs) == 0 {
+			return "", true
+		}
+		return vs[0], true
+	}
+	var doc struct {
+		SpecVersion *string `json:"specversion"`
+	}
+	if json.Unmarshal(msg.Data, &doc) != nil || doc.SpecVersion == nil {
+		return "", false
+	}
+	return *doc.SpecVersion, true
 }
 
 // decodeBinaryV1 reads a binary-mode CloudEvents 1.0 message.

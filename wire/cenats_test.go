@@ -64,14 +64,23 @@ func TestDecodeEvent(t *testing.T) {
 		name    string
 		msg     *nats.Msg
 		wantErr bool
+		// wantMsg, when set, is the exact error message.
+		wantMsg string
 	}{
-		{"binary", bin, false},
-		{"structured", &nats.Msg{Subject: "s", Data: structured}, false},
-		{"garbage", &nats.Msg{Subject: "s", Data: []byte("garbage")}, true},
-		{"empty", &nats.Msg{Subject: "s"}, true},
-		{"json but not a cloudevent", &nats.Msg{Subject: "s", Data: []byte(`{"hello":"world"}`)}, true},
-		{"binary missing id", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"1.0"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true},
-		{"unknown spec version", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"9.9"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true},
+		{"binary", bin, false, ""},
+		{"structured", &nats.Msg{Subject: "s", Data: structured}, false, ""},
+		{"garbage", &nats.Msg{Subject: "s", Data: []byte("garbage")}, true, ""},
+		{"empty", &nats.Msg{Subject: "s"}, true, ""},
+		{"json but not a cloudevent", &nats.Msg{Subject: "s", Data: []byte(`{"hello":"world"}`)}, true, ""},
+		{"binary missing id", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"1.0"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true, ""},
+		{"unknown spec version", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"9.9"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true,
+			"not a CloudEvent: unsupported CloudEvents spec version 9.9 (plugbus reads 1.0)"},
+		{"older spec version", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {"0.3"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true,
+			"not a CloudEvent: unsupported CloudEvents spec version 0.3 (plugbus reads 1.0)"},
+		{"empty spec version", &nats.Msg{Subject: "s", Header: nats.Header{"ce-specversion": {""}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"/s"}}}, true,
+			"not a CloudEvent: unsupported CloudEvents spec version \"\" (plugbus reads 1.0)"},
+		{"structured, unknown spec version", &nats.Msg{Subject: "s", Data: []byte(`{"specversion":"9.9","id":"1","type":"t","source":"/s"}`)}, true,
+			"not a CloudEvent: unsupported CloudEvents spec version 9.9 (plugbus reads 1.0)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +88,9 @@ func TestDecodeEvent(t *testing.T) {
 			if c.wantErr {
 				if !errors.Is(err, wire.ErrNotCloudEvent) {
 					t.Fatalf("want ErrNotCloudEvent, got %v (%v)", err, e)
+				}
+				if c.wantMsg != "" && err.Error() != c.wantMsg {
+					t.Fatalf("error %q, want %q", err, c.wantMsg)
 				}
 				return
 			}

@@ -131,6 +131,13 @@ func Permissions(prefix string, id Identity) jwt.Permissions {
 				"$JS.API.CONSUMER.DELETE."+stream+".*",
 				"$JS.FC."+stream+".>")
 		}
+		// What it handled (sdk Plugin.Once), below its own name only:
+		// read one key (direct get), write one (a KV put or create is a
+		// JetStream publish on the key's subject), bind the bucket.
+		handled := "KV_" + schemas.BucketHandled
+		pub("$KV."+schemas.BucketHandled+"."+n+".>",
+			"$JS.API.DIRECT.GET."+handled+".$KV."+schemas.BucketHandled+"."+n+".>",
+			"$JS.API.STREAM.INFO."+handled)
 		// Replies to the requests it receives, and nothing else.
 		p.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
 	}

@@ -57,7 +57,10 @@ events, such as "demo v1 nginx" or "m1 increment → succeeded", else the data).
 
 -o json prints one structured CloudEvent (JSON) per line. A message that is
 not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
-(in -o json mode that note goes to stderr, so stdout stays CloudEvents).`,
+(in -o json mode that note goes to stderr, so stdout stays CloudEvents).
+Data that is not JSON is shown too: text as a "data" string, anything else
+(binary, or bytes that claim to be JSON and are not) as "data_base64", with
+a note on stderr for the latter; in the table, SUMMARY says what it is.`,
 		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
@@ -96,7 +99,8 @@ that gave up, the event's sequence in PLUGBUS_EVENTS, how many deliveries
 were tried and why it failed.
 
 -o json prints one object per line with every header of the dead letter and
-the event decoded as a CloudEvent.`,
+the event decoded as a CloudEvent (data that is not JSON or text as
+"data_base64", as events tail shows it).`,
 		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
@@ -231,9 +235,14 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject, "", note)
 	}
 	if p.a.jsonOutput() {
-		b, err := json.Marshal(e)
+		b, note, err := marshalEvent(e)
 		if err != nil {
-			return fmt.Errorf("encode event %s: %w", e.ID(), err)
+			return fmt.Errorf("encode event %s at stream seq %d: %w", e.ID(), seq, err)
+		}
+		if note != "" {
+			if _, err := fmt.Fprintf(p.a.stderr, "note: event %s at stream seq %d: %s\n", e.ID(), seq, note); err != nil {
+				return err
+			}
 		}
 		_, err = p.a.stdout.Write(append(b, '\n'))
 		return err
@@ -363,8 +372,11 @@ func versionWord(v string) string {
 	return "v" + v
 }
 
-// dataSummary shows event data on one line: JSON compacted, text as is,
-// binary as its size.
+// dataSummary shows event data on one line: JSON compacted; anything else
+// as its content type and size, then the text when it is text: "(data is
+// not JSON: 17 bytes of application/json) {"id": …" for bytes that claim
+// to be JSON and are not, "(text/plain, 15 bytes) disk full",
+// "(application/octet-stream, 4 bytes)".
 func dataSummary(e *event.Event) string {
 	data := e.Data()
 	if len(data) == 0 {
@@ -373,10 +385,72 @@ func dataSummary(e *event.Event) string {
 	if json.Valid(data) {
 		return compactJSON(data)
 	}
-	if utf8.Valid(data) {
-		return string(data)
+	ct := e.DataContentType()
+	var s string
+	switch {
+	case ct == "":
+		s = fmt.Sprintf("(data is not JSON: %d bytes, no content type)", len(data))
+	case claimsJSON(ct):
+		s = fmt.Sprintf("(data is not JSON: %d bytes of %s)", len(data), ct)
+	default:
+		s = fmt.Sprintf("(%s, %d bytes)", ct, len(data))
 	}
-	return fmt.Sprintf("<%d bytes>", len(data))
+	if utf8.Valid(data) {
+		s += " " + oneLine(string(data))
+	}
+	return s
+}
+
+// claimsJSON reports whether a content type says the data is JSON:
+// application/json, text/json or a +json type (RFC 6839), with or without
+// parameters. An event with no content type is JSON too (CloudEvents).
+func claimsJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "" || mt == event.ApplicationJSON || mt == event.TextJSON || strings.HasSuffix(mt, "+json")
+}
+
+// jsonSafe returns e as it can be written as a structured CloudEvent
+// whatever its data: data that claims to be JSON and is not, or that is
+// not text, is carried as data_base64 (byte for byte) instead of data,
+// which the CloudEvents encoding would write as broken JSON or mangled
+// text. note says why, when the event itself is at fault (its data does
+// not match its content type); binary data under a binary content type
+// needs no note.
+func jsonSafe(e *event.Event) (out *event.Event, note string) {
+	data := e.Data()
+	if len(data) == 0 || e.DataBase64 {
+		return e, ""
+	}
+	switch ct := e.DataContentType(); {
+	case claimsJSON(ct) && !json.Valid(data):
+		if ct == "" {
+			note = "its data is not JSON although it has no content type, which means application/json; shown as data_base64"
+		} else {
+			note = "its data is not JSON although its content type is " + ct + "; shown as data_base64"
+		}
+	case !claimsJSON(ct) && !utf8.Valid(data):
+	default:
+		return e, ""
+	}
+	c := e.Clone()
+	c.DataBase64 = true
+	return &c, note
+}
+
+// marshalEvent encodes e as a structured CloudEvent (JSON), whatever its
+// data (see jsonSafe), with the note to show on stderr.
+func marshalEvent(e *event.Event) (b []byte, note string, err error) {
+	out, note := jsonSafe(e)
+	b, err = json.Marshal(out)
+	if err != nil && !out.DataBase64 {
+		// A content type the rules above misjudge: base64 always encodes.
+		c := e.Clone()
+		c.DataBase64 = true
+		note = fmt.Sprintf("its data cannot be shown as %s; shown as data_base64", e.DataContentType())
+		b, err = json.Marshal(&c)
+	}
+	return b, note, err
 }
 
 // deadLetter is the -o json form of a dead letter.
@@ -397,6 +471,8 @@ type deadLetter struct {
 	// Headers holds every header of the message (first value of each).
 	Headers map[string]string `json:"headers"`
 	// Event is the dead letter decoded as a CloudEvent, when it is one.
+	// Data that is not JSON although its content type says so, or that is
+	// not text, is carried as data_base64.
 	Event       *event.Event `json:"event,omitempty"`
 	DecodeError string       `json:"decode_error,omitempty"`
 }
@@ -427,16 +503,30 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 		d.Time = t.UTC()
 	}
 	typ, id := h.Get("ce-type"), h.Get("ce-id")
+	var note string
 	if e, err := wire.DecodeEvent(context.Background(), natsMsg(msg)); err == nil {
-		d.Event = e
+		d.Event, note = jsonSafe(e)
 		typ, id = e.Type(), e.ID()
 	} else {
 		d.DecodeError = err.Error()
 	}
 	if p.a.jsonOutput() {
 		b, err := json.Marshal(d)
+		if err != nil && d.Event != nil && !d.Event.DataBase64 {
+			// A content type jsonSafe misjudges: base64 always encodes.
+			c := d.Event.Clone()
+			c.DataBase64 = true
+			d.Event = &c
+			note = fmt.Sprintf("its data cannot be shown as %s; shown as data_base64", c.DataContentType())
+			b, err = json.Marshal(d)
+		}
 		if err != nil {
 			return fmt.Errorf("encode dead letter %d: %w", d.Seq, err)
+		}
+		if note != "" {
+			if _, err := fmt.Fprintf(p.a.stderr, "note: dead letter %d (event %s): %s\n", d.Seq, id, note); err != nil {
+				return err
+			}
 		}
 		_, err = p.a.stdout.Write(append(b, '\n'))
 		return err

@@ -8,7 +8,10 @@
 // Config: url (required, the webhook URL), channel and username (optional,
 // passed through). A network error, a 5xx or a 429 answer is retried with
 // the manifest's backoff (429 honours Retry-After); any other 4xx is
-// permanent and the event goes to the dead-letter stream.
+// permanent and the event goes to the dead-letter stream. Each event is
+// posted once: a redelivery of an event already posted (its ack lost) is
+// acknowledged without a second POST (sdk Plugin.OnceByEventID); only a
+// crash in the instant between a POST and its mark can repeat one.
 package main
 
 import (
@@ -68,12 +71,16 @@ func main() {
 	sdk.Main(Manifest(), Setup)
 }
 
-// Setup wires a Notifier to the plugin.
+// Setup wires a Notifier to the plugin. Each event is posted once
+// (p.OnceByEventID): an event delivered again after its POST succeeded —
+// its acknowledgement lost, the plugin killed right after — is not posted
+// a second time.
 func Setup(p *sdk.Plugin) error {
 	n := NewNotifier(p.Config)
 	p.OnConfig(n.CheckConfig)
 	p.OnVerify(func(ctx context.Context) error { return n.CheckConfig(ctx, p.Config()) })
-	p.HandleEvent(schemas.TypeAlertFired, n.HandleEvent)
-	p.HandleEvent(schemas.TypeAlertResolved, n.HandleEvent)
+	post := p.OnceByEventID(n.HandleEvent)
+	p.HandleEvent(schemas.TypeAlertFired, post)
+	p.HandleEvent(schemas.TypeAlertResolved, post)
 	return nil
 }

@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/sdk/plugintest"
+	"github.com/plugbus/plugbus/wire"
 )
 
 func TestManifestIsValid(t *testing.T) {
@@ -243,8 +246,11 @@ func (s *sink) counts(id string) (attempts, delivered int) {
 	return s.attempts[id], len(s.ok[id])
 }
 
+// TestAgainstTheBus runs the plugin on a bus with identities on, with the
+// credentials the broker issues for it (plugintest.WithAuth): what it does,
+// it does with its own permissions.
 func TestAgainstTheBus(t *testing.T) {
-	bus := plugintest.Start(t)
+	bus := plugintest.Start(t, plugintest.WithAuth())
 	sk := &sink{attempts: map[string]int{}, ok: map[string][]Message{}}
 	srv := httptest.NewServer(sk)
 	t.Cleanup(srv.Close)
@@ -295,6 +301,40 @@ func TestAgainstTheBus(t *testing.T) {
 		}
 	})
 
+	t.Run("an event delivered again after it was posted is not posted twice", func(t *testing.T) {
+		before := p.Stats()
+		fire("twice")
+		bus.WaitFor(t, func() bool { return p.Stats().EventsHandled == before.EventsHandled+1 })
+		// The same event again, as after a lost acknowledgement: stored
+		// anew without its Nats-Msg-Id (else the stream drops it as a
+		// duplicate), same CloudEvent id.
+		ctx := context.Background()
+		events, err := bus.JetStream().Stream(ctx, schemas.StreamEvents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := events.GetLastMsgForSubject(ctx, wire.EventSubject(bus.Prefix(), schemas.TypeAlertFired))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again := &nats.Msg{Subject: raw.Subject, Header: nats.Header{}, Data: raw.Data}
+		for k, v := range raw.Header {
+			if k != jetstream.MsgIDHeader {
+				again.Header[k] = v
+			}
+		}
+		if _, err := bus.JetStream().PublishMsg(ctx, again); err != nil {
+			t.Fatal(err)
+		}
+		bus.WaitFor(t, func() bool { return p.Stats().EventsHandled == before.EventsHandled+2 })
+		if attempts, delivered := sk.counts("twice"); attempts != 1 || delivered != 1 {
+			t.Errorf("posted %d times (%d accepted), want once", attempts, delivered)
+		}
+		if st := p.Stats(); st.OnceSkipped != before.OnceSkipped+1 {
+			t.Errorf("OnceSkipped %d, want %d", st.OnceSkipped, before.OnceSkipped+1)
+		}
+	})
+
 	t.Run("400 is dead-lettered at once", func(t *testing.T) {
 		fire("reject")
 		bus.WaitFor(t, func() bool { return len(bus.DeadLetters(t, "notify-webhook")) == 1 })
@@ -307,6 +347,33 @@ func TestAgainstTheBus(t *testing.T) {
 		}
 		if attempts, _ := sk.counts("reject"); attempts != 1 {
 			t.Errorf("attempts = %d, want 1", attempts)
+		}
+	})
+
+	t.Run("alert data failing its schema is dead-lettered, not posted", func(t *testing.T) {
+		// Measured before the SDK checked core event data: {} and empty
+		// alert data were posted as real alerts.
+		before := len(bus.DeadLetters(t, "notify-webhook"))
+		for id, data := range map[string][]byte{"empty-object": []byte(`{}`), "empty": nil} {
+			msg := &nats.Msg{Subject: wire.EventSubject(bus.Prefix(), schemas.TypeAlertFired), Data: data, Header: nats.Header{
+				"ce-specversion": {"1.0"}, "ce-id": {id}, "ce-source": {wire.BrokerSource}, "ce-type": {schemas.TypeAlertFired},
+				"ce-datacontenttype": {event.ApplicationJSON},
+			}}
+			if _, err := bus.JetStream().PublishMsg(context.Background(), msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bus.WaitFor(t, func() bool { return len(bus.DeadLetters(t, "notify-webhook")) == before+2 })
+		for _, dl := range bus.DeadLetters(t, "notify-webhook")[before:] {
+			if dl.Code != schemas.ReasonInvalidData || !strings.Contains(dl.Reason, `field "id": is required`) {
+				t.Errorf("dead letter of %s: code %q reason %q, want invalid_data naming the missing id", dl.Header.Get("ce-id"), dl.Code, dl.Reason)
+			}
+		}
+		if attempts, _ := sk.counts(""); attempts != 0 {
+			t.Errorf("%d posts of an alert without data", attempts)
+		}
+		if st := p.Stats(); st.EventsInvalid != 2 {
+			t.Errorf("%d events counted invalid, want 2", st.EventsInvalid)
 		}
 	})
 

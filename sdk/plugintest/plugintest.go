@@ -10,15 +10,19 @@
 //		bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{...}, &resp)
 //	}
 //
-// Everything started is stopped by t.Cleanup. This package links
-// nats-server and the broker; import it from tests only.
+// With WithAuth, identities are on as on a real bus, and each plugin runs
+// with the credentials the broker issues for it, so a test also proves that
+// its permissions suffice. Everything started is stopped by t.Cleanup. This
+// package links nats-server and the broker; import it from tests only.
 package plugintest
 
 import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,6 +52,7 @@ type config struct {
 	logger    *zerolog.Logger
 	heartbeat time.Duration
 	broker    func(*broker.Config)
+	auth      bool
 }
 
 // Option configures Start.
@@ -70,6 +75,15 @@ func WithHeartbeatInterval(d time.Duration) Option { return func(c *config) { c.
 // starts (timeouts, limits). NATSURL and Prefix are set by Start.
 func WithBrokerConfig(f func(*broker.Config)) Option { return func(c *config) { c.broker = f } }
 
+// WithAuth turns identities on, as on a real bus: the server trusts an
+// authority of the test's own (made with broker.InitExternalAuth), refuses
+// anonymous connections and enforces every identity's permissions
+// (docs/security.md). StartPlugin then runs each plugin with credentials
+// issued for it by the broker (plugins.creds), so a test proves that the
+// plugin can do what it does with its own permissions; PluginConn gives a
+// connection with them. Conn stays the broker's.
+func WithAuth() Option { return func(c *config) { c.auth = true } }
+
 // Bus is an embedded bus: a nats-server and a broker, running until the
 // test ends.
 type Bus struct {
@@ -78,6 +92,12 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	prefix string
+	// With WithAuth: the broker's credentials file, and the plugins'
+	// credentials files by name (issued on first use).
+	auth     bool
+	credsDir string
+	mu       sync.Mutex
+	creds    map[string]string
 }
 
 // Start starts a nats-server (127.0.0.1, random port, JetStream in
@@ -99,10 +119,20 @@ func Start(t testing.TB, opts ...Option) *Bus {
 		c.logger = &l
 	}
 
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: 8 << 20,
-	})
+	sopts := &server.Options{}
+	var ext *broker.ExternalAuth
+	if c.auth {
+		var err error
+		if ext, err = broker.InitExternalAuth(t.TempDir(), c.prefix); err != nil {
+			t.Fatalf("plugintest: make the bus's identities: %v", err)
+		}
+		if sopts, err = server.ProcessConfigFile(ext.ServerConfig); err != nil {
+			t.Fatalf("plugintest: read the server's auth config: %v", err)
+		}
+	}
+	sopts.Host, sopts.Port, sopts.JetStream, sopts.StoreDir = "127.0.0.1", server.RANDOM_PORT, true, t.TempDir()
+	sopts.NoLog, sopts.NoSigs, sopts.MaxPayload = true, true, 8<<20
+	srv, err := server.NewServer(sopts)
 	if err != nil {
 		t.Fatalf("plugintest: configure nats-server: %v", err)
 	}
@@ -128,6 +158,11 @@ func Start(t testing.TB, opts ...Option) *Bus {
 	if c.broker != nil {
 		c.broker(&bcfg)
 		bcfg.NATSURL, bcfg.Prefix = srv.ClientURL(), c.prefix
+	}
+	var connOpts []nats.Option
+	if ext != nil {
+		bcfg.Creds, bcfg.AccountSigningKey, bcfg.Account = ext.BrokerCreds, ext.SigningKey, ext.Account
+		connOpts = append(connOpts, nats.UserCredentials(ext.BrokerCreds))
 	}
 	b, err := broker.New(bcfg)
 	if err != nil {
@@ -155,7 +190,7 @@ func Start(t testing.TB, opts ...Option) *Bus {
 		t.Fatalf("plugintest: broker not ready within %s", StartTimeout)
 	}
 
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("plugintest"))
+	nc, err := nats.Connect(srv.ClientURL(), append(connOpts, nats.Name("plugintest"))...)
 	if err != nil {
 		t.Fatalf("plugintest: connect: %v", err)
 	}
@@ -164,7 +199,58 @@ func Start(t testing.TB, opts ...Option) *Bus {
 	if err != nil {
 		t.Fatalf("plugintest: jetstream: %v", err)
 	}
-	return &Bus{srv: srv, broker: b, nc: nc, js: js, prefix: c.prefix}
+	bus := &Bus{srv: srv, broker: b, nc: nc, js: js, prefix: c.prefix, auth: c.auth, creds: map[string]string{}}
+	if c.auth {
+		bus.credsDir = t.TempDir()
+	}
+	return bus
+}
+
+// pluginCreds returns the credentials file of a plugin, issued by the
+// broker on first use (WithAuth).
+func (b *Bus) pluginCreds(t testing.TB, name string) string {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if f, ok := b.creds[name]; ok {
+		return f
+	}
+	var resp schemas.CredsResponse
+	if err := b.Call(schemas.APIPluginsCreds, schemas.CredsRequest{Name: name}, &resp); err != nil {
+		t.Fatalf("plugintest: issue credentials for plugin %s: %v", name, err)
+	}
+	f := filepath.Join(b.credsDir, name+".creds")
+	if err := os.WriteFile(f, []byte(resp.Creds), 0o600); err != nil {
+		t.Fatalf("plugintest: write credentials of plugin %s: %v", name, err)
+	}
+	b.creds[name] = f
+	return f
+}
+
+// connOptions are the options of a connection as plugin name: with
+// WithAuth, its own credentials and inbox prefix.
+func (b *Bus) connOptions(t testing.TB, name string) []nats.Option {
+	t.Helper()
+	opts := []nats.Option{nats.Name(wire.PluginService(name)), nats.MaxReconnects(-1)}
+	if b.auth {
+		opts = append(opts, nats.UserCredentials(b.pluginCreds(t, name)), nats.CustomInboxPrefix(wire.InboxPrefix("plugin", name)))
+	}
+	return opts
+}
+
+// PluginConn returns a new connection as plugin name, closed when the test
+// ends: with WithAuth, with the plugin's own credentials (issued by the
+// broker) and inbox prefix, so whatever it is refused, the plugin would be
+// refused too; without, a plain connection. opts are applied last (a
+// nats.ErrorHandler sees the server's permission violations).
+func (b *Bus) PluginConn(t testing.TB, name string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(b.URL(), append(b.connOptions(t, name), opts...)...)
+	if err != nil {
+		t.Fatalf("plugintest: connect as plugin %s: %v", name, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // URL returns the NATS URL of the bus.
@@ -244,13 +330,14 @@ type Instance struct {
 // StartPlugin runs p on a connection of its own in a goroutine, waits until
 // it is ready (registered, config in sync, consuming when ACTIVE) and stops
 // it when the test ends, failing the test if Run returns an error. The
-// plugin must use the bus's prefix (sdk.WithPrefix(bus.Prefix())).
+// plugin must use the bus's prefix (sdk.WithPrefix(bus.Prefix())). With
+// WithAuth, the connection has the plugin's own credentials.
 func (b *Bus) StartPlugin(t testing.TB, p *sdk.Plugin) *Instance {
 	t.Helper()
 	if p.Prefix() != b.prefix {
 		t.Fatalf("plugintest: plugin %s uses prefix %q, the bus %q: create it with sdk.WithPrefix(bus.Prefix())", p.Name(), p.Prefix(), b.prefix)
 	}
-	nc, err := nats.Connect(b.URL(), nats.Name(wire.PluginService(p.Name())), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(b.URL(), b.connOptions(t, p.Name())...)
 	if err != nil {
 		t.Fatalf("plugintest: connect plugin %s: %v", p.Name(), err)
 	}
