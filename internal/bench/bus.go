@@ -93,6 +93,9 @@ func StartBus(ctx context.Context) (*Bus, error) {
 		}
 	}
 	bus.URL = bus.Server.ClientURL()
+	if !bus.ownSrv {
+		setCreds(bus.URL, brokerCreds(dir))
+	}
 	return bus, nil
 }
 
@@ -168,7 +171,7 @@ func (b *Bus) Connect(t Transport, name string, opts ...nats.Option) (*nats.Conn
 }
 
 func connect(srv *server.Server, url string, t Transport, name string, opts ...nats.Option) (*nats.Conn, error) {
-	o := append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, opts...)
+	o := append(append([]nats.Option{nats.Name(name), nats.MaxReconnects(-1)}, authOpts(url)...), opts...)
 	if t == InProcess {
 		if srv == nil {
 			return nil, errors.New("in-process connection needs the server in this process")
@@ -263,7 +266,12 @@ func (b *Bus) Close() {
 // loopback TCP (brokers can run side by side). It stops with the bus.
 func (b *Bus) StartExtraBroker(ctx context.Context) (*broker.Broker, error) {
 	log := prodLogger()
-	br, err := broker.New(broker.Config{NATSURL: b.URL, HTTPAddr: "", Logger: &log})
+	cfg := broker.Config{NATSURL: b.URL, HTTPAddr: "", Logger: &log}
+	if !b.ownSrv {
+		// The first broker's embedded server: its credentials.
+		cfg.Creds = brokerCreds(b.dir)
+	}
+	br, err := broker.New(cfg)
 	if err != nil {
 		return nil, err
 	}

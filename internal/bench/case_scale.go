@@ -91,7 +91,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 				return err
 			}
 			mIdle.AddRaw(rss)
-			nc, err := nats.Connect(c.URL)
+			nc, err := dial(c.URL)
 			if err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			}
 			mReg.AddRaw(us(time.Since(start)) / 1000)
 			if sample != nil {
-				respNC, err := nats.Connect(c.URL, nats.Name("raw-list-responder"))
+				respNC, err := dial(c.URL, nats.Name("raw-list-responder"))
 				if err != nil {
 					return err
 				}
@@ -163,7 +163,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 				}
 			}()
 			for i := 0; i < 10; i++ {
-				nc, err := nats.Connect(c.URL, nats.Name(fmt.Sprintf("scale-plugins-%d", i)))
+				nc, err := dial(c.URL, nats.Name(fmt.Sprintf("scale-plugins-%d", i)))
 				if err != nil {
 					return err
 				}
@@ -183,7 +183,7 @@ func scaleRegistry(ctx context.Context, r *runner, bin string) error {
 			}
 			clients := make([]*nats.Conn, registerConcurrency)
 			for i := range clients {
-				if clients[i], err = nats.Connect(c.URL, nats.Name("scale-client")); err != nil {
+				if clients[i], err = dial(c.URL, nats.Name("scale-client")); err != nil {
 					return err
 				}
 				conns = append(conns, clients[i])
@@ -446,7 +446,7 @@ func scaleFanOut(ctx context.Context, r *runner, bin string) error {
 				nc.Close()
 			}
 		}()
-		pubNC, err := nats.Connect(c.URL, nats.Name("fan-out-publisher"))
+		pubNC, err := dial(c.URL, nats.Name("fan-out-publisher"))
 		if err != nil {
 			return err
 		}
@@ -464,7 +464,7 @@ func scaleFanOut(ctx context.Context, r *runner, bin string) error {
 		if err := parallel(ctx, consumers, 10, func(i int) error {
 			m := consumerManifest(fmt.Sprintf("fan-%03d", i), schemas.TypeAlertFired, schemas.StartNew)
 			if raw {
-				nc, err := nats.Connect(c.URL, nats.Name(m.Name))
+				nc, err := dial(c.URL, nats.Name(m.Name))
 				if err != nil {
 					return err
 				}

@@ -117,7 +117,7 @@ func startChild(ctx context.Context, name string, args func(dir string, port, ht
 // startChildBroker runs the broker binary with its embedded server and
 // waits until /healthz answers 200.
 func startChildBroker(ctx context.Context, bin string) (*child, error) {
-	return startChild(ctx, bin, func(dir string, port, httpPort int) []string {
+	c, err := startChild(ctx, bin, func(dir string, port, httpPort int) []string {
 		return []string{"--data-dir", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"--http", fmt.Sprintf("127.0.0.1:%d", httpPort), "--log-format", "json", "--log-level", "info"}
 	}, func(_ string, httpPort int) error {
@@ -131,6 +131,11 @@ func startChildBroker(ctx context.Context, bin string) (*child, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	setCreds(c.URL, brokerCreds(c.dir))
+	return c, nil
 }
 
 // startChildNATS runs busbench itself as a bare nats-server.
