@@ -53,7 +53,7 @@ func main() {
 		Version:     "1.0.0",
 		Description: "fault suite: an alert.pre_notify gate that answers after " + delay.String(),
 		Category:    "test",
-		Hooks: []schemas.HookSpec{{Hook: schemas.HookAlertPreNotify, Timeout: schemas.Duration(timeout), FailurePolicy: policy}},
+		Hooks:       []schemas.HookSpec{{Hook: schemas.HookAlertPreNotify, Timeout: schemas.Duration(timeout), FailurePolicy: policy}},
 	}
 	var mu sync.Mutex // one line at a time on stdout
 	say := func(what, object string) {
