@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -171,6 +172,12 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 			fmt.Sprintf("plugin %s has no handler for event type %s", p.manifest.Name, ev.Type()))
 		return
 	}
+	if err := checkCoreData(ev); err != nil {
+		// A core event whose data fails its schema ({}, no data at all)
+		// would reach the handler as a zero value.
+		p.terminate(msg, logFor(ev), schemas.ReasonInvalidData, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.ackWait)
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
@@ -198,6 +205,19 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	default:
 		p.nak(msg, log, s.retryDelay(d.NumDelivered), err)
 	}
+}
+
+// checkCoreData validates the data of a core event against its type's
+// schema; other events' data is their plugin's business.
+func checkCoreData(ev *event.Event) error {
+	if !slices.Contains(schemas.CoreEventTypes, ev.Type()) {
+		return nil
+	}
+	err := schemas.Validate(schemas.EventSchemaPath(ev.Type()), ev.Data())
+	if err == nil || schemas.AsError(err).Code == schemas.CodeInternal { // no schema to check against
+		return nil
+	}
+	return fmt.Errorf("data of event %s (%s) fails its schema: %w", ev.ID(), ev.Type(), err)
 }
 
 // observeHandler keeps a moving average of handler run time (in ns).

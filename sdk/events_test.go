@@ -85,9 +85,11 @@ func TestEventOutcomes(t *testing.T) {
 		}, attempts: 2, handled: 1},
 		{name: "last delivery terminates", maxDeliver: 3, handler: func(int) error { return errors.New("always down") },
 			attempts: 3, termination: "retries_exhausted: failed on the last of 3 deliveries: always down"},
-		{name: "undecodable data is permanent", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
+		// A core event's data is checked against its type's schema before
+		// any handler sees it.
+		{name: "data failing its schema", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
 			b.publish(t, "ev-undecodable-data", schemas.TypeAlertFired, "not an object")
-		}, attempts: 1, termination: "permanent_failure: decode data of event"},
+		}, attempts: 0, termination: "invalid_data: data of event ev-undecodable-data (io.plugbus.alert.v1.fired) fails its schema"},
 		// The manifest declares fired only; the consumer's filter also lets
 		// resolved through (a stray filter): it is dead-lettered, not dropped.
 		{name: "no handler", publish: func(t *testing.T, b *fakeBroker) {
@@ -105,6 +107,9 @@ func TestEventOutcomes(t *testing.T) {
 		{name: "type its subject does not carry", publish: func(t *testing.T, b *fakeBroker) {
 			b.publishOn(t, wire.EventSubject(testPrefix, schemas.TypeAlertFired), "ev-retyped", schemas.TypeAlertResolved, wire.BrokerSource, alert)
 		}, attempts: 0, untrusted: 1, termination: "untrusted_event: untrusted event: event ev-retyped claims type io.plugbus.alert.v1.resolved but arrived on"},
+		{name: "empty object data", handler: func(int) error { return nil }, publish: func(t *testing.T, b *fakeBroker) {
+			b.publish(t, "ev-empty-object", schemas.TypeAlertFired, map[string]any{})
+		}, attempts: 0, termination: "invalid_data: data of event ev-empty-object"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
