@@ -36,9 +36,9 @@ func liveRequests(t *testing.T, kv jetstream.KeyValue) int {
 // stores nothing. Outside — once the requests bucket no longer holds the
 // key, a condition the test waits for — the alert record still carries the
 // operation's id, so a repeat on the same alert is recognised while no
-// other operation changed it since. After another operation it is applied
-// to the record again; its event keeps the first one's id, so the stream
-// drops it within its duplicate window. The row says what happened.
+// other operation changed it since. After another operation it is done
+// again, record and event: the row counts that duplicate, and the last
+// event must say what the record holds.
 func TestIdempotencyWindow(t *testing.T) {
 	heavy(t)
 	start := time.Now()
@@ -112,9 +112,9 @@ func TestIdempotencyWindow(t *testing.T) {
 	r5 := fire("k1", "idem-a")
 	againAfterOther := fired("idem-a")
 	// Done again: the record took the operation a second time (a new
-	// fired_at), but its event has the id the first k1 event had (ids
-	// derive from the key), so the stream, which drops a repeated id for
-	// its 2-minute duplicate window, keeps no new event.
+	// fired_at); its event must be a new one too (before the fix it kept
+	// the first k1 event's id, and the stream, which drops a repeated id
+	// for its 2-minute duplicate window, dropped it).
 	reapplied := r5.Alert.FiredAt.After(r4.Alert.FiredAt)
 	sameEventID := r5.EventID == r1.EventID
 	// What consumers were told must be what the record holds: the last
@@ -172,10 +172,13 @@ func TestIdempotencyWindow(t *testing.T) {
 	record(t, Row{Scenario: "idempotency-window", Offered: num(sent), Acknowledged: num(acked), Stored: num(stored), Lost: num(lost),
 		Duplicated: num(dups), Unexpected: num(unexpected),
 		Notes: fmt.Sprintf("window 2s; inside: the first reply (%v from the window), no new event; outside, nothing done since: recognised by the record's operation id, the first reply's event, no new event (also for an alert without id); "+
-			"outside, after key k2 changed the alert: k1 applied to the record again (%v: new fired_at), its event id the first k1 event's (%v), so the stream's 2-min duplicate window dropped it: %d fired events for idem-a; record and last event disagree: %v",
-			insideReplayed, reapplied, sameEventID, againAfterOther, diverged),
+			"outside, after key k2 changed the alert: k1 done again (new fired_at %v, new event id %v), %d fired events for idem-a, the extra one counted as duplicated; record and last event agree: %v",
+			insideReplayed, reapplied, !sameEventID, againAfterOther, !diverged),
 		Seconds: time.Since(start).Seconds()})
 	if lost != 0 || unexpected != 0 {
 		t.Errorf("lost %d, unexpected %d", lost, unexpected)
+	}
+	if dups != 1 || !reapplied {
+		t.Errorf("%d duplicates (re-applied: %v), want the one of k1 repeated after k2", dups, reapplied)
 	}
 }
