@@ -34,6 +34,9 @@ type op struct {
 	Code     string
 	EventID  string
 	At       time.Time // when the answer came
+	// Steps are the hook steps' outcomes of a successful answer
+	// ("continued", "skipped", "ignored: timeout", …).
+	Steps []string
 }
 
 // history is what the clients did.
@@ -138,6 +141,15 @@ func (h *history) fire(ctx context.Context, l load, i int) {
 		o.Attempts = attempt
 		if err == nil {
 			o.Answered, o.OK, o.EventID, o.At = true, true, resp.EventID, time.Now()
+			for _, c := range resp.Chains {
+				for _, st := range c.Steps {
+					out := st.Outcome
+					if st.Error != nil {
+						out += ": " + st.Error.Code
+					}
+					o.Steps = append(o.Steps, out)
+				}
+			}
 			h.mu.Unlock()
 			h.acked.Add(1)
 			return
@@ -166,6 +178,24 @@ func (h *history) snapshot() map[string]op {
 		out[id] = *o
 	}
 	return out
+}
+
+// stepsNote counts the hook step outcomes of the successful answers.
+func (h *history) stepsNote() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	counts := map[string]int{}
+	for _, o := range h.ops {
+		for _, s := range o.Steps {
+			counts[s]++
+		}
+	}
+	var parts []string
+	for s, n := range counts {
+		parts = append(parts, fmt.Sprintf("%d %s", n, s))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // retriesNote says which failed attempts were retried.

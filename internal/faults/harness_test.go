@@ -141,7 +141,8 @@ type proc struct {
 	cmd  *exec.Cmd
 	out  *tail
 	done chan struct{}
-	err  error // the exit error, once done is closed
+	err  error     // the exit error, once done is closed
+	end  time.Time // when it exited, once done is closed
 }
 
 // startProc starts bin with args; onLine (may be nil) sees every line of
@@ -154,7 +155,7 @@ func startProc(t *testing.T, name, bin string, env []string, onLine func(string)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	go func() { p.err = p.cmd.Wait(); p.end = time.Now(); close(p.done) }()
 	t.Cleanup(func() {
 		if !p.exited() {
 			_ = p.cmd.Process.Kill()
@@ -447,6 +448,15 @@ type streamMsg struct {
 // readStream reads every message of stream matching filter, as stored now.
 func readStream(t *testing.T, js jetstream.JetStream, stream, filter string) []streamMsg {
 	t.Helper()
+	var out []streamMsg
+	eachMsg(t, js, stream, filter, func(m streamMsg) { out = append(out, m) })
+	return out
+}
+
+// eachMsg calls fn with every message of stream matching filter, as
+// stored now, in order.
+func eachMsg(t *testing.T, js jetstream.JetStream, stream, filter string, fn func(streamMsg)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
@@ -458,9 +468,8 @@ func readStream(t *testing.T, js jetstream.JetStream, stream, filter string) []s
 		t.Fatalf("read %s: %v", stream, err)
 	}
 	want := int(info.NumPending)
-	out := make([]streamMsg, 0, want)
-	for empty := 0; len(out) < want; {
-		batch, err := c.Fetch(min(want-len(out), 2000), jetstream.FetchMaxWait(5*time.Second))
+	for seen, empty := 0, 0; seen < want; {
+		batch, err := c.Fetch(min(want-seen, 2000), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatalf("read %s: %v", stream, err)
 		}
@@ -471,16 +480,16 @@ func readStream(t *testing.T, js jetstream.JetStream, stream, filter string) []s
 			if md != nil {
 				seq = md.Sequence.Stream
 			}
-			out = append(out, streamMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Seq: seq})
+			fn(streamMsg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data(), Seq: seq})
 			got++
 		}
+		seen += got
 		if got == 0 {
 			if empty++; empty > 3 {
-				t.Fatalf("read %s: %d of %d messages, then nothing", stream, len(out), want)
+				t.Fatalf("read %s: %d of %d messages, then nothing", stream, seen, want)
 			}
 		}
 	}
-	return out
 }
 
 // consumerIdle reports whether a plugin's durable consumer has nothing
