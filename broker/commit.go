@@ -122,6 +122,16 @@ func opID(ctx context.Context) string {
 	return nuid.Next()
 }
 
+// opOn names an operation applied to a record at revision rev (0: a new
+// record). A retry that finds the record as the first attempt left it (it
+// failed before its commit) gets the same event ids; one that finds the
+// record carrying the operation is a replay and publishes nothing; one
+// that comes after another operation changed the record (a repeat outside
+// the idempotency window) is applied again, and its events must get new
+// ids, or the stream would drop them as duplicates of the first ones and
+// the record would hold a change no consumer hears of.
+func opOn(op string, rev uint64) string { return op + "@" + strconv.FormatUint(rev, 10) }
+
 // eventID derives the id of an operation's i-th event: the same operation
 // (a retry with the same idempotency key) gets the same ids, so the stream
 // stores its events once.
@@ -207,7 +217,7 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		}
 		meta = recordMeta{Op: op, TTL: int64(ttl / time.Second)}
 		for i, e := range events {
-			e.SetID(eventID(op, i))
+			e.SetID(eventID(opOn(op, rev), i))
 			if err := b.checkEventSize(ctx, e); err != nil {
 				return out, err
 			}
