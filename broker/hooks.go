@@ -3,11 +3,13 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
 
@@ -231,7 +233,7 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 		return resp, err
 	}
 	defer release()
-	err = wire.Call(cctx, b.nc, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
 			e.Message = fmt.Sprintf("no answer within %s", timeout)
@@ -247,6 +249,34 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 		return resp, schemas.Errorf(schemas.CodePluginError, "outcome", "answered outcome %q; want continue or reject", resp.Outcome)
 	}
 	return resp, nil
+}
+
+// noResponderGrace is how long a step that finds no responder is tried
+// again: a plugin reconnecting after a NATS restart (the embedded server
+// restarts with the broker) answers within it, while one that is really
+// gone costs at most this much until the registry marks it STALE and the
+// chain applies its when_inactive policy without calling it.
+const noResponderGrace = 2 * time.Second
+
+// callStepRetrying sends a step request, again with backoff while no one
+// is subscribed to the subject (the request reached no plugin, so a repeat
+// is safe), for noResponderGrace at most within ctx.
+func (b *Broker) callStepRetrying(ctx context.Context, subject string, req schemas.HookRequest, resp *schemas.HookResponse) error {
+	gctx, cancel := context.WithTimeout(ctx, noResponderGrace)
+	defer cancel()
+	var last error
+	_, err := backoff.Retry(gctx, func() (struct{}, error) {
+		last = wire.Call(ctx, b.nc, subject, req, resp)
+		if last != nil && !errors.Is(last, schemas.ErrNoResponders) {
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 20 * time.Millisecond, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: 250 * time.Millisecond}), backoff.WithMaxElapsedTime(0))
+	if err != nil && last != nil {
+		return last
+	}
+	return err
 }
 
 // applyStep folds a step's answer into the run, by hook kind.
