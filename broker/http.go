@@ -25,5 +25,8 @@ func (b *Broker) httpHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	if b.cfg.Pprof {
+		servePprof(mux)
+	}
 	return mux
 }
