@@ -47,6 +47,8 @@ func (p *Plugin) Emit(ctx context.Context, name string, data any) (string, error
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return "", fmt.Errorf("emit %s: encode data: %w", name, err)
 	}
+	// An event emitted while handling a call or an event carries its trace.
+	wire.SetEventTrace(ctx, &e)
 	subject := wire.PluginEventSubject(p.opts.prefix, p.manifest.Name) + "." + name
 	msg, err := wire.EncodeEvent(ctx, subject, &e)
 	if err != nil {

@@ -1,6 +1,12 @@
 package sdk
 
-import "context"
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/plugbus/plugbus/wire"
+)
 
 // Kinds of handler calls, as Call.Kind says.
 const (
@@ -50,8 +56,20 @@ func (p *Plugin) Use(mw ...Middleware) {
 }
 
 // invoke runs h for c through the middleware chain, turning a panic
-// anywhere in it into an error.
+// anywhere in it into an error, in a span of its own when tracing is on.
 func (p *Plugin) invoke(ctx context.Context, c *Call, h Next) (result any, err error) {
+	kind, op, target := trace.SpanKindServer, c.Kind, c.Name
+	switch c.Kind {
+	case KindEvent:
+		kind, op = trace.SpanKindConsumer, "process"
+	case KindInit, KindConfig, KindVerify:
+		target = ""
+	}
+	ctx, span := p.opts.tracer.Start(ctx, kind, op, target)
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrPlugin.String(p.manifest.Name), wire.AttrCallKind.String(c.Kind), wire.AttrCallName.String(c.Name))
+	}
+	defer func() { wire.EndSpan(span, err) }()
 	p.mu.RLock()
 	mws := p.middleware
 	p.mu.RUnlock()
