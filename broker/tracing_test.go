@@ -92,3 +92,24 @@ func TestAPISpanRecordsErrors(t *testing.T) {
 		t.Fatalf("span %s: status %v, code %q, kind %s, parent %v", span.Name(), span.Status(), code, span.SpanKind(), span.Parent())
 	}
 }
+
+// Tracing off, encoding an event for the stream costs what the codec
+// does and nothing more: giving it the caller's trace context allocates
+// nothing when there is none.
+func TestPublishEncodeTracingOffAllocations(t *testing.T) {
+	p := &Publisher{prefix: "plugbus", metrics: newMetrics()}
+	ev, err := NewEvent(schemas.TypeJobDeployed, map[string]string{"name": "x"}, WithSubject("job/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	subject := wire.EventSubject("plugbus", ev.Type())
+	codec := testing.AllocsPerRun(200, func() { _, _ = wire.EncodeEvent(ctx, wire.EventSubject("plugbus", ev.Type()), ev) })
+	encode := testing.AllocsPerRun(200, func() { _, _ = p.encode(ctx, ev) })
+	if encode > codec {
+		t.Fatalf("publishing encodes with %v allocations, the codec alone %v: tracing off must add none", encode, codec)
+	}
+	if msg, _ := p.encode(ctx, ev); msg.Subject != subject || msg.Header.Get("ce-traceparent") != "" {
+		t.Fatalf("encoded %s %v", msg.Subject, msg.Header)
+	}
+}
