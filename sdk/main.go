@@ -174,7 +174,9 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	}
 	// Tracing is on when the OpenTelemetry environment says so
 	// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
-	tp, shutdownTracing, err := tracing.Setup(ctx, m.Name, m.Version)
+	tp, shutdownTracing, err := tracing.Setup(ctx, m.Name, m.Version, func(err error) {
+		logger.Warn().Err(err).Msg("tracing")
+	})
 	if err != nil {
 		return err
 	}

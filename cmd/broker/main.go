@@ -57,7 +57,9 @@ func newCommand() *cobra.Command {
 			cfg.Logger = &log
 			// Tracing is on when the OpenTelemetry environment says so
 			// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
-			tp, shutdownTracing, err := tracing.Setup(cmd.Context(), wire.BrokerService, broker.Version)
+			tp, shutdownTracing, err := tracing.Setup(cmd.Context(), wire.BrokerService, broker.Version, func(err error) {
+				log.Warn().Err(err).Msg("tracing")
+			})
 			if err != nil {
 				return err
 			}

@@ -95,7 +95,9 @@ type app struct {
 // with ExitOK.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
-	tp, shutdownTracing, err := tracing.Setup(ctx, "busctl", version.Release)
+	tp, shutdownTracing, err := tracing.Setup(ctx, "busctl", version.Release, func(err error) {
+		fmt.Fprintf(stderr, "busctl: tracing: %v\n", err)
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "busctl: %v\n", err)
 		return ExitError

@@ -67,8 +67,11 @@ func noShutdown(context.Context) error { return nil }
 // version: nil when the environment does not turn tracing on. When it is
 // on, the provider is also made the global one (otel.SetTracerProvider)
 // with the W3C Trace Context propagator, so a plugin's own instrumentation
-// joins the same traces. Call the Shutdown before the process exits.
-func Setup(ctx context.Context, service, version string) (trace.TracerProvider, Shutdown, error) {
+// joins the same traces, and onError (when not nil) gets what goes wrong
+// in the background, such as an export the receiver refused or could not
+// be reached for (spans are dropped then; nothing else waits on them).
+// Call the Shutdown before the process exits.
+func Setup(ctx context.Context, service, version string, onError func(error)) (trace.TracerProvider, Shutdown, error) {
 	if !Enabled(os.Getenv) {
 		return nil, noShutdown, nil
 	}
@@ -98,6 +101,9 @@ func Setup(ctx context.Context, service, version string) (trace.TracerProvider, 
 		return nil, noShutdown, fmt.Errorf("describe the traced process: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	if onError != nil {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(onError))
+	}
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	return tp, tp.Shutdown, nil

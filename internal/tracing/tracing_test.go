@@ -40,7 +40,7 @@ func TestEnabled(t *testing.T) {
 
 func TestSetupOff(t *testing.T) {
 	clearEnv(t)
-	tp, shutdown, err := tracing.Setup(context.Background(), "test", "0.0.0")
+	tp, shutdown, err := tracing.Setup(context.Background(), "test", "0.0.0", nil)
 	if err != nil || tp != nil {
 		t.Fatalf("Setup with no endpoint: %v, %v; want tracing off (nil provider)", tp, err)
 	}
@@ -53,7 +53,7 @@ func TestSetupRefusesGRPC(t *testing.T) {
 	clearEnv(t)
 	t.Setenv(tracing.EnvEndpoint, "http://127.0.0.1:4317")
 	t.Setenv(tracing.EnvProtocol, "grpc")
-	if _, _, err := tracing.Setup(context.Background(), "test", "0.0.0"); !errors.Is(err, tracing.ErrUnsupported) {
+	if _, _, err := tracing.Setup(context.Background(), "test", "0.0.0", nil); !errors.Is(err, tracing.ErrUnsupported) {
 		t.Fatalf("grpc: %v, want ErrUnsupported", err)
 	}
 }
@@ -72,7 +72,7 @@ func TestSetupExports(t *testing.T) {
 			t.Setenv(tracing.EnvEndpoint, rcv.URL())
 			t.Setenv(tracing.EnvProtocol, c.protocol)
 			t.Setenv("OTEL_SERVICE_NAME", c.service)
-			tp, shutdown, err := tracing.Setup(context.Background(), "plugbus-test", "1.2.3")
+			tp, shutdown, err := tracing.Setup(context.Background(), "plugbus-test", "1.2.3", func(err error) { t.Errorf("tracing: %v", err) })
 			if err != nil || tp == nil {
 				t.Fatalf("Setup: %v, %v", tp, err)
 			}

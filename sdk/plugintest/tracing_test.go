@@ -93,7 +93,6 @@ func storedTraceparent(t *testing.T, bus *plugintest.Bus, eventID string) string
 	return msg.Header.Get("ce-traceparent")
 }
 
-
 // TestOneTraceAcrossTheBus: a deploy made in a span, through sdk/client,
 // is one trace from the caller through the broker's API call, its
 // job.pre_deploy chain and step, the hook plugin's handler, the stored
