@@ -27,8 +27,10 @@ var eventNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 // data is its JSON body. Those are the only events a plugin's
 // credentials may publish; other plugins consume them by type like any
 // event, and their SDK refuses an event on that subject with another
-// source (wire.CheckOrigin). Before Run connects it fails with an error
-// wrapping client.ErrNotConnected.
+// source (wire.CheckOrigin). The event carries the trace context of ctx,
+// when it has one (the ce-traceparent extension), so an event emitted by a
+// handler belongs to the trace of what it handles. Before Run connects it
+// fails with an error wrapping client.ErrNotConnected.
 func (p *Plugin) Emit(ctx context.Context, name string, data any) (string, error) {
 	if !eventNameRe.MatchString(name) {
 		return "", fmt.Errorf("emit %q: an event name is dot-separated letters, digits, _ and - (such as counter.v1.changed)", name)
