@@ -14,9 +14,9 @@ package wire
 //     percent-decoding is done; lower-case hex is accepted, and a result
 //     that is not valid UTF-8 (such as the overlong %C0%A0) is refused.
 //
-// The CloudEvents Go SDK's NATS bindings (protocol/nats and nats_jetstream,
-// v2 and v3) neither encode nor decode: they write the raw string and read
-// the header as it is. Reading what they write, a '%' that does not start
+// The CloudEvents Go SDK's NATS JetStream bindings (nats_jetstream v2 and
+// v3) neither encode nor decode: they write the raw string and read the
+// header as it is (its core protocol/nats binding is structured mode only). Reading what they write, a '%' that does not start
 // two hex digits is therefore kept as it is, and raw non-ASCII UTF-8 is
 // accepted; docs/protocol.md says what crosses between the two exactly.
 
