@@ -133,7 +133,9 @@ func TestOneTraceAcrossTheBus(t *testing.T) {
 				byName[s.Name()] = s
 			}
 		}
-		return byName["process "+schemas.TypeJobDeployed] != nil
+		// The API span ends once its reply is sent, so maybe after the
+		// event handler's.
+		return byName["process "+schemas.TypeJobDeployed] != nil && byName["api "+schemas.APIJobsDeploy] != nil
 	})
 	chain := []struct {
 		name, parent string
