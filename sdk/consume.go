@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -247,12 +246,6 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	ctx, cancel := context.WithTimeout(wire.EventTrace(context.WithValue(p.base, deliveryKey{}, d), ev), s.handlerTimeout())
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
-		if span := trace.SpanFromContext(ctx); span.IsRecording() {
-			span.SetAttributes(wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(d.Subject),
-				wire.AttrMessagingOperation.String("process"), wire.AttrMessagingMessageID.String(ev.ID()),
-				wire.AttrEventType.String(ev.Type()), wire.AttrDeliveryAttempt.Int64(int64(d.NumDelivered)),
-				wire.AttrStreamSeq.Int64(int64(d.StreamSeq)))
-		}
 		return nil, h(ctx, c.Request.(event.Event))
 	})
 	cancel()
