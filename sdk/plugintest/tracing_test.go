@@ -242,3 +242,48 @@ func TestTraceCarriedWithTracingOff(t *testing.T) {
 		t.Fatalf("event handler's ctx has span context %v for an event with none", sc)
 	}
 }
+
+// TestActionTrace: a machine action made in a span is one trace from the
+// caller through the broker's API call to the plugin's action handler.
+func TestActionTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	bus := plugintest.Start(t, plugintest.WithBrokerConfig(func(c *broker.Config) { c.TracerProvider = tp }))
+	p, err := sdk.New(schemas.Manifest{Name: "actor", Version: "1.0.0", Description: "traced actions",
+		Actions: []schemas.ActionSpec{{Command: "poke", Model: "machines"}}}, sdk.WithPrefix(bus.Prefix()), sdk.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seenCh := make(chan trace.SpanContext, 1)
+	p.HandleAction("poke", func(ctx context.Context, _ *sdk.Action) (any, error) {
+		seenCh <- trace.SpanContextFromContext(ctx)
+		return map[string]bool{"poked": true}, nil
+	})
+	bus.StartPlugin(t, p)
+	ctx, root := tp.Tracer("test").Start(context.Background(), "operator pokes")
+	_, err = client.New(bus.Conn(), client.WithPrefix(bus.Prefix())).MachineAction(ctx, schemas.MachineActionRequest{Machine: "m1", Command: "poke"})
+	root.End()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen := <-seenCh; seen.TraceID() != root.SpanContext().TraceID() {
+		t.Fatalf("action handler's trace %v, want %v", seen.TraceID(), root.SpanContext().TraceID())
+	}
+	var api, action sdktrace.ReadOnlySpan
+	bus.WaitFor(t, func() bool {
+		for _, s := range rec.Ended() {
+			switch s.Name() {
+			case "api " + schemas.APIMachinesAction:
+				api = s
+			case "action poke":
+				action = s
+			}
+		}
+		return api != nil && action != nil
+	})
+	if api.Parent().SpanID() != root.SpanContext().SpanID() || action.Parent().SpanID() != api.SpanContext().SpanID() ||
+		action.SpanKind() != trace.SpanKindServer {
+		t.Fatalf("action span parent %s kind %s; api span parent %s", action.Parent().SpanID(), action.SpanKind(), api.Parent().SpanID())
+	}
+}
