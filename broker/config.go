@@ -8,6 +8,7 @@ import (
 
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults applied by Config.withDefaults.
@@ -179,6 +180,11 @@ type Config struct {
 	SelfCheck bool
 	// Logger receives the broker's structured logs (default: disabled).
 	Logger *zerolog.Logger
+	// TracerProvider, when set, gets the broker's OpenTelemetry spans: one
+	// per API call, hook chain and hook step (docs/tracing.md). Nil is
+	// tracing off, at no cost; trace context that callers send is still
+	// passed on to hooks, plugins and events.
+	TracerProvider trace.TracerProvider
 	// ServerLogs forwards the embedded nats-server's own notices to Logger.
 	ServerLogs bool
 }

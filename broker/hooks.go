@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
@@ -106,6 +107,10 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	if err != nil {
 		return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
 	}
+	ctx, span := b.tracer.Start(ctx, trace.SpanKindInternal, "hook.chain", hook)
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrHook.String(hook), wire.AttrObject.String(object))
+	}
 	res := chainResult{payload: body}
 	kind := schemas.HookKind(hook)
 	owner := map[string]string{}
@@ -151,7 +156,13 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			continue
 		}
 		stepStart := time.Now()
-		resp, callErr := b.callHook(ctx, step, schemas.HookRequest{
+		sctx, sspan := b.tracer.Start(ctx, trace.SpanKindClient, "hook.step", hook)
+		if sspan.IsRecording() {
+			sspan.SetAttributes(wire.AttrHook.String(hook), wire.AttrPlugin.String(step.Plugin), wire.AttrStep.Int(i),
+				wire.AttrPriority.Int(step.Priority), wire.AttrFailurePolicy.String(step.FailurePolicy),
+				wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(wire.HookSubject(b.cfg.Prefix, hook, step.Plugin)))
+		}
+		resp, callErr := b.callHook(sctx, step, schemas.HookRequest{
 			Hook: hook, ChainID: res.record.ID, Object: object, Step: i, Payload: res.payload, Env: res.env,
 		})
 		if callErr == nil {
@@ -190,6 +201,10 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			res.err = &schemas.Error{Code: code, Plugin: step.Plugin, Message: resp.Reason}
 			stopped = true
 		}
+		if sspan.IsRecording() {
+			sspan.SetAttributes(wire.AttrStepOutcome.String(rec.Outcome))
+		}
+		wire.EndSpan(sspan, callErr)
 		res.record.Steps = append(res.record.Steps, rec)
 	}
 	res.fragments = frags.String()
@@ -203,6 +218,14 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str(logging.FieldHook, hook).Msg("publish chain_completed")
 	}
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrChainID.String(res.record.ID), wire.AttrChainOutcome.String(res.record.Outcome))
+	}
+	var chainErr error
+	if res.record.Outcome == schemas.ChainFailed {
+		chainErr = res.err
+	}
+	wire.EndSpan(span, chainErr)
 	lvl := b.log.Debug()
 	if res.err != nil {
 		lvl = b.log.Info()

@@ -241,7 +241,9 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 		p.terminate(msg, logFor(ev), schemas.ReasonInvalidData, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.handlerTimeout())
+	// The handler's ctx carries the trace context the event does (the
+	// operation that made it), so what the handler calls joins that trace.
+	ctx, cancel := context.WithTimeout(wire.EventTrace(context.WithValue(p.base, deliveryKey{}, d), ev), s.handlerTimeout())
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
 		return nil, h(ctx, c.Request.(event.Event))

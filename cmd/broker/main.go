@@ -11,12 +11,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/tracing"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -53,6 +55,25 @@ func newCommand() *cobra.Command {
 				return err
 			}
 			cfg.Logger = &log
+			// Tracing is on when the OpenTelemetry environment says so
+			// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
+			tp, shutdownTracing, err := tracing.Setup(cmd.Context(), wire.BrokerService, broker.Version, func(err error) {
+				log.Warn().Err(err).Msg("tracing")
+			})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := shutdownTracing(ctx); err != nil {
+					log.Warn().Err(err).Msg("spans not exported before exit")
+				}
+			}()
+			if tp != nil {
+				cfg.TracerProvider = tp
+				log.Info().Str("endpoint", tracingEndpoint()).Msg("tracing on: exporting spans over OTLP")
+			}
 			b, err := broker.New(cfg)
 			if err != nil {
 				return err
@@ -175,4 +196,12 @@ func envName(flag string) string {
 		}
 	}
 	return string(out)
+}
+
+// tracingEndpoint is where spans go, for the log.
+func tracingEndpoint() string {
+	if v := os.Getenv(tracing.EnvTracesEndpoint); v != "" {
+		return v
+	}
+	return os.Getenv(tracing.EnvEndpoint)
 }
