@@ -77,6 +77,7 @@ var strictSchemas = map[string]bool{
 	schemas.APIPluginGetRequest:        true,
 	schemas.APIPluginConfigRequest:     true,
 	schemas.APIPluginUnregisterRequest: true,
+	schemas.APIPluginReplayRequest:     true,
 	schemas.APIJobDeployRequest:        true,
 	schemas.APIJobRef:                  true,
 	schemas.APIJobListRequest:          true,
