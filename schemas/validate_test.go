@@ -176,7 +176,7 @@ func TestInvalidDocuments(t *testing.T) {
 		{"bad event type", schemas.ManifestV1, `{"name":"a","version":"1.0.0","events":{"types":["io.plugbus.job.v1.deployed","not a type"]}}`,
 			invalid, "events.types[1]", "must match pattern"},
 		{"bad start", schemas.ManifestV1, `{"name":"a","version":"1.0.0","events":{"types":["x.y"],"start":"yesterday"}}`,
-			invalid, "events.start", `must be one of "new", "all", or must be a valid RFC 3339 date-time (got "yesterday")`},
+			invalid, "events.start", `must be one of "new", "all", or must be a valid RFC 3339 date-time, or must be a duration such as 24h or 90m (got "yesterday")`},
 		{"bad failure policy", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy","failure_policy":"retry"}]}`),
 			invalid, "manifest.hooks[0].failure_policy", `must be one of "fail", "ignore" (got "retry")`},
 		{"bad hook point", schemas.ManifestV1, `{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy"},{"hook":"PreDeploy"}]}`,
