@@ -641,6 +641,9 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	if err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)
 	}
+	if err := deleteConsumer(ctx, r.b.js, schemas.ReplayConsumerName(req.Name)); err != nil {
+		return rec, err
+	}
 	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
 		return rec, fmt.Errorf("delete config of %s: %w", req.Name, err)
 	}

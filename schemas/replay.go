@@ -39,6 +39,7 @@ const (
 	MetadataReplayUntil   = "plugbus_replay_until_seq"
 	MetadataReplayTotal   = "plugbus_replay_total"
 	MetadataReplayStarted = "plugbus_replay_started"
+	MetadataReplayTypes   = "plugbus_replay_types" // comma separated
 
 	// replayConsumerPrefix starts a replay consumer's name; plugin names
 	// hold no "_", so it cannot be taken for a plugin's durable.
