@@ -187,7 +187,12 @@ func (b *Broker) startReplay(ctx context.Context, req *schemas.PluginReplayReque
 	if err != nil {
 		_ = deleteConsumer(context.WithoutCancel(ctx), js, name)
 		e := schemas.AsError(err)
-		out := &schemas.Error{Code: e.Code, Plugin: req.Name, Field: "name",
+		code := e.Code
+		if code == schemas.CodeNoResponders {
+			// Not the broker missing (clients retry that): the plugin.
+			code = schemas.CodeNotActive
+		}
+		out := &schemas.Error{Code: code, Plugin: req.Name, Field: "name",
 			Message: fmt.Sprintf("no instance of plugin %s took the replay (%s): instances built with an SDK older than replay support do not; rebuild the plugin with a current SDK", req.Name, e.Message),
 			Details: map[string]any{schemas.DetailPlugin: req.Name}}
 		return nil, out
@@ -360,7 +365,7 @@ func (b *Broker) replayProgress(ctx context.Context, plugin string, cons jetstre
 	st := &schemas.ReplayStatus{ID: md[schemas.MetadataReplayID], Plugin: plugin, Consumer: info.Name,
 		Types: strings.Split(md[schemas.MetadataReplayTypes], ","), FromSeq: info.Config.OptStartSeq, FromTime: info.Config.OptStartTime,
 		UntilSeq: until, Total: total, StartedAt: started}
-	if info.AckFloor.Stream >= until || info.NumPending == 0 && info.NumAckPending == 0 {
+	if schemas.ReplayDone(info.AckFloor.Stream, until, info.NumPending, uint64(info.NumAckPending)) {
 		st.Done, st.Replayed = true, total
 		return st, nil
 	}

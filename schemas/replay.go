@@ -125,3 +125,12 @@ type ReplayNoticeResponse struct {
 	// Instance is the id of the instance that answered first.
 	Instance string `json:"instance,omitempty"`
 }
+
+// ReplayDone reports whether a replay consumer has done its work, from its
+// state: every event up to until is acknowledged or terminated (the ack
+// floor has reached it), or nothing is pending at all. A replay consumer
+// delivers in stream order, so once its ack floor passes until, no event
+// of the replay is left.
+func ReplayDone(ackFloorStream, until, numPending, numAckPending uint64) bool {
+	return ackFloorStream >= until || numPending == 0 && numAckPending == 0
+}
