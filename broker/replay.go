@@ -92,7 +92,7 @@ func (b *Broker) startReplay(ctx context.Context, req *schemas.PluginReplayReque
 	if err != nil {
 		return nil, err
 	}
-	types, filters, err := replayFilters(b.cfg.Prefix, ev.Types, req.Types)
+	types, filters, err := replayFilters(b.cfg.Prefix, req.Name, ev.Types, req.Types)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +220,7 @@ func replayStart(req *schemas.PluginReplayRequest) (replayRange, error) {
 // filters: the asked types, each of which must be within one of the
 // plugin's subscribed types, else the plugin's. Filters within another
 // one are left out (JetStream refuses overlapping filters).
-func replayFilters(prefix string, subscribed, asked []string) (types, filters []string, err error) {
+func replayFilters(prefix, plugin string, subscribed, asked []string) (types, filters []string, err error) {
 	var subs []string
 	for _, t := range subscribed {
 		subs = append(subs, wire.EventSubject(prefix, t))
@@ -231,7 +231,7 @@ func replayFilters(prefix string, subscribed, asked []string) (types, filters []
 			s := wire.EventSubject(prefix, t)
 			if !slices.ContainsFunc(subs, func(p string) bool { return subjectWithin(s, p) }) {
 				e := schemas.Errorf(schemas.CodeInvalidField, fmt.Sprintf("types[%d]", i),
-					"the plugin does not consume events of type %s: it subscribes to %s", t, strings.Join(subscribed, ", "))
+					"plugin %s does not consume events of type %s: it subscribes to %s", plugin, t, strings.Join(subscribed, ", "))
 				e.Details = map[string]any{schemas.DetailAllowed: subscribed}
 				return nil, nil, e
 			}

@@ -200,7 +200,7 @@ func TestPluginsReplayErrors(t *testing.T) {
 		{"two starts", []string{"--since", "1h", "--from-seq", "1"}, busctl.ExitUsage, []string{"alternatives: give one"}},
 		{"bad type pattern", []string{"--since", "1h", "--type", "io.plugbus.alert.v1.fi*"}, busctl.ExitUsage, []string{`invalid --type "io.plugbus.alert.v1.fi*"`}},
 		{"unknown type", []string{"--since", "1h", "--type", schemas.TypeMachineActionCompleted}, busctl.ExitError,
-			[]string{"invalid_field", "does not consume events of type io.plugbus.machine.v1.action_completed",
+			[]string{"invalid_field: plugin watcher does not consume events of type io.plugbus.machine.v1.action_completed",
 				"hint: watcher consumes io.plugbus.alert.v1.fired, io.plugbus.job.v1.deployed: pass those to --type"}},
 		{"status of none", []string{"--status"}, busctl.ExitError,
 			[]string{"not_found: plugin watcher has no replay running", "hint: start one with `busctl plugins replay watcher --since 1h`"}},
