@@ -171,19 +171,19 @@ func (a *app) followReplay(ctx context.Context, c *client.Client, st *schemas.Re
 
 // replaySummary is the line busctl prints when a replay is done.
 func replaySummary(st *schemas.ReplayStatus) string {
-	from := fmt.Sprintf("stream sequence %d", st.FromSeq)
+	from := fmt.Sprintf("from stream sequence %d on", st.FromSeq)
 	if st.FromTime != nil {
-		from = st.FromTime.UTC().Format(time.RFC3339)
+		from = "stored since " + st.FromTime.UTC().Format(time.RFC3339)
 	}
 	types := strings.Join(st.Types, ", ")
 	if st.Total == 0 {
-		return fmt.Sprintf("nothing to replay: %s had been given no %s event since %s", st.Plugin, types, from)
+		return fmt.Sprintf("nothing to replay: %s had been given no event of %s %s", st.Plugin, types, from)
 	}
 	unit := "events"
 	if st.Total == 1 {
 		unit = "event"
 	}
-	return fmt.Sprintf("replayed %d %s to %s (%s, from %s up to stream sequence %d)", st.Replayed, unit, st.Plugin, types, from, st.UntilSeq)
+	return fmt.Sprintf("replayed %d %s of %s to %s, %s", st.Replayed, unit, types, st.Plugin, from)
 }
 
 // replayHint explains the replay's own errors.

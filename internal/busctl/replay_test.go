@@ -129,7 +129,7 @@ func TestPluginsReplaySince(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	want := "replayed 5 events to watcher (io.plugbus.alert.v1.fired, io.plugbus.job.v1.deployed, from "
+	want := "replayed 5 events of io.plugbus.alert.v1.fired, io.plugbus.job.v1.deployed to watcher, stored since "
 	if !strings.HasPrefix(r.stdout, want) || r.stderr != "" {
 		t.Errorf("stdout %q, stderr %q; want it to start with %q and no progress off a terminal", r.stdout, r.stderr, want)
 	}
@@ -172,7 +172,7 @@ func TestPluginsReplayFromSeqOneTypeJSON(t *testing.T) {
 	}
 	// A sequence after everything the plugin was given: nothing to do.
 	r = bus.busctl(t, "plugins", "replay", "watcher", "--from-seq", "100000")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "nothing to replay: watcher had been given no ") {
+	if r.code != 0 || r.stdout != "nothing to replay: watcher had been given no event of io.plugbus.alert.v1.fired, io.plugbus.job.v1.deployed from stream sequence 100000 on\n" {
 		t.Errorf("replay from a future sequence: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
