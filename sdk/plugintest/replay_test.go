@@ -359,3 +359,26 @@ func TestReplayBadInput(t *testing.T) {
 		t.Errorf("replayer got %+v", rep.deliveries())
 	}
 }
+
+// A plugin that started with new events only can be given older ones by a
+// replay: its durable's place is where it was created.
+func TestReplayBackfillsANewPlugin(t *testing.T) {
+	bus := plugintest.Start(t)
+	before := []string{fireAlert(t, bus, "before1"), fireAlert(t, bus, "before2")}
+	r := newRecorder(t, bus, "late", schemas.StartNew, schemas.TypeAlertFired)
+	bus.StartPlugin(t, r.p)
+	var st schemas.ReplayStatus
+	bus.MustCall(t, schemas.APIPluginsReplay, schemas.PluginReplayRequest{Name: "late", FromSeq: 1}, &st)
+	if st.Total != 2 {
+		t.Fatalf("replay = %+v, want the 2 alerts from before the plugin", st)
+	}
+	waitReplayDone(t, bus, "late")
+	after := fireAlert(t, bus, "after")
+	bus.WaitFor(t, func() bool { return r.has(after) })
+	if got := r.ids(true); !slices.Equal(got, before) {
+		t.Errorf("replayed %v, want %v", got, before)
+	}
+	if got := r.ids(false); !slices.Equal(got, []string{after}) {
+		t.Errorf("first deliveries %v, want only %s", got, after)
+	}
+}
