@@ -382,3 +382,37 @@ func TestReplayBackfillsANewPlugin(t *testing.T) {
 		t.Errorf("first deliveries %v, want only %s", got, after)
 	}
 }
+
+// A replay goes on across a restart of the plugin: the new instance finds
+// the replay consumer when it starts.
+func TestReplaySurvivesARestart(t *testing.T) {
+	bus := plugintest.Start(t)
+	first := newRecorder(t, bus, "restarted", "", schemas.TypeAlertFired)
+	first.setGate(func(d delivered) error {
+		if d.replay != "" {
+			return sdk.RetryAfter(5*time.Millisecond, errors.New("not now"))
+		}
+		return nil
+	})
+	in := bus.StartPlugin(t, first.p)
+	alerts := []string{fireAlert(t, bus, "r1"), fireAlert(t, bus, "r2"), fireAlert(t, bus, "r3")}
+	bus.WaitFor(t, func() bool { return len(first.deliveries()) == 3 })
+	bus.MustCall(t, schemas.APIPluginsReplay, schemas.PluginReplayRequest{Name: "restarted", FromSeq: 1}, nil)
+	if err := in.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := newRecorder(t, bus, "restarted", "", schemas.TypeAlertFired)
+	bus.StartPlugin(t, second.p)
+	st := waitReplayDone(t, bus, "restarted")
+	if st.Replayed != 3 {
+		t.Errorf("replay = %+v", st)
+	}
+	bus.WaitFor(t, func() bool { return len(second.ids(true)) == 3 })
+	// Redeliveries (the first instance's retries) need not keep stream order.
+	got := second.ids(true)
+	slices.Sort(got)
+	slices.Sort(alerts)
+	if !slices.Equal(got, alerts) || len(first.ids(true)) != 0 {
+		t.Errorf("the restarted instance replayed %v (the first %v), want %v", got, first.ids(true), alerts)
+	}
+}
