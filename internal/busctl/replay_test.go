@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -33,6 +36,8 @@ func (b replayBus) busctl(t *testing.T, args ...string) result {
 // seen records the events a plugin handled: their ids, and whether a
 // replay redelivered them.
 type seen struct {
+	// hold makes the plugin retry replayed events instead of handling them.
+	hold     atomic.Bool
 	mu       sync.Mutex
 	first    []string
 	replayed []string
@@ -59,6 +64,9 @@ func startSeen(t *testing.T, bus replayBus, name string, types ...string) *seen 
 	s := &seen{}
 	for _, typ := range types {
 		p.HandleEvent(typ, func(_ context.Context, e event.Event) error {
+			if sdk.ReplayOf(e) != "" && s.hold.Load() {
+				return sdk.RetryAfter(5*time.Millisecond, errors.New("held"))
+			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if sdk.ReplayOf(e) != "" {
@@ -246,5 +254,33 @@ func TestReplayProgressLine(t *testing.T) {
 		if got := busctl.ProgressLine("w", c.done, c.total, 10); got != c.want {
 			t.Errorf("%d/%d: %q, want %q", c.done, c.total, got, c.want)
 		}
+	}
+}
+
+func TestPluginsReplayConflictAndCancel(t *testing.T) {
+	bus, watcher, _, _, _ := startReplayBus(t)
+	watcher.hold.Store(true)
+	var st schemas.ReplayStatus
+	bus.MustCall(t, schemas.APIPluginsReplay, schemas.PluginReplayRequest{Name: "watcher", FromSeq: 1}, &st)
+
+	r := bus.busctl(t, "plugins", "replay", "watcher", "--since", "1h")
+	if r.code != busctl.ExitError || !strings.Contains(r.stderr, "conflict: plugin watcher is already replaying (replay "+st.ID) ||
+		!strings.Contains(r.stderr, "hint: `busctl plugins replay watcher --status` follows the running replay, `busctl plugins replay watcher --cancel` stops it") {
+		t.Errorf("second replay: exit %d\n%s", r.code, r.stderr)
+	}
+	r = bus.busctl(t, "-o", "json", "plugins", "replay", "watcher", "--cancel")
+	var cancelled schemas.ReplayStatus
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &cancelled) != nil || !cancelled.Cancelled || cancelled.Done ||
+		cancelled.ID != st.ID || cancelled.Total != 5 || cancelled.Replayed != 0 {
+		t.Errorf("cancel: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := bus.busctl(t, "plugins", "replay", "watcher", "--status"); r.code != busctl.ExitError || !strings.Contains(r.stderr, "not_found") {
+		t.Errorf("status after cancel: exit %d %s", r.code, r.stderr)
+	}
+	// The plugin stops pulling from the cancelled replay; a new one runs.
+	watcher.hold.Store(false)
+	r = bus.busctl(t, "plugins", "replay", "watcher", "--from-seq", "1", "--type", schemas.TypeJobDeployed)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "replayed 2 events of io.plugbus.job.v1.deployed to watcher, from stream sequence ") {
+		t.Errorf("replay after cancel: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
