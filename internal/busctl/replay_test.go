@@ -56,7 +56,8 @@ func (s *seen) has(id string) bool {
 
 func startSeen(t *testing.T, bus replayBus, name string, types ...string) *seen {
 	t.Helper()
-	p, err := sdk.New(schemas.Manifest{Name: name, Version: "1.0.0", Events: &schemas.EventSubscription{Types: types}},
+	// Held events are retried until released, never given up on.
+	p, err := sdk.New(schemas.Manifest{Name: name, Version: "1.0.0", Events: &schemas.EventSubscription{Types: types, MaxDeliver: 1 << 30}},
 		sdk.WithPrefix(bus.Prefix()))
 	if err != nil {
 		t.Fatal(err)
