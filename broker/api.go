@@ -105,6 +105,9 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIHostsPluginCreds, schemas.APICredsRequest, schemas.APICredsResponse, b.handleHostsPluginCreds),
 		endpoint(schemas.APIStreamsRead, schemas.APIStreamReadRequest, schemas.APIStreamReadResponse, b.handleStreamsRead),
 		endpoint(schemas.APIStreamsStop, schemas.APIStreamStopRequest, schemas.APIStreamStopResponse, b.handleStreamsStop),
+		endpoint(schemas.APIPluginsReplay, schemas.APIPluginReplayRequest, schemas.APIReplayStatus, b.handlePluginReplay),
+		endpoint(schemas.APIPluginsReplayStatus, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayStatus),
+		endpoint(schemas.APIPluginsReplayCancel, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayCancel),
 	}
 }
 

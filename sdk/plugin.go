@@ -78,6 +78,8 @@ type Plugin struct {
 	registration string
 
 	stats counters
+	// replay is the plugin's side of replays (replay.go).
+	replay replayState
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
 }
