@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/plugbus/plugbus/broker/dashboard"
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
@@ -47,6 +48,7 @@ type Broker struct {
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
+	dash    *dashboard.Dashboard
 	natsURL string
 }
 

@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// httpHandler serves /healthz (200 once ready and connected, 503 otherwise)
-// and /metrics (Prometheus).
+// httpHandler serves /healthz (200 once ready and connected, 503 otherwise),
+// /metrics (Prometheus) and the ops dashboard (dashboard.go).
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -25,6 +25,7 @@ func (b *Broker) httpHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	b.mountDashboard(mux)
 	if b.cfg.Pprof {
 		servePprof(mux)
 	}
