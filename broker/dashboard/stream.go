@@ -208,27 +208,47 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	run := func(fn func(context.Context, *feed)) {
+	// Each source says when it is on; hello waits for all of them, so a
+	// page that saw hello misses no change after it.
+	var ready []chan struct{}
+	run := func(fn func(ctx context.Context, f *feed, ready func())) {
+		r := make(chan struct{})
+		ready = append(ready, r)
+		var once sync.Once
+		done := func() { once.Do(func() { close(r) }) }
 		wg.Add(1)
-		go func() { defer wg.Done(); fn(ctx, f) }()
+		go func() {
+			defer wg.Done()
+			defer done()
+			fn(ctx, f, done)
+		}()
 	}
 	if events {
-		run(func(ctx context.Context, f *feed) { d.readEvents(ctx, f, start) })
+		run(func(ctx context.Context, f *feed, ready func()) { d.readEvents(ctx, f, start, ready) })
 	}
 	for _, t := range topics {
 		switch t {
 		case topicPlugins:
-			run(func(ctx context.Context, f *feed) { d.watchBucket(ctx, f, schemas.BucketPlugins, t) })
+			run(func(ctx context.Context, f *feed, ready func()) {
+				d.watchBucket(ctx, f, schemas.BucketPlugins, t, ready)
+			})
 		case topicHosts:
-			run(func(ctx context.Context, f *feed) { d.watchBucket(ctx, f, schemas.BucketHosts, t) })
+			run(func(ctx context.Context, f *feed, ready func()) { d.watchBucket(ctx, f, schemas.BucketHosts, t, ready) })
 		case topicChains:
-			run(func(ctx context.Context, f *feed) {
-				d.watchStream(ctx, f, schemas.StreamEvents, wire.EventSubject(d.cfg.Prefix, schemas.TypeHookChainCompleted), t)
+			run(func(ctx context.Context, f *feed, ready func()) {
+				d.watchStream(ctx, f, schemas.StreamEvents, wire.EventSubject(d.cfg.Prefix, schemas.TypeHookChainCompleted), t, ready)
 			})
 		case topicDeadLetters:
-			run(func(ctx context.Context, f *feed) {
-				d.watchStream(ctx, f, schemas.StreamDLQ, wire.DLQSubjects(d.cfg.Prefix), t)
+			run(func(ctx context.Context, f *feed, ready func()) {
+				d.watchStream(ctx, f, schemas.StreamDLQ, wire.DLQSubjects(d.cfg.Prefix), t, ready)
 			})
+		}
+	}
+	for _, r := range ready {
+		select {
+		case <-r:
+		case <-ctx.Done():
+			return
 		}
 	}
 	hello, _ := json.Marshal(helloMsg{StartSeq: start, LastSeq: last, Now: time.Now().UTC()})
@@ -351,7 +371,7 @@ func (d *Dashboard) startSeq(r *http.Request) (start, last uint64, err error) {
 
 // readEvents sends every event from stream sequence start on, through an
 // ordered consumer of its own.
-func (d *Dashboard) readEvents(ctx context.Context, f *feed, start uint64) {
+func (d *Dashboard) readEvents(ctx context.Context, f *feed, start uint64, ready func()) {
 	cons, err := d.cfg.JetStream.OrderedConsumer(ctx, schemas.StreamEvents, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 10 * time.Second,
 	})
@@ -365,6 +385,7 @@ func (d *Dashboard) readEvents(ctx context.Context, f *feed, start uint64) {
 		return
 	}
 	defer it.Stop()
+	ready()
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
@@ -386,7 +407,7 @@ func (d *Dashboard) readEvents(ctx context.Context, f *feed, start uint64) {
 // watchBucket pokes topic at every change of a bucket. It watches keys
 // only (MetaOnly): plugin records hold configs, which the stream never
 // carries; pages fetch what changed through the API, which redacts.
-func (d *Dashboard) watchBucket(ctx context.Context, f *feed, bucket, topic string) {
+func (d *Dashboard) watchBucket(ctx context.Context, f *feed, bucket, topic string, ready func()) {
 	kv, err := d.cfg.JetStream.KeyValue(ctx, bucket)
 	if err != nil {
 		f.problem(&schemas.Error{Code: schemas.CodeInternal, Message: fmt.Sprintf("watch bucket %s: %v", bucket, err)})
@@ -398,6 +419,7 @@ func (d *Dashboard) watchBucket(ctx context.Context, f *feed, bucket, topic stri
 		return
 	}
 	defer func() { _ = w.Stop() }()
+	ready()
 	for {
 		select {
 		case <-ctx.Done():
@@ -415,7 +437,7 @@ func (d *Dashboard) watchBucket(ctx context.Context, f *feed, bucket, topic stri
 
 // watchStream pokes topic at every new message of a stream on subject
 // (headers only).
-func (d *Dashboard) watchStream(ctx context.Context, f *feed, streamName, subject, topic string) {
+func (d *Dashboard) watchStream(ctx context.Context, f *feed, streamName, subject, topic string, ready func()) {
 	cons, err := d.cfg.JetStream.OrderedConsumer(ctx, streamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy, HeadersOnly: true,
 		InactiveThreshold: 10 * time.Second,
@@ -430,6 +452,7 @@ func (d *Dashboard) watchStream(ctx context.Context, f *feed, streamName, subjec
 		return
 	}
 	defer it.Stop()
+	ready()
 	for {
 		if _, err := it.Next(jetstream.NextContext(ctx)); err != nil {
 			return
