@@ -194,6 +194,8 @@ func newPlugin(t *testing.T, name string, h sdk.EventHandler, opts ...sdk.Option
 		h = func(context.Context, event.Event) error { return nil }
 	}
 	p.HandleEvent(schemas.TypeAlertFired, h)
-	p.OnPreNotify(func(context.Context, schemas.AlertFireRequest) (*schemas.HookResponse, error) { return sdk.Continue(), nil })
+	p.OnPreNotify(func(context.Context, schemas.AlertFireRequest) (*schemas.HookResponse, error) {
+		return sdk.Continue(), nil
+	})
 	return p
 }

@@ -14,6 +14,7 @@ package browsertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -327,4 +328,13 @@ func sanitize(name string) string {
 		}
 		return '_'
 	}, name)
+}
+
+// SetInput sets the value of the input matching a CSS selector as typing
+// would: the page gets an input event.
+func SetInput(sel, value string) chromedp.Action[chromedp.Void] {
+	s, _ := json.Marshal(sel)
+	v, _ := json.Marshal(value)
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(
+		`(e => { e.value = %s; e.dispatchEvent(new Event('input', {bubbles: true})); })(document.querySelector(%s))`, v, s))
 }

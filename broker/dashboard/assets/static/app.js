@@ -152,6 +152,7 @@
   const events = []; // oldest first
   const rates = new Map(); // type -> Map(second -> count)
   let paused = false;
+  let pausedAt = 0; // the last seq shown when paused
   let held = 0;
   let selected = 0;
 
@@ -206,6 +207,7 @@
     const f = filters();
     const rows = [];
     for (let i = events.length - 1; i >= 0 && rows.length < MAX_ROWS; i--) {
+      if (paused && events[i].seq > pausedAt) continue;
       if (matches(events[i], f)) rows.push(row(events[i]));
     }
     tbody.replaceChildren(...rows);
@@ -336,6 +338,7 @@
     $('#filters').addEventListener('submit', (e) => e.preventDefault());
     $('#pause').addEventListener('click', () => {
       paused = !paused;
+      pausedAt = lastSeq;
       const b = $('#pause');
       b.textContent = paused ? 'Resume' : 'Pause';
       b.setAttribute('aria-pressed', String(paused));
