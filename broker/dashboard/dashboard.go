@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/plugbus/plugbus/broker/dashboard/token"
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/sdk/client"
 	"github.com/plugbus/plugbus/wire"
@@ -146,7 +147,7 @@ const (
 	PathHosts       = "/hosts"
 	BasePath        = "/dash/"
 	// PathLogin takes ?token=… (a login token) and opens an admin session.
-	PathLogin = BasePath + "login"
+	PathLogin = token.LoginPath
 )
 
 // Register adds the dashboard's routes to mux.

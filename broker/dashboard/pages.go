@@ -128,7 +128,7 @@ var funcs = template.FuncMap{
 			return ""
 		}
 		s := e.Cause
-		if e.Code != nil {
+		if e.Code != nil && e.Signal == "" {
 			s += fmt.Sprintf(" (code %d)", *e.Code)
 		}
 		if e.Signal != "" {

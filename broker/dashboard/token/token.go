@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -38,6 +39,35 @@ const (
 	DefaultTTL = 12 * time.Hour
 	MaxTTL     = 7 * 24 * time.Hour
 )
+
+// LoginPath is where the dashboard takes a token (?token=…) and opens an
+// admin session.
+const LoginPath = "/dash/login"
+
+// LoginURL is the URL that logs a browser in to the dashboard at base
+// (such as http://127.0.0.1:8080) with tok.
+func LoginURL(base, tok string) string {
+	return strings.TrimSuffix(base, "/") + LoginPath + "?token=" + url.QueryEscape(tok)
+}
+
+// Role returns the plugbus role of the credentials in creds, from the
+// role tag the bus's authority puts in every user JWT ("" without one).
+func Role(creds []byte) (string, error) {
+	userJWT, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return "", fmt.Errorf("%w: the credentials hold no user JWT: %v", ErrInvalid, err)
+	}
+	uc, err := jwt.DecodeUserClaims(userJWT)
+	if err != nil {
+		return "", fmt.Errorf("%w: the credentials' JWT: %v", ErrInvalid, err)
+	}
+	for _, t := range uc.Tags {
+		if r, ok := strings.CutPrefix(t, "role:"); ok {
+			return r, nil
+		}
+	}
+	return "", nil
+}
 
 // clockSkew is how far in the future a token's issue time may be.
 const clockSkew = time.Minute

@@ -259,11 +259,11 @@
     const sec = Math.floor(Date.parse(ev.stored) / 1000);
     const now = Math.floor((Date.now() + skew) / 1000);
     if (!(sec > now - WINDOW)) {
-      if (!rates.has(ev.type)) rates.set(ev.type, new Map());
+      if (!rates.has(ev.type)) { rates.set(ev.type, new Map()); setTimeout(drawRates, 0); }
       return;
     }
     let m = rates.get(ev.type);
-    if (!m) { m = new Map(); rates.set(ev.type, m); }
+    if (!m) { m = new Map(); rates.set(ev.type, m); setTimeout(drawRates, 0); }
     m.set(sec, (m.get(sec) || 0) + 1);
   }
 
@@ -293,7 +293,7 @@
       li.title = 'filter by ' + t;
       const name = document.createElement('span');
       name.className = 'rt';
-      name.textContent = t;
+      name.textContent = t.replace(/^io\.plugbus\./, '');
       const svg = document.createElementNS(SVG, 'svg');
       svg.setAttribute('viewBox', '0 0 ' + (WINDOW - 1) + ' 16');
       svg.setAttribute('preserveAspectRatio', 'none');
@@ -364,6 +364,7 @@
     });
     setInterval(drawRates, 1000);
     status();
+    drawRates();
   }
 
   connect();
