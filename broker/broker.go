@@ -267,6 +267,10 @@ func (b *Broker) startHTTP() (*http.Server, error) {
 	}
 	b.httpLn = ln
 	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if b.dash != nil {
+		// Live streams never end by themselves: end them at shutdown.
+		srv.RegisterOnShutdown(b.dash.Close)
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error().Err(err).Msg("HTTP server failed")

@@ -116,6 +116,8 @@ type Dashboard struct {
 	streams map[*stream]struct{}
 	// gate, when set, holds new streams until it is closed (holdStreams).
 	gate chan struct{}
+	// closed refuses new streams (Close).
+	closed bool
 }
 
 // New checks cfg and returns a dashboard. It has no side effects.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,6 +33,8 @@ type bus struct {
 	base    string // http://127.0.0.1:PORT
 	admin   *nats.Conn
 	api     *client.Client
+	// stop stops the broker and waits for Run to return.
+	stop func()
 }
 
 func startBus(t *testing.T) *bus {
@@ -50,14 +53,18 @@ func startBus(t *testing.T) *bus {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("broker did not stop within 30s")
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("broker did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-b.Ready():
 	case err := <-done:
@@ -70,7 +77,7 @@ func startBus(t *testing.T) *bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return &bus{b: b, dataDir: dir, base: "http://" + b.HTTPAddr(), admin: nc, api: client.New(nc)}
+	return &bus{b: b, dataDir: dir, base: "http://" + b.HTTPAddr(), admin: nc, api: client.New(nc), stop: stop}
 }
 
 func ctxT(t *testing.T) context.Context {

@@ -176,8 +176,12 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 
 	d.mu.Lock()
-	gate := d.gate
+	gate, closed := d.gate, d.closed
 	d.mu.Unlock()
+	if closed {
+		writeError(w, http.StatusServiceUnavailable, &schemas.Error{Code: schemas.CodeUnavailable, Message: "the broker is stopping: the page reconnects to the next one up"})
+		return
+	}
 	if gate != nil {
 		select {
 		case <-gate:
@@ -458,6 +462,19 @@ func (d *Dashboard) watchStream(ctx context.Context, f *feed, streamName, subjec
 			return
 		}
 		f.poke(topic)
+	}
+}
+
+// Close ends every open live stream and refuses new ones (503), so the
+// HTTP server's shutdown does not wait for browsers; pages reconnect by
+// themselves to whichever broker serves them next. The broker calls it
+// when its HTTP server shuts down.
+func (d *Dashboard) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for st := range d.streams {
+		st.cancel()
 	}
 }
 

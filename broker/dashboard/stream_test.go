@@ -157,3 +157,26 @@ func TestStreamNotices(t *testing.T) {
 		t.Errorf("notice %+v, want data {} and no id", m)
 	}
 }
+
+// A broker that stops ends its live streams: its HTTP server's shutdown
+// does not wait for browsers, and a browser learns at once.
+func TestStreamEndsWhenTheBrokerStops(t *testing.T) {
+	bs := startBus(t)
+	s := bs.openSSE(t, "/dash/stream?topics=events,plugins,hosts,chains,dead-letters", nil)
+	s.next("hello")
+	stopped := make(chan struct{})
+	go func() { bs.stop(); close(stopped) }()
+	ended := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-s.ch:
+		case <-ended:
+			t.Fatal("the stream is still open 10s after the broker began to stop")
+		}
+	}
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the broker did not stop")
+	}
+}
