@@ -31,7 +31,8 @@ const liveWithin = time.Second
 // alert fire --severity critical --summary "disk full"` within a second;
 // the plugins page shows the three sample plugins ACTIVE; a plugin killed
 // shows its restart on the hosts page, without a reload; and the banner's
-// login URL makes the browser the admin. With -update it writes the
+// login URL makes the browser the admin, who disables and enables a plugin
+// from the page. With -update it writes the
 // screenshots docs/dashboard.md shows (docs/img/dashboard-*.png).
 func TestDashboardDoneMeans(t *testing.T) {
 	lb := startLocalBus(t, false)
@@ -79,6 +80,14 @@ func TestDashboardDoneMeans(t *testing.T) {
 	}
 	p.Navigate(m + "&next=/plugins")
 	p.WaitTrue("admin actions on the plugins page", `document.querySelector('tr[data-plugin="incrementer"] button[data-action$="/verify"]') !== null`, browsertest.DefaultWait)
+	// The admin disables the incrementer on its host and enables it again,
+	// from the page: hostd stops and restarts it, and the page follows.
+	inst := `document.querySelector('tr[data-plugin="incrementer"] .inst[data-host="local"]')`
+	p.Click(`tr[data-plugin="incrementer"] button[data-action$="/disable"][data-host="local"]`)
+	p.WaitTrue("incrementer DISABLED on the plugins page", inst+` !== null && `+inst+`.dataset.instanceState === 'DISABLED'`, 30*time.Second)
+	p.WaitTrue("the enable button", `document.querySelector('tr[data-plugin="incrementer"] button[data-action$="/enable"][data-host="local"]') !== null`, browsertest.DefaultWait)
+	p.Click(`tr[data-plugin="incrementer"] button[data-action$="/enable"][data-host="local"]`)
+	p.WaitTrue("incrementer RUNNING and ACTIVE again", inst+` !== null && `+inst+`.dataset.instanceState === 'RUNNING' && document.querySelector('tr[data-plugin="incrementer"][data-state="ACTIVE"]') !== null`, 30*time.Second)
 	p.NoConsoleErrors()
 
 	if *update {

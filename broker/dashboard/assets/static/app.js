@@ -60,11 +60,15 @@
   let refreshTimer = 0;
   let refreshing = false;
   let refreshAgain = false;
+  let lastFetch = 0;
+  const MIN_REFRESH = 1000; // ms between two fetches: a busy bus costs a page one a second
   function refresh() {
     const frag = $('#fragment');
     if (!frag || refreshTimer) return;
+    const wait = Math.max(100, MIN_REFRESH - (Date.now() - lastFetch));
     refreshTimer = setTimeout(async () => {
       refreshTimer = 0;
+      lastFetch = Date.now();
       if (refreshing) { refreshAgain = true; return; }
       refreshing = true;
       try {
@@ -85,7 +89,7 @@
         refreshing = false;
         if (refreshAgain) { refreshAgain = false; refresh(); }
       }
-    }, 100);
+    }, wait);
   }
   if (page === 'plugins' || page === 'hosts') setInterval(refresh, 5000);
 
