@@ -98,6 +98,15 @@ func TestDashboardDoneMeans(t *testing.T) {
 // docScreenshots fills every page with something to show and writes
 // docs/img/dashboard-PAGE.png.
 func docScreenshots(t *testing.T, lb *localBus, p *browsertest.Page, base string) {
+	// A crash for the hosts page to show.
+	before, _ := instanceOf(lb.host(t), "incrementer")
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "incrementer restarted", func() bool {
+		in, _ := instanceOf(lb.host(t), "incrementer")
+		return in.State == schemas.InstanceRunning && in.Restarts == before.Restarts+1
+	})
 	lb.mustBusctl(t, "machine", "action", "m1", "increment")
 	lb.mustBusctl(t, "job", "deploy", "demo", "--version", "1", "--image", "nginx")
 	lb.mustBusctl(t, "alert", "fire", "--severity", "warning", "--summary", "disk 85% full", "--label", "host=m2")
