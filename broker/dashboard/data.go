@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -206,7 +207,7 @@ func (d *Dashboard) loadDeadLetters(ctx context.Context) ([]deadLetterView, erro
 		h := m.Header
 		v := deadLetterView{Seq: m.Seq, Time: m.Time.UTC(), Consumer: h.Get(schemas.HeaderDLQConsumer), Cause: h.Get(schemas.HeaderDLQCause),
 			Code: h.Get(schemas.HeaderDLQCode), Reason: h.Get(schemas.HeaderDLQReason), Deliveries: h.Get(schemas.HeaderDLQDeliveries)}
-		v.Plugin = strings.TrimPrefix(v.Consumer, "plugin_")
+		v.Plugin = strings.TrimPrefix(v.Consumer, schemas.ConsumerName(""))
 		v.StreamSeq, _ = strconv.ParseUint(h.Get(schemas.HeaderDLQStreamSeq), 10, 64)
 		subject := h.Get(schemas.HeaderDLQSubject)
 		if subject == "" {
@@ -240,7 +241,9 @@ type windowMsg struct {
 // window and pushes it to an inbox of the form that call takes).
 func (d *Dashboard) readWindow(ctx context.Context, stream string, filters []string, n uint64) ([]windowMsg, error) {
 	nc := d.cfg.Conn
-	inbox := "_INBOX." + nuid.Next()
+	// streams.read delivers to an admin's inbox only: the dashboard reads
+	// for admins.
+	inbox := wire.InboxPrefix(string(identity.RoleAdmin), "") + "." + nuid.Next()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
