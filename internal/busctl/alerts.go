@@ -86,8 +86,8 @@ func (a *app) alertResolveCommand() *cobra.Command {
 }
 
 func (a *app) printAlert(res *schemas.AlertResponse) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, res)
+	if a.structured() {
+		return a.printValue(res)
 	}
 	al := res.Alert
 	w := newTable(a.stdout)

@@ -47,9 +47,10 @@ const DefaultServer = "nats://127.0.0.1:4222"
 const (
 	outputTable = "table"
 	outputJSON  = "json"
+	outputYAML  = "yaml"
 )
 
-var outputFormats = []string{outputTable, outputJSON}
+var outputFormats = []string{outputTable, outputJSON, outputYAML}
 
 // app holds the global flags and the lazily opened connection of one run.
 type app struct {
@@ -203,7 +204,7 @@ func group(cmd *cobra.Command) *cobra.Command {
 // validateGlobals checks the global flags before any command runs.
 func (a *app) validateGlobals(*cobra.Command, []string) error {
 	switch a.output {
-	case outputTable, outputJSON:
+	case outputTable, outputJSON, outputYAML:
 	default:
 		return usageErrf("invalid output format %q for -o: use one of %s", a.output, strings.Join(outputFormats, ", "))
 	}
@@ -333,7 +334,9 @@ func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, a.timeout)
 }
 
-func (a *app) jsonOutput() bool { return a.output == outputJSON }
+// structured reports whether -o asks for data (json or yaml) rather than
+// a table.
+func (a *app) structured() bool { return a.output == outputJSON || a.output == outputYAML }
 
 // exactArgs is cobra.ExactArgs with names, so the message says what is missing.
 func exactArgs(names ...string) cobra.PositionalArgs {

@@ -228,13 +228,13 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 	e, err := wire.DecodeEvent(context.Background(), natsMsg(msg))
 	if err != nil {
 		note := fmt.Sprintf("malformed event at stream seq %d: %v", seq, err)
-		if p.a.jsonOutput() {
+		if p.a.structured() {
 			_, werr := fmt.Fprintf(p.a.stderr, "%s (subject %s)\n", note, msg.Subject)
 			return werr
 		}
 		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject, "", note)
 	}
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		b, note, err := marshalEvent(e)
 		if err != nil {
 			return fmt.Errorf("encode event %s at stream seq %d: %w", e.ID(), seq, err)
@@ -244,8 +244,7 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 				return err
 			}
 		}
-		_, err = p.a.stdout.Write(append(b, '\n'))
-		return err
+		return p.a.emitRecord(b)
 	}
 	t := e.Time()
 	if t.IsZero() {
@@ -259,7 +258,7 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 }
 
 func (p *eventPrinter) endBatch() error {
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		return nil
 	}
 	return p.table.flush()
@@ -510,7 +509,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 	} else {
 		d.DecodeError = err.Error()
 	}
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		b, err := json.Marshal(d)
 		if err != nil && d.Event != nil && !d.Event.DataBase64 {
 			// A content type jsonSafe misjudges: base64 always encodes.
@@ -528,8 +527,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 				return err
 			}
 		}
-		_, err = p.a.stdout.Write(append(b, '\n'))
-		return err
+		return p.a.emitRecord(b)
 	}
 	if typ == "" && d.DecodeError != "" {
 		typ = "MALFORMED"
@@ -539,7 +537,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 }
 
 func (p *dlqPrinter) endBatch() error {
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		return nil
 	}
 	return p.table.flush()

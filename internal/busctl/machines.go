@@ -53,8 +53,8 @@ params (see busctl machine set-param).`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, res)
+			if a.structured() {
+				return a.printValue(res)
 			}
 			if err := printResult(a.stdout, res.Result); err != nil {
 				return err
@@ -129,8 +129,8 @@ func (a *app) machineListCommand() *cobra.Command {
 			if machines == nil {
 				machines = []schemas.Machine{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.MachineListResponse{Machines: machines})
+			if a.structured() {
+				return a.printValue(schemas.MachineListResponse{Machines: machines})
 			}
 			w := newTable(a.stdout)
 			row(w, "NAME", "PARAMS", "UPDATED")
@@ -166,8 +166,8 @@ otherwise as a string; null deletes the param.`,
 }
 
 func (a *app) printMachine(m *schemas.Machine) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, m)
+	if a.structured() {
+		return a.printValue(m)
 	}
 	w := newTable(a.stdout)
 	fmt.Fprintf(w, "NAME:\t%s\n", m.Name)

@@ -40,8 +40,8 @@ func (a *app) pluginsListCommand() *cobra.Command {
 			if plugins == nil {
 				plugins = []schemas.PluginRecord{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.PluginListResponse{Plugins: plugins})
+			if a.structured() {
+				return a.printValue(schemas.PluginListResponse{Plugins: plugins})
 			}
 			w := newTable(a.stdout)
 			row(w, "NAME", "VERSION", "STATE", "CONSUMER", "ACTIONS", "LAST ERROR")
@@ -70,8 +70,8 @@ func (a *app) pluginsGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, p)
+			if a.structured() {
+				return a.printValue(p)
 			}
 			return a.printPlugin(p)
 		}),
@@ -100,8 +100,8 @@ or pass --force (a running instance that registers again comes back).`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, p)
+			if a.structured() {
+				return a.printValue(p)
 			}
 			_, err = fmt.Fprintf(a.stdout, "unregistered %s %s\n", p.Name, p.Version)
 			return err
@@ -164,8 +164,8 @@ pushes it to the plugin. The resulting configuration is printed.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, rec)
+			if a.structured() {
+				return a.printValue(rec)
 			}
 			w := newTable(a.stdout)
 			row(w, "KEY", "VALUE")
