@@ -61,7 +61,10 @@ type app struct {
 	// nats context's server).
 	serverFlag  *pflag.Flag
 	natsContext string
-	creds       string
+	// contextSelected tells that natsContext is the nats CLI's selected
+	// context rather than --context or $NATS_CONTEXT.
+	contextSelected bool
+	creds           string
 	// credsFrom says where the credentials came from, for error hints.
 	credsFrom string
 
@@ -133,7 +136,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetVersionTemplate("{{.Version}}\n")
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
-	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT)")
+	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT, then the one selected with nats context select)")
 	a.serverFlag = f.Lookup("server")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file (default $NATS_CREDS, then the local admin's, $PLUGBUS_DATA_DIR/creds/admin.creds, when it exists)")
 	f.StringVar(&a.tlsCert, "tlscert", os.Getenv(wire.EnvNATSCert), "client TLS certificate (default $NATS_CERT)")
@@ -146,6 +149,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 
 	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
 		a.hooksCommand(), a.eventsCommand())
+	a.completionCommand(root)
 	return root
 }
 
@@ -233,9 +237,19 @@ func (a *app) conn() (*nats.Conn, error) {
 	}
 	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout), nats.ErrorHandler(a.asyncError)}
 	server := a.server
+	if a.natsContext == "" {
+		// Like the nats CLI: with no --context (nor $NATS_CONTEXT), the
+		// context `nats context select` chose, when there is one.
+		a.natsContext = natscontext.SelectedContext()
+		a.contextSelected = a.natsContext != ""
+	}
 	if a.natsContext != "" {
 		nctx, err := natscontext.New(a.natsContext, true)
 		if err != nil {
+			if a.contextSelected {
+				return nil, usageErrf("cannot load nats context %q, which `nats context select` chose (%s): %v; select another with `nats context select NAME`, or unselect it with `nats context unselect`",
+					a.natsContext, selectedContextFile(), err)
+			}
 			return nil, usageErrf("cannot load nats context %q (`nats context ls` lists them): %v", a.natsContext, err)
 		}
 		copts, err := nctx.NATSOptions()
@@ -273,6 +287,17 @@ func (a *app) conn() (*nats.Conn, error) {
 	return nc, nil
 }
 
+// selectedContextFile is where the nats CLI keeps the name of the
+// selected context.
+func selectedContextFile() string {
+	root := os.Getenv("XDG_CONFIG_HOME")
+	if root == "" {
+		home, _ := os.UserHomeDir()
+		root = filepath.Join(home, ".config")
+	}
+	return filepath.Join(root, "nats", "context.txt")
+}
+
 // asyncError handles the errors the NATS server sends outside a request:
 // a permissions violation ends the run with a forbidden error that names
 // the subject; the rest are reported on stderr.
@@ -307,6 +332,9 @@ func (a *app) resolveCreds() (path, from string) {
 	}
 	if a.natsContext != "" {
 		// The context brings its own credentials (or none).
+		if a.contextSelected {
+			return "", "the selected nats context " + a.natsContext
+		}
 		return "", "nats context " + a.natsContext
 	}
 	dir := os.Getenv("PLUGBUS_DATA_DIR")

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -88,6 +89,14 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	case errors.As(err, &ce):
 		fmt.Fprintf(w, "error: %v\n", err)
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			if a.natsContext != "" && a.creds == "" && os.Getenv("NATS_CREDS") == "" {
+				fmt.Fprintf(w, "hint: the bus refused the credentials of %s: `nats context info %s` shows them; pass --creds FILE, or another --context", a.credsFrom, a.natsContext)
+				if a.contextSelected {
+					fmt.Fprint(w, " (`nats context unselect` stops busctl from using it)")
+				}
+				fmt.Fprintln(w)
+				return ExitError
+			}
 			fmt.Fprintf(w, "hint: the bus refused these credentials (%s): pass --creds FILE or set $NATS_CREDS; with make run the admin's are in data/creds/admin.creds, which busctl finds when run from the checkout\n", a.credsFrom)
 			return ExitError
 		}
