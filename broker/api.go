@@ -103,6 +103,14 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIHostsPluginCreds, schemas.APICredsRequest, schemas.APICredsResponse, b.handleHostsPluginCreds),
 		endpoint(schemas.APIStreamsRead, schemas.APIStreamReadRequest, schemas.APIStreamReadResponse, b.handleStreamsRead),
 		endpoint(schemas.APIStreamsStop, schemas.APIStreamStopRequest, schemas.APIStreamStopResponse, b.handleStreamsStop),
+		endpoint(schemas.APIPluginsVerify, schemas.APIPluginGetRequest, schemas.APIPluginRecord, b.handlePluginVerify),
+		endpoint(schemas.APIAlertsList, schemas.APIAlertListRequest, schemas.APIAlertListResponse, b.handleAlertsList),
+		endpoint(schemas.APIAlertsGet, schemas.APIAlertRef, schemas.APIAlert, b.handleAlertsGet),
+		endpoint(schemas.APIEventsGet, schemas.APIEventGetRequest, schemas.APIStoredMessage, b.handleEventsGet),
+		endpoint(schemas.APIDLQList, schemas.APIDLQListRequest, schemas.APIDLQListResponse, b.handleDLQList),
+		endpoint(schemas.APIDLQGet, schemas.APIDLQRef, schemas.APIDeadLetter, b.handleDLQGet),
+		endpoint(schemas.APIDLQReplay, schemas.APIDLQReplayRequest, schemas.APIDLQReplayResponse, b.handleDLQReplay),
+		endpoint(schemas.APIDLQPurge, schemas.APIDLQPurgeRequest, schemas.APIDLQPurgeResponse, b.handleDLQPurge),
 	}
 }
 

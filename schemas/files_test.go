@@ -28,6 +28,9 @@ var allPaths = []string{
 	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
 	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
+	APIAlertListRequest, APIAlertListResponse, APIEventGetRequest, APIStoredMessage,
+	APIDLQListRequest, APIDLQListResponse, APIDLQRef, APIDeadLetter, APIDLQReplayRecord, APIDLQReplayRequest,
+	APIDLQReplayResponse, APIDLQPurgeRequest, APIDLQPurgeResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

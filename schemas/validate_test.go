@@ -95,6 +95,12 @@ var strictSchemas = map[string]bool{
 	schemas.APIHostCredsRequest:        true,
 	schemas.APIStreamReadRequest:       true,
 	schemas.APIStreamStopRequest:       true,
+	schemas.APIAlertListRequest:        true,
+	schemas.APIEventGetRequest:         true,
+	schemas.APIDLQListRequest:          true,
+	schemas.APIDLQRef:                  true,
+	schemas.APIDLQReplayRequest:        true,
+	schemas.APIDLQPurgeRequest:         true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

@@ -211,7 +211,18 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 		p.terminate(msg, logFor(nil), schemas.ReasonMalformed, err.Error())
 		return
 	}
-	if err := wire.CheckOrigin(p.opts.prefix, msg.Subject(), ev); err != nil {
+	subject := msg.Subject()
+	if cons, orig, ok := wire.RedeliveryOf(p.opts.prefix, subject); ok {
+		// A dead letter replayed to one consumer (wire.RedeliverySubject).
+		// An event type pattern can match another consumer's redelivery
+		// subject too: that one is not for this plugin.
+		if cons != schemas.ConsumerName(p.manifest.Name) {
+			_ = msg.Ack()
+			return
+		}
+		subject = orig
+	}
+	if err := wire.CheckOrigin(p.opts.prefix, subject, ev); err != nil {
 		// Only what the server checked is trusted: the subject.
 		p.stats.eventsUntrusted.Add(1)
 		p.terminate(msg, logFor(ev), schemas.ReasonUntrusted, err.Error())
