@@ -286,12 +286,12 @@ func (b *Broker) handleDLQPurge(ctx context.Context, req *schemas.DLQPurgeReques
 	switch {
 	case len(req.Seqs) > 0:
 		for _, seq := range req.Seqs {
-			err := b.st.dlq.DeleteMsg(ctx, seq)
+			gone, err := b.deleteDeadLetter(ctx, seq)
 			switch {
-			case errors.Is(err, jetstream.ErrMsgNotFound):
-				out.NotFound = append(out.NotFound, seq)
 			case err != nil:
-				return nil, fmt.Errorf("delete dead letter %d: %w", seq, err)
+				return nil, err
+			case gone:
+				out.NotFound = append(out.NotFound, seq)
 			default:
 				out.Purged++
 			}
@@ -320,4 +320,27 @@ func (b *Broker) handleDLQPurge(ctx context.Context, req *schemas.DLQPurgeReques
 	}
 	b.log.Info().Uint64("purged", out.Purged).Str(logging.FieldConsumer, req.Consumer).Bool("all", req.All).Msg("dead letters purged")
 	return out, nil
+}
+
+// deleteDeadLetter deletes one dead letter; notFound says it was not there.
+// JetStream answers the delete of a missing message with a generic
+// failure, so a failed delete is told apart by looking the message up.
+func (b *Broker) deleteDeadLetter(ctx context.Context, seq uint64) (notFound bool, err error) {
+	exists := func() (bool, error) {
+		_, err := b.st.dlq.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if ok, err := exists(); err != nil || !ok {
+		return !ok && err == nil, err
+	}
+	if derr := b.st.dlq.DeleteMsg(ctx, seq); derr != nil {
+		if ok, err := exists(); err == nil && !ok {
+			return true, nil // deleted meanwhile
+		}
+		return false, fmt.Errorf("delete dead letter %d: %w", seq, derr)
+	}
+	return false, nil
 }
