@@ -226,6 +226,14 @@ func notFoundHint(kind string) string {
 		return "`busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
 	case "host":
 		return "`busctl hosts ls` lists the hosts"
+	case "dead_letter":
+		return "`busctl dlq ls` lists the dead letters"
+	case "consumer":
+		return "its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer CONSUMER`"
+	case "event":
+		return "`busctl events tail` shows the latest events with their ids"
+	case "stream":
+		return "the broker creates the bus's streams when it starts: " + hintStartBroker
 	}
 	return ""
 }

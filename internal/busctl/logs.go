@@ -79,7 +79,7 @@ then reported on stderr, so stdout stays log records.`,
 			}
 			p := &logPrinter{a: a, table: newStreamTable(a.stdout, nil, logMinWidths)}
 			filter := wire.LogsSubject(a.prefix, host, name)
-			return a.readStream(cmd.Context(), schemas.StreamLogs, []string{filter}, n, from, follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamLogs, streamWindow{filters: []string{filter}, last: n, since: from, follow: follow, what: "log lines"}, p)
 		}),
 	}
 	f := cmd.Flags()

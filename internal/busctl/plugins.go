@@ -15,7 +15,7 @@ func (a *app) pluginsCommand() *cobra.Command {
 		Aliases: []string{"plugin"},
 		Short:   "List, inspect and configure plugins; start, stop and read the logs of the ones hostd runs",
 	})
-	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
+	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsVerifyCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
 		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand(),
 		a.pluginsCredsCommand(), a.pluginsRevokeCommand())
 	return cmd
@@ -67,6 +67,46 @@ func (a *app) pluginsGetCommand() *cobra.Command {
 				return err
 			}
 			p, err := c.GetPlugin(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.structured() {
+				return a.printValue(p)
+			}
+			return a.printPlugin(p)
+		}),
+	}
+}
+
+func (a *app) pluginsVerifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify NAME",
+		Short: "Ask a plugin again whether it is ready (its verify step) and show its state",
+		Long: `Ask a plugin again whether it is ready: the broker calls the plugin's verify
+endpoint. An ACTIVE plugin that says it is not ready goes to ERROR (and leaves
+its hook chains); a plugin in ERROR runs its whole lifecycle again (init,
+config, verify) and is ACTIVE when every step passes, so a plugin whose
+dependency came back needs no restart. Prints the plugin as plugins get does.
+
+Exits 1 when the plugin is not ready (the error is its last error) or has no
+running instance (STALE).`,
+		Args: exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			a.hint = func(e *schemas.Error) string {
+				switch e.Code {
+				case schemas.CodePluginError:
+					return fmt.Sprintf("the plugin is in ERROR now; fix what it reports, then run `busctl plugins verify %s` again (`busctl plugins logs %s` shows its logs when hostd runs it)", name, name)
+				case schemas.CodeNotActive:
+					return fmt.Sprintf("start an instance of %s (with hostd: `busctl plugins restart %s`), then verify it", name, name)
+				}
+				return ""
+			}
+			p, err := c.VerifyPlugin(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
