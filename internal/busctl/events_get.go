@@ -1,6 +1,7 @@
 package busctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -149,9 +150,12 @@ func printData(w interface{ Write([]byte) (int, error) }, contentType string, da
 	}
 	fmt.Fprintln(w)
 	if json.Valid(data) && claimsJSON(contentType) {
-		var v any
-		if err := json.Unmarshal(data, &v); err == nil {
-			return printJSON(w, v)
+		// Indented as it is: keys in the event's own order.
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, data, "", "  "); err == nil {
+			buf.WriteByte('\n')
+			_, err := w.Write(buf.Bytes())
+			return err
 		}
 	}
 	if utf8.Valid(data) {
