@@ -134,6 +134,8 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		PersistentPreRunE: a.validateGlobals,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
 	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT, then the one selected with nats context select)")
@@ -150,6 +152,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
 		a.hooksCommand(), a.eventsCommand(), a.dlqCommand())
 	a.completionCommand(root)
+	a.setCompletions(root)
 	return root
 }
 
