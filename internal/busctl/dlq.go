@@ -284,14 +284,16 @@ func (a *app) dlqReplayCommand() *cobra.Command {
 	var (
 		sel dlqSelection
 		all bool
+		by  string
 	)
 	cmd := &cobra.Command{
-		Use:   "replay SEQ... | --consumer C | --plugin P | --all [--code CODE]",
+		Use:   "replay SEQ... | --consumer C | --plugin P | --all [--code CODE] [--requested-by WHO]",
 		Short: "Send dead letters' events again to the plugin that gave up on each, once",
 		Long: `Replay dead letters: the broker publishes each one's event again (its id, type,
 source, data and other attributes as the plugin first got them) to the
 consumer that gave up on it, and to no other plugin, and records the replay:
-when, by which identity (admin) and for whom busctl says it asks ($USER@host).
+when, by which identity (admin) and for whom busctl says it asks
+(--requested-by, default $USER@host: recorded as given, not checked).
 A dead letter is replayed once: replaying it again says when it was
 replayed and sends nothing. If the plugin gives up again, that is a new dead
 letter, which can be replayed in turn.
@@ -361,7 +363,9 @@ when one could not be replayed (its row says why). -o json prints
 					return err
 				}
 			}
-			by := requestedBy()
+			if by == "" {
+				by = requestedBy()
+			}
 			bar := a.progress(uint64(len(seqs)), "replaying dead letters")
 			for i := 0; i < len(seqs); i += replayBatch {
 				batch := seqs[i:min(i+replayBatch, len(seqs))]
@@ -410,6 +414,7 @@ when one could not be replayed (its row says why). -o json prints
 	sel.flags(cmd, "replay the dead letters")
 	cmd.Flags().StringVar(&sel.code, "code", "", "only dead letters with this reason code (with --consumer, --plugin or --all)")
 	cmd.Flags().BoolVar(&all, "all", false, "replay every dead letter not replayed yet")
+	cmd.Flags().StringVar(&by, "requested-by", "", "who the replay is for, recorded with it, such as a name or a ticket (default $USER@HOST)")
 	return cmd
 }
 
@@ -418,7 +423,7 @@ func (a *app) printReplay(sum dlqReplaySummary, picking bool) error {
 		return a.printValue(sum)
 	}
 	if picking {
-		fmt.Fprintf(a.stdout, "replayed %d dead letters (%d already replayed, %d failed)\n", sum.Replayed, sum.AlreadyReplayed, sum.Failed)
+		fmt.Fprintf(a.stdout, "replayed %s (%d already replayed, %d failed)\n", deadLetters(sum.Replayed), sum.AlreadyReplayed, sum.Failed)
 	}
 	var rows []schemas.DLQReplayResult
 	for _, r := range sum.Results {
@@ -509,7 +514,7 @@ They cannot be replayed afterwards. Exits 1 when a named SEQ is not there
 					return err
 				}
 			} else {
-				fmt.Fprintf(a.stdout, "purged %d dead letters\n", res.Purged)
+				fmt.Fprintf(a.stdout, "purged %s\n", deadLetters(int(res.Purged)))
 			}
 			if len(res.NotFound) > 0 {
 				var s []string
@@ -526,4 +531,12 @@ They cannot be replayed afterwards. Exits 1 when a named SEQ is not there
 	sel.flags(cmd, "purge the dead letters")
 	cmd.Flags().BoolVar(&all, "all", false, "purge every dead letter")
 	return cmd
+}
+
+// deadLetters says "1 dead letter", "2 dead letters".
+func deadLetters(n int) string {
+	if n == 1 {
+		return "1 dead letter"
+	}
+	return strconv.Itoa(n) + " dead letters"
 }

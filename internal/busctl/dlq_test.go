@@ -146,14 +146,14 @@ func TestDLQCommands(t *testing.T) {
 	}
 
 	flaky.accept.Store(true)
-	out = mustAt(t, bus, "dlq", "replay", "1")
+	out = mustAt(t, bus, "dlq", "replay", "1", "--requested-by", "ops")
 	if !strings.Contains(out, "plugin_flaky") || !strings.Contains(out, ids[0]) || !strings.Contains(out, "replayed (event seq") {
 		t.Errorf("dlq replay 1:\n%s", out)
 	}
 	bus.WaitFor(t, func() bool { return flaky.handled()[ids[0]] == 1 && drained(bus, "flaky") })
 	// Once: the second time says when it was, and sends nothing.
-	out = mustAt(t, bus, "dlq", "replay", "1")
-	if !strings.Contains(out, "already replayed") || !strings.Contains(out, "by admin for ") {
+	out = mustAt(t, bus, "dlq", "replay", "1", "--requested-by", "ops (ticket 42)")
+	if !strings.Contains(out, "already replayed") || !strings.Contains(out, "by admin for ops (event seq") || strings.Contains(out, "ticket 42") {
 		t.Errorf("dlq replay 1 again:\n%s", out)
 	}
 	// The rest, picked by plugin: the one replayed already is counted.
@@ -224,11 +224,11 @@ func TestDLQCommands(t *testing.T) {
 		}
 	}
 
-	if out := mustAt(t, bus, "dlq", "purge", "1"); out != "purged 1 dead letters\n" {
+	if out := mustAt(t, bus, "dlq", "purge", "1"); out != "purged 1 dead letter\n" {
 		t.Errorf("dlq purge 1: %q", out)
 	}
 	r = at(t, bus, "dlq", "purge", "1", "2")
-	if r.code != busctl.ExitError || r.stdout != "purged 1 dead letters\n" || !strings.Contains(r.stderr, "no dead letter 1 in PLUGBUS_DLQ") {
+	if r.code != busctl.ExitError || r.stdout != "purged 1 dead letter\n" || !strings.Contains(r.stderr, "no dead letter 1 in PLUGBUS_DLQ") {
 		t.Errorf("dlq purge 1 2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if out := mustAt(t, bus, "dlq", "purge", "--all", "-o", "json"); !strings.Contains(out, `"purged": 1`) {
