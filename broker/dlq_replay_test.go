@@ -271,3 +271,51 @@ func TestDLQReplayToAGoneConsumer(t *testing.T) {
 		}
 	}
 }
+
+// A plugin whose type pattern also matches other consumers' redelivery
+// subjects (io.plugbus.*.*.*.*.* matches
+// plugbus.evt.redeliver.plugin_flaky.alert.v1.fired) is not handed a
+// dead letter replayed to another plugin: the SDK acknowledges it
+// unhandled, and nothing is dead-lettered for it.
+func TestDLQReplayNotToAWildcardPlugin(t *testing.T) {
+	bus := plugintest.Start(t)
+	flaky := newRecorder(t, bus, "flaky", false)
+	p, err := sdk.New(schemas.Manifest{Name: "wild", Version: "1.0.0", Description: "takes five-token types",
+		Events: &schemas.EventSubscription{Types: []string{"io.plugbus.*.*.*.*.*"}}}, sdk.WithPrefix(bus.Prefix()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wild atomic.Int64
+	p.HandleEvent("*", func(context.Context, event.Event) error { wild.Add(1); return nil })
+	bus.StartPlugin(t, p)
+	cons, err := bus.JetStream().Consumer(context.Background(), schemas.StreamEvents, "plugin_wild")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cons.CachedInfo().Config.FilterSubjects; !slices.Equal(f, []string{"plugbus.evt.*.*.*.*.*"}) {
+		t.Fatalf("wild's filters %v: its pattern overlaps its redelivery subjects, which JetStream refuses", f)
+	}
+
+	var fired schemas.AlertResponse
+	bus.MustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "a1", Severity: schemas.SeverityInfo, Summary: "x"}, &fired)
+	bus.WaitFor(t, func() bool { return settled(bus, "flaky") && len(bus.DeadLetters(t, "flaky")) == 1 })
+	flaky.accept.Store(true)
+	var rep schemas.DLQReplayResponse
+	bus.MustCall(t, schemas.APIDLQReplay, schemas.DLQReplayRequest{Seqs: []uint64{1}}, &rep)
+	if rep.Results[0].Status != schemas.ReplayReplayed {
+		t.Fatalf("replay: %+v", rep.Results[0])
+	}
+	at := rep.Results[0].Replay.EventSeq
+	// wild's consumer took the redelivery (its filter matches) and the
+	// SDK acknowledged it without calling the handler.
+	bus.WaitFor(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= at && info.NumAckPending == 0 && len(flaky.handled()) == 1 && settled(bus, "flaky")
+	})
+	if n := wild.Load(); n != 0 {
+		t.Errorf("wild handled %d events, want none", n)
+	}
+	if dls := bus.DeadLetters(t, "wild"); len(dls) != 0 {
+		t.Errorf("wild dead-lettered %d events", len(dls))
+	}
+}
