@@ -151,6 +151,11 @@ func (a *app) hintFor(e *schemas.Error) string {
 	case schemas.CodeTimeout:
 		return fmt.Sprintf("nothing answered within --timeout %s: raise it (--timeout 30s) or look for STALE or ERROR plugins with `busctl plugins ls`", a.timeout)
 	case schemas.CodeNotFound:
+		if detailString(e, schemas.DetailKind) == "consumer" {
+			if c := detailString(e, schemas.DetailName); c != "" {
+				return fmt.Sprintf("its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer %s`", c)
+			}
+		}
 		return notFoundHint(detailString(e, schemas.DetailKind))
 	case schemas.CodeMissingParam:
 		p := detailString(e, schemas.DetailParam)
