@@ -121,11 +121,15 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "busctl",
 		Short: "Drive a plugbus bus from the terminal",
-		Long: `busctl talks to the plugbus broker over NATS: it lists and configures plugins,
-shows the hosts hostd runs them on and enables, disables and restarts them
-there, deploys and deletes jobs, runs machine actions, fires and resolves
-alerts, shows the hook chains, and reads the event, dead-letter and plugin log
-streams.
+		Long: `busctl talks to the plugbus broker over NATS: it lists, configures and verifies
+plugins, shows the hosts hostd runs them on and enables, disables and restarts
+them there, deploys and deletes jobs, runs machine actions, fires, resolves and
+lists alerts, shows the hook chains, reads the event, dead-letter and plugin
+log streams, and replays and purges dead letters.
+
+Every command prints a table, or with -o json or -o yaml its data (the same
+field names in both). busctl connects as the nats CLI does: --server, --creds,
+or a saved nats context (--context, else the one nats context select chose).
 
 Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		Version:           version.String("busctl", version.Release),
