@@ -86,6 +86,7 @@ func (r *registry) watch(ctx context.Context) {
 				delete(r.cache, e.Key())
 				r.invalidate()
 				r.mu.Unlock()
+				r.b.metrics.pluginGone(e.Key())
 				continue
 			}
 			var rec schemas.PluginRecord
@@ -106,6 +107,7 @@ func (r *registry) put(rec schemas.PluginRecord) {
 	r.cache[rec.Name] = rec
 	r.invalidate()
 	r.mu.Unlock()
+	r.b.metrics.pluginSeen(rec)
 }
 
 // snapshot is a read-only view of the registry, rebuilt lazily after
@@ -604,6 +606,8 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 		MaxDeliver:    5,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		MaxAckPending: 1000,
+		// The server reports every ack (plugbus_consumer_acked_total).
+		SampleFrequency: ackSampleFrequency,
 	}
 	seen := map[string]bool{}
 	for _, t := range ev.Types {

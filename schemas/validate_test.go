@@ -95,6 +95,7 @@ var strictSchemas = map[string]bool{
 	schemas.APIHostCredsRequest:        true,
 	schemas.APIStreamReadRequest:       true,
 	schemas.APIStreamStopRequest:       true,
+	schemas.APIAlertIntakeRequest:      true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {
