@@ -123,7 +123,8 @@ func (in *intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.b.metrics.intakeRequests.WithLabelValues(format, code).Inc()
 	if err != nil {
 		status := httpStatus(schemas.AsError(err).Code)
-		if errors.Is(err, errIntakeUnauthorized) {
+		var ue unauthorized
+		if errors.As(err, &ue) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="plugbus"`)
 			status = http.StatusUnauthorized
 		}
@@ -133,17 +134,19 @@ func (in *intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// errIntakeUnauthorized is a request without the right bearer token (HTTP
-// 401).
-var errIntakeUnauthorized = &schemas.Error{Code: schemas.CodeForbidden, Field: "Authorization",
-	Message: "the alert intake needs the alerts token: send it as Authorization: Bearer TOKEN"}
+// unauthorized marks a request without the right bearer token (HTTP 401).
+type unauthorized struct{ err *schemas.Error }
+
+func (u unauthorized) Error() string { return u.err.Error() }
+func (u unauthorized) Unwrap() error { return u.err }
 
 func (in *intake) serve(w http.ResponseWriter, r *http.Request, format *string) (*schemas.AlertIntakeResponse, error) {
 	if in.off != "" {
 		return nil, schemas.Errorf(schemas.CodeForbidden, "", "%s", in.off)
 	}
 	if in.token != "" && !validBearer(r.Header.Get("Authorization"), in.token) {
-		return nil, errIntakeUnauthorized
+		return nil, unauthorized{err: &schemas.Error{Code: schemas.CodeForbidden, Field: "Authorization",
+			Message: "the alert intake needs the alerts token: send it as Authorization: Bearer TOKEN"}}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(in.b.cfg.MaxRequestBytes)))
 	if err != nil {
@@ -346,13 +349,9 @@ func (in *intake) apply(ctx context.Context, alerts []intakeAlert) (*schemas.Ale
 func (in *intake) applyOne(ctx context.Context, a intakeAlert) (result, eventID string, _ *schemas.Error) {
 	ctx, cancel := context.WithTimeout(ctx, in.b.cfg.RequestTimeout)
 	defer cancel()
-	var hdr nats.Header
-	if a.key != "" {
-		hdr = nats.Header{wire.HeaderIdempotencyKey: {a.key}}
-	}
 	var resp schemas.AlertResponse
 	if a.status == intakeResolved {
-		err := wire.CallHeader(ctx, in.b.nc, wire.APISubject(in.b.cfg.Prefix, schemas.APIAlertsResolve), hdr, schemas.AlertRef{ID: a.fire.ID}, &resp)
+		err := in.call(ctx, schemas.APIAlertsResolve, a.key, schemas.AlertRef{ID: a.fire.ID}, &resp)
 		switch e := schemas.AsError(err); {
 		case err == nil:
 			return schemas.IntakeResolvedOK, resp.EventID, nil
@@ -364,13 +363,38 @@ func (in *intake) applyOne(ctx context.Context, a intakeAlert) (result, eventID 
 			return schemas.IntakeFailed, "", e
 		}
 	}
-	if err := wire.CallHeader(ctx, in.b.nc, wire.APISubject(in.b.cfg.Prefix, schemas.APIAlertsFire), hdr, a.fire, &resp); err != nil {
+	if err := in.call(ctx, schemas.APIAlertsFire, a.key, a.fire, &resp); err != nil {
 		return schemas.IntakeFailed, "", schemas.AsError(err)
 	}
 	if resp.Alert.Status == schemas.AlertSuppressed {
 		return schemas.IntakeSuppressed, "", nil
 	}
 	return schemas.IntakeFired, resp.EventID, nil
+}
+
+// call sends one request to the broker API under an idempotency key. A
+// failed request's reply is not kept for the key, as the API keeps it for
+// other callers: the intake's caller repeats a payload to get past a
+// failure, and the repeat must try again. (The operation failed before its
+// commit, so trying again under the same key applies it once.)
+func (in *intake) call(ctx context.Context, endpoint, key string, req, resp any) error {
+	subject := wire.APISubject(in.b.cfg.Prefix, endpoint)
+	var hdr nats.Header
+	if key != "" {
+		hdr = nats.Header{wire.HeaderIdempotencyKey: {key}}
+	}
+	err := wire.CallHeader(ctx, in.b.nc, subject, hdr, req, resp)
+	if err != nil && key != "" {
+		switch schemas.AsError(err).Code {
+		case schemas.CodeNotFound, schemas.CodeConflict:
+			// Final answers (nothing to resolve, already resolved).
+		default:
+			if derr := in.b.st.requests.Delete(context.WithoutCancel(ctx), requestKey(endpoint, subject, key)); derr != nil && !isNotFound(derr) {
+				in.b.log.Warn().Err(derr).Str(logging.FieldEndpoint, endpoint).Msg("cannot forget a failed alert intake reply: a repeat of the payload gets the failure again until the idempotency window ends")
+			}
+		}
+	}
+	return err
 }
 
 // httpStatus is the HTTP status of an error code. Failures a retry may
