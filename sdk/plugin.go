@@ -77,7 +77,8 @@ type Plugin struct {
 	// changed the consumer.
 	registration string
 
-	stats counters
+	stats   counters
+	metrics *sdkMetrics
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
 }
@@ -116,6 +117,9 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		settingsChanged: make(chan struct{}, 1),
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
+	p.metrics = newSDKMetrics(p)
+	// Outermost, so it times the whole chain (metrics.go).
+	p.middleware = append(p.middleware, p.metrics.middleware)
 	return p, nil
 }
 
