@@ -291,29 +291,75 @@ func TestPrometheusRules(t *testing.T) {
 	}
 }
 
-// docMetric is a metric row of docs/observability.md's tables: "| `NAME` |".
-var docMetric = regexp.MustCompile("(?m)^\\| `((?:plugbus|plugbus_sdk)_[a-z0-9_]+)` \\|")
+// docMetric is a metric row of docs/observability.md's tables:
+// "| `NAME` | TYPE | `LABEL`, `LABEL` | what |" ("—" for no labels).
+var docMetric = regexp.MustCompile("(?m)^\\| `(plugbus_[a-z0-9_]+)` \\| ([a-z]+) \\| ([^|]*) \\|")
 
-// TestMetricsDocumented: the broker families on /metrics and the metric
-// tables of docs/observability.md list the same names.
-func TestMetricsDocumented(t *testing.T) {
-	mfs := scrapeAfterTraffic(t)
+// docMetrics reads the metric tables of docs/observability.md: name →
+// "type labels" (labels sorted, comma separated).
+func docMetrics(t *testing.T) map[string]string {
+	t.Helper()
 	raw, err := os.ReadFile(metricsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	documented := map[string]bool{}
+	out := map[string]string{}
 	for _, m := range docMetric.FindAllStringSubmatch(string(raw), -1) {
-		documented[m[1]] = true
+		var labels []string
+		for _, l := range strings.Split(m[3], ",") {
+			if l = strings.Trim(strings.TrimSpace(l), "`"); l != "" && l != "—" {
+				labels = append(labels, l)
+			}
+		}
+		sort.Strings(labels)
+		out[m[1]] = m[2] + " " + strings.Join(labels, ",")
+	}
+	return out
+}
+
+// familyShape is a scraped family as docMetrics renders a row.
+func familyShape(mf *dto.MetricFamily) string {
+	labels := map[string]bool{}
+	for _, m := range mf.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() != "le" {
+				labels[l.GetName()] = true
+			}
+		}
+	}
+	var ls []string
+	for l := range labels {
+		ls = append(ls, l)
+	}
+	sort.Strings(ls)
+	return strings.ToLower(mf.GetType().String()) + " " + strings.Join(ls, ",")
+}
+
+// TestMetricsDocumented: the broker families on /metrics and the broker
+// table of docs/observability.md list the same names, types and labels
+// (the SDK's table is checked in sdk/plugintest).
+func TestMetricsDocumented(t *testing.T) {
+	mfs := scrapeAfterTraffic(t)
+	documented := docMetrics(t)
+	if len(documented) < 20 {
+		t.Fatalf("%s documents %d metrics", metricsDoc, len(documented))
 	}
 	for _, name := range familyNames(mfs) {
-		if strings.HasPrefix(name, "plugbus_") && !documented[name] {
+		if !strings.HasPrefix(name, "plugbus_") {
+			continue
+		}
+		doc, ok := documented[name]
+		if !ok {
 			t.Errorf("%s is on /metrics but not in %s", name, metricsDoc)
+			continue
+		}
+		if got := familyShape(mfs[name]); got != doc {
+			t.Errorf("%s: /metrics has %q (type labels), %s says %q", name, got, metricsDoc, doc)
 		}
 	}
 	for name := range documented {
 		if strings.HasPrefix(name, "plugbus_sdk_") {
-			continue // the SDK's, checked in package sdk
+			continue
 		}
 		if _, ok := mfs[name]; !ok {
 			t.Errorf("%s documents %s, which /metrics does not expose", metricsDoc, name)

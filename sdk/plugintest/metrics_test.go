@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -155,7 +157,8 @@ func TestPluginMetrics(t *testing.T) {
 		return acked == 4 && nakked == 1
 	})
 
-	body, _ := scrapeURL(t, srv.URL)
+	body, mfs := scrapeURL(t, srv.URL)
+	checkDocumented(t, mfs)
 	if promtool, err := exec.LookPath("promtool"); err == nil {
 		cmd := exec.Command(promtool, "check", "metrics")
 		cmd.Stdin = bytes.NewReader(body)
@@ -164,5 +167,56 @@ func TestPluginMetrics(t *testing.T) {
 		}
 	} else if os.Getenv("CI") != "" {
 		t.Fatal("promtool is not installed (CI is set: .ci/run installs it)")
+	}
+}
+
+// sdkDocRow is a row of the SDK's metric table in docs/observability.md:
+// "| `NAME` | TYPE | `LABEL`, `LABEL` | what |".
+var sdkDocRow = regexp.MustCompile("(?m)^\\| `(plugbus_sdk_[a-z0-9_]+)` \\| ([a-z]+) \\| ([^|]*) \\|")
+
+// checkDocumented compares the SDK's families with the table of
+// docs/observability.md: names, types and labels.
+func checkDocumented(t *testing.T, mfs map[string]*dto.MetricFamily) {
+	t.Helper()
+	raw, err := os.ReadFile("../../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]string{}
+	for _, m := range sdkDocRow.FindAllStringSubmatch(string(raw), -1) {
+		var labels []string
+		for _, l := range strings.Split(m[3], ",") {
+			if l = strings.Trim(strings.TrimSpace(l), "`"); l != "" && l != "—" {
+				labels = append(labels, l)
+			}
+		}
+		sort.Strings(labels)
+		doc[m[1]] = m[2] + " " + strings.Join(labels, ",")
+	}
+	for name, mf := range mfs {
+		if !strings.HasPrefix(name, "plugbus_sdk_") {
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "le" {
+					labels[l.GetName()] = true
+				}
+			}
+		}
+		var ls []string
+		for l := range labels {
+			ls = append(ls, l)
+		}
+		sort.Strings(ls)
+		got := strings.ToLower(mf.GetType().String()) + " " + strings.Join(ls, ",")
+		if doc[name] != got {
+			t.Errorf("%s: the plugin serves %q (type labels), docs/observability.md says %q", name, got, doc[name])
+		}
+		delete(doc, name)
+	}
+	for name := range doc {
+		t.Errorf("docs/observability.md documents %s, which the plugin does not serve", name)
 	}
 }
