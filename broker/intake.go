@@ -121,6 +121,9 @@ func (in *intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code = metricCode(schemas.AsError(err).Code)
 	}
 	in.b.metrics.intakeRequests.WithLabelValues(format, code).Inc()
+	if isBadInput(code) {
+		in.b.metrics.badInput.WithLabelValues(code).Inc()
+	}
 	if err != nil {
 		status := httpStatus(schemas.AsError(err).Code)
 		var ue unauthorized
@@ -163,8 +166,10 @@ func (in *intake) serve(w http.ResponseWriter, r *http.Request, format *string) 
 	alerts, f, err := parseIntake(body, key)
 	*format = f
 	if err != nil {
-		in.b.metrics.badInput.WithLabelValues(schemas.AsError(err).Code).Inc()
 		return nil, err
+	}
+	if n := truncated(body); n > 0 {
+		in.b.log.Warn().Int("truncated_alerts", n).Msg("Alertmanager left alerts out of its payload (max_alerts): they are not taken in")
 	}
 	resp, err := in.apply(r.Context(), alerts)
 	if err == nil && in.b.cfg.SelfCheck {
@@ -173,6 +178,15 @@ func (in *intake) serve(w http.ResponseWriter, r *http.Request, format *string) 
 		}
 	}
 	return resp, err
+}
+
+// truncated returns an Alertmanager payload's truncatedAlerts.
+func truncated(body []byte) int {
+	var p struct {
+		TruncatedAlerts int `json:"truncatedAlerts"`
+	}
+	_ = json.Unmarshal(body, &p)
+	return p.TruncatedAlerts
 }
 
 // validBearer checks an Authorization header against the token in
