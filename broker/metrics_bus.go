@@ -22,9 +22,9 @@ import (
 // scrapeTimeout bounds the JetStream requests of one scrape.
 const scrapeTimeout = 3 * time.Second
 
-// PluginStates lists every plugin state, in lifecycle order: the values
+// pluginStates lists every plugin state, in lifecycle order: the values
 // of the state label of plugbus_plugin_state and plugbus_plugins.
-var PluginStates = []schemas.PluginState{
+var pluginStates = []schemas.PluginState{
 	schemas.StateRegistered, schemas.StateInitializing, schemas.StateConfiguring, schemas.StateVerifying,
 	schemas.StateActive, schemas.StateError, schemas.StateStale,
 }
@@ -82,7 +82,7 @@ func (c *busCollector) Collect(ch chan<- prometheus.Metric) {
 	byState := map[schemas.PluginState]int{}
 	for _, rec := range records {
 		byState[rec.State]++
-		for _, st := range PluginStates {
+		for _, st := range pluginStates {
 			v := 0.0
 			if rec.State == st {
 				v = 1
@@ -90,7 +90,7 @@ func (c *busCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descPluginState, prometheus.GaugeValue, v, rec.Name, string(st))
 		}
 	}
-	for _, st := range PluginStates {
+	for _, st := range pluginStates {
 		ch <- prometheus.MustNewConstMetric(descPlugins, prometheus.GaugeValue, float64(byState[st]), string(st))
 	}
 

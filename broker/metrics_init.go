@@ -43,7 +43,7 @@ func (m *metrics) preinit() {
 	for _, k := range badInputKinds {
 		m.badInput.WithLabelValues(k)
 	}
-	for _, st := range PluginStates {
+	for _, st := range pluginStates {
 		m.stateChanges.WithLabelValues(string(st))
 	}
 	codes := resultCodes()

@@ -36,7 +36,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 
 	mfs := scrape(t, addr)
 	sink := map[string]string{"plugin": "sink"}
-	for _, st := range PluginStates {
+	for _, st := range pluginStates {
 		want := 0.0
 		if st == schemas.StateActive {
 			want = 1
