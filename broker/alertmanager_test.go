@@ -58,7 +58,11 @@ func freePort(t *testing.T) string {
 // short group timings), pushes an alert to Alertmanager's API, and waits
 // for the fired and then the resolved alert event in the stream.
 func TestAlertmanagerToIntake(t *testing.T) {
-	am := requireTool(t, "prometheus-alertmanager")
+	// Debian's name, else upstream's.
+	am, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		am = requireTool(t, "alertmanager")
+	}
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "plugbus-alerts-token")
 	if err := os.WriteFile(tokenFile, []byte("am-s3cret\n"), 0o600); err != nil {
