@@ -34,6 +34,7 @@ type Broker struct {
 	cfg     Config
 	log     zerolog.Logger
 	metrics *metrics
+	tracer  wire.Tracer
 
 	srv     *server.Server
 	auth    *identity.Authority
@@ -61,6 +62,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
+		tracer:  wire.NewTracer(cfg.TracerProvider),
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		limits:  newLimits(),
 		ready:   make(chan struct{}),

@@ -290,16 +290,7 @@ func normalize(m schemas.Manifest) schemas.Manifest {
 // checkManifest applies the rules a schema cannot express (config schema
 // compiles, hook timeouts, duplicate hooks and actions, the start position).
 func checkManifest(m schemas.Manifest) error {
-	if err := m.Validate(); err != nil {
-		return err
-	}
-	if m.Events != nil && m.Events.Start != "" && m.Events.Start != schemas.StartNew && m.Events.Start != schemas.StartAll {
-		if _, err := time.Parse(time.RFC3339, m.Events.Start); err != nil {
-			return schemas.Errorf(schemas.CodeInvalidField, "manifest.events.start",
-				"start %q must be \"new\", \"all\" or an RFC 3339 time", m.Events.Start)
-		}
-	}
-	return nil
+	return m.Validate()
 }
 
 // lifecycle runs init → config → verify and leaves the plugin ACTIVE, or in
@@ -623,15 +614,12 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 	if ev.MaxDeliver != 0 {
 		cc.MaxDeliver = ev.MaxDeliver
 	}
-	switch ev.Start {
-	case "", schemas.StartNew:
-	case schemas.StartAll:
+	switch sp := ev.StartPoint(time.Now()); {
+	case sp.All:
 		cc.DeliverPolicy = jetstream.DeliverAllPolicy
-	default:
-		if t, err := time.Parse(time.RFC3339, ev.Start); err == nil {
-			cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-			cc.OptStartTime = &t
-		}
+	case !sp.Time.IsZero():
+		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cc.OptStartTime = &sp.Time
 	}
 	return cc
 }
@@ -656,6 +644,9 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	}
 	if err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)
+	}
+	if err := deleteConsumer(ctx, r.b.js, schemas.ReplayConsumerName(req.Name)); err != nil {
+		return rec, err
 	}
 	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
 		return rec, fmt.Errorf("delete config of %s: %w", req.Name, err)

@@ -277,6 +277,7 @@ var idempotentEndpoints = map[string]bool{
 	APIPluginsConfig: true, APIPluginsUnregister: true,
 	APIPluginsEnable: true, APIPluginsDisable: true, APIPluginsRestart: true,
 	APIPluginsRevoke: true, APIHostsRevoke: true,
+	APIPluginsReplay: true, APIPluginsReplayCancel: true,
 }
 
 // Idempotent reports whether a broker API endpoint takes an idempotency

@@ -28,6 +28,7 @@ var allPaths = []string{
 	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
 	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
+	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
 	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
 }
 

@@ -12,7 +12,7 @@ const MaxHookTimeout = 30 * time.Second
 // Validate checks the manifest as the broker does on registration: against
 // manifest/v1/manifest.json, then the rules a schema cannot express (the
 // config schema compiles, hook timeouts are at most [MaxHookTimeout], no hook
-// point or action is declared twice). Errors are *[Error] values whose Field
+// point or action is declared twice, a start duration is positive). Errors are *[Error] values whose Field
 // is named as in a register request: "manifest.name",
 // "manifest.hooks[1].hook", "manifest.config_schema".
 func (m *Manifest) Validate() error {
@@ -36,6 +36,11 @@ func (m *Manifest) Validate() error {
 	}
 	if _, err := CompileConfigSchema(m.ConfigSchema); err != nil {
 		return err
+	}
+	if ev := m.Events; ev != nil && ev.Start != "" {
+		if d, err := time.ParseDuration(ev.Start); err == nil && d <= 0 {
+			return invalidField("manifest.events.start", "a duration must be positive, such as 24h (got %q); use \"new\" for new events only", ev.Start)
+		}
 	}
 	hooks := map[string]int{}
 	for i, h := range m.Hooks {

@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/tracing"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -172,6 +174,24 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	opts := []Option{WithLogger(logger), WithConfig(cfg), WithHostInstance(os.Getenv(wire.EnvHost), os.Getenv(wire.EnvInstance))}
 	if f.prefix != "" {
 		opts = append(opts, WithPrefix(f.prefix))
+	}
+	// Tracing is on when the OpenTelemetry environment says so
+	// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
+	tp, shutdownTracing, err := tracing.Setup(ctx, m.Name, m.Version, func(err error) {
+		logger.Warn().Err(err).Msg("tracing")
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			logger.Warn().Err(err).Msg("spans not exported before exit")
+		}
+	}()
+	if tp != nil {
+		opts = append(opts, WithTracerProvider(tp))
 	}
 	p, err := New(m, opts...)
 	if err != nil {

@@ -79,6 +79,8 @@ type Plugin struct {
 
 	stats   counters
 	metrics *sdkMetrics
+	// replay is the plugin's side of replays (replay.go).
+	replay replayState
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
 }
