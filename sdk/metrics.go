@@ -49,12 +49,24 @@ type sdkMetrics struct {
 	reg      *prometheus.Registry
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// series caches the series of each kind and name, so observing a
+	// call allocates nothing.
+	mu     sync.RWMutex
+	series map[string]map[string]*callSeries
+}
+
+// callSeries are the series of one kind and name of handler call.
+type callSeries struct {
+	ok, failed prometheus.Counter
+	duration   prometheus.Observer
 }
 
 func newSDKMetrics(p *Plugin) *sdkMetrics {
 	m := p.manifest
 	sm := &sdkMetrics{
-		reg: prometheus.NewRegistry(),
+		reg:    prometheus.NewRegistry(),
+		series: map[string]map[string]*callSeries{},
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plugbus_sdk_handler_calls_total",
 			Help: "Handler calls of this plugin instance, by kind (init, config, verify, action, hook, event), name (the verb, action command, hook point or event type) and result (ok, error).",
@@ -93,34 +105,44 @@ func newSDKMetrics(p *Plugin) *sdkMetrics {
 	}
 	for kind, names := range known {
 		for _, n := range names {
-			sm.duration.WithLabelValues(kind, n)
-			sm.calls.WithLabelValues(kind, n, resultOK)
-			sm.calls.WithLabelValues(kind, n, resultError)
+			sm.lookup(kind, n)
 		}
 	}
 	return sm
 }
 
-// middleware times and counts every handler call; the SDK installs it
-// first, so it sees the whole chain. A panic counts as an error (invoke
-// turns it into one).
-func (sm *sdkMetrics) middleware(next Next) Next {
-	return func(ctx context.Context, c *Call) (res any, err error) {
-		kind, name := c.Kind, c.Name
-		start := time.Now()
-		returned := false
-		defer func() {
-			result := resultOK
-			if err != nil || !returned {
-				result = resultError
-			}
-			sm.calls.WithLabelValues(kind, name, result).Inc()
-			sm.duration.WithLabelValues(kind, name).Observe(time.Since(start).Seconds())
-		}()
-		res, err = next(ctx, c)
-		returned = true
-		return res, err
+// lookup returns (creating them the first time) the series of a kind and
+// name of call.
+func (sm *sdkMetrics) lookup(kind, name string) *callSeries {
+	sm.mu.RLock()
+	s := sm.series[kind][name]
+	sm.mu.RUnlock()
+	if s != nil {
+		return s
 	}
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	if s = sm.series[kind][name]; s == nil {
+		s = &callSeries{ok: sm.calls.WithLabelValues(kind, name, resultOK), failed: sm.calls.WithLabelValues(kind, name, resultError),
+			duration: sm.duration.WithLabelValues(kind, name)}
+		if sm.series[kind] == nil {
+			sm.series[kind] = map[string]*callSeries{}
+		}
+		sm.series[kind][name] = s
+	}
+	return s
+}
+
+// observe counts and times one handler call (invoke calls it for every
+// one, middleware included; a panic arrives as an error).
+func (sm *sdkMetrics) observe(kind, name string, err error, d time.Duration) {
+	s := sm.lookup(kind, name)
+	if err != nil {
+		s.failed.Inc()
+	} else {
+		s.ok.Inc()
+	}
+	s.duration.Observe(d.Seconds())
 }
 
 // statsCollector reports the Stats counters that no handler call covers.

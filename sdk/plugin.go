@@ -120,8 +120,6 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
 	p.metrics = newSDKMetrics(p)
-	// Outermost, so it times the whole chain (metrics.go).
-	p.middleware = append(p.middleware, p.metrics.middleware)
 	return p, nil
 }
 
