@@ -24,8 +24,13 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: vet ## vet, then every test with the race detector
-	$(GO) test -race -timeout 9m ./...
+test: vet ## vet, every test with the race detector, then the fault suite (docs/reliability.md)
+	$(GO) test -race -short -timeout 9m ./...
+	@$(MAKE) --no-print-directory test-faults
+
+.PHONY: test-faults
+test-faults: ## the fault suite: real processes killed, hung, flooded and fed bad input; rows in bin/faults-results.json
+	$(GO) test -count=1 -timeout 20m ./internal/faults
 
 .PHONY: bench bench-quick
 bench: build ## raw NATS vs plugbus benchmarks (docs/performance.md says how long): table + bench/results/latest.json

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -111,6 +113,9 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIDLQGet, schemas.APIDLQRef, schemas.APIDeadLetter, b.handleDLQGet),
 		endpoint(schemas.APIDLQReplay, schemas.APIDLQReplayRequest, schemas.APIDLQReplayResponse, b.handleDLQReplay),
 		endpoint(schemas.APIDLQPurge, schemas.APIDLQPurgeRequest, schemas.APIDLQPurgeResponse, b.handleDLQPurge),
+		endpoint(schemas.APIPluginsReplay, schemas.APIPluginReplayRequest, schemas.APIReplayStatus, b.handlePluginReplay),
+		endpoint(schemas.APIPluginsReplayStatus, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayStatus),
+		endpoint(schemas.APIPluginsReplayCancel, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayCancel),
 	}
 }
 
@@ -175,6 +180,14 @@ func endpointName(api string) string {
 // it.
 func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) {
 	start := time.Now()
+	// The span of the call: a child of the caller's, when it sent one
+	// (wire.Service hands it over), and the parent of the hook chains it
+	// runs and of the events it publishes.
+	ctx, span := b.tracer.Start(ctx, trace.SpanKindServer, "api", ep.name)
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(req.Subject()),
+			wire.AttrEndpoint.String(ep.name))
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		// A caller that sent no deadline gets the broker's.
 		var cancel context.CancelFunc
@@ -206,6 +219,10 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 				if rerr := req.Respond(msg); rerr != nil {
 					b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
 				}
+				if span.IsRecording() {
+					span.SetAttributes(wire.AttrReplayed.Bool(true))
+				}
+				span.End()
 				return
 			}
 		}
@@ -242,6 +259,7 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	if rerr := req.Respond(msg); rerr != nil {
 		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
 	}
+	wire.EndSpan(span, err)
 }
 
 // isBadInput reports whether an error code means the caller sent bad input.

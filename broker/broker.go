@@ -34,6 +34,7 @@ type Broker struct {
 	cfg     Config
 	log     zerolog.Logger
 	metrics *metrics
+	tracer  wire.Tracer
 
 	srv     *server.Server
 	auth    *identity.Authority
@@ -46,6 +47,7 @@ type Broker struct {
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
+	intake  *intake
 	natsURL string
 }
 
@@ -60,6 +62,7 @@ func New(cfg Config) (*Broker, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
+		tracer:  wire.NewTracer(cfg.TracerProvider),
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		limits:  newLimits(),
 		ready:   make(chan struct{}),
@@ -132,6 +135,12 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { _ = svc.Stop(context.Background()) }()
+
+	stopMetrics, err := b.startMetrics()
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	httpSrv, err := b.startHTTP()
 	if err != nil {
@@ -260,6 +269,10 @@ func (b *Broker) startHTTP() (*http.Server, error) {
 	ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 	if err != nil {
 		return nil, &AddressInUseError{Setting: "http", Addr: b.cfg.HTTPAddr, Err: err}
+	}
+	if b.intake, err = b.newIntake(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	b.httpLn = ln
 	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}

@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", Config{PluginTimeout: -time.Second}, "plugin-timeout"},
 		{"tiny max request", Config{MaxRequestBytes: 10}, "max-request-bytes"},
 		{"creds without nats-url", Config{Creds: "x.creds"}, "creds"},
+		{"short dedup window", Config{EventDedupWindow: time.Second}, "event-dedup-window"},
+		{"tiny event stream", Config{EventMaxBytes: 1000}, "event-max-bytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

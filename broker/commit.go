@@ -59,17 +59,23 @@ type recordMeta struct {
 }
 
 // pendingEvent is an event in a record's outbox: enough to publish it again
-// exactly (same id, time and data).
+// exactly (same id, time, data and trace context, so an event the sweeper
+// publishes belongs to the trace of the operation that made it).
 type pendingEvent struct {
-	ID      string          `json:"id"`
-	Type    string          `json:"type"`
-	Subject string          `json:"subject,omitempty"`
-	Time    time.Time       `json:"time"`
-	Data    json.RawMessage `json:"data"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Subject     string          `json:"subject,omitempty"`
+	Time        time.Time       `json:"time"`
+	Data        json.RawMessage `json:"data"`
+	Traceparent string          `json:"traceparent,omitempty"`
+	Tracestate  string          `json:"tracestate,omitempty"`
 }
 
 func pendingOf(e *event.Event) pendingEvent {
-	return pendingEvent{ID: e.ID(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: e.Data()}
+	p := pendingEvent{ID: e.ID(), Type: e.Type(), Subject: e.Subject(), Time: e.Time(), Data: e.Data()}
+	p.Traceparent, _ = e.Extensions()[wire.ExtTraceparent].(string)
+	p.Tracestate, _ = e.Extensions()[wire.ExtTracestate].(string)
+	return p
 }
 
 func (p pendingEvent) event() (*event.Event, error) {
@@ -77,7 +83,20 @@ func (p pendingEvent) event() (*event.Event, error) {
 	if p.Subject != "" {
 		opts = append(opts, WithSubject(p.Subject))
 	}
+	if p.Traceparent != "" {
+		opts = append(opts, withTrace(p.Traceparent, p.Tracestate))
+	}
 	return NewEvent(p.Type, p.Data, opts...)
+}
+
+// withTrace sets the distributed-tracing extension of an event.
+func withTrace(traceparent, tracestate string) EventOption {
+	return func(e *event.Event) {
+		e.SetExtension(wire.ExtTraceparent, traceparent)
+		if tracestate != "" {
+			e.SetExtension(wire.ExtTracestate, tracestate)
+		}
+	}
 }
 
 func withTime(t time.Time) EventOption { return func(e *event.Event) { e.SetTime(t) } }
@@ -218,6 +237,8 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		meta = recordMeta{Op: op, TTL: int64(ttl / time.Second)}
 		for i, e := range events {
 			e.SetID(eventID(opOn(op, rev), i))
+			// The trace context is kept in the outbox with the event.
+			wire.SetEventTrace(ctx, e)
 			if err := b.checkEventSize(ctx, e); err != nil {
 				return out, err
 			}
@@ -271,6 +292,7 @@ func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key s
 	meta := recordMeta{Op: op, Purge: purge}
 	for i, e := range events {
 		e.SetID(eventID(op, i))
+		wire.SetEventTrace(ctx, e)
 		meta.Events = append(meta.Events, e.ID())
 		meta.Pending = append(meta.Pending, pendingOf(e))
 	}

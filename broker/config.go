@@ -8,6 +8,7 @@ import (
 
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults applied by Config.withDefaults.
@@ -28,6 +29,7 @@ const (
 	DefaultLogMaxAge            = 24 * time.Hour
 	DefaultLogMaxBytes          = 256 << 20
 	DefaultEventMaxBytes        = 4 << 30
+	DefaultEventDedupWindow     = 2 * time.Minute
 	DefaultAlertRetention       = 24 * time.Hour
 	DefaultJobRetention         = 7 * 24 * time.Hour
 	DefaultIdempotencyWindow    = 10 * time.Minute
@@ -103,9 +105,20 @@ type Config struct {
 	// Listen is the embedded server's client address (HOST:PORT; port 0 or
 	// -1 picks a random free port).
 	Listen string
-	// HTTPAddr is where /healthz and /metrics are served ("" disables HTTP;
-	// port 0 picks a random free port).
+	// HTTPAddr is where /healthz, /metrics and the alert intake (POST
+	// /v1/alerts) are served ("" disables HTTP; port 0 picks a random free
+	// port).
 	HTTPAddr string
+	// AlertsToken is the bearer token POST /v1/alerts requires
+	// (Authorization: Bearer TOKEN); AlertsTokenFile names a file holding
+	// it instead (set one of them). Without a token the intake takes
+	// alerts only when the HTTP listener is loopback; on any other address
+	// it refuses them (docs/observability.md).
+	AlertsToken, AlertsTokenFile string
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on HTTPAddr
+	// (off by default: profiles show internals, so turn it on where the
+	// HTTP port is not exposed).
+	Pprof bool
 	// Prefix is the root of every plugbus subject (default "plugbus").
 	Prefix string
 	// Replicas is the replica count of streams and buckets (default 1; use 3
@@ -131,6 +144,12 @@ type Config struct {
 	// EventMaxBytes bounds the event stream's size; the oldest events go
 	// first (default 4 GiB).
 	EventMaxBytes int64
+	// EventDedupWindow is how long the event stream remembers event ids to
+	// drop a repeat (default 2 minutes, at least 5s): an outbox republish
+	// after a crash (docs/reliability.md) within it is dropped, one after a
+	// longer outage is stored twice with the same id. The server keeps
+	// about 100 bytes per event published within the window.
+	EventDedupWindow time.Duration
 	// AlertRetention is how long a resolved (or suppressed) alert stays in
 	// the alerts bucket, JobRetention how long a deleted job stays in the
 	// jobs bucket (defaults 24h and 7 days); then they leave it.
@@ -168,6 +187,11 @@ type Config struct {
 	SelfCheck bool
 	// Logger receives the broker's structured logs (default: disabled).
 	Logger *zerolog.Logger
+	// TracerProvider, when set, gets the broker's OpenTelemetry spans: one
+	// per API call, hook chain and hook step (docs/tracing.md). Nil is
+	// tracing off, at no cost; trace context that callers send is still
+	// passed on to hooks, plugins and events.
+	TracerProvider trace.TracerProvider
 	// ServerLogs forwards the embedded nats-server's own notices to Logger.
 	ServerLogs bool
 }
@@ -211,6 +235,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EventMaxBytes == 0 {
 		c.EventMaxBytes = DefaultEventMaxBytes
+	}
+	if c.EventDedupWindow == 0 {
+		c.EventDedupWindow = DefaultEventDedupWindow
 	}
 	if c.AlertRetention == 0 {
 		c.AlertRetention = DefaultAlertRetention
@@ -276,6 +303,9 @@ func (c Config) Validate() error {
 			return bad("http", "%q is not HOST:PORT: %v", c.HTTPAddr, err)
 		}
 	}
+	if c.AlertsToken != "" && c.AlertsTokenFile != "" {
+		return bad("alerts-token", "set the alerts token or the file holding it, not both")
+	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return bad("replicas", "%d must be between 1 and 5", c.Replicas)
 	}
@@ -312,6 +342,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			return bad(name, "%s must be positive", d)
 		}
+	}
+	if c.EventDedupWindow < 5*time.Second {
+		return bad("event-dedup-window", "%s is below 5s: the outbox sweeper republishes pending events after 2s and needs them dropped as repeats", c.EventDedupWindow)
 	}
 	if c.EventMaxBytes < 1<<20 {
 		return bad("event-max-bytes", "%d is below 1 MiB", c.EventMaxBytes)

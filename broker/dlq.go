@@ -70,6 +70,8 @@ func (b *Broker) deadLetter(ctx context.Context, m jetstream.Msg) error {
 		reason = "terminated by the consumer"
 	}
 	code, _ := schemas.ParseTerminationReason(reason)
+	// A replayed event is the plugin's dead letter like any other.
+	a.Consumer = schemas.ConsumerPlugin(a.Consumer)
 	out := &nats.Msg{Subject: wire.DLQSubject(b.cfg.Prefix, a.Consumer), Header: nats.Header{}}
 	orig, err := b.st.events.GetMsg(ctx, a.StreamSeq)
 	if err != nil {

@@ -3,60 +3,67 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 )
 
-// computeChains orders the steps of every hook point: priority ascending
-// (the hook's own priority, else the plugin's, default 0), ties broken by
-// plugin name ascending. It runs when the registry changes, not per call.
+// computeChains orders the steps of every hook point (chainorder.go):
+// priority ascending (the hook's own priority, else the plugin's, default
+// 0), refined by the steps' after/before constraints, ties broken by plugin
+// name ascending. It runs when the registry changes, not per call.
 func computeChains(recs []schemas.PluginRecord) map[string][]schemas.HookStep {
 	chains := map[string][]schemas.HookStep{}
 	for _, rec := range recs {
 		for _, h := range rec.Manifest.Hooks {
-			step := schemas.HookStep{
-				Plugin:        rec.Name,
-				Version:       rec.Version,
-				Priority:      rec.Manifest.Priority,
-				Timeout:       h.Timeout,
-				FailurePolicy: h.FailurePolicy,
-				Override:      h.Override,
-				State:         rec.State,
-			}
-			if h.Priority != nil {
-				step.Priority = *h.Priority
-			}
-			if step.Timeout <= 0 {
-				step.Timeout = schemas.Duration(schemas.DefaultHookTimeout)
-			}
-			if step.FailurePolicy == "" {
-				step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
-			}
-			step.WhenInactive = h.WhenInactive
-			if step.WhenInactive == "" {
-				step.WhenInactive = schemas.DefaultWhenInactive(step.FailurePolicy)
-			}
-			chains[h.Hook] = append(chains[h.Hook], step)
+			chains[h.Hook] = append(chains[h.Hook], hookStep(rec, h))
 		}
 	}
-	for _, steps := range chains {
-		sort.SliceStable(steps, func(i, j int) bool {
-			if steps[i].Priority != steps[j].Priority {
-				return steps[i].Priority < steps[j].Priority
-			}
-			return steps[i].Plugin < steps[j].Plugin
-		})
+	for hook, steps := range chains {
+		chains[hook], _ = orderSteps(steps)
 	}
 	return chains
+}
+
+// hookStep is the step a plugin's hook spec makes, with the defaults
+// filled in.
+func hookStep(rec schemas.PluginRecord, h schemas.HookSpec) schemas.HookStep {
+	step := schemas.HookStep{
+		Plugin:        rec.Name,
+		Version:       rec.Version,
+		Priority:      rec.Manifest.Priority,
+		Timeout:       h.Timeout,
+		FailurePolicy: h.FailurePolicy,
+		Override:      h.Override,
+		State:         rec.State,
+		After:         h.After,
+		Before:        h.Before,
+	}
+	if h.Priority != nil {
+		step.Priority = *h.Priority
+	}
+	if step.Timeout <= 0 {
+		step.Timeout = schemas.Duration(schemas.DefaultHookTimeout)
+	}
+	if step.FailurePolicy == "" {
+		step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
+	}
+	step.WhenInactive = h.WhenInactive
+	if step.WhenInactive == "" {
+		step.WhenInactive = schemas.DefaultWhenInactive(step.FailurePolicy)
+	}
+	return step
 }
 
 func (b *Broker) handleHooksList(_ context.Context, req *schemas.HookListRequest) (any, error) {
@@ -104,6 +111,10 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	if err != nil {
 		return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
 	}
+	ctx, span := b.tracer.Start(ctx, trace.SpanKindInternal, "hook.chain", hook)
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrHook.String(hook), wire.AttrObject.String(object))
+	}
 	res := chainResult{payload: body}
 	kind := schemas.HookKind(hook)
 	owner := map[string]string{}
@@ -149,7 +160,13 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			continue
 		}
 		stepStart := time.Now()
-		resp, callErr := b.callHook(ctx, step, schemas.HookRequest{
+		sctx, sspan := b.tracer.Start(ctx, trace.SpanKindClient, "hook.step", hook)
+		if sspan.IsRecording() {
+			sspan.SetAttributes(wire.AttrHook.String(hook), wire.AttrPlugin.String(step.Plugin), wire.AttrStep.Int(i),
+				wire.AttrPriority.Int(step.Priority), wire.AttrFailurePolicy.String(step.FailurePolicy),
+				wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(wire.HookSubject(b.cfg.Prefix, hook, step.Plugin)))
+		}
+		resp, callErr := b.callHook(sctx, step, schemas.HookRequest{
 			Hook: hook, ChainID: res.record.ID, Object: object, Step: i, Payload: res.payload, Env: res.env,
 		})
 		if callErr == nil {
@@ -188,6 +205,10 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			res.err = &schemas.Error{Code: code, Plugin: step.Plugin, Message: resp.Reason}
 			stopped = true
 		}
+		if sspan.IsRecording() {
+			sspan.SetAttributes(wire.AttrStepOutcome.String(rec.Outcome))
+		}
+		wire.EndSpan(sspan, callErr)
 		res.record.Steps = append(res.record.Steps, rec)
 	}
 	res.fragments = frags.String()
@@ -201,6 +222,14 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
 		b.log.Error().Err(err).Str(logging.FieldHook, hook).Msg("publish chain_completed")
 	}
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrChainID.String(res.record.ID), wire.AttrChainOutcome.String(res.record.Outcome))
+	}
+	var chainErr error
+	if res.record.Outcome == schemas.ChainFailed {
+		chainErr = res.err
+	}
+	wire.EndSpan(span, chainErr)
 	lvl := b.log.Debug()
 	if res.err != nil {
 		lvl = b.log.Info()
@@ -231,7 +260,7 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 		return resp, err
 	}
 	defer release()
-	err = wire.Call(cctx, b.nc, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
 			e.Message = fmt.Sprintf("no answer within %s", timeout)
@@ -247,6 +276,34 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 		return resp, schemas.Errorf(schemas.CodePluginError, "outcome", "answered outcome %q; want continue or reject", resp.Outcome)
 	}
 	return resp, nil
+}
+
+// noResponderGrace is how long a step that finds no responder is tried
+// again: a plugin reconnecting after a NATS restart (the embedded server
+// restarts with the broker) answers within it, while one that is really
+// gone costs at most this much until the registry marks it STALE and the
+// chain applies its when_inactive policy without calling it.
+const noResponderGrace = 2 * time.Second
+
+// callStepRetrying sends a step request, again with backoff while no one
+// is subscribed to the subject (the request reached no plugin, so a repeat
+// is safe), for noResponderGrace at most within ctx.
+func (b *Broker) callStepRetrying(ctx context.Context, subject string, req schemas.HookRequest, resp *schemas.HookResponse) error {
+	gctx, cancel := context.WithTimeout(ctx, noResponderGrace)
+	defer cancel()
+	var last error
+	_, err := backoff.Retry(gctx, func() (struct{}, error) {
+		last = wire.Call(ctx, b.nc, subject, req, resp)
+		if last != nil && !errors.Is(last, schemas.ErrNoResponders) {
+			return struct{}{}, backoff.Permanent(last)
+		}
+		return struct{}{}, last
+	}, backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 20 * time.Millisecond, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: 250 * time.Millisecond}), backoff.WithMaxElapsedTime(0))
+	if err != nil && last != nil {
+		return last
+	}
+	return err
 }
 
 // applyStep folds a step's answer into the run, by hook kind.

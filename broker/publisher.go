@@ -79,8 +79,10 @@ func (p *Publisher) Publish(ctx context.Context, eventType string, data any, opt
 }
 
 // encode turns e into its stream message, checking its data first when
-// the publisher self-checks.
+// the publisher self-checks. An event with no trace context of its own
+// gets ctx's (the CloudEvents distributed-tracing extension).
 func (p *Publisher) encode(ctx context.Context, e *event.Event) (*nats.Msg, error) {
+	wire.SetEventTrace(ctx, e)
 	if p.check {
 		if err := schemas.Validate(schemas.EventSchemaPath(e.Type()), e.Data()); err != nil {
 			return nil, fmt.Errorf("event %s data: %w", e.Type(), err)

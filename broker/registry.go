@@ -34,6 +34,10 @@ type registry struct {
 	version uint64
 
 	locks keyedMutex
+	// orderMu serialises the registrations whose hook ordering
+	// constraints involve each other, from the cycle check to the save,
+	// so two of them cannot make a cycle together (chainorder.go).
+	orderMu sync.Mutex
 }
 
 func newRegistry(b *Broker) *registry {
@@ -86,6 +90,7 @@ func (r *registry) watch(ctx context.Context) {
 				delete(r.cache, e.Key())
 				r.invalidate()
 				r.mu.Unlock()
+				r.b.metrics.pluginGone(e.Key())
 				continue
 			}
 			var rec schemas.PluginRecord
@@ -106,6 +111,7 @@ func (r *registry) put(rec schemas.PluginRecord) {
 	r.cache[rec.Name] = rec
 	r.invalidate()
 	r.mu.Unlock()
+	r.b.metrics.pluginSeen(rec)
 }
 
 // snapshot is a read-only view of the registry, rebuilt lazily after
@@ -240,6 +246,17 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		rec = schemas.PluginRecord{Name: m.Name, RegisteredAt: now}
 	}
 	if !same {
+		// A manifest whose ordering constraints would make a cycle in a
+		// chain is refused before anything is written.
+		unlockOrder := func() {}
+		if chainConstrained(r.cached(), m) {
+			r.orderMu.Lock()
+			unlockOrder = sync.OnceFunc(r.orderMu.Unlock) // once the record is saved (or not)
+			defer unlockOrder()
+			if err := checkChainOrder(r.cached(), m); err != nil {
+				return nil, err
+			}
+		}
 		rec.Manifest = m
 		rec.Version = m.Version
 		rec.RegisteredAt = now
@@ -266,6 +283,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		if err := r.save(ctx, &rec, compact(evs)...); err != nil {
 			return nil, err
 		}
+		unlockOrder()
 		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
@@ -288,16 +306,7 @@ func normalize(m schemas.Manifest) schemas.Manifest {
 // checkManifest applies the rules a schema cannot express (config schema
 // compiles, hook timeouts, duplicate hooks and actions, the start position).
 func checkManifest(m schemas.Manifest) error {
-	if err := m.Validate(); err != nil {
-		return err
-	}
-	if m.Events != nil && m.Events.Start != "" && m.Events.Start != schemas.StartNew && m.Events.Start != schemas.StartAll {
-		if _, err := time.Parse(time.RFC3339, m.Events.Start); err != nil {
-			return schemas.Errorf(schemas.CodeInvalidField, "manifest.events.start",
-				"start %q must be \"new\", \"all\" or an RFC 3339 time", m.Events.Start)
-		}
-	}
-	return nil
+	return m.Validate()
 }
 
 // lifecycle runs init → config → verify and leaves the plugin ACTIVE, or in
@@ -604,6 +613,8 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 		MaxDeliver:    5,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		MaxAckPending: 1000,
+		// The server reports every ack (plugbus_consumer_acked_total).
+		SampleFrequency: ackSampleFrequency,
 	}
 	seen := map[string]bool{}
 	for _, t := range ev.Types {
@@ -620,15 +631,12 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 	if ev.MaxDeliver != 0 {
 		cc.MaxDeliver = ev.MaxDeliver
 	}
-	switch ev.Start {
-	case "", schemas.StartNew:
-	case schemas.StartAll:
+	switch sp := ev.StartPoint(time.Now()); {
+	case sp.All:
 		cc.DeliverPolicy = jetstream.DeliverAllPolicy
-	default:
-		if t, err := time.Parse(time.RFC3339, ev.Start); err == nil {
-			cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-			cc.OptStartTime = &t
-		}
+	case !sp.Time.IsZero():
+		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cc.OptStartTime = &sp.Time
 	}
 	return cc
 }
@@ -653,6 +661,9 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	}
 	if err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, schemas.ConsumerName(req.Name)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return rec, fmt.Errorf("delete consumer of %s: %w", req.Name, err)
+	}
+	if err := deleteConsumer(ctx, r.b.js, schemas.ReplayConsumerName(req.Name)); err != nil {
+		return rec, err
 	}
 	if err := r.b.st.configs.Purge(ctx, req.Name); err != nil && !isNotFound(err) {
 		return rec, fmt.Errorf("delete config of %s: %w", req.Name, err)

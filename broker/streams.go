@@ -57,7 +57,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		MaxAge:      cfg.EventMaxAge,
 		MaxBytes:    cfg.EventMaxBytes,
 		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  cfg.EventDedupWindow,
 		MaxMsgSize:  int32(cfg.MaxRequestBytes),
 	})
 	if err != nil {
@@ -113,7 +113,10 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		// records are jobs and alerts: one revision (an expired one must
 		// not bring back an older), and per-key TTLs for retention.
 		records bool
-		ttl     time.Duration
+		// latest keeps one revision per key, without per-key TTLs (the
+		// bucket's age limit is the TTL).
+		latest bool
+		ttl    time.Duration
 	}{
 		{name: schemas.BucketPlugins, desc: "plugbus plugin registry: manifest, state, metadata", kv: &st.plugins},
 		{name: schemas.BucketConfigs, desc: "plugbus plugin configs, watched by every plugin instance", kv: &st.configs},
@@ -126,7 +129,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		{name: schemas.BucketDLQReplays, desc: "plugbus: every replay of a dead letter, so each is replayed once (busctl dlq replay)", kv: &st.dlqReplays,
 			ttl: cfg.DLQMaxAge},
 		{name: schemas.BucketRequests, desc: "plugbus replies to requests with an idempotency key, for the idempotency window", kv: &st.requests,
-			records: true, ttl: cfg.IdempotencyWindow},
+			latest: true, ttl: cfg.IdempotencyWindow},
 	}
 	for _, b := range buckets {
 		kc := jetstream.KeyValueConfig{
@@ -137,9 +140,14 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 			Replicas:    cfg.Replicas,
 			TTL:         b.ttl,
 		}
-		if b.records {
+		if b.records || b.latest {
 			kc.History = 1
-			kc.LimitMarkerTTL = time.Minute
+		}
+		if b.records {
+			// Per-key TTLs need markers on; a marker tells a live watcher
+			// that a record left, so it need not stay long: each is a
+			// stored message and an index entry while it lasts.
+			kc.LimitMarkerTTL = time.Second
 		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)
 		if err != nil {

@@ -278,6 +278,7 @@ var idempotentEndpoints = map[string]bool{
 	APIPluginsEnable: true, APIPluginsDisable: true, APIPluginsRestart: true,
 	APIPluginsRevoke: true, APIHostsRevoke: true,
 	APIDLQReplay: true, APIDLQPurge: true,
+	APIPluginsReplay: true, APIPluginsReplayCancel: true,
 }
 
 // Idempotent reports whether a broker API endpoint takes an idempotency

@@ -31,6 +31,8 @@ var allPaths = []string{
 	APIAlertListRequest, APIAlertListResponse, APIEventGetRequest, APIStoredMessage,
 	APIDLQListRequest, APIDLQListResponse, APIDLQRef, APIDeadLetter, APIDLQReplayRecord, APIDLQReplayRequest,
 	APIDLQReplayResponse, APIDLQPurgeRequest, APIDLQPurgeResponse,
+	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
+	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

@@ -35,7 +35,8 @@ type Manifest struct {
 	ConfigSchema json.RawMessage `json:"config_schema,omitempty"`
 }
 
-// Start positions accepted in EventSubscription.Start besides an RFC 3339 time.
+// Start positions accepted in EventSubscription.Start besides an RFC 3339
+// time and a duration.
 const (
 	// StartNew delivers only events published after the consumer is created.
 	StartNew = "new"
@@ -59,8 +60,13 @@ type EventSubscription struct {
 	// Backoff lists the redelivery delays after a failed attempt; the last one
 	// repeats.
 	Backoff []Duration `json:"backoff,omitempty"`
-	// Start is where a new consumer begins: "new" (default), "all", or an RFC
-	// 3339 time to replay from.
+	// Start is where the plugin's consumer begins when it is first created
+	// (a new plugin): "new" (default, only events published from then on),
+	// "all" (every event the stream still holds), an RFC 3339 time (the
+	// events stored from then on), or a duration such as "24h" (the events
+	// of that long before the consumer is created). It has no effect on an
+	// existing consumer, which keeps its place across registrations; see
+	// StartPoint, and the replay API (PluginReplayRequest) to go back later.
 	Start string `json:"start,omitempty"`
 }
 
@@ -87,6 +93,13 @@ type HookSpec struct {
 	// Override lets this plugin overwrite env keys set by earlier steps
 	// (job.runtime_env).
 	Override bool `json:"override,omitempty"`
+	// After names plugins whose step on this hook point must run before
+	// this one, Before plugins whose step must run after it. They refine
+	// the priority order; a constraint on a plugin that is not in the
+	// chain has no effect. A registration that would make a cycle is
+	// refused.
+	After  []string `json:"after,omitempty"`
+	Before []string `json:"before,omitempty"`
 }
 
 // ActionSpec declares a command a plugin performs on an object model, as

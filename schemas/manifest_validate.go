@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -12,7 +13,7 @@ const MaxHookTimeout = 30 * time.Second
 // Validate checks the manifest as the broker does on registration: against
 // manifest/v1/manifest.json, then the rules a schema cannot express (the
 // config schema compiles, hook timeouts are at most [MaxHookTimeout], no hook
-// point or action is declared twice). Errors are *[Error] values whose Field
+// point or action is declared twice, a start duration is positive). Errors are *[Error] values whose Field
 // is named as in a register request: "manifest.name",
 // "manifest.hooks[1].hook", "manifest.config_schema".
 func (m *Manifest) Validate() error {
@@ -37,6 +38,11 @@ func (m *Manifest) Validate() error {
 	if _, err := CompileConfigSchema(m.ConfigSchema); err != nil {
 		return err
 	}
+	if ev := m.Events; ev != nil && ev.Start != "" {
+		if d, err := time.ParseDuration(ev.Start); err == nil && d <= 0 {
+			return invalidField("manifest.events.start", "a duration must be positive, such as 24h (got %q); use \"new\" for new events only", ev.Start)
+		}
+	}
 	hooks := map[string]int{}
 	for i, h := range m.Hooks {
 		field := fmt.Sprintf("manifest.hooks[%d]", i)
@@ -46,6 +52,19 @@ func (m *Manifest) Validate() error {
 		hooks[h.Hook] = i
 		if h.Timeout.D() > MaxHookTimeout {
 			return invalidField(field+".timeout", "must be at most %s (got %s)", MaxHookTimeout, h.Timeout.D())
+		}
+		for j, p := range h.After {
+			if p == m.Name {
+				return invalidField(fmt.Sprintf("%s.after[%d]", field, j), "names the plugin itself (%s); a step cannot run after itself", p)
+			}
+			if slices.Contains(h.Before, p) {
+				return invalidField(fmt.Sprintf("%s.after[%d]", field, j), "names %s, which manifest.hooks[%d].before also names: a step cannot run both before and after another", p, i)
+			}
+		}
+		for j, p := range h.Before {
+			if p == m.Name {
+				return invalidField(fmt.Sprintf("%s.before[%d]", field, j), "names the plugin itself (%s); a step cannot run before itself", p)
+			}
 		}
 	}
 	actions := map[[2]string]int{}

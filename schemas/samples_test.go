@@ -229,6 +229,15 @@ func samples() []sample {
 		{"plugin host request", schemas.APIPluginHostRequest, schemas.PluginHostRequest{Name: "incrementer", Host: "edge-1"}},
 		{"plugin host request every host", schemas.APIPluginHostRequest, schemas.PluginHostRequest{Name: "incrementer"}},
 		{"plugin host response", schemas.APIPluginHostResponse, schemas.PluginHostResponse{Controls: []schemas.HostControl{sampleControl()}}},
+		{"replay request from seq", schemas.APIPluginReplayRequest, schemas.PluginReplayRequest{Name: "notify-webhook", FromSeq: 42,
+			Types: []string{schemas.TypeAlertFired}}},
+		{"replay request from time", schemas.APIPluginReplayRequest, schemas.PluginReplayRequest{Name: "notify-webhook", FromTime: &t0}},
+		{"replay status", schemas.APIReplayStatus, schemas.ReplayStatus{ID: "kQ3mVx2dY9pLr0sT8uWzAb", Plugin: "notify-webhook",
+			Consumer: schemas.ReplayConsumerName("notify-webhook"), Types: []string{schemas.TypeAlertFired, schemas.TypeAlertResolved},
+			FromTime: &t0, UntilSeq: 120, Total: 12, Replayed: 5, Remaining: 7, StartedAt: t1}},
+		{"replay status nothing to replay", schemas.APIReplayStatus, schemas.ReplayStatus{Plugin: "incrementer",
+			Types: []string{schemas.TypeJobDeployed}, FromSeq: 7, UntilSeq: 6, Done: true, StartedAt: t1}},
+		{"replay notice", schemas.APIReplayNotice, schemas.ReplayNotice{ID: "kQ3mVx2dY9pLr0sT8uWzAb", Consumer: "replay_notify-webhook"}},
 		{"log record", schemas.APILogRecord, schemas.LogRecord{Time: t0, Level: "info", Message: "consuming events", Stream: "stderr",
 			Host: "edge-1", Plugin: "notify-webhook", Instance: "1", Fields: map[string]any{"consumer": "plugin_notify-webhook"}}},
 		{"log record dropped", schemas.APILogRecord, schemas.LogRecord{Time: t0, Level: "warn", Message: "rate limit", Stream: "stdout",
@@ -274,6 +283,18 @@ func samples() []sample {
 		{"dlq purge request consumer", schemas.APIDLQPurgeRequest, schemas.DLQPurgeRequest{Consumer: "plugin_notify-webhook"}},
 		{"dlq purge request all", schemas.APIDLQPurgeRequest, schemas.DLQPurgeRequest{All: true}},
 		{"dlq purge response", schemas.APIDLQPurgeResponse, schemas.DLQPurgeResponse{Purged: 3}},
+		{"alertmanager webhook", schemas.APIAlertmanagerWebhook, schemas.AlertmanagerWebhook{Version: "4", GroupKey: `{}:{alertname="DiskFull"}`,
+			Status: "firing", Receiver: "plugbus", GroupLabels: map[string]string{"alertname": "DiskFull"},
+			CommonLabels: map[string]string{"alertname": "DiskFull", "severity": "critical"}, ExternalURL: "http://alertmanager:9093",
+			Alerts: []schemas.AlertmanagerAlert{{Status: "firing", Labels: map[string]string{"alertname": "DiskFull", "severity": "critical", "instance": "m1"},
+				Annotations: map[string]string{"summary": "disk full on m1"}, StartsAt: t0, EndsAt: t1, GeneratorURL: "http://prometheus:9090/graph",
+				Fingerprint: "5a8c2f0d4e1b9a37"}}}},
+		{"alert intake request", schemas.APIAlertIntakeRequest, schemas.AlertIntakeRequest{Alerts: []schemas.AlertIntakeItem{
+			{ID: "disk-full.m1", Severity: "critical", Summary: "disk full on m1", Labels: map[string]string{"machine": "m1"}, StartsAt: &t0},
+			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved}}}},
+		{"alert intake response", schemas.APIAlertIntakeResponse, schemas.AlertIntakeResponse{Alerts: []schemas.AlertIntakeResult{
+			{ID: "disk-full.m1", Status: schemas.IntakeFiring, Result: schemas.IntakeFired, EventID: "5Bz1vYt0QeW4d2cVq8nL3a"},
+			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved, Result: schemas.IntakeFailed, Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "timed out"}}}}},
 	}
 }
 

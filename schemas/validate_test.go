@@ -77,6 +77,7 @@ var strictSchemas = map[string]bool{
 	schemas.APIPluginGetRequest:        true,
 	schemas.APIPluginConfigRequest:     true,
 	schemas.APIPluginUnregisterRequest: true,
+	schemas.APIPluginReplayRequest:     true,
 	schemas.APIJobDeployRequest:        true,
 	schemas.APIJobRef:                  true,
 	schemas.APIJobListRequest:          true,
@@ -101,6 +102,7 @@ var strictSchemas = map[string]bool{
 	schemas.APIDLQRef:                  true,
 	schemas.APIDLQReplayRequest:        true,
 	schemas.APIDLQPurgeRequest:         true,
+	schemas.APIAlertIntakeRequest:      true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {
@@ -181,7 +183,7 @@ func TestInvalidDocuments(t *testing.T) {
 		{"bad event type", schemas.ManifestV1, `{"name":"a","version":"1.0.0","events":{"types":["io.plugbus.job.v1.deployed","not a type"]}}`,
 			invalid, "events.types[1]", "must match pattern"},
 		{"bad start", schemas.ManifestV1, `{"name":"a","version":"1.0.0","events":{"types":["x.y"],"start":"yesterday"}}`,
-			invalid, "events.start", `must be one of "new", "all", or must be a valid RFC 3339 date-time (got "yesterday")`},
+			invalid, "events.start", `must be one of "new", "all", or must be a valid RFC 3339 date-time, or must be a duration such as 24h or 90m (got "yesterday")`},
 		{"bad failure policy", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy","failure_policy":"retry"}]}`),
 			invalid, "manifest.hooks[0].failure_policy", `must be one of "fail", "ignore" (got "retry")`},
 		{"bad hook point", schemas.ManifestV1, `{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy"},{"hook":"PreDeploy"}]}`,
@@ -189,7 +191,7 @@ func TestInvalidDocuments(t *testing.T) {
 		{"unknown hook point in a registration", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.post_deploy"}]}`),
 			invalid, "manifest.hooks[0].hook", `must be one of "job.pre_deploy", `},
 		{"typo in a hook", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy","failure_polcy":"fail"}]}`),
-			invalid, "manifest.hooks[0].failure_polcy", "is not a known field (known fields: failure_policy, hook, override, priority, timeout, when_inactive)"},
+			invalid, "manifest.hooks[0].failure_polcy", "is not a known field (known fields: after, before, failure_policy, hook, override, priority, timeout, when_inactive)"},
 		{"action without command", schemas.ManifestV1, `{"name":"a","version":"1.0.0","actions":[{"model":"machines"}]}`,
 			invalid, "actions[0].command", "is required"},
 		{"bad action command", schemas.ManifestV1, `{"name":"a","version":"1.0.0","actions":[{"command":"Increment"}]}`,

@@ -95,7 +95,7 @@ func (p *Plugin) consume(ctx context.Context, js jetstream.JetStream, consuming 
 		s := p.settingsFor(cons.CachedInfo())
 		p.settings.Store(&s)
 		p.setConsumer(cons)
-		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, *p.settings.Load()) },
+		cc, err := cons.Consume(func(msg jetstream.Msg) { p.handleMsg(msg, *p.settings.Load(), "") },
 			jetstream.PullMaxMessages(p.opts.eventBuffer),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				log.Warn().Err(err).Msg("consume error")
@@ -183,10 +183,14 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // handleMsg decodes one delivery, runs its handler and acknowledges,
-// redelivers or terminates it according to the outcome. The per-message
-// logger is built only when there is something to log.
-func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
-	d := Delivery{Subject: msg.Subject(), NumDelivered: 1, MaxDeliver: s.maxDeliver}
+// redelivers or terminates it according to the outcome; replay is the id
+// of the replay it comes from ("" from the durable). The per-message
+// logger is built only when there is something to log. An instance
+// handles one event at a time, from either consumer.
+func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings, replay string) {
+	p.replay.handling.Lock()
+	defer p.replay.handling.Unlock()
+	d := Delivery{Subject: msg.Subject(), NumDelivered: 1, MaxDeliver: s.maxDeliver, Replay: replay}
 	if md, err := msg.Metadata(); err == nil {
 		d.StreamSeq, d.NumDelivered, d.Published = md.Sequence.Stream, md.NumDelivered, md.Timestamp
 	}
@@ -246,13 +250,18 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings) {
 	if d.LastAttempt() && !p.slowHandlers(s) {
 		_ = msg.InProgress()
 	}
+	if replay != "" {
+		ev.SetExtension(schemas.ExtensionReplay, replay)
+	}
 	if err := validateData(ev); err != nil {
 		// The same bytes fail the same schema on every delivery.
 		p.stats.eventsInvalid.Add(1)
 		p.terminate(msg, logFor(ev), schemas.ReasonInvalidData, err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithValue(p.base, deliveryKey{}, d), s.handlerTimeout())
+	// The handler's ctx carries the trace context the event does (the
+	// operation that made it), so what the handler calls joins that trace.
+	ctx, cancel := context.WithTimeout(wire.EventTrace(context.WithValue(p.base, deliveryKey{}, d), ev), s.handlerTimeout())
 	started := time.Now()
 	_, err = p.invoke(ctx, &Call{Kind: KindEvent, Name: ev.Type(), Request: *ev}, func(ctx context.Context, c *Call) (any, error) {
 		return nil, h(ctx, c.Request.(event.Event))

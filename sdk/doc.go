@@ -65,4 +65,15 @@
 // payload), [Reject], [RejectWithCode], [Env] or [Fragment]; an error or a
 // panic is answered as an error, and the broker applies the hook's failure
 // policy. The handler's context ends a little before the hook's timeout.
+//
+// # Tracing
+//
+// Every handler's context carries the trace context of what it handles:
+// the broker's span for init, config, verify, action and hook calls (the
+// traceparent header of the request), and the operation that made an
+// event for event handlers (the event's ce-traceparent). Calls a handler
+// makes with that context ([Plugin.Emit], sdk/client) carry it on. With
+// [WithTracerProvider] (which [Main] sets when OTEL_EXPORTER_OTLP_ENDPOINT
+// is set) the plugin also starts a span around each handler call; without
+// it, tracing costs nothing. docs/tracing.md lists the spans.
 package sdk

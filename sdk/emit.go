@@ -27,8 +27,10 @@ var eventNameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 // data is its JSON body. Those are the only events a plugin's
 // credentials may publish; other plugins consume them by type like any
 // event, and their SDK refuses an event on that subject with another
-// source (wire.CheckOrigin). Before Run connects it fails with an error
-// wrapping client.ErrNotConnected.
+// source (wire.CheckOrigin). The event carries the trace context of ctx,
+// when it has one (the ce-traceparent extension), so an event emitted by a
+// handler belongs to the trace of what it handles. Before Run connects it
+// fails with an error wrapping client.ErrNotConnected.
 func (p *Plugin) Emit(ctx context.Context, name string, data any) (string, error) {
 	if !eventNameRe.MatchString(name) {
 		return "", fmt.Errorf("emit %q: an event name is dot-separated letters, digits, _ and - (such as counter.v1.changed)", name)
@@ -47,6 +49,8 @@ func (p *Plugin) Emit(ctx context.Context, name string, data any) (string, error
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return "", fmt.Errorf("emit %s: encode data: %w", name, err)
 	}
+	// An event emitted while handling a call or an event carries its trace.
+	wire.SetEventTrace(ctx, &e)
 	subject := wire.PluginEventSubject(p.opts.prefix, p.manifest.Name) + "." + name
 	msg, err := wire.EncodeEvent(ctx, subject, &e)
 	if err != nil {

@@ -45,7 +45,14 @@ type Delivery struct {
 	MaxDeliver int
 	// Published is when the event was stored in the stream.
 	Published time.Time
+	// Replay is the id of the replay the event is redelivered by (an
+	// operator's `busctl plugins replay`), "" when it comes from the
+	// plugin's durable consumer. See ReplayOf.
+	Replay string
 }
+
+// Replayed reports whether the event is redelivered by a replay.
+func (d Delivery) Replayed() bool { return d.Replay != "" }
 
 // LastAttempt reports whether this delivery is the last one allowed.
 func (d Delivery) LastAttempt() bool {

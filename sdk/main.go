@@ -10,10 +10,12 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/tracing"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -33,7 +35,8 @@ const (
 //	NAME listen   connect to NATS and serve until SIGINT or SIGTERM
 //
 // listen takes --server/-s (default $NATS_URL, then nats://127.0.0.1:4222),
-// --creds, --prefix, --config KEY=VALUE (repeatable; the initial config,
+// --creds, --prefix, --metrics-addr HOST:PORT (default $PLUGBUS_METRICS_ADDR:
+// serve the plugin's metrics there at /metrics), --config KEY=VALUE (repeatable; the initial config,
 // VALUE parsed as JSON when it parses and taken as a string otherwise),
 // --log-format console|json (default console on a terminal, json otherwise)
 // and --log-level. setup registers the plugin's handlers; it runs for
@@ -125,6 +128,7 @@ func newDefineCommand(m schemas.Manifest) *cobra.Command {
 
 type listenFlags struct {
 	server, creds, prefix  string
+	metricsAddr            string
 	tlsCert, tlsKey, tlsCA string
 	config                 []string
 	logFormat, logLevel    string
@@ -150,6 +154,7 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", os.Getenv(EnvMetricsAddr), "serve the plugin's Prometheus metrics on HOST:PORT at /metrics (default $"+EnvMetricsAddr+"; empty: not served)")
 	return cmd
 }
 
@@ -170,6 +175,24 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	if f.prefix != "" {
 		opts = append(opts, WithPrefix(f.prefix))
 	}
+	// Tracing is on when the OpenTelemetry environment says so
+	// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
+	tp, shutdownTracing, err := tracing.Setup(ctx, m.Name, m.Version, func(err error) {
+		logger.Warn().Err(err).Msg("tracing")
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			logger.Warn().Err(err).Msg("spans not exported before exit")
+		}
+	}()
+	if tp != nil {
+		opts = append(opts, WithTracerProvider(tp))
+	}
 	p, err := New(m, opts...)
 	if err != nil {
 		if errors.Is(err, ErrInvalidOption) {
@@ -184,6 +207,13 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(ctx, p, f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: wire.PluginService(m.Name), Logger: p.Logger(),
 		InboxPrefix: wire.InboxPrefix("plugin", m.Name), TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA})
 	if err != nil {

@@ -1,6 +1,14 @@
 package sdk
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/plugbus/plugbus/wire"
+)
 
 // Kinds of handler calls, as Call.Kind says.
 const (
@@ -50,8 +58,27 @@ func (p *Plugin) Use(mw ...Middleware) {
 }
 
 // invoke runs h for c through the middleware chain, turning a panic
-// anywhere in it into an error.
+// anywhere in it into an error, in a span of its own when tracing is on.
 func (p *Plugin) invoke(ctx context.Context, c *Call, h Next) (result any, err error) {
+	kind, op, target := trace.SpanKindServer, c.Kind, c.Name
+	switch c.Kind {
+	case KindEvent:
+		kind, op = trace.SpanKindConsumer, "process"
+	case KindInit, KindConfig, KindVerify:
+		target = ""
+	}
+	callKind, callName, start := c.Kind, c.Name, time.Now()
+	ctx, span := p.opts.tracer.Start(ctx, kind, op, target)
+	if span.IsRecording() {
+		span.SetAttributes(wire.AttrPlugin.String(p.manifest.Name), wire.AttrCallKind.String(c.Kind), wire.AttrCallName.String(c.Name))
+		if c.Kind == KindEvent {
+			eventSpanAttributes(ctx, span, c)
+		}
+	}
+	defer func() {
+		p.metrics.observe(callKind, callName, err, time.Since(start))
+		wire.EndSpan(span, err)
+	}()
 	p.mu.RLock()
 	mws := p.middleware
 	p.mu.RUnlock()
@@ -65,4 +92,17 @@ func (p *Plugin) invoke(ctx context.Context, c *Call, h Next) (result any, err e
 		return herr
 	})
 	return result, err
+}
+
+// eventSpanAttributes describes the event an event handler's span is
+// about: the event from the call, its delivery from ctx.
+func eventSpanAttributes(ctx context.Context, span trace.Span, c *Call) {
+	span.SetAttributes(wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingOperation.String("process"))
+	if ev, ok := c.Request.(event.Event); ok {
+		span.SetAttributes(wire.AttrMessagingMessageID.String(ev.ID()), wire.AttrEventType.String(ev.Type()))
+	}
+	if d, ok := ctx.Value(deliveryKey{}).(Delivery); ok {
+		span.SetAttributes(wire.AttrMessagingDestination.String(d.Subject), wire.AttrDeliveryAttempt.Int64(int64(d.NumDelivered)),
+			wire.AttrStreamSeq.Int64(int64(d.StreamSeq)))
+	}
 }

@@ -92,13 +92,29 @@ func (p *Plugin) Once(ctx context.Context, key string, fn func(context.Context) 
 // the instance killed right after) is acknowledged without calling h. The
 // same caveats apply: a crash between h's side effect and the mark repeats
 // it, and two instances handling the same event at once may both run h.
+//
+// A replay (docs/replay.md) is an operator asking for events to be handled
+// again, so a replayed event runs h once more: once per replay, keyed by
+// the event id and the replay's id (ReplayOf), so a redelivery within the
+// replay still does not repeat it. A handler that must never repeat a side
+// effect, even on a replay, calls p.Once(ctx, e.ID(), ...) itself, which
+// finds the mark its first handling left.
 func (p *Plugin) OnceByEventID(h EventHandler) EventHandler {
 	if h == nil {
 		panic("sdk: OnceByEventID: nil handler")
 	}
 	return func(ctx context.Context, e event.Event) error {
-		return p.Once(ctx, e.ID(), func(ctx context.Context) error { return h(ctx, e) })
+		return p.Once(ctx, onceKey(e), func(ctx context.Context) error { return h(ctx, e) })
 	}
+}
+
+// onceKey is OnceByEventID's key for an event: its id, with the replay's
+// id after it for a replayed event.
+func onceKey(e event.Event) string {
+	if r := ReplayOf(e); r != "" {
+		return e.ID() + "@replay:" + r
+	}
+	return e.ID()
 }
 
 // handledBucket returns the plugbus_handled bucket, bound on first use.

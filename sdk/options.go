@@ -5,8 +5,10 @@ import (
 	"maps"
 	"time"
 
-	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Defaults applied by New.
@@ -41,6 +43,7 @@ type options struct {
 	actionConcurrency int
 	eventBuffer       int
 	host, instance    string
+	tracer            wire.Tracer
 }
 
 func defaultOptions() options {
@@ -164,6 +167,22 @@ func WithActionConcurrency(n int) Option {
 func WithHostInstance(host, instance string) Option {
 	return func(o *options) error {
 		o.host, o.instance = host, instance
+		return nil
+	}
+}
+
+// WithTracerProvider makes the plugin start OpenTelemetry spans from tp:
+// one per init, config, verify, action and hook call (kind server, a child
+// of the broker's span that made the call) and one per event handled (kind
+// consumer, a child of the trace context the event carries). Without it
+// (or with nil) the plugin starts no span, at no cost; the trace context
+// of a call or event still reaches the handler's ctx either way, so calls
+// the handler makes carry it on. sdk.Main sets it when
+// OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/tracing.md); a plugin with its
+// own main passes, say, otel.GetTracerProvider().
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) error {
+		o.tracer = wire.NewTracer(tp)
 		return nil
 	}
 }

@@ -84,6 +84,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 		}
 		p.Logger().Info().Msg("reconnected to NATS; registering again")
 		p.requestReregister()
+		p.replay.kick() // a replay notice may have been missed
 	})
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -119,6 +120,10 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 	consuming := make(chan struct{})
 	if p.manifest.Events != nil {
 		wg.Go(func() { p.consume(runCtx, js, consuming) })
+		if _, err := p.subscribeReplays(nc); err != nil {
+			log.Warn().Err(err).Msg("cannot subscribe to replay notices; replays reach this instance only when it starts")
+		}
+		wg.Go(func() { p.replays(runCtx, js) })
 	}
 	select {
 	case <-cfgSynced:

@@ -40,10 +40,14 @@ var ErrNotCloudEvent = errors.New("not a CloudEvent")
 
 // EncodeEvent turns e into a NATS message on subject in binary content mode.
 //
-// It writes the headers exactly as the CloudEvents SDK's NATS JetStream
-// binding (EncodeEventWithSDK) does — the same header names and value formats,
-// a test checks it attribute by attribute — without the binding's generic
-// machinery, which costs several times the rest of a publish.
+// It writes the headers the CloudEvents SDK's NATS JetStream binding
+// (EncodeEventWithSDK) does — the same header names and value formats, a
+// test checks it attribute by attribute — without the binding's generic
+// machinery, which costs several times the rest of a publish. Unlike the
+// SDK's binding, it percent-encodes the values as the NATS binding
+// requires (EncodeHeaderValue): a value with a space, '"', '%' or a
+// character outside printable ASCII differs from what the SDK writes; any
+// other is byte for byte the same.
 func EncodeEvent(_ context.Context, subject string, e *event.Event) (*nats.Msg, error) {
 	// The required attributes; the full check (e.Validate) costs as much as
 	// the encoding, and every reader validates on DecodeEvent anyway.
@@ -51,27 +55,47 @@ func EncodeEvent(_ context.Context, subject string, e *event.Event) (*nats.Msg, 
 		return nil, fmt.Errorf("invalid cloudevent %q: id, source, type and specversion are required", e.ID())
 	}
 	hdr := make(nats.Header, 10+len(e.Extensions()))
+	var bad error
 	hdr["ce-specversion"] = []string{e.SpecVersion()}
-	hdr["ce-id"] = []string{e.ID()}
-	hdr["ce-source"] = []string{e.Source()}
-	hdr["ce-type"] = []string{e.Type()}
+	setValue(hdr, "ce-id", e.ID(), &bad)
+	setValue(hdr, "ce-source", e.Source(), &bad)
+	setValue(hdr, "ce-type", e.Type(), &bad)
 	if v := e.Subject(); v != "" {
-		hdr["ce-subject"] = []string{v}
+		setValue(hdr, "ce-subject", v, &bad)
 	}
 	if t := e.Time(); !t.IsZero() {
 		hdr["ce-time"] = []string{t.Format(time.RFC3339Nano)}
 	}
 	if v := e.DataSchema(); v != "" {
-		hdr["ce-dataschema"] = []string{v}
+		setValue(hdr, "ce-dataschema", v, &bad)
 	}
 	if ct := e.DataContentType(); ct != "" {
-		hdr["ce-datacontenttype"] = []string{ct}
+		setValue(hdr, "ce-datacontenttype", ct, &bad)
+		// The plain header is NATS's (and HTTP's) own, read by tools as
+		// it is: not a ce- attribute, so not percent-encoded.
 		hdr[HeaderContentType] = []string{ct}
 	}
 	for k, v := range e.Extensions() {
-		hdr["ce-"+k] = []string{fmt.Sprint(v)}
+		s, ok := v.(string)
+		if !ok {
+			s = fmt.Sprint(v)
+		}
+		setValue(hdr, "ce-"+k, s, &bad)
+	}
+	if bad != nil {
+		return nil, fmt.Errorf("invalid cloudevent %q: %w", e.ID(), bad)
 	}
 	return &nats.Msg{Subject: subject, Header: hdr, Data: e.Data()}, nil
+}
+
+// setValue sets header key to v percent-encoded; the first value that
+// cannot be encoded is kept in *bad.
+func setValue(hdr nats.Header, key, v string, bad *error) {
+	enc, err := EncodeHeaderValue(v)
+	if err != nil && *bad == nil {
+		*bad = fmt.Errorf("header %s: %w", key, err)
+	}
+	hdr[key] = []string{enc}
 }
 
 // EncodeEventWithSDK encodes like EncodeEvent through the CloudEvents SDK's own
@@ -97,25 +121,77 @@ func EncodeEventWithSDK(ctx context.Context, subject string, e *event.Event) (*n
 // wrapping ErrNotCloudEvent that says what is missing.
 //
 // Binary-mode CloudEvents 1.0 messages take a direct path that reads the
-// ce- headers as the SDK's NATS JetStream binding does (a test checks both
-// give the same event); everything else goes through the SDK (DecodeEventWithSDK).
+// ce- headers as the NATS binding says: header names matched whatever
+// their case (a lower-case name wins over another spelling of it), values
+// unquoted and percent-decoded (DecodeHeaderValue). A test checks it gives
+// the event the SDK's NATS JetStream binding gives wherever no value needs
+// encoding; everything else goes through the SDK (DecodeEventWithSDK). A
+// Content-Type of application/cloudevents… means structured mode, as the
+// binding says, even when ce- headers are present too.
 //
 // plugbus reads CloudEvents 1.0 only: an event of another spec version, in
 // either mode, is refused with an error that names the version it has
 // ("unsupported CloudEvents spec version 9.9 (plugbus reads 1.0)").
 func DecodeEvent(ctx context.Context, msg *nats.Msg) (*event.Event, error) {
-	if vs, binary := msg.Header[HeaderSpecVersion]; binary {
+	vs, binary := msg.Header[HeaderSpecVersion]
+	if !binary {
+		vs, binary = headerFold(msg.Header, HeaderSpecVersion)
+	}
+	if binary {
 		v := ""
 		if len(vs) > 0 {
 			v = vs[0]
 		}
 		if v != event.CloudEventsVersionV1 {
-			return nil, unsupportedSpecVersion(v)
+			if d, err := DecodeHeaderValue(v); err == nil {
+				v = d
+			}
 		}
-		return decodeBinaryV1(msg)
+		if v != event.CloudEventsVersionV1 {
+			if !structuredContentType(msg.Header) {
+				return nil, unsupportedSpecVersion(v)
+			}
+		} else {
+			e, err := decodeBinaryV1(msg)
+			if !errors.Is(err, errStructured) {
+				return e, err
+			}
+		}
+		// Structured after all: read the body alone.
+		return DecodeEventWithSDK(ctx, &nats.Msg{Subject: msg.Subject, Data: msg.Data})
 	}
 	return DecodeEventWithSDK(ctx, msg)
 }
+
+// headerFold looks name (lower case) up in h whatever the case of h's keys.
+func headerFold(h nats.Header, name string) ([]string, bool) {
+	for k, vs := range h {
+		if strings.EqualFold(k, name) {
+			return vs, true
+		}
+	}
+	return nil, false
+}
+
+// isStructured reports whether a content type means a structured-mode
+// CloudEvent (application/cloudevents, +json, -batch…).
+func isStructured(ct string) bool {
+	const p = "application/cloudevents"
+	return len(ct) >= len(p) && strings.EqualFold(ct[:len(p)], p)
+}
+
+func structuredContentType(h nats.Header) bool {
+	for k, vs := range h {
+		if len(vs) > 0 && strings.EqualFold(k, "content-type") && isStructured(vs[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+// errStructured is how decodeBinaryV1 says the message is structured mode
+// after all.
+var errStructured = errors.New("structured mode")
 
 // unsupportedSpecVersion is the error for an event of a spec version other
 // than 1.0.
@@ -157,7 +233,11 @@ func DecodeEventWithSDK(ctx context.Context, msg *nats.Msg) (*event.Event, error
 // ce-specversion header (binary mode), else the specversion member of a
 // structured JSON body.
 func specVersionOf(msg *nats.Msg) (string, bool) {
-	if vs, ok := msg.Header[HeaderSpecVersion]; ok {
+	vs, ok := msg.Header[HeaderSpecVersion]
+	if !ok {
+		vs, ok = headerFold(msg.Header, HeaderSpecVersion)
+	}
+	if ok {
 		if len(vs) == 0 {
 			return "", true
 		}
@@ -172,25 +252,54 @@ func specVersionOf(msg *nats.Msg) (string, bool) {
 	return *doc.SpecVersion, true
 }
 
+// isCEHeader reports whether a header name starts with "ce-", whatever
+// its case.
+func isCEHeader(k string) bool {
+	return len(k) > 3 && k[0]|0x20 == 'c' && k[1]|0x20 == 'e' && k[2] == '-'
+}
+
+// isLower reports whether k has no upper-case ASCII letter.
+func isLower(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if 'A' <= k[i] && k[i] <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
 // decodeBinaryV1 reads a binary-mode CloudEvents 1.0 message.
 func decodeBinaryV1(msg *nats.Msg) (*event.Event, error) {
 	e := event.New(event.CloudEventsVersionV1)
 	c := e.Context
+	contentType, haveDataContentType := "", false
 	for k, vs := range msg.Header {
 		if len(vs) == 0 {
 			continue
 		}
-		v := vs[0]
-		if len(k) < 4 || k[:3] != "ce-" {
-			if k == "content-type" {
-				if err := c.SetDataContentType(v); err != nil {
-					return nil, fmt.Errorf("%w: content-type %q: %v", ErrNotCloudEvent, v, err)
+		if !isCEHeader(k) {
+			if strings.EqualFold(k, "content-type") {
+				if isStructured(vs[0]) {
+					return nil, errStructured
+				}
+				if k == "content-type" || contentType == "" {
+					contentType = vs[0]
 				}
 			}
 			continue
 		}
-		var err error
-		switch name := k[3:]; name {
+		name := k
+		if !isLower(k) {
+			name = strings.ToLower(k)
+			if _, dup := msg.Header[name]; dup {
+				continue // the lower-case spelling wins
+			}
+		}
+		v, err := DecodeHeaderValue(vs[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: header %s: %v", ErrNotCloudEvent, k, err)
+		}
+		switch attr := name[3:]; attr {
 		case "specversion":
 		case "id":
 			err = c.SetID(v)
@@ -201,6 +310,7 @@ func decodeBinaryV1(msg *nats.Msg) (*event.Event, error) {
 		case "subject":
 			err = c.SetSubject(v)
 		case "datacontenttype":
+			haveDataContentType = true
 			err = c.SetDataContentType(v)
 		case "dataschema":
 			err = c.SetDataSchema(v)
@@ -210,10 +320,15 @@ func decodeBinaryV1(msg *nats.Msg) (*event.Event, error) {
 				err = c.SetTime(t)
 			}
 		default:
-			err = c.SetExtension(name, v)
+			err = c.SetExtension(attr, v)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: header %s %q: %v", ErrNotCloudEvent, k, v, err)
+			return nil, fmt.Errorf("%w: header %s %q: %v", ErrNotCloudEvent, k, vs[0], err)
+		}
+	}
+	if contentType != "" && !haveDataContentType {
+		if err := c.SetDataContentType(contentType); err != nil {
+			return nil, fmt.Errorf("%w: content-type %q: %v", ErrNotCloudEvent, contentType, err)
 		}
 	}
 	if e.ID() == "" || e.Source() == "" || e.Type() == "" {

@@ -28,7 +28,8 @@ func Call(ctx context.Context, nc *nats.Conn, subject string, req, resp any) err
 }
 
 // CallHeader is Call with headers on the request (such as
-// HeaderIdempotencyKey).
+// HeaderIdempotencyKey). Both carry the span context of ctx, when it has
+// one, in HeaderTraceparent and HeaderTracestate.
 func CallHeader(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Header, req, resp any) error {
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -42,6 +43,7 @@ func CallHeader(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Hea
 		}
 	}
 	SetTimeout(out, ctx)
+	out.Header = InjectTrace(ctx, out.Header)
 	msg, err := nc.RequestMsgWithContext(ctx, out)
 	if err != nil {
 		// A caller that cancels ctx with a *schemas.Error as the cause

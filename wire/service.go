@@ -56,7 +56,8 @@ var (
 )
 
 // HandlerFunc handles one request. ctx ends when the caller stops waiting
-// (HeaderTimeout) or when Stop gives up waiting. The handler answers with
+// (HeaderTimeout) or when Stop gives up waiting, and carries the caller's
+// trace context (HeaderTraceparent) as the remote parent. The handler answers with
 // req.Reply (or Respond) before it returns; a request it returns from
 // unanswered gets an internal error reply, so no caller waits in vain.
 type HandlerFunc func(ctx context.Context, req *Request)
@@ -213,7 +214,9 @@ func (s *Service) AddEndpoint(ep Endpoint) error {
 func (s *Service) receive(e *endpoint, m *nats.Msg) {
 	s.inflight.Add(1)
 	req := &Request{msg: m, ep: e, received: time.Now()}
-	ctx := s.base
+	// The caller's trace context, when it sent one, is the parent of
+	// whatever the handler does.
+	ctx := ExtractTrace(s.base, m.Header)
 	var cancel context.CancelFunc
 	if d, ok := Timeout(m.Header); ok {
 		ctx, cancel = context.WithTimeout(ctx, d)

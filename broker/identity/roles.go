@@ -118,10 +118,13 @@ func Permissions(prefix string, id Identity) jwt.Permissions {
 		}
 		pub(wire.PluginAPISubject(prefix, schemas.APIPluginsRegister, n), wire.PluginAPISubject(prefix, schemas.APIPluginsUnregister, n),
 			wire.PluginEventSubject(prefix, n)+".>")
-		consumer := schemas.ConsumerName(n)
-		pub("$JS.API.CONSUMER.INFO."+schemas.StreamEvents+"."+consumer,
-			"$JS.API.CONSUMER.MSG.NEXT."+schemas.StreamEvents+"."+consumer,
-			"$JS.ACK."+schemas.StreamEvents+"."+consumer+".>")
+		// Its durable consumer, and its replay consumer while a replay
+		// runs (docs/replay.md).
+		for _, consumer := range []string{schemas.ConsumerName(n), schemas.ReplayConsumerName(n)} {
+			pub("$JS.API.CONSUMER.INFO."+schemas.StreamEvents+"."+consumer,
+				"$JS.API.CONSUMER.MSG.NEXT."+schemas.StreamEvents+"."+consumer,
+				"$JS.ACK."+schemas.StreamEvents+"."+consumer+".>")
+		}
 		// Its own config and registry record, read and watched.
 		for _, b := range []string{schemas.BucketConfigs, schemas.BucketPlugins} {
 			stream := "KV_" + b

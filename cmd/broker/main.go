@@ -1,6 +1,7 @@
 // Command broker runs the plugbus core. With no flags it embeds a
 // nats-server with JetStream (data under ./data, NATS on 127.0.0.1:4222)
-// and serves /healthz and /metrics on 127.0.0.1:8080.
+// and serves /healthz, /metrics and the alert intake (POST /v1/alerts) on
+// 127.0.0.1:8080.
 package main
 
 import (
@@ -11,12 +12,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/internal/tracing"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/wire"
 )
@@ -53,6 +56,25 @@ func newCommand() *cobra.Command {
 				return err
 			}
 			cfg.Logger = &log
+			// Tracing is on when the OpenTelemetry environment says so
+			// (OTEL_EXPORTER_OTLP_ENDPOINT; docs/tracing.md).
+			tp, shutdownTracing, err := tracing.Setup(cmd.Context(), wire.BrokerService, broker.Version, func(err error) {
+				log.Warn().Err(err).Msg("tracing")
+			})
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := shutdownTracing(ctx); err != nil {
+					log.Warn().Err(err).Msg("spans not exported before exit")
+				}
+			}()
+			if tp != nil {
+				cfg.TracerProvider = tp
+				log.Info().Str("endpoint", tracingEndpoint()).Msg("tracing on: exporting spans over OTLP")
+			}
 			b, err := broker.New(cfg)
 			if err != nil {
 				return err
@@ -67,7 +89,10 @@ func newCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", broker.DefaultDataDir, "where the embedded NATS server keeps JetStream data")
 	f.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "NATS client address of the embedded server (HOST:PORT)")
-	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz and /metrics (empty disables)")
+	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz, /metrics and POST /v1/alerts (empty disables)")
+	f.StringVar(&cfg.AlertsToken, "alerts-token", "", "bearer token POST /v1/alerts requires (prefer $PLUGBUS_ALERTS_TOKEN or --alerts-token-file: flags show in ps); without one the intake is off unless --http is loopback")
+	f.StringVar(&cfg.AlertsTokenFile, "alerts-token-file", "", "file holding the bearer token POST /v1/alerts requires (instead of --alerts-token)")
+	f.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's runtime profiles under /debug/pprof/ on --http")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server instead of embedding one")
 	f.StringVar(&cfg.Creds, "creds", "", "NATS credentials file (with --nats-url)")
 	f.StringVar(&cfg.AccountSigningKey, "account-signing-key", "", "nkey seed file of the bus account's signing key, to issue plugbus credentials on an external NATS (with --nats-url; docs/security.md)")
@@ -83,6 +108,7 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.PluginTimeout, "plugin-timeout", broker.DefaultPluginTimeout, "timeout of each init, config and verify call")
 	f.DurationVar(&cfg.ActionTimeout, "action-timeout", broker.DefaultActionTimeout, "timeout of an action call")
 	f.DurationVar(&cfg.EventMaxAge, "event-max-age", broker.DefaultEventMaxAge, "how long events are kept in the stream for replay")
+	f.DurationVar(&cfg.EventDedupWindow, "event-dedup-window", broker.DefaultEventDedupWindow, "how long the event stream drops a repeated event id (at least 5s; about 100 bytes of memory per event within it)")
 	f.Int64Var(&cfg.EventMaxBytes, "event-max-bytes", broker.DefaultEventMaxBytes, "size bound of the event stream (oldest go first)")
 	f.DurationVar(&cfg.AlertRetention, "alert-retention", broker.DefaultAlertRetention, "how long a resolved or suppressed alert stays in the alerts bucket")
 	f.DurationVar(&cfg.JobRetention, "job-retention", broker.DefaultJobRetention, "how long a deleted job stays in the jobs bucket")
@@ -173,4 +199,12 @@ func envName(flag string) string {
 		}
 	}
 	return string(out)
+}
+
+// tracingEndpoint is where spans go, for the log.
+func tracingEndpoint() string {
+	if v := os.Getenv(tracing.EnvTracesEndpoint); v != "" {
+		return v
+	}
+	return os.Getenv(tracing.EnvEndpoint)
 }

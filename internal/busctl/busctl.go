@@ -21,7 +21,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/plugbus/plugbus/internal/tracing"
 	"github.com/plugbus/plugbus/internal/version"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
@@ -85,6 +87,9 @@ type app struct {
 	// hint, when set by the running command, explains an API error in
 	// terms of that command's flags (such as --param for missing_param).
 	hint func(*schemas.Error) string
+	// tracer starts a span per command when tracing is on
+	// (docs/tracing.md); the calls it makes carry it to the broker.
+	tracer wire.Tracer
 }
 
 // Execute runs busctl with args (without the program name), writing results
@@ -94,6 +99,19 @@ type app struct {
 // with ExitOK.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
+	tp, shutdownTracing, err := tracing.Setup(ctx, "busctl", version.Release, func(err error) {
+		fmt.Fprintf(stderr, "busctl: tracing: %v\n", err)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "busctl: %v\n", err)
+		return ExitError
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	a.tracer = wire.NewTracer(tp)
 	ctx, a.deny = context.WithCancelCause(ctx)
 	a.runCtx = ctx
 	defer a.deny(nil)
@@ -231,8 +249,13 @@ func (a *app) validateGlobals(*cobra.Command, []string) error {
 // run wraps a command body: from here on, errors are not usage errors
 // unless marked so.
 func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
+	return func(cmd *cobra.Command, args []string) (err error) {
 		a.running = true
+		if a.tracer.Enabled() {
+			ctx, span := a.tracer.Start(cmd.Context(), trace.SpanKindClient, "busctl", strings.TrimPrefix(cmd.CommandPath(), "busctl "))
+			cmd.SetContext(ctx)
+			defer func() { wire.EndSpan(span, err) }()
+		}
 		return fn(cmd, args)
 	}
 }

@@ -43,6 +43,7 @@ var leafArgs = map[string][]string{
 	"plugins get":           {"inc"},
 	"plugins logs":          {"inc"},
 	"plugins ls":            nil,
+	"plugins replay":        {"inc", "--since", "1h"},
 	"plugins restart":       {"inc"},
 	"plugins revoke":        {"inc"},
 	"plugins rm":            {"inc"},

@@ -18,6 +18,7 @@ func (a *app) pluginsCommand() *cobra.Command {
 	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsVerifyCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
 		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand(),
 		a.pluginsCredsCommand(), a.pluginsRevokeCommand())
+	cmd.AddCommand(a.pluginsReplayCommand())
 	return cmd
 }
 

@@ -454,6 +454,14 @@ func TestAttackMatrix(t *testing.T) {
 					// Nor delete it.
 					return pubRefused(t, url, ids.admin, "", "$JS.API.CONSUMER.DELETE."+schemas.StreamEvents+"."+schemas.ConsumerName("notify-webhook"), nil)
 				}},
+				{"plugin incrementer", func(t *testing.T) error {
+					// Nor its replay consumer (docs/replay.md).
+					return pubRefused(t, url, ids.inc, incInbox, "$JS.API.CONSUMER.MSG.NEXT."+schemas.StreamEvents+"."+schemas.ReplayConsumerName("notify-webhook"), []byte(`{"batch":1}`))
+				}},
+				{"plugin incrementer", func(t *testing.T) error {
+					// Nor start a replay: that is the admin's.
+					return pubRefused(t, url, ids.inc, incInbox, "plugbus.api."+schemas.APIPluginsReplay, []byte(`{"name":"notify-webhook","from_seq":1}`))
+				}},
 			},
 			legit: func(t *testing.T) error {
 				nc := mustDial(t, url, ids.nw, nwInbox)

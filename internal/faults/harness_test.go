@@ -565,3 +565,36 @@ func scanLines(s string) []string {
 	}
 	return out
 }
+
+// gauge is the value of an unlabelled gauge (0 when absent).
+func gauge(fams map[string]*dto.MetricFamily, name string) float64 {
+	f := fams[name]
+	if f == nil || len(f.GetMetric()) == 0 {
+		return 0
+	}
+	return f.GetMetric()[0].GetGauge().GetValue()
+}
+
+// saveHeapProfile writes the broker's heap profile (after a GC; the broker
+// runs with --pprof) to path, for `go tool pprof`.
+func (b *bus) saveHeapProfile(t *testing.T, path string) {
+	t.Helper()
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get("http://" + b.httpAd + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("heap profile: %s %v", resp.Status, err)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+		err = os.WriteFile(path, body, 0o644)
+	}
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+	}
+}

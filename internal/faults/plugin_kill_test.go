@@ -9,8 +9,9 @@ import (
 
 // Scenario 2: kill -9 of notify-webhook while it works through a stream of
 // alerts, restarted with the same credentials: every alert must be POSTed;
-// the duplicates (POSTs of alerts it had sent but not yet acknowledged
-// when it died, redelivered after the consumer's ack wait) are counted.
+// the duplicates are counted: redeliveries of alerts it had POSTed but not
+// yet acknowledged when it died are recognised by its Once helper, so only
+// a kill between a POST and its mark could repeat one.
 func TestPluginKill(t *testing.T) {
 	heavy(t)
 	start := time.Now()
@@ -41,7 +42,7 @@ func TestPluginKill(t *testing.T) {
 	})
 	v := check(h, storedAlerts(t, js, "io.plugbus.alert.v1.fired"), sk.counts("/ok", "fired"))
 	v.Scenario = "plugin-kill"
-	v.Notes = fmt.Sprintf("killed pid %d after %d POSTs (%d alerts offered); duplicates: %s; without an exactly-once helper in notify-webhook",
+	v.Notes = fmt.Sprintf("killed pid %d after %d POSTs (%d alerts offered); duplicates: %s; notify-webhook POSTs through Plugin.OnceByEventID (a redelivery after its mark is not POSTed again; one killed between a POST and its mark would be)",
 		pid, posted, offered, v.dupNote())
 	v.Seconds = time.Since(start).Seconds()
 	record(t, v.Row)

@@ -11,7 +11,9 @@
 // permanent and the event goes to the dead-letter stream. Each event is
 // posted once: a redelivery of an event already posted (its ack lost) is
 // acknowledged without a second POST (sdk Plugin.OnceByEventID); only a
-// crash in the instant between a POST and its mark can repeat one.
+// crash in the instant between a POST and its mark can repeat one. An
+// operator's replay (busctl plugins replay notify-webhook) posts the
+// replayed alerts once more, once per replay (docs/replay.md).
 package main
 
 import (

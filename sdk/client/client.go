@@ -14,6 +14,11 @@
 // A call whose context has no deadline gets the client's default timeout
 // (10s, see [WithTimeout]); a call that runs out of time fails with
 // schemas.ErrTimeout.
+//
+// A call whose context holds an OpenTelemetry span carries its trace
+// context to the broker (the traceparent and tracestate headers), so the
+// broker's spans, the hook steps and the events of the operation join the
+// caller's trace (docs/tracing.md).
 package client
 
 import (
