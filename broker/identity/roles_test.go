@@ -85,7 +85,7 @@ func TestAdminOnlyEndpoints(t *testing.T) {
 		return slices.ContainsFunc(p, func(f string) bool { return matches(f, subject) })
 	}
 	for _, ep := range []string{schemas.APIDLQList, schemas.APIDLQGet, schemas.APIDLQReplay, schemas.APIDLQPurge,
-		schemas.APIEventsGet, schemas.APIPluginsVerify} {
+		schemas.APIEventsGet, schemas.APIPluginsVerify, schemas.APIPluginsReplay} {
 		subject := "plugbus.api." + ep
 		if !may(Permissions("plugbus", Identity{Role: RoleAdmin}).Pub.Allow, subject) {
 			t.Errorf("admin may not publish %s", subject)
