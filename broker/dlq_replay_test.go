@@ -25,6 +25,9 @@ type recorder struct {
 	accept atomic.Bool
 	mu     sync.Mutex
 	ids    []string
+	// from holds, per handled event, the dead letter it was replayed
+	// from (sdk.Delivery.DeadLetter).
+	from []uint64
 }
 
 func newRecorder(t *testing.T, bus *plugintest.Bus, name string, accept bool) *recorder {
@@ -36,12 +39,14 @@ func newRecorder(t *testing.T, bus *plugintest.Bus, name string, accept bool) *r
 	}
 	r := &recorder{p: p}
 	r.accept.Store(accept)
-	p.HandleEvent(schemas.TypeAlertFired, func(_ context.Context, e event.Event) error {
+	p.HandleEvent(schemas.TypeAlertFired, func(ctx context.Context, e event.Event) error {
 		if !r.accept.Load() {
 			return sdk.Permanent(errors.New("the sink is down for good"))
 		}
+		d, _ := sdk.DeliveryFromContext(ctx)
 		r.mu.Lock()
 		r.ids = append(r.ids, e.ID())
+		r.from = append(r.from, d.DeadLetter)
 		r.mu.Unlock()
 		return nil
 	})
@@ -142,6 +147,17 @@ func TestDLQReplay(t *testing.T) {
 	if got := flaky.handled(); got[0] != fired.EventID {
 		t.Fatalf("flaky handled %v, want the original id %s", got, fired.EventID)
 	}
+	flaky.mu.Lock()
+	from := slices.Clone(flaky.from)
+	flaky.mu.Unlock()
+	if !slices.Equal(from, []uint64{dl.Seq}) {
+		t.Errorf("the replayed event's Delivery.DeadLetter = %v, want [%d]", from, dl.Seq)
+	}
+	other.mu.Lock()
+	if !slices.Equal(other.from, []uint64{0}) {
+		t.Errorf("the bystander's first delivery has DeadLetter %v, want 0", other.from)
+	}
+	other.mu.Unlock()
 	// The bystander's consumer does not take the redelivery: it has
 	// nothing pending, and it delivered nothing at or after it.
 	bc, err := bus.JetStream().Consumer(ctx, schemas.StreamEvents, "plugin_bystander")

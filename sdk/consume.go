@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -225,6 +226,7 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings, replay string)
 			return
 		}
 		subject = orig
+		d.DeadLetter, _ = strconv.ParseUint(msg.Headers().Get(schemas.HeaderRedeliveryOf), 10, 64)
 	}
 	if err := wire.CheckOrigin(p.opts.prefix, subject, ev); err != nil {
 		// Only what the server checked is trusted: the subject.
