@@ -28,7 +28,11 @@ var allPaths = []string{
 	APIPluginHostRequest, APIPluginHostResponse, APILogRecord, EventHostStateChanged, HostdConfigV1,
 	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
+	APIAlertListRequest, APIAlertListResponse, APIEventGetRequest, APIStoredMessage,
+	APIDLQListRequest, APIDLQListResponse, APIDLQRef, APIDeadLetter, APIDLQReplayRecord, APIDLQReplayRequest,
+	APIDLQReplayResponse, APIDLQPurgeRequest, APIDLQPurgeResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
+	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

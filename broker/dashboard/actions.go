@@ -8,17 +8,12 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/plugbus/plugbus/schemas"
 )
 
-// The actions an admin takes from the pages, each one broker API call.
-// Endpoints that the busctl-complete branch adds are named here until it
-// is merged (then schemas.APIPluginsVerify and schemas.APIDLQReplay).
-const (
-	apiPluginsVerify = "plugins.verify"
-	apiDLQReplay     = "dlq.replay"
-)
+// The actions an admin takes from the pages are each one broker API call.
 
 // actionResult is what an action answers: what happened, in words.
 type actionResult struct {
@@ -41,7 +36,7 @@ func (d *Dashboard) call(ctx context.Context, endpoint string, req, resp any) er
 func (d *Dashboard) actionVerify(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var rec schemas.PluginRecord
-	if err := d.call(r.Context(), apiPluginsVerify, schemas.PluginGetRequest{Name: name}, &rec); err != nil {
+	if err := d.call(r.Context(), schemas.APIPluginsVerify, schemas.PluginGetRequest{Name: name}, &rec); err != nil {
 		d.actionFailed(w, r, err)
 		return
 	}
@@ -78,22 +73,6 @@ func (d *Dashboard) actionPluginHost(w http.ResponseWriter, r *http.Request) {
 	d.done(w, r, fmt.Sprintf("plugin %s: %s %s", name, verb, where), resp)
 }
 
-// replayRequest is dlq.replay's request (schemas.DLQReplayRequest on the
-// busctl-complete branch).
-type replayRequest struct {
-	Seqs        []uint64 `json:"seqs"`
-	RequestedBy string   `json:"requested_by,omitempty"`
-}
-
-type replayResponse struct {
-	Results []struct {
-		Seq      uint64         `json:"seq"`
-		Consumer string         `json:"consumer,omitempty"`
-		Status   string         `json:"status"`
-		Error    *schemas.Error `json:"error,omitempty"`
-	} `json:"results"`
-}
-
 // actionReplay replays one dead letter to the consumer that gave up on it
 // (dlq.replay), once.
 func (d *Dashboard) actionReplay(w http.ResponseWriter, r *http.Request) {
@@ -107,20 +86,24 @@ func (d *Dashboard) actionReplay(w http.ResponseWriter, r *http.Request) {
 	if s != nil {
 		by += " (" + s.user + ")"
 	}
-	var resp replayResponse
-	if err := d.call(r.Context(), apiDLQReplay, replayRequest{Seqs: []uint64{seq}, RequestedBy: by}, &resp); err != nil {
+	var resp schemas.DLQReplayResponse
+	if err := d.call(r.Context(), schemas.APIDLQReplay, schemas.DLQReplayRequest{Seqs: []uint64{seq}, RequestedBy: by}, &resp); err != nil {
 		d.actionFailed(w, r, err)
 		return
 	}
-	if len(resp.Results) == 1 && resp.Results[0].Error != nil {
-		d.actionFailed(w, r, resp.Results[0].Error)
+	if len(resp.Results) != 1 {
+		d.actionFailed(w, r, &schemas.Error{Code: schemas.CodeInternal, Message: fmt.Sprintf("dlq.replay answered %d results for one dead letter", len(resp.Results))})
 		return
 	}
-	status := "replayed"
-	if len(resp.Results) == 1 {
-		status = resp.Results[0].Status
+	if e := resp.Results[0].Error; e != nil {
+		d.actionFailed(w, r, e)
+		return
 	}
-	d.done(w, r, fmt.Sprintf("dead letter %d: %s", seq, status), resp)
+	msg := fmt.Sprintf("dead letter %d replayed to %s", seq, resp.Results[0].Consumer)
+	if res := resp.Results[0]; res.Status == schemas.ReplayAlreadyReplayed && res.Replay != nil {
+		msg = fmt.Sprintf("dead letter %d was already replayed at %s (as event %d): it is replayed once", seq, res.Replay.ReplayedAt.UTC().Format(time.RFC3339), res.Replay.EventSeq)
+	}
+	d.done(w, r, msg, resp)
 }
 
 func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, msg string, result any) {

@@ -145,10 +145,9 @@ func TestActionsNeedAdmin(t *testing.T) {
 	if code == http.StatusForbidden {
 		t.Errorf("an admin's replay was refused: %+v", e)
 	}
-	// The broker answers: the dead letter does not exist, or (before
-	// dlq.replay is merged) no broker serves the endpoint.
-	if code != http.StatusNotFound && !(code == http.StatusServiceUnavailable && e.Code == schemas.CodeUnavailable) && code != http.StatusOK {
-		t.Errorf("an admin's replay of a missing dead letter: %d %+v", code, e)
+	// The broker answers: there is no such dead letter.
+	if code != http.StatusNotFound || e.Code != schemas.CodeNotFound {
+		t.Errorf("an admin's replay of a missing dead letter: %d %+v, want 404 not_found", code, e)
 	}
 	if code, e := bs.post(t, "/dash/action/plugins/nope/bogus", c, ok); code != http.StatusNotFound || e.Code != schemas.CodeNotFound {
 		t.Errorf("an unknown action: %d %+v", code, e)

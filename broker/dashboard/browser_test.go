@@ -73,14 +73,18 @@ func TestBrowserEvents(t *testing.T) {
 	p.NoConsoleErrors()
 }
 
-// A plugin's state change shows on the plugins page without a reload.
+// "Verify now" asks a plugin again; a plugin's state change shows on the
+// plugins page without a reload.
 func TestBrowserPluginStateLive(t *testing.T) {
 	bs := startBus(t)
 	stop := bs.startPlugin(t, newPlugin(t, "pager", nil))
 	p := browsertest.NewPage(t)
-	p.Navigate(bs.base + "/plugins")
+	p.Navigate(bs.loginURL(t, "/plugins"))
 	p.WaitTrue("pager ACTIVE", `document.querySelector('tr[data-plugin="pager"][data-state="ACTIVE"]') !== null`, browsertest.DefaultWait)
 	p.WaitTrue("the stream is live", `document.querySelector('#live').dataset.state === 'live'`, browsertest.DefaultWait)
+	// The admin asks it again whether it is ready.
+	p.Click(`tr[data-plugin="pager"] button[data-action$="/verify"]`)
+	p.WaitTrue("verified", `document.querySelector('#flash').textContent === 'plugin pager verified: ACTIVE'`, browsertest.DefaultWait)
 	browsertest.Eval[bool](p, `window.notReloaded = true`)
 	stop()
 	p.WaitTrue("pager STALE", `document.querySelector('tr[data-plugin="pager"][data-state="STALE"]') !== null`, browsertest.DefaultWait)
@@ -127,7 +131,7 @@ func TestBrowserReconnectExactlyOnce(t *testing.T) {
 
 // A dead letter shows with its reason, plugin and original event; a
 // non-admin gets no replay button and a POST without the admin's
-// credentials is refused; the admin, logged in, gets the button.
+// credentials is refused; the admin, logged in, replays it.
 func TestBrowserDeadLetterReplayAdminOnly(t *testing.T) {
 	bs := startBus(t)
 	bs.startPlugin(t, newPlugin(t, "fussy", func(context.Context, event.Event) error {
@@ -152,5 +156,10 @@ func TestBrowserDeadLetterReplayAdminOnly(t *testing.T) {
 
 	p.Navigate(bs.loginURL(t, "/dead-letters"))
 	p.WaitTrue("the admin gets the replay button", `document.querySelector('tr[data-seq="`+seq+`"] button.replay') !== null && document.querySelector('meta[name="csrf-token"]') !== null`, browsertest.DefaultWait)
+	// The admin replays it: once, to the plugin that gave up on it.
+	p.Click(`tr[data-seq="` + seq + `"] button.replay`)
+	p.WaitTrue("the replay is done and shown", `document.querySelector('#flash').textContent.includes('dead letter `+seq+` replayed to plugin_fussy') && `+
+		`document.querySelector('tr[data-seq="`+seq+`"]').textContent.includes('replayed') && document.querySelector('tr[data-seq="`+seq+`"] button.replay') === null`,
+		browsertest.DefaultWait)
 	p.NoConsoleErrors()
 }

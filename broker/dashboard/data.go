@@ -86,12 +86,7 @@ type deadLetterView struct {
 	StreamSeq  uint64
 	Deliveries string
 	Event      eventSummary
-	Replay     *replayView
-}
-
-type replayView struct {
-	ReplayedAt time.Time `json:"replayed_at"`
-	EventSeq   uint64    `json:"event_seq"`
+	Replay     *schemas.DLQReplay
 }
 
 func instancesOf(hosts []schemas.Host) []instanceView {
@@ -193,14 +188,11 @@ func (d *Dashboard) loadHooks(ctx context.Context) (hooksView, error) {
 	return v, nil
 }
 
-// bucketDLQReplays is where the broker records dead-letter replays, once
-// it serves dlq.replay (schemas.BucketDLQReplays on the busctl-complete
-// branch); without it, pages show no replays.
-const bucketDLQReplays = "plugbus_dlq_replays"
-
 func (d *Dashboard) loadDeadLetters(ctx context.Context) ([]deadLetterView, error) {
 	msgs, err := d.readWindow(ctx, schemas.StreamDLQ, nil, recentDeadLetters)
-	replays, _ := d.cfg.JetStream.KeyValue(ctx, bucketDLQReplays)
+	// Replays are recorded per dead letter (dlq.replay); a bus that never
+	// replayed one may have no bucket yet.
+	replays, _ := d.cfg.JetStream.KeyValue(ctx, schemas.BucketDLQReplays)
 	out := make([]deadLetterView, 0, len(msgs))
 	for i := len(msgs) - 1; i >= 0; i-- {
 		m := msgs[i]
@@ -215,8 +207,8 @@ func (d *Dashboard) loadDeadLetters(ctx context.Context) ([]deadLetterView, erro
 		}
 		v.Event = summarize(ctx, subject, h, m.Data, v.StreamSeq, m.Time)
 		if replays != nil && v.StreamSeq != 0 {
-			if e, err := replays.Get(ctx, v.Consumer+"."+strconv.FormatUint(v.StreamSeq, 10)); err == nil {
-				var r replayView
+			if e, err := replays.Get(ctx, schemas.DLQReplayKey(v.Consumer, v.StreamSeq)); err == nil {
+				var r schemas.DLQReplay
 				if json.Unmarshal(e.Value(), &r) == nil {
 					v.Replay = &r
 				}

@@ -1,7 +1,6 @@
 package busctl
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -13,6 +12,12 @@ import (
 
 // DefaultDashboardURL is where `make run`'s broker serves the dashboard.
 const DefaultDashboardURL = "http://127.0.0.1:8080"
+
+// dashboardLogin is what dashboard login prints with -o json or yaml.
+type dashboardLogin struct {
+	URL     string    `json:"url"`
+	Expires time.Time `json:"expires"`
+}
 
 func (a *app) dashboardCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
@@ -63,16 +68,14 @@ password: it is one, for --ttl.`,
 				return usageErr(err)
 			}
 			u := token.LoginURL(base, tok)
-			if a.jsonOutput() {
-				b, _ := json.MarshalIndent(map[string]any{"url": u, "expires": time.Now().Add(ttl).UTC().Truncate(time.Second)}, "", "  ")
-				fmt.Fprintln(a.stdout, string(b))
-				return nil
+			if a.structured() {
+				return a.printValue(dashboardLogin{URL: u, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second)})
 			}
 			fmt.Fprintln(a.stdout, u)
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&base, "url", base, "the dashboard's address, the broker's HTTP port (default $PLUGBUS_DASHBOARD_URL, then "+DefaultDashboardURL+")")
-	cmd.Flags().DurationVar(&ttl, "ttl", token.DefaultTTL, fmt.Sprintf("how long the login (and the browser's session) lasts, at most %s", token.MaxTTL))
+	cmd.Flags().StringVar(&base, "url", base, "the dashboard's address: the broker's HTTP port ($PLUGBUS_DASHBOARD_URL when set)")
+	cmd.Flags().DurationVar(&ttl, "ttl", token.DefaultTTL, fmt.Sprintf("how long the login (and the browser's session) lasts, at most %gh", token.MaxTTL.Hours()))
 	return cmd
 }
