@@ -47,6 +47,7 @@ type Broker struct {
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
+	intake  *intake
 	natsURL string
 }
 
@@ -134,6 +135,12 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { _ = svc.Stop(context.Background()) }()
+
+	stopMetrics, err := b.startMetrics()
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	httpSrv, err := b.startHTTP()
 	if err != nil {
@@ -262,6 +269,10 @@ func (b *Broker) startHTTP() (*http.Server, error) {
 	ln, err := net.Listen("tcp", b.cfg.HTTPAddr)
 	if err != nil {
 		return nil, &AddressInUseError{Setting: "http", Addr: b.cfg.HTTPAddr, Err: err}
+	}
+	if b.intake, err = b.newIntake(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	b.httpLn = ln
 	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}

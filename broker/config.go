@@ -105,9 +105,16 @@ type Config struct {
 	// Listen is the embedded server's client address (HOST:PORT; port 0 or
 	// -1 picks a random free port).
 	Listen string
-	// HTTPAddr is where /healthz and /metrics are served ("" disables HTTP;
-	// port 0 picks a random free port).
+	// HTTPAddr is where /healthz, /metrics and the alert intake (POST
+	// /v1/alerts) are served ("" disables HTTP; port 0 picks a random free
+	// port).
 	HTTPAddr string
+	// AlertsToken is the bearer token POST /v1/alerts requires
+	// (Authorization: Bearer TOKEN); AlertsTokenFile names a file holding
+	// it instead (set one of them). Without a token the intake takes
+	// alerts only when the HTTP listener is loopback; on any other address
+	// it refuses them (docs/observability.md).
+	AlertsToken, AlertsTokenFile string
 	// Pprof serves Go's runtime profiles under /debug/pprof/ on HTTPAddr
 	// (off by default: profiles show internals, so turn it on where the
 	// HTTP port is not exposed).
@@ -295,6 +302,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			return bad("http", "%q is not HOST:PORT: %v", c.HTTPAddr, err)
 		}
+	}
+	if c.AlertsToken != "" && c.AlertsTokenFile != "" {
+		return bad("alerts-token", "set the alerts token or the file holding it, not both")
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return bad("replicas", "%d must be between 1 and 5", c.Replicas)

@@ -19,47 +19,51 @@ import (
 	"github.com/plugbus/plugbus/wire"
 )
 
-// computeChains orders the steps of every hook point: priority ascending
-// (the hook's own priority, else the plugin's, default 0), ties broken by
-// plugin name ascending. It runs when the registry changes, not per call.
+// computeChains orders the steps of every hook point (chainorder.go):
+// priority ascending (the hook's own priority, else the plugin's, default
+// 0), refined by the steps' after/before constraints, ties broken by plugin
+// name ascending. It runs when the registry changes, not per call.
 func computeChains(recs []schemas.PluginRecord) map[string][]schemas.HookStep {
 	chains := map[string][]schemas.HookStep{}
 	for _, rec := range recs {
 		for _, h := range rec.Manifest.Hooks {
-			step := schemas.HookStep{
-				Plugin:        rec.Name,
-				Version:       rec.Version,
-				Priority:      rec.Manifest.Priority,
-				Timeout:       h.Timeout,
-				FailurePolicy: h.FailurePolicy,
-				Override:      h.Override,
-				State:         rec.State,
-			}
-			if h.Priority != nil {
-				step.Priority = *h.Priority
-			}
-			if step.Timeout <= 0 {
-				step.Timeout = schemas.Duration(schemas.DefaultHookTimeout)
-			}
-			if step.FailurePolicy == "" {
-				step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
-			}
-			step.WhenInactive = h.WhenInactive
-			if step.WhenInactive == "" {
-				step.WhenInactive = schemas.DefaultWhenInactive(step.FailurePolicy)
-			}
-			chains[h.Hook] = append(chains[h.Hook], step)
+			chains[h.Hook] = append(chains[h.Hook], hookStep(rec, h))
 		}
 	}
-	for _, steps := range chains {
-		sort.SliceStable(steps, func(i, j int) bool {
-			if steps[i].Priority != steps[j].Priority {
-				return steps[i].Priority < steps[j].Priority
-			}
-			return steps[i].Plugin < steps[j].Plugin
-		})
+	for hook, steps := range chains {
+		chains[hook], _ = orderSteps(steps)
 	}
 	return chains
+}
+
+// hookStep is the step a plugin's hook spec makes, with the defaults
+// filled in.
+func hookStep(rec schemas.PluginRecord, h schemas.HookSpec) schemas.HookStep {
+	step := schemas.HookStep{
+		Plugin:        rec.Name,
+		Version:       rec.Version,
+		Priority:      rec.Manifest.Priority,
+		Timeout:       h.Timeout,
+		FailurePolicy: h.FailurePolicy,
+		Override:      h.Override,
+		State:         rec.State,
+		After:         h.After,
+		Before:        h.Before,
+	}
+	if h.Priority != nil {
+		step.Priority = *h.Priority
+	}
+	if step.Timeout <= 0 {
+		step.Timeout = schemas.Duration(schemas.DefaultHookTimeout)
+	}
+	if step.FailurePolicy == "" {
+		step.FailurePolicy = schemas.DefaultFailurePolicy(h.Hook)
+	}
+	step.WhenInactive = h.WhenInactive
+	if step.WhenInactive == "" {
+		step.WhenInactive = schemas.DefaultWhenInactive(step.FailurePolicy)
+	}
+	return step
 }
 
 func (b *Broker) handleHooksList(_ context.Context, req *schemas.HookListRequest) (any, error) {

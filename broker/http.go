@@ -6,8 +6,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// httpHandler serves /healthz (200 once ready and connected, 503 otherwise)
-// and /metrics (Prometheus).
+// httpHandler serves /healthz (200 once ready and connected, 503 otherwise),
+// /metrics (Prometheus, OpenMetrics when the scraper asks for it) and POST
+// /v1/alerts (the alert intake, intake.go), plus /debug/pprof/ when
+// Config.Pprof is set.
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -24,7 +26,8 @@ func (b *Broker) httpHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("POST "+IntakePath, b.intake)
 	if b.cfg.Pprof {
 		servePprof(mux)
 	}

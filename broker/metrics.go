@@ -20,6 +20,12 @@ type metrics struct {
 	pluginCalls     *prometheus.HistogramVec
 	hookChains      *prometheus.CounterVec
 	hookSteps       *prometheus.HistogramVec
+	// acked and nakked count the acknowledgements and naks of each
+	// plugin's consumer, from JetStream's advisories (metrics_delivery.go).
+	acked, nakked *prometheus.CounterVec
+	// intakeRequests and intakeAlerts count POST /v1/alerts (intake.go).
+	intakeRequests *prometheus.CounterVec
+	intakeAlerts   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -58,10 +64,24 @@ func newMetrics() *metrics {
 			Name: "plugbus_hook_step_duration_seconds", Help: "Hook step calls, by hook point and result (step outcome or error code).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"hook", "result"}),
+		acked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_consumer_acked_total", Help: "Events a plugin acknowledged (handled), from JetStream's ack advisories.",
+		}, []string{"plugin"}),
+		nakked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_consumer_nakked_total", Help: "Events a plugin gave back for redelivery (nak), from JetStream's nak advisories.",
+		}, []string{"plugin"}),
+		intakeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_alert_intake_requests_total", Help: "POST /v1/alerts requests, by payload format (alertmanager, plain, unknown) and result code (ok or an error code).",
+		}, []string{"format", "code"}),
+		intakeAlerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugbus_alert_intake_alerts_total", Help: "Alerts taken in by POST /v1/alerts, by status (firing, resolved) and result (fired, resolved, replayed, suppressed, unchanged, not_found, failed).",
+		}, []string{"status", "result"}),
 	}
 	m.reg.MustRegister(m.eventsPublished, m.publishErrors, m.apiRequests, m.apiDuration, m.badInput,
-		m.deadLetters, m.stateChanges, m.pluginCalls, m.hookChains, m.hookSteps,
+		m.deadLetters, m.stateChanges, m.pluginCalls, m.hookChains, m.hookSteps, m.acked, m.nakked,
+		m.intakeRequests, m.intakeAlerts, buildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.preinit()
 	return m
 }
 

@@ -34,6 +34,10 @@ type registry struct {
 	version uint64
 
 	locks keyedMutex
+	// orderMu serialises the registrations whose hook ordering
+	// constraints involve each other, from the cycle check to the save,
+	// so two of them cannot make a cycle together (chainorder.go).
+	orderMu sync.Mutex
 }
 
 func newRegistry(b *Broker) *registry {
@@ -86,6 +90,7 @@ func (r *registry) watch(ctx context.Context) {
 				delete(r.cache, e.Key())
 				r.invalidate()
 				r.mu.Unlock()
+				r.b.metrics.pluginGone(e.Key())
 				continue
 			}
 			var rec schemas.PluginRecord
@@ -106,6 +111,7 @@ func (r *registry) put(rec schemas.PluginRecord) {
 	r.cache[rec.Name] = rec
 	r.invalidate()
 	r.mu.Unlock()
+	r.b.metrics.pluginSeen(rec)
 }
 
 // snapshot is a read-only view of the registry, rebuilt lazily after
@@ -240,6 +246,17 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		rec = schemas.PluginRecord{Name: m.Name, RegisteredAt: now}
 	}
 	if !same {
+		// A manifest whose ordering constraints would make a cycle in a
+		// chain is refused before anything is written.
+		unlockOrder := func() {}
+		if chainConstrained(r.cached(), m) {
+			r.orderMu.Lock()
+			unlockOrder = sync.OnceFunc(r.orderMu.Unlock) // once the record is saved (or not)
+			defer unlockOrder()
+			if err := checkChainOrder(r.cached(), m); err != nil {
+				return nil, err
+			}
+		}
 		rec.Manifest = m
 		rec.Version = m.Version
 		rec.RegisteredAt = now
@@ -266,6 +283,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		if err := r.save(ctx, &rec, compact(evs)...); err != nil {
 			return nil, err
 		}
+		unlockOrder()
 		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
@@ -595,6 +613,8 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 		MaxDeliver:    5,
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		MaxAckPending: 1000,
+		// The server reports every ack (plugbus_consumer_acked_total).
+		SampleFrequency: ackSampleFrequency,
 	}
 	seen := map[string]bool{}
 	for _, t := range ev.Types {

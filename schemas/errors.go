@@ -75,6 +75,11 @@ const (
 	// DetailPublicKeys lists NATS user public keys (a revocation the
 	// broker could not apply itself).
 	DetailPublicKeys = "public_keys"
+	// DetailHook names the hook point of an error, DetailCycle lists the
+	// plugins of a constraint cycle ("a", "b", "a") in a conflict that
+	// refused a registration.
+	DetailHook  = "hook"
+	DetailCycle = "cycle"
 )
 
 // Codes lists every error code, in a stable order.

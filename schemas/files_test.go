@@ -29,6 +29,7 @@ var allPaths = []string{
 	APICredsRequest, APIHostCredsRequest, APICredsResponse, APIRevokeResponse, EventIdentityIssued, EventIdentityRevoked,
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
+	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

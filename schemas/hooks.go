@@ -141,6 +141,13 @@ type HookStep struct {
 	WhenInactive  string      `json:"when_inactive"`
 	Override      bool        `json:"override,omitempty"`
 	State         PluginState `json:"state"`
+	// After and Before are the step's ordering constraints, as its
+	// manifest declares them.
+	After  []string `json:"after,omitempty"`
+	Before []string `json:"before,omitempty"`
+	// Reason says why the step is where it is: "priority 10", "priority
+	// 10, ties by plugin name", "after policy (policy: before audit)", ….
+	Reason string `json:"reason,omitempty"`
 }
 
 // What a chain does with a step whose plugin is not ACTIVE (HookSpec's

@@ -93,6 +93,13 @@ type HookSpec struct {
 	// Override lets this plugin overwrite env keys set by earlier steps
 	// (job.runtime_env).
 	Override bool `json:"override,omitempty"`
+	// After names plugins whose step on this hook point must run before
+	// this one, Before plugins whose step must run after it. They refine
+	// the priority order; a constraint on a plugin that is not in the
+	// chain has no effect. A registration that would make a cycle is
+	// refused.
+	After  []string `json:"after,omitempty"`
+	Before []string `json:"before,omitempty"`
 }
 
 // ActionSpec declares a command a plugin performs on an object model, as

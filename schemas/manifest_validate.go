@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -51,6 +52,19 @@ func (m *Manifest) Validate() error {
 		hooks[h.Hook] = i
 		if h.Timeout.D() > MaxHookTimeout {
 			return invalidField(field+".timeout", "must be at most %s (got %s)", MaxHookTimeout, h.Timeout.D())
+		}
+		for j, p := range h.After {
+			if p == m.Name {
+				return invalidField(fmt.Sprintf("%s.after[%d]", field, j), "names the plugin itself (%s); a step cannot run after itself", p)
+			}
+			if slices.Contains(h.Before, p) {
+				return invalidField(fmt.Sprintf("%s.after[%d]", field, j), "names %s, which manifest.hooks[%d].before also names: a step cannot run both before and after another", p, i)
+			}
+		}
+		for j, p := range h.Before {
+			if p == m.Name {
+				return invalidField(fmt.Sprintf("%s.before[%d]", field, j), "names the plugin itself (%s); a step cannot run before itself", p)
+			}
 		}
 	}
 	actions := map[[2]string]int{}

@@ -262,6 +262,18 @@ func samples() []sample {
 		{"stream stop request", schemas.APIStreamStopRequest, schemas.StreamStopRequest{Stream: schemas.StreamLogs, Consumer: "read_abc"}},
 		{"stream stop response", schemas.APIStreamStopResponse, schemas.StreamStopResponse{Stopped: true}},
 		{"identity revoked", schemas.EventIdentityRevoked, schemas.IdentityRevokedData{Role: "host", Name: "edge-1", Revoked: 1, PublicKeys: []string{"UABC"}}},
+		{"alertmanager webhook", schemas.APIAlertmanagerWebhook, schemas.AlertmanagerWebhook{Version: "4", GroupKey: `{}:{alertname="DiskFull"}`,
+			Status: "firing", Receiver: "plugbus", GroupLabels: map[string]string{"alertname": "DiskFull"},
+			CommonLabels: map[string]string{"alertname": "DiskFull", "severity": "critical"}, ExternalURL: "http://alertmanager:9093",
+			Alerts: []schemas.AlertmanagerAlert{{Status: "firing", Labels: map[string]string{"alertname": "DiskFull", "severity": "critical", "instance": "m1"},
+				Annotations: map[string]string{"summary": "disk full on m1"}, StartsAt: t0, EndsAt: t1, GeneratorURL: "http://prometheus:9090/graph",
+				Fingerprint: "5a8c2f0d4e1b9a37"}}}},
+		{"alert intake request", schemas.APIAlertIntakeRequest, schemas.AlertIntakeRequest{Alerts: []schemas.AlertIntakeItem{
+			{ID: "disk-full.m1", Severity: "critical", Summary: "disk full on m1", Labels: map[string]string{"machine": "m1"}, StartsAt: &t0},
+			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved}}}},
+		{"alert intake response", schemas.APIAlertIntakeResponse, schemas.AlertIntakeResponse{Alerts: []schemas.AlertIntakeResult{
+			{ID: "disk-full.m1", Status: schemas.IntakeFiring, Result: schemas.IntakeFired, EventID: "5Bz1vYt0QeW4d2cVq8nL3a"},
+			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved, Result: schemas.IntakeFailed, Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "timed out"}}}}},
 	}
 }
 

@@ -96,6 +96,7 @@ var strictSchemas = map[string]bool{
 	schemas.APIHostCredsRequest:        true,
 	schemas.APIStreamReadRequest:       true,
 	schemas.APIStreamStopRequest:       true,
+	schemas.APIAlertIntakeRequest:      true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {
@@ -184,7 +185,7 @@ func TestInvalidDocuments(t *testing.T) {
 		{"unknown hook point in a registration", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.post_deploy"}]}`),
 			invalid, "manifest.hooks[0].hook", `must be one of "job.pre_deploy", `},
 		{"typo in a hook", schemas.APIRegisterRequest, reg(`{"name":"a","version":"1.0.0","hooks":[{"hook":"job.pre_deploy","failure_polcy":"fail"}]}`),
-			invalid, "manifest.hooks[0].failure_polcy", "is not a known field (known fields: failure_policy, hook, override, priority, timeout, when_inactive)"},
+			invalid, "manifest.hooks[0].failure_polcy", "is not a known field (known fields: after, before, failure_policy, hook, override, priority, timeout, when_inactive)"},
 		{"action without command", schemas.ManifestV1, `{"name":"a","version":"1.0.0","actions":[{"model":"machines"}]}`,
 			invalid, "actions[0].command", "is required"},
 		{"bad action command", schemas.ManifestV1, `{"name":"a","version":"1.0.0","actions":[{"command":"Increment"}]}`,

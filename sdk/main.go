@@ -35,7 +35,8 @@ const (
 //	NAME listen   connect to NATS and serve until SIGINT or SIGTERM
 //
 // listen takes --server/-s (default $NATS_URL, then nats://127.0.0.1:4222),
-// --creds, --prefix, --config KEY=VALUE (repeatable; the initial config,
+// --creds, --prefix, --metrics-addr HOST:PORT (default $PLUGBUS_METRICS_ADDR:
+// serve the plugin's metrics there at /metrics), --config KEY=VALUE (repeatable; the initial config,
 // VALUE parsed as JSON when it parses and taken as a string otherwise),
 // --log-format console|json (default console on a terminal, json otherwise)
 // and --log-level. setup registers the plugin's handlers; it runs for
@@ -127,6 +128,7 @@ func newDefineCommand(m schemas.Manifest) *cobra.Command {
 
 type listenFlags struct {
 	server, creds, prefix  string
+	metricsAddr            string
 	tlsCert, tlsKey, tlsCA string
 	config                 []string
 	logFormat, logLevel    string
@@ -152,6 +154,7 @@ func newListenCommand(m schemas.Manifest, setup func(p *Plugin) error, stderr io
 	fl.StringArrayVar(&f.config, "config", nil, "initial config KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string)")
 	fl.StringVar(&f.logFormat, "log-format", "", "log format: console or json (default console on a terminal, json otherwise)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", os.Getenv(EnvMetricsAddr), "serve the plugin's Prometheus metrics on HOST:PORT at /metrics (default $"+EnvMetricsAddr+"; empty: not served)")
 	return cmd
 }
 
@@ -204,6 +207,13 @@ func listen(ctx context.Context, f listenFlags, m schemas.Manifest, setup func(p
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.metricsAddr != "" {
+		stopMetrics, err := serveMetrics(ctx, p, f.metricsAddr)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	nc, err := Connect(ctx, ConnectConfig{URL: f.server, Creds: f.creds, Name: wire.PluginService(m.Name), Logger: p.Logger(),
 		InboxPrefix: wire.InboxPrefix("plugin", m.Name), TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSCA: f.tlsCA})
 	if err != nil {

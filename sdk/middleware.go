@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/trace"
@@ -66,6 +67,7 @@ func (p *Plugin) invoke(ctx context.Context, c *Call, h Next) (result any, err e
 	case KindInit, KindConfig, KindVerify:
 		target = ""
 	}
+	callKind, callName, start := c.Kind, c.Name, time.Now()
 	ctx, span := p.opts.tracer.Start(ctx, kind, op, target)
 	if span.IsRecording() {
 		span.SetAttributes(wire.AttrPlugin.String(p.manifest.Name), wire.AttrCallKind.String(c.Kind), wire.AttrCallName.String(c.Name))
@@ -73,7 +75,10 @@ func (p *Plugin) invoke(ctx context.Context, c *Call, h Next) (result any, err e
 			eventSpanAttributes(ctx, span, c)
 		}
 	}
-	defer func() { wire.EndSpan(span, err) }()
+	defer func() {
+		p.metrics.observe(callKind, callName, err, time.Since(start))
+		wire.EndSpan(span, err)
+	}()
 	p.mu.RLock()
 	mws := p.middleware
 	p.mu.RUnlock()

@@ -77,7 +77,8 @@ type Plugin struct {
 	// changed the consumer.
 	registration string
 
-	stats counters
+	stats   counters
+	metrics *sdkMetrics
 	// replay is the plugin's side of replays (replay.go).
 	replay replayState
 	// handlerEWMA is the moving average of event handler run time, in ns.
@@ -118,6 +119,7 @@ func New(m schemas.Manifest, opts ...Option) (*Plugin, error) {
 		settingsChanged: make(chan struct{}, 1),
 	}
 	p.client = client.NewFunc(p.Conn, client.WithPrefix(o.prefix))
+	p.metrics = newSDKMetrics(p)
 	return p, nil
 }
 

@@ -1,6 +1,7 @@
 // Command broker runs the plugbus core. With no flags it embeds a
 // nats-server with JetStream (data under ./data, NATS on 127.0.0.1:4222)
-// and serves /healthz and /metrics on 127.0.0.1:8080.
+// and serves /healthz, /metrics and the alert intake (POST /v1/alerts) on
+// 127.0.0.1:8080.
 package main
 
 import (
@@ -91,7 +92,9 @@ func newCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", broker.DefaultDataDir, "where the embedded NATS server keeps JetStream data")
 	f.StringVar(&cfg.Listen, "listen", broker.DefaultListen, "NATS client address of the embedded server (HOST:PORT)")
-	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz and /metrics (empty disables)")
+	f.StringVar(&cfg.HTTPAddr, "http", broker.DefaultHTTPAddr, "HTTP address for /healthz, /metrics and POST /v1/alerts (empty disables)")
+	f.StringVar(&cfg.AlertsToken, "alerts-token", "", "bearer token POST /v1/alerts requires (prefer $PLUGBUS_ALERTS_TOKEN or --alerts-token-file: flags show in ps); without one the intake is off unless --http is loopback")
+	f.StringVar(&cfg.AlertsTokenFile, "alerts-token-file", "", "file holding the bearer token POST /v1/alerts requires (instead of --alerts-token)")
 	f.BoolVar(&cfg.Pprof, "pprof", false, "also serve Go's runtime profiles under /debug/pprof/ on --http")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server instead of embedding one")
 	f.StringVar(&cfg.Creds, "creds", "", "NATS credentials file (with --nats-url)")

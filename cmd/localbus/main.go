@@ -310,6 +310,7 @@ func banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host string, plugins 
     %[8]s alert fire --severity critical --summary "disk full" --label host=m1
     %[8]s plugins logs notify-webhook
     curl -s http://%[3]s/metrics | grep plugbus_
+    Alertmanager's webhook (or curl) → http://%[3]s/v1/alerts   (docs/observability.md)
 
   Ctrl-C stops everything.
 

@@ -100,12 +100,13 @@ func withEmptyChains(chains []schemas.HookChain, want []string) []schemas.HookCh
 }
 
 // printHookChains writes the `hooks ls` table: one row per step, in run
-// order, and a row saying so for a hook point no plugin implements. The
+// order, with why it is there (priority, an ordering constraint, the tie
+// rule), and a row saying so for a hook point no plugin implements. The
 // columns are aligned over the header and the step rows of every chain;
 // the "no plugin" note sits past the # column and widens nothing.
 func printHookChains(w io.Writer, chains []schemas.HookChain) error {
 	const noSteps = "no plugin implements this hook"
-	rows := [][]string{{"HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "INACTIVE", "OVERRIDE", "STATE"}}
+	rows := [][]string{{"HOOK", "#", "PLUGIN", "PRIORITY", "TIMEOUT", "POLICY", "INACTIVE", "OVERRIDE", "STATE", "WHY"}}
 	for _, c := range chains {
 		if len(c.Steps) == 0 {
 			rows = append(rows, []string{c.Hook, "-", noSteps})
@@ -125,7 +126,7 @@ func printHookChains(w io.Writer, chains []schemas.HookChain) error {
 				inactive = schemas.DefaultWhenInactive(s.FailurePolicy)
 			}
 			rows = append(rows, []string{c.Hook, fmt.Sprint(i + 1), s.Plugin, fmt.Sprint(s.Priority), timeout,
-				s.FailurePolicy, inactive, override, string(s.State)})
+				s.FailurePolicy, inactive, override, string(s.State), cell(s.Reason)})
 		}
 	}
 	widths := make([]int, len(rows[0]))

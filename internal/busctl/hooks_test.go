@@ -18,13 +18,14 @@ func hookChains() schemas.HookListResponse {
 	return schemas.HookListResponse{Chains: []schemas.HookChain{
 		{Hook: schemas.HookJobPreDeploy, Steps: []schemas.HookStep{
 			{Plugin: "job-policy", Version: "1.0.0", Priority: 10, Timeout: d(2 * time.Second),
-				FailurePolicy: schemas.FailurePolicyFail, WhenInactive: schemas.WhenInactiveSkip, State: schemas.StateActive},
+				FailurePolicy: schemas.FailurePolicyFail, WhenInactive: schemas.WhenInactiveSkip, State: schemas.StateActive,
+				Before: []string{"audit"}, Reason: "before audit (job-policy: before audit)"},
 			{Plugin: "audit", Version: "0.1.0", Priority: 10, Timeout: d(schemas.DefaultHookTimeout),
-				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateError},
+				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateError, Reason: "after job-policy (job-policy: before audit)"},
 		}},
 		{Hook: schemas.HookJobRuntimeEnv, Steps: []schemas.HookStep{
 			{Plugin: "zz-env", Version: "1.0.0", Priority: -5, Timeout: d(250 * time.Millisecond),
-				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateActive},
+				FailurePolicy: schemas.FailurePolicyIgnore, State: schemas.StateActive, Reason: "priority -5"},
 			{Plugin: "job-policy", Version: "1.0.0", Priority: 20, Timeout: d(schemas.DefaultHookTimeout),
 				FailurePolicy: schemas.FailurePolicyIgnore, Override: true, State: schemas.StateActive},
 		}},
@@ -43,11 +44,11 @@ func TestHooksList(t *testing.T) {
 
 	out := b.mustRun(t, "hooks", "ls")
 	want := "" +
-		"HOOK                      #  PLUGIN      PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
-		"job.pre_deploy            1  job-policy  10        2s       fail    skip      no        ACTIVE\n" +
-		"job.pre_deploy            2  audit       10        5s       ignore  skip      no        ERROR\n" +
-		"job.runtime_env           1  zz-env      -5        250ms    ignore  skip      no        ACTIVE\n" +
-		"job.runtime_env           2  job-policy  20        5s       ignore  skip      yes       ACTIVE\n" +
+		"HOOK                      #  PLUGIN      PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE   WHY\n" +
+		"job.pre_deploy            1  job-policy  10        2s       fail    skip      no        ACTIVE  before audit (job-policy: before audit)\n" +
+		"job.pre_deploy            2  audit       10        5s       ignore  skip      no        ERROR   after job-policy (job-policy: before audit)\n" +
+		"job.runtime_env           1  zz-env      -5        250ms    ignore  skip      no        ACTIVE  priority -5\n" +
+		"job.runtime_env           2  job-policy  20        5s       ignore  skip      yes       ACTIVE  -\n" +
 		"job.dockerfile_injection  -  no plugin implements this hook\n" +
 		"job.bootstrap_injection   -  no plugin implements this hook\n" +
 		"job.pre_delete            -  no plugin implements this hook\n" +
@@ -64,7 +65,7 @@ func TestHooksList(t *testing.T) {
 		fb.reply(schemas.APIHooksList, schemas.HookListResponse{Chains: []schemas.HookChain{
 			{Hook: schemas.HookAlertPreNotify, Steps: []schemas.HookStep{}}}})
 		out := b.mustRun(t, "hooks", "ls", schemas.HookAlertPreNotify)
-		want := "HOOK              #  PLUGIN  PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
+		want := "HOOK              #  PLUGIN  PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE  WHY\n" +
 			"alert.pre_notify  -  no plugin implements this hook\n"
 		if out != want {
 			t.Errorf("hooks ls alert.pre_notify =\n%s\nwant\n%s", out, want)
@@ -88,15 +89,15 @@ func TestHooksList(t *testing.T) {
 		}})
 		out := b.mustRun(t, "hooks", "ls")
 		want := "" +
-			"HOOK                      #  PLUGIN        PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE\n" +
-			"job.pre_deploy            1  job-policy    0         5s       fail    fail      no        ACTIVE\n" +
+			"HOOK                      #  PLUGIN        PRIORITY  TIMEOUT  POLICY  INACTIVE  OVERRIDE  STATE   WHY\n" +
+			"job.pre_deploy            1  job-policy    0         5s       fail    fail      no        ACTIVE  -\n" +
 			"job.runtime_env           -  no plugin implements this hook\n" +
 			"job.dockerfile_injection  -  no plugin implements this hook\n" +
 			"job.bootstrap_injection   -  no plugin implements this hook\n" +
 			"job.pre_delete            -  no plugin implements this hook\n" +
 			"machine.pre_action        -  no plugin implements this hook\n" +
-			"alert.pre_notify          1  labeler       0         5s       fail    fail      no        ACTIVE\n" +
-			"alert.pre_notify          2  maint-window  10        2s       fail    fail      no        STALE\n"
+			"alert.pre_notify          1  labeler       0         5s       fail    fail      no        ACTIVE  -\n" +
+			"alert.pre_notify          2  maint-window  10        2s       fail    fail      no        STALE   -\n"
 		if out != want {
 			t.Errorf("hooks ls =\n%s\nwant\n%s", out, want)
 		}

@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the command sessions in the doc
 
 // The pages whose shell sessions TestDocSessions runs. Each runs on a bus of
 // its own, set up as `make run` sets it up.
-var sessionPages = []string{"README.md", "docs/busctl.md", "docs/security.md", "docs/replay.md"}
+var sessionPages = []string{"README.md", "docs/busctl.md", "docs/security.md", "docs/replay.md", "docs/observability.md"}
 
 // A session command: a "$ CMD" line in a fenced block and the output lines
 // that follow it, up to the next "$ " line, a "# " comment line or the
