@@ -19,17 +19,6 @@ var root = func() string {
 // the chart's image repository.
 const plugbusImage = "plugbus:dev"
 
-// fromObservability are files the observability work adds
-// (deployments/grafana/plugbus.json, deployments/prometheus/rules.yml).
-// The compose file mounts them; until they are in this tree their checks
-// say so and are skipped, and once they are, they are checked like the
-// rest.
-var fromObservability = map[string]bool{
-	"deployments/grafana/plugbus.json":      true,
-	"deployments/prometheus/rules.yml":      true,
-	"deployments/prometheus/rules_test.yml": true,
-}
-
 func rel(path string) string {
 	r, err := filepath.Rel(root, path)
 	if err != nil {

@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -355,8 +356,30 @@ func TestComposeServices(t *testing.T) {
 		t.Error("the dashboard provider does not read /etc/grafana/dashboards")
 	}
 	ds := readFile(t, filepath.Join(composeDir, "grafana", "provisioning", "datasources", "prometheus.yml"))
-	if !strings.Contains(ds, "url: http://prometheus:9090") {
+	if !strings.Contains(ds, "url: http://prometheus:9090") || !strings.Contains(ds, "type: prometheus") {
 		t.Error("the Grafana data source is not the compose Prometheus")
+	}
+	// The dashboard reads a Prometheus data source (its datasource
+	// variable), which the provisioned one is.
+	var dash struct {
+		UID        string `json:"uid"`
+		Templating struct {
+			List []struct {
+				Name, Type string
+				Query      any
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(root, "deployments", "grafana", "plugbus.json"))), &dash); err != nil {
+		t.Fatalf("deployments/grafana/plugbus.json: %v", err)
+	}
+	if dash.UID == "" || !slices.ContainsFunc(dash.Templating.List, func(v struct {
+		Name, Type string
+		Query      any
+	}) bool {
+		return v.Type == "datasource" && v.Query == "prometheus"
+	}) {
+		t.Errorf("deployments/grafana/plugbus.json: no uid or no prometheus datasource variable: %+v", dash)
 	}
 }
 
@@ -374,10 +397,6 @@ func TestComposeBindSourcesExist(t *testing.T) {
 				continue
 			}
 			if exists(v.Source) {
-				continue
-			}
-			if fromObservability[rel(v.Source)] {
-				t.Logf("NOTE: %s mounts %s, which the observability work adds and is not in this tree yet", s.Name, rel(v.Source))
 				continue
 			}
 			t.Errorf("%s mounts %s, which does not exist", s.Name, rel(v.Source))
