@@ -22,8 +22,9 @@ import (
 
 // Target says what a metric must reach.
 type Target struct {
-	// Kind is "ratio_min" (bus/raw must be at least Value) or "bus_max" (the
-	// bus figure must be at most Value, in the metric's unit).
+	// Kind is "ratio_min" (bus/raw must be at least Value), "ratio_max"
+	// (bus/raw must be at most Value) or "bus_max" (the bus figure must be
+	// at most Value, in the metric's unit).
 	Kind  string  `json:"kind"`
 	Value float64 `json:"value"`
 }
@@ -35,6 +36,8 @@ func (t *Target) String() string {
 	switch t.Kind {
 	case "ratio_min":
 		return fmt.Sprintf(">= %.2fx raw", t.Value)
+	case "ratio_max":
+		return fmt.Sprintf("<= %.2fx raw", t.Value)
 	case "bus_max":
 		return fmt.Sprintf("<= %s", fmtNum(t.Value))
 	}
@@ -119,6 +122,9 @@ func (m *Metric) Record() Record {
 		switch {
 		case m.Target.Kind == "ratio_min" && r.Ratio != nil:
 			ok = *r.Ratio >= m.Target.Value
+			r.Pass = &ok
+		case m.Target.Kind == "ratio_max" && r.Ratio != nil:
+			ok = *r.Ratio <= m.Target.Value
 			r.Pass = &ok
 		case m.Target.Kind == "bus_max" && r.Bus != nil:
 			ok = *r.Bus <= m.Target.Value
