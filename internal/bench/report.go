@@ -173,6 +173,9 @@ type Report struct {
 	Records []Record          `json:"records"`
 	// Skipped lists cases or figures that could not run, with the reason.
 	Skipped []string `json:"skipped,omitempty"`
+	// Baseline names what the raw column is when it is not raw NATS alone
+	// (bench/peers: go-plugin in its rows).
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // ReadReport reads a results file written by WriteJSON.
@@ -249,7 +252,11 @@ func (r *Report) WriteTable(w io.Writer) {
 
 // WriteMarkdown prints the records as a Markdown table (for docs/performance.md).
 func (r *Report) WriteMarkdown(w io.Writer) {
-	fmt.Fprintln(w, "| case | figure | unit | raw NATS | plugbus | bus/raw | plugbus min..max | target | met |")
+	base := r.Baseline
+	if base == "" {
+		base = "raw NATS"
+	}
+	fmt.Fprintf(w, "| case | figure | unit | %s | plugbus | bus/raw | plugbus min..max | target | met |\n", base)
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
 	for _, rec := range r.Records {
 		ratio := "-"
@@ -335,10 +342,13 @@ func versions() Versions {
 	return v
 }
 
-// Markers delimiting the generated part of docs/performance.md.
+// Markers delimiting the generated parts of docs/performance.md: busbench's
+// table and bench/peers' (peerbench).
 const (
 	DocTableStart = "<!-- busbench:table:start -->"
 	DocTableEnd   = "<!-- busbench:table:end -->"
+	DocPeersStart = "<!-- busbench:peers:start -->"
+	DocPeersEnd   = "<!-- busbench:peers:end -->"
 )
 
 // WriteDocSection writes the generated part of docs/performance.md: the
@@ -368,17 +378,23 @@ func (r *Report) WriteDocSection(w io.Writer) {
 // UpdateDoc replaces the generated part of the Markdown file at path (the
 // lines between DocTableStart and DocTableEnd) with this report.
 func (r *Report) UpdateDoc(path string) error {
+	return r.UpdateDocBetween(path, DocTableStart, DocTableEnd)
+}
+
+// UpdateDocBetween replaces the lines between the markers start and end of
+// the Markdown file at path with this report.
+func (r *Report) UpdateDocBetween(path, start, end string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, DocTableStart), strings.Index(s, DocTableEnd)
+	i, j := strings.Index(s, start), strings.Index(s, end)
 	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s section", path, DocTableStart, DocTableEnd)
+		return fmt.Errorf("%s has no %s ... %s section", path, start, end)
 	}
 	var sb strings.Builder
-	sb.WriteString(s[:i+len(DocTableStart)])
+	sb.WriteString(s[:i+len(start)])
 	sb.WriteString("\n")
 	r.WriteDocSection(&sb)
 	sb.WriteString(s[j:])
