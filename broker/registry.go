@@ -589,6 +589,9 @@ func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest) error
 		return nil
 	}
 	cc := ConsumerConfig(r.b.cfg.Prefix, m)
+	if r.b.cfg.AckSampling == AckSamplingOff {
+		cc.SampleFrequency = ""
+	}
 	if existing, err := r.b.js.Consumer(ctx, schemas.StreamEvents, name); err == nil {
 		info := existing.CachedInfo()
 		cc.DeliverPolicy = info.Config.DeliverPolicy
