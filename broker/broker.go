@@ -21,6 +21,7 @@ import (
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
@@ -44,6 +45,9 @@ type Broker struct {
 	pub     *Publisher
 	reg     *registry
 	seq     *sequencer
+	lease   *lease
+	locks   *busLocks
+	cluster *clusterMetrics
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
@@ -57,7 +61,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Broker{
+	b := &Broker{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
@@ -65,7 +69,9 @@ func New(cfg Config) (*Broker, error) {
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		limits:  newLimits(),
 		ready:   make(chan struct{}),
-	}, nil
+	}
+	b.cluster = newClusterMetrics(b.metrics.reg)
+	return b, nil
 }
 
 // Ready is closed once the streams, buckets, API and HTTP server are up.
@@ -123,11 +129,27 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	dlq, err := b.startDLQ(ctx)
-	if err != nil {
-		return err
+	// The lease and the view of the locks (docs/scale-out.md) outlive the
+	// drain at a stop: requests in flight finish under their locks; the
+	// lease is released last, so what it held passes on at once.
+	b.lease = newLease(b, b.st.locks)
+	b.locks = newBusLocks(b, b.st.locks, b.lease)
+	b.lease.clearPredecessors(setupCtx)
+	if err := b.lease.take(setupCtx); err != nil {
+		return fmt.Errorf("%w (is JetStream available?)", err)
 	}
-	defer dlq.Stop()
+	leaseCtx, leaseCancel := context.WithCancel(context.WithoutCancel(ctx))
+	var leaseBG sync.WaitGroup
+	leaseBG.Go(func() { b.lease.run(leaseCtx) })
+	leaseBG.Go(func() { b.locks.watch(leaseCtx) })
+	defer func() {
+		leaseCancel()
+		leaseBG.Wait()
+		b.lease.release()
+	}()
+	if err := b.locks.waitReady(setupCtx); err != nil {
+		return fmt.Errorf("read %s: %w", schemas.BucketLocks, err)
+	}
 
 	svc, err := b.startAPI()
 	if err != nil {
@@ -142,7 +164,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	var bg sync.WaitGroup
 	bg.Add(4)
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
-	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
+	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
 	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
 
