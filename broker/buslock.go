@@ -101,6 +101,9 @@ func (l *busLocks) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := l.kv.WatchAll(ctx)
 		if err != nil {
+			if l.b.nc.IsClosed() {
+				return
+			}
 			if ctx.Err() == nil {
 				l.b.log.Warn().Err(err).Msg("watch the locks bucket; retrying")
 			}

@@ -6,8 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// httpHandler serves /healthz (200 once ready and connected, 503 otherwise)
-// and /metrics (Prometheus).
+// httpHandler serves /healthz (200 once ready and connected, 503 otherwise;
+// the body's second line is "role: leader" or "role: follower") and
+// /metrics (Prometheus).
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -22,7 +23,11 @@ func (b *Broker) httpHandler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok\n"))
+		// The second line says whether this broker leads the bus
+		// (leader.go); the header says the same for probes.
+		role := b.role()
+		w.Header().Set("Plugbus-Role", role)
+		_, _ = w.Write([]byte("ok\nrole: " + role + "\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	if b.cfg.Pprof {

@@ -68,6 +68,19 @@ func newClusterMetrics(reg *prometheus.Registry) *clusterMetrics {
 // Leading reports whether this broker is the bus's leader now.
 func (b *Broker) Leading() bool { return b.cluster.leading.Load() }
 
+// Roles /healthz reports.
+const (
+	RoleLeader   = "leader"
+	RoleFollower = "follower"
+)
+
+func (b *Broker) role() string {
+	if b.Leading() {
+		return RoleLeader
+	}
+	return RoleFollower
+}
+
 // campaign queues for leadership until ctx ends; while leading it runs the
 // duties, which stop when leadership is lost.
 func (b *Broker) campaign(ctx context.Context) {

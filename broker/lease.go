@@ -183,6 +183,9 @@ func (l *lease) run(ctx context.Context) {
 		case <-t.C:
 		case <-l.kick:
 		}
+		if l.b.nc.IsClosed() {
+			return
+		}
 		id, epoch, held := l.current()
 		if !held {
 			tctx, cancel := context.WithTimeout(ctx, l.ttl)

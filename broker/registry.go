@@ -39,6 +39,8 @@ type registry struct {
 	snap atomic.Pointer[snapshot]
 	// version counts cache changes (under mu).
 	version uint64
+	// rounds counts heartbeat rounds (tests).
+	rounds atomic.Int64
 }
 
 // cachedRecord is a record and the revision it was read or written at.
@@ -785,6 +787,7 @@ func (r *registry) heartbeat(ctx context.Context) {
 			}
 			r.checkAlive(ctx, rec.Name)
 		}
+		r.rounds.Add(1)
 	}
 }
 
