@@ -89,7 +89,9 @@ func (b *Broker) endpoints() []apiEndpoint {
 		sequenced(endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, schemas.APIMachineActionResponse, b.handleMachineAction), "machine/", "machine"),
 		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, schemas.APIMachine, b.handleMachineGet),
 		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, schemas.APIMachineListResponse, b.handleMachineList),
-		sequenced(endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam), "machine/", "machine"),
+		// Not sequenced: a plugin's action sets params on the machine it
+		// runs on, inside the action's turn (the write is compare-and-set).
+		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
 		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
 		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
 		sequenced(endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve), "alert/", "id"),
