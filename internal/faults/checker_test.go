@@ -37,6 +37,8 @@ type op struct {
 	// Steps are the hook steps' outcomes of a successful answer
 	// ("continued", "skipped", "ignored: timeout", …).
 	Steps []string
+	// Last is the last failed attempt's error (for failure reports).
+	Last string
 }
 
 // history is what the clients did.
@@ -161,6 +163,7 @@ func (h *history) fire(ctx context.Context, l load, i int) {
 			return
 		}
 		h.retries[code]++
+		o.Last = err.Error()
 		h.mu.Unlock()
 		select {
 		case <-ctx.Done():

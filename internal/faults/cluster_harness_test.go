@@ -120,7 +120,7 @@ max_payload: 8MB
 jetstream {
   store_dir: %[4]q
   max_memory_store: 256MB
-  max_file_store: 4GB
+  max_file_store: 64GB
 }
 cluster {
   name: plugbus-faults
@@ -134,6 +134,12 @@ include plugbus-auth.conf
 		}
 	}
 	c.bus = &bus{t: t, bin: build(t), dataDir: c.authDir, url: strings.Join(urls, ",")}
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Go(func() { c.startNode(t, i) })
+	}
+	wg.Wait()
+	c.waitJetStream(t)
 	// The clients leave a frozen node within seconds (the default ping
 	// interval would keep them on it for minutes).
 	fast := []nats.Option{nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3)}
@@ -148,12 +154,6 @@ include plugbus-auth.conf
 		}
 		c.bus.js = js
 	})
-	var wg sync.WaitGroup
-	for i := range c.nodes {
-		wg.Go(func() { c.startNode(t, i) })
-	}
-	wg.Wait()
-	c.waitJetStream(t)
 	for range nBrokers {
 		c.brokers = append(c.brokers, &brokerNode{http: freeAddr(t)})
 	}
@@ -338,6 +338,9 @@ func stalls(h *history, from, to time.Time) time.Duration {
 // stop is closed; then the requests in flight finish. It returns how
 // many were offered.
 func (h *history) paced(ctx context.Context, l load, rate int, stop <-chan struct{}) int {
+	if l.timeout == 0 {
+		l.timeout = 5 * time.Second
+	}
 	jobs := make(chan int, l.workers)
 	var wg sync.WaitGroup
 	for range l.workers {

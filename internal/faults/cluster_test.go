@@ -56,7 +56,7 @@ func TestClusterNodeRestart(t *testing.T) {
 	c.startPlugin(t, "notify-webhook", "notify-webhook", nil, nil, "url="+sk.url("/ok"))
 
 	h := newHistory()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -83,7 +83,7 @@ func TestClusterNodeRestart(t *testing.T) {
 	offered := <-done
 	loadEnd := time.Now()
 	if ctx.Err() != nil {
-		t.Fatalf("the load did not finish: %d of %d answered", h.acked.Load(), offered)
+		t.Fatalf("the load did not finish: %s", h.unansweredNote())
 	}
 	c.waitJetStream(t)
 	v := c.checkDelivered(t, h, sk)
@@ -131,7 +131,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 	go func() {
 		done <- h.paced(ctx, load{c: admin, n: 1 << 30, workers: 16, prefix: "ql"}, scaled(200), stop)
 	}()
-	waitFor(t, "500 alerts acknowledged", waitLimit, func() bool { return h.acked.Load() >= 500 })
+	h.waitAcked(t, "500 alerts acknowledged", 500)
 
 	// Node 0 stays; the brokers and clients on the others move to it.
 	c.killNode(t, 1)
@@ -183,7 +183,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 	c.startNode(t, 2)
 	c.waitJetStream(t)
 	back := time.Since(down)
-	waitFor(t, "500 more alerts acknowledged after the quorum is back", waitLimit, func() bool { return h.acked.Load() >= ackedAtLoss+500 })
+	h.waitAcked(t, "500 more alerts acknowledged after the quorum is back", ackedAtLoss+500)
 	close(stop)
 	offered := <-done
 	// The probes whose answer left the outcome open are asked again,
@@ -194,7 +194,7 @@ func TestClusterQuorumLoss(t *testing.T) {
 		}
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("the load did not finish")
+		t.Fatalf("the load did not finish: %s", h.unansweredNote())
 	}
 
 	codes := func(ps []probe) string {
@@ -288,7 +288,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 	go func() {
 		done <- h.paced(ctx, load{c: c.admin(t), n: 1 << 30, workers: 32, prefix: "lp"}, scaled(500), stop)
 	}()
-	waitFor(t, "1000 alerts acknowledged", waitLimit, func() bool { return h.acked.Load() >= 1000 })
+	h.waitAcked(t, "1000 alerts acknowledged", 1000)
 	leader := c.streamLeader(t, schemas.StreamEvents)
 	i := c.nodeIndex(leader)
 	if i < 0 {
@@ -303,16 +303,16 @@ func TestClusterLeaderPaused(t *testing.T) {
 		return newLeader != "" && newLeader != leader
 	})
 	elected := time.Since(paused)
-	waitFor(t, "1000 more alerts acknowledged", waitLimit, func() bool { return h.acked.Load() >= acked+1000 })
+	h.waitAcked(t, "1000 more alerts acknowledged", acked+1000)
 	c.resumeNode(t, i)
 	held := time.Since(paused)
 	c.waitJetStream(t)
-	waitFor(t, "500 more alerts after the resume", waitLimit, func() bool { return h.acked.Load() >= acked+1500 })
+	h.waitAcked(t, "500 more alerts after the resume", acked+1500)
 	close(stop)
 	offered := <-done
 	loadEnd := time.Now()
 	if ctx.Err() != nil {
-		t.Fatalf("the load did not finish")
+		t.Fatalf("the load did not finish: %s", h.unansweredNote())
 	}
 	v := c.checkDelivered(t, h, sk)
 	v.Scenario = "cluster-leader-paused"
@@ -350,7 +350,7 @@ func TestClusterBrokerKill(t *testing.T) {
 	go func() {
 		done <- h.paced(ctx, load{c: c.admin(t), n: 1 << 30, workers: 64, prefix: "ck"}, scaled(300), stop)
 	}()
-	waitFor(t, "500 alerts acknowledged", waitLimit, func() bool { return h.acked.Load() >= 500 })
+	h.waitAcked(t, "500 alerts acknowledged", 500)
 	// Mid-chain: wait until chains are inside the hook, then kill.
 	waitFor(t, "chains inside the hook", waitLimit, func() bool { return len(hooks.held()) > 0 })
 	inHook := len(hooks.held())
@@ -368,12 +368,12 @@ func TestClusterBrokerKill(t *testing.T) {
 		return false
 	})
 	takeover := time.Since(killed)
-	waitFor(t, "1000 more alerts acknowledged", waitLimit, func() bool { return h.acked.Load() >= acked+1000 })
+	h.waitAcked(t, "1000 more alerts acknowledged", acked+1000)
 	close(stop)
 	offered := <-done
 	loadEnd := time.Now()
 	if ctx.Err() != nil {
-		t.Fatalf("the load did not finish")
+		t.Fatalf("the load did not finish: %s", h.unansweredNote())
 	}
 	v := c.checkDelivered(t, h, sk)
 	v.Scenario = "cluster-broker-kill"
@@ -417,4 +417,35 @@ func (h *history) settle(ctx context.Context, c *client.Client, o *op, req schem
 		case <-time.After(min(time.Duration(attempt)*50*time.Millisecond, time.Second)):
 		}
 	}
+}
+
+// waitAcked waits until n alerts are acknowledged, saying what the
+// clients were answered meanwhile when they are not.
+func (h *history) waitAcked(t *testing.T, what string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for h.acked.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %d acknowledged; %s", waitLimit, what, h.acked.Load(), h.retriesNote())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// unansweredNote lists the requests still without an answer, with the
+// last error each got.
+func (h *history) unansweredNote() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var parts []string
+	for id, o := range h.ops {
+		if !o.Answered {
+			parts = append(parts, fmt.Sprintf("%s (%d attempts, last: %s)", id, o.Attempts, o.Last))
+		}
+	}
+	sort.Strings(parts)
+	if len(parts) > 10 {
+		parts = append(parts[:10], fmt.Sprintf("and %d more", len(parts)-10))
+	}
+	return fmt.Sprintf("%d unanswered: %s", len(parts), strings.Join(parts, "; "))
 }
