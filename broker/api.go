@@ -89,10 +89,12 @@ func (b *Broker) endpoints() []apiEndpoint {
 		sequenced(endpoint(schemas.APIMachinesAction, schemas.APIMachineActionRequest, schemas.APIMachineActionResponse, b.handleMachineAction), "machine/", "machine"),
 		endpoint(schemas.APIMachinesGet, schemas.APIMachineRef, schemas.APIMachine, b.handleMachineGet),
 		endpoint(schemas.APIMachinesList, schemas.APIMachineListRequest, schemas.APIMachineListResponse, b.handleMachineList),
+		// Not sequenced: a plugin's action sets params on the machine it
+		// runs on, inside the action's turn (the write is compare-and-set).
 		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
 		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
 		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
-		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve),
+		sequenced(endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve), "alert/", "id"),
 		endpoint(schemas.APIHostsList, schemas.APIHostListRequest, schemas.APIHostListResponse, b.handleHostsList),
 		endpoint(schemas.APIHostsGet, schemas.APIHostRef, schemas.APIHost, b.handleHostsGet),
 		endpoint(schemas.APIPluginsEnable, schemas.APIPluginHostRequest, schemas.APIPluginHostResponse, b.handlePluginsEnable),
@@ -197,12 +199,27 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	var resp any
 	var err error
 	tn, _ := req.Local.(*turn)
+	var ol *objectLock
 	if tn != nil {
 		err = tn.wait(ctx)
 		if err != nil {
-			err = schemas.Errorf(schemas.CodeTimeout, "", "gave up waiting for an earlier operation on the same object: %v", err)
+			e := schemas.Errorf(schemas.CodeTimeout, "", "gave up waiting for an earlier operation on %s: %v (nothing was done; retry with more time)", tn.object, err)
+			e.Details = map[string]any{schemas.DetailObject: tn.object, schemas.DetailCommitted: false}
+			err = e
+		} else {
+			// This broker's turn; now the bus's (buslock.go): brokers
+			// serialise operations on one object through its lock.
+			ctx, ol, err = b.locks.lock(ctx, tn.object)
 		}
 	}
+	// The lock goes after the reply (the next operation on the object
+	// waits for it either way), then the broker's own turn.
+	defer func() {
+		ol.release()
+		if tn != nil {
+			tn.done()
+		}
+	}()
 	var rk string
 	if err == nil && schemas.Idempotent(ep.name) {
 		var key string
@@ -212,9 +229,6 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 			ctx = withOp(ctx, base62(sha256.Sum256([]byte(rk))))
 			if msg, ok := b.lookupReply(ctx, rk); ok {
 				// A repeat: the first reply, nothing done again.
-				if tn != nil {
-					tn.done()
-				}
 				b.metrics.apiRequests.WithLabelValues(ep.name, "replayed").Inc()
 				if rerr := req.Respond(msg); rerr != nil {
 					b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
@@ -233,13 +247,17 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 			ctx = context.WithValue(ctx, callerKey{}, subj[strings.LastIndexByte(subj, '.')+1:])
 		}
 		resp, err = b.serve(ctx, ep, req.Data())
+		if err != nil && ol != nil && ol.epoch.Err() != nil {
+			// The lock was lost under the operation: say so, unless it
+			// had committed (its answer then says that).
+			if e := schemas.AsError(err); e.Details[schemas.DetailCommitted] != true {
+				err = lockLostError(ol.object)
+			}
+		}
 	}
 	msg := wire.ReplyMsg(req.ReplySubject(), resp, err)
 	if rk != "" {
 		b.keepReply(ctx, rk, msg)
-	}
-	if tn != nil {
-		tn.done()
 	}
 	code := "ok"
 	if err != nil {

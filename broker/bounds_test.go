@@ -11,29 +11,60 @@ import (
 	"github.com/plugbus/plugbus/wire"
 )
 
-// The per-plugin locks are kept only while held: configuring or
-// unregistering names that come and go does not grow the map.
+// The per-object locks are kept only while held: configuring or
+// unregistering names that come and go leaves no ticket behind, in the
+// bucket or in the broker's view of it, and the ticket keys are reused
+// (the bucket does not grow with the number of objects).
 func TestRegistryLocksArePruned(t *testing.T) {
-	var k keyedMutex
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
 	var wg sync.WaitGroup
-	for i := range 200 {
+	for i := range 30 {
 		wg.Go(func() {
-			unlock := k.lock(fmt.Sprintf("plugin-%d", i%20))
-			unlock()
+			err := tb.call(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: fmt.Sprintf("ghost-%d", i), Set: map[string]any{"x": 1}}, nil)
+			wantCode(t, err, schemas.CodeNotFound, "name")
 		})
 	}
 	wg.Wait()
-	if n := k.size(); n != 0 {
-		t.Fatalf("%d lock entries left after every holder unlocked", n)
+	l := tb.b.locks
+	waitFor(t, "every ticket released", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, tk := range l.tickets {
+			if tk.Object != schemas.LockLeader {
+				return false
+			}
+		}
+		return len(l.queues) == 1 // the leader's
+	})
+	l.slotsMu.Lock()
+	slots := l.nextSlot
+	l.slotsMu.Unlock()
+	if slots > 31 {
+		t.Errorf("%d ticket slots for 30 operations and the leadership", slots)
 	}
-	s := startServer(t)
-	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
 	for i := range 30 {
-		err := tb.call(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: fmt.Sprintf("ghost-%d", i), Set: map[string]any{"x": 1}}, nil)
+		err := tb.call(t, schemas.APIPluginsConfig, schemas.PluginConfigRequest{Name: fmt.Sprintf("ghost-again-%d", i), Set: map[string]any{"x": 1}}, nil)
 		wantCode(t, err, schemas.CodeNotFound, "name")
 	}
-	if n := tb.b.reg.locks.size(); n != 0 {
-		t.Fatalf("registry keeps %d lock entries for plugins that do not exist", n)
+	l.slotsMu.Lock()
+	again := l.nextSlot
+	l.slotsMu.Unlock()
+	if again != slots {
+		t.Errorf("30 more operations one after another took %d new ticket slots, want the released ones reused", again-slots)
+	}
+	keys, err := tb.b.st.locks.Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, k := range keys {
+		if strings.HasPrefix(k, ticketKeyPrefix) {
+			live++
+		}
+	}
+	if live != 1 {
+		t.Errorf("the locks bucket holds %d live tickets (%v), want the leader's only", live, keys)
 	}
 }
 

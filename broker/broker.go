@@ -22,6 +22,7 @@ import (
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
@@ -45,6 +46,9 @@ type Broker struct {
 	pub     *Publisher
 	reg     *registry
 	seq     *sequencer
+	lease   *lease
+	locks   *busLocks
+	cluster *clusterMetrics
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
@@ -60,7 +64,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Broker{
+	b := &Broker{
 		cfg:     cfg,
 		log:     cfg.Logger.With().Str(logging.FieldComponent, "broker").Logger(),
 		metrics: newMetrics(),
@@ -68,7 +72,9 @@ func New(cfg Config) (*Broker, error) {
 		seq:     newSequencer(cfg.MaxConcurrentObjects),
 		limits:  newLimits(),
 		ready:   make(chan struct{}),
-	}, nil
+	}
+	b.cluster = newClusterMetrics(b.metrics.reg)
+	return b, nil
 }
 
 // Ready is closed once the streams, buckets, API and HTTP server are up.
@@ -126,11 +132,27 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	dlq, err := b.startDLQ(ctx)
-	if err != nil {
-		return err
+	// The lease and the view of the locks (docs/scale-out.md) outlive the
+	// drain at a stop: requests in flight finish under their locks; the
+	// lease is released last, so what it held passes on at once.
+	b.lease = newLease(b, b.st.locks)
+	b.locks = newBusLocks(b, b.st.locks, b.lease)
+	b.lease.clearPredecessors(setupCtx)
+	if err := b.lease.take(setupCtx); err != nil {
+		return fmt.Errorf("%w (is JetStream available?)", err)
 	}
-	defer dlq.Stop()
+	leaseCtx, leaseCancel := context.WithCancel(context.WithoutCancel(ctx))
+	var leaseBG sync.WaitGroup
+	leaseBG.Go(func() { b.lease.run(leaseCtx) })
+	leaseBG.Go(func() { b.locks.watch(leaseCtx) })
+	defer func() {
+		leaseCancel()
+		leaseBG.Wait()
+		b.lease.release()
+	}()
+	if err := b.locks.waitReady(setupCtx); err != nil {
+		return fmt.Errorf("read %s: %w", schemas.BucketLocks, err)
+	}
 
 	svc, err := b.startAPI()
 	if err != nil {
@@ -151,7 +173,7 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	var bg sync.WaitGroup
 	bg.Add(4)
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
-	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
+	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
 	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
 
@@ -191,6 +213,11 @@ func (b *Broker) connect() error {
 		nats.CustomInboxPrefix(wire.InboxPrefix("broker", "")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A server that stops answering (frozen, cut off) is left within
+		// a few seconds, not the client's default of minutes: the broker's
+		// lease lives on renewals (docs/scale-out.md).
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				b.log.Warn().Err(err).Msg("disconnected from NATS")

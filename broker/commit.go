@@ -56,6 +56,10 @@ type recordMeta struct {
 	// Purge says the record goes once its events are stored (an
 	// unregistered plugin): the key is purged instead of cleared.
 	Purge bool `json:"_purge,omitempty"`
+	// Fence is the fencing token (buslock.go) of the last write made
+	// under the object's lock: the highest lock ticket revision that
+	// committed. A commit under an older ticket is refused.
+	Fence uint64 `json:"_fence,omitempty"`
 }
 
 // pendingEvent is an event in a record's outbox: enough to publish it again
@@ -205,11 +209,12 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		entry, err := kv.Get(ctx, key)
 		exists := err == nil
 		if err != nil && !isNotFound(err) {
-			return out, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, err)
+			return out, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, storeError(err))
 		}
 		var cur T
 		var meta recordMeta
 		var rev uint64
+		var fence uint64
 		if exists {
 			rev = entry.Revision()
 			if err := json.Unmarshal(entry.Value(), &cur); err != nil {
@@ -229,12 +234,22 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 				out.Record, out.EventIDs, out.Replayed = cur, meta.Events, true
 				return out, nil
 			}
+			fence = meta.Fence
+		}
+		ol := lockOf(ctx)
+		if ol != nil {
+			if fence > ol.rev {
+				// A broker that took the object's lock after this one
+				// lost it has committed: this operation is stale.
+				return out, lockLostError(ol.object)
+			}
+			fence = ol.rev
 		}
 		events, ttl, err := fn(&cur, exists)
 		if err != nil {
 			return out, err
 		}
-		meta = recordMeta{Op: op, TTL: int64(ttl / time.Second)}
+		meta = recordMeta{Op: op, TTL: int64(ttl / time.Second), Fence: fence}
 		for i, e := range events {
 			e.SetID(eventID(opOn(op, rev), i))
 			// The trace context is kept in the outbox with the event.
@@ -251,6 +266,9 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < commitMargin {
 			return out, schemas.Errorf(schemas.CodeTimeout, "", "gave up before changing %s: the caller's deadline was too close (nothing was done; retry with more time)", key)
 		}
+		if err := ol.check(); err != nil {
+			return out, err
+		}
 		body, err := encodeRecord(cur, meta)
 		if err != nil {
 			return out, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
@@ -260,8 +278,14 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 			writeTTL = 0 // the write that clears the outbox carries it
 		}
 		newRev, err := b.writeKV(ctx, kv, key, body, rev, exists, writeTTL)
-		if errors.Is(err, errConflict) && attempt < 20 && ctx.Err() == nil {
-			continue // another writer got there first: read again
+		if errors.Is(err, errConflict) && attempt < maxConflictRetries && ctx.Err() == nil {
+			// Another writer got there first: read again, after a short
+			// backoff (only a conflict backs off; any other error ends the
+			// operation).
+			if err := conflictBackoff(ctx, attempt); err != nil {
+				return out, err
+			}
+			continue
 		}
 		if err != nil {
 			return out, err
@@ -281,15 +305,24 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 	}
 }
 
-// putWithEvents writes a record that has a single writer (its owner holds
-// a lock on it: plugin records) together with its events, publishes them
-// and clears them: commitRecord without the compare-and-set. purge makes
-// the record go once the events are stored.
-func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key string, record any, purge bool, events ...*event.Event) error {
+// putWithEvents writes a record whose writer holds its lock (plugin
+// records) together with its events, publishes them and clears them:
+// commitRecord without the read, compare-and-set on the revision rev the
+// caller read (0: the record must not exist yet). It returns the revision
+// of the commit write, or errConflict. purge makes the record go once the
+// events are stored.
+func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key string, record any, rev uint64, purge bool, events ...*event.Event) (uint64, error) {
 	// One write of a request may be one of several (a lifecycle's
 	// transitions): each gets its own id.
 	op := nuid.Next()
 	meta := recordMeta{Op: op, Purge: purge}
+	ol := lockOf(ctx)
+	if err := ol.check(); err != nil {
+		return 0, err
+	}
+	if ol != nil {
+		meta.Fence = ol.rev
+	}
 	for i, e := range events {
 		e.SetID(eventID(op, i))
 		wire.SetEventTrace(ctx, e)
@@ -298,21 +331,21 @@ func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key s
 	}
 	body, err := encodeRecord(record, meta)
 	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
+		return 0, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
 	}
-	rev, err := kv.Put(ctx, key, body)
+	newRev, err := b.writeKV(ctx, kv, key, body, rev, rev != 0, 0)
 	if err != nil {
-		return fmt.Errorf("store %s/%s: %w", kv.Bucket(), key, err)
+		return 0, err
 	}
 	if len(meta.Pending) == 0 {
-		return nil
+		return newRev, nil
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
 	defer cancel()
-	if err := b.flushRecord(pctx, kv, key, rev, body, meta); err != nil && !errors.Is(err, errConflict) {
-		return b.pendingError(key, op, err)
+	if err := b.flushRecord(pctx, kv, key, newRev, body, meta); err != nil && !errors.Is(err, errConflict) {
+		return newRev, b.pendingError(key, op, err)
 	}
-	return nil
+	return newRev, nil
 }
 
 // pendingError is the answer of an operation that is committed but whose
@@ -358,7 +391,7 @@ func (b *Broker) writeKV(ctx context.Context, kv jetstream.KeyValue, key string,
 		return 0, errConflict
 	}
 	if err != nil {
-		return 0, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
+		return 0, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, storeError(err))
 	}
 	return newRev, nil
 }

@@ -39,6 +39,10 @@ const (
 	// in flight to one hook point and to one plugin.
 	DefaultHookConcurrency   = 64
 	DefaultPluginConcurrency = 32
+	// DefaultLeaseTTL is how long a broker's lease on the bus outlives its
+	// last renewal (docs/scale-out.md): what a crashed broker held passes
+	// on that long after it stopped renewing.
+	DefaultLeaseTTL = 5 * time.Second
 	// DefaultHostLostAfter is how many of its own heartbeat intervals a
 	// host may miss before the broker marks it LOST.
 	DefaultHostLostAfter = 3
@@ -130,6 +134,14 @@ type Config struct {
 	// Replicas is the replica count of streams and buckets (default 1; use 3
 	// on a cluster).
 	Replicas int
+	// LeaseTTL is the TTL of this broker's lease on the bus (default 5s,
+	// at least 2s): when the broker dies, the leadership and the object
+	// locks it held pass on that long after its last renewal (at once
+	// after a graceful stop). Renewals go every quarter of it; a broker
+	// that cannot renew for 4/5 of it commits nothing under a lock. Keep
+	// it above the NATS cluster's leader election time, or a node loss
+	// costs every broker its lease.
+	LeaseTTL time.Duration
 	// HeartbeatInterval is how often the broker checks that every plugin
 	// still has a running instance (default 5s).
 	HeartbeatInterval time.Duration
@@ -226,6 +238,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.PluginTimeout == 0 {
 		c.PluginTimeout = DefaultPluginTimeout
@@ -334,6 +349,9 @@ func (c Config) Validate() error {
 		if d < 0 {
 			return bad(name, "%s must not be negative", d)
 		}
+	}
+	if c.LeaseTTL < 2*time.Second {
+		return bad("lease-ttl", "%s is below 2s (keys expire by the second, and renewals go every quarter of it)", c.LeaseTTL)
 	}
 	if c.DLQMaxBytes < 1<<20 {
 		return bad("dlq-max-bytes", "%d is below 1 MiB", c.DLQMaxBytes)

@@ -191,8 +191,24 @@ func (b *Broker) markLostHosts(ctx context.Context) {
 	}
 }
 
-// hostsLoop marks silent hosts LOST and publishes every host state change
-// it sees in the hosts bucket, until ctx ends.
+// lostHostsLoop marks silent hosts LOST every heartbeat interval until
+// ctx ends (a leader's duty: leader.go).
+func (b *Broker) lostHostsLoop(ctx context.Context) {
+	t := time.NewTicker(b.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.markLostHosts(ctx)
+		}
+	}
+}
+
+// hostsLoop publishes every host state change it sees in the hosts
+// bucket, until ctx ends. Every broker runs it: the events' ids come from
+// the records' revisions, so the stream stores each once.
 func (b *Broker) hostsLoop(ctx context.Context) {
 	w, err := b.st.hosts.WatchAll(ctx)
 	if err != nil {
@@ -202,16 +218,12 @@ func (b *Broker) hostsLoop(ctx context.Context) {
 		return
 	}
 	defer func() { _ = w.Stop() }()
-	t := time.NewTicker(b.cfg.HeartbeatInterval)
-	defer t.Stop()
 	seen := map[string]schemas.HostState{}
 	initial := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			b.markLostHosts(ctx)
 		case e, ok := <-w.Updates():
 			if !ok {
 				return

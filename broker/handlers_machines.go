@@ -119,6 +119,10 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 	// to do its side effect once: sdk Once).
 	op := opID(ctx)
 	actionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("plugbus/action/"+op)).String()
+	// Still the machine's only operation on the bus (buslock.go)?
+	if err := checkLock(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := b.publishLater(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
 		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
 	}, WithSubject(object), WithID(eventID(op, 0))); err != nil {

@@ -30,9 +30,17 @@ func (b *Broker) handlePluginVerify(ctx context.Context, req *schemas.PluginGetR
 // ACTIVE again without a restart. A plugin that ends up not ACTIVE fails
 // the call with its last error.
 func (r *registry) reverify(ctx context.Context, name string) (schemas.PluginRecord, error) {
-	unlock := r.lock(name)
+	rec, err := r.reverifyLocked(ctx, name)
+	return rec.PluginRecord, err
+}
+
+func (r *registry) reverifyLocked(ctx context.Context, name string) (pluginRec, error) {
+	ctx, unlock, err := r.lock(ctx, name)
+	if err != nil {
+		return pluginRec{}, err
+	}
 	defer unlock()
-	rec, _, err := r.get(ctx, name)
+	rec, err := r.get(ctx, name)
 	if err != nil {
 		return rec, err
 	}

@@ -36,11 +36,11 @@ func (b *Broker) handlePluginList(_ context.Context, req *schemas.PluginListRequ
 }
 
 func (b *Broker) handlePluginGet(ctx context.Context, req *schemas.PluginGetRequest) (any, error) {
-	rec, _, err := b.reg.get(ctx, req.Name)
+	rec, err := b.reg.get(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
-	return redacted(rec), nil
+	return redacted(rec.PluginRecord), nil
 }
 
 // redacted is a plugin record as the API shows it: the values of the

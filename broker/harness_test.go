@@ -149,6 +149,9 @@ type fakePlugin struct {
 	result   any
 	actErr   *schemas.Error
 	actDelay time.Duration // how long each action takes
+	// onAction, when set (before start), sees each action request as it
+	// arrives ("enter") and as it is answered ("exit").
+	onAction func(phase string, req schemas.ActionRequest)
 	cfgErr   *schemas.Error
 	hooks    map[string]func(schemas.HookRequest) (schemas.HookResponse, error)
 	hookReqs []schemas.HookRequest
@@ -222,6 +225,10 @@ func (p *fakePlugin) start(prefix string) {
 	add(schemas.VerbAction, func(d []byte) (any, error) {
 		var req schemas.ActionRequest
 		_ = json.Unmarshal(d, &req)
+		if p.onAction != nil {
+			p.onAction("enter", req)
+			defer p.onAction("exit", req)
+		}
 		p.mu.Lock()
 		delay := p.actDelay
 		p.mu.Unlock()

@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/schemas"
 )
 
 // errUnchanged, returned by an updateJSON function, leaves the key as it
@@ -26,17 +31,22 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uin
 }
 
 // updateJSON reads key (absent counts as the zero T), applies fn and writes
-// the result with compare-and-set, retrying when another writer got there
-// first. It returns what was written.
+// the result compare-and-set on the revision read. Only a revision
+// conflict (another writer got there first) is retried, after a short
+// backoff, on a fresh read; any other error ends it. It returns what was
+// written.
 func updateJSON[T any](ctx context.Context, kv jetstream.KeyValue, key string, fn func(cur *T, exists bool) error) (T, error) {
 	for attempt := 0; ; attempt++ {
 		var cur T
 		rev, err := getJSON(ctx, kv, key, &cur)
 		exists := err == nil
 		if err != nil && !isNotFound(err) {
-			return cur, err
+			return cur, fmt.Errorf("read %s/%s: %w", kv.Bucket(), key, storeError(err))
 		}
 		if err := fn(&cur, exists); err != nil {
+			return cur, err
+		}
+		if err := checkLock(ctx); err != nil {
 			return cur, err
 		}
 		body, err := json.Marshal(cur)
@@ -51,12 +61,70 @@ func updateJSON[T any](ctx context.Context, kv jetstream.KeyValue, key string, f
 		if err == nil {
 			return cur, nil
 		}
-		if attempt >= 20 || ctx.Err() != nil {
-			return cur, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, err)
+		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err)
+		if !conflict {
+			return cur, fmt.Errorf("write %s/%s: %w", kv.Bucket(), key, storeError(err))
 		}
-		// A concurrent writer changed the key: read it again.
+		if attempt >= maxConflictRetries {
+			e := schemas.Errorf(schemas.CodeConflict, "", "%s/%s changed under every one of %d attempts to write it: retry later", kv.Bucket(), key, attempt+1)
+			return cur, e
+		}
+		if err := conflictBackoff(ctx, attempt); err != nil {
+			return cur, err
+		}
 	}
 }
+
+// maxConflictRetries bounds the attempts of a compare-and-set write that
+// keeps losing to other writers.
+const maxConflictRetries = 20
+
+// conflictBackoff waits before attempt+1 of a compare-and-set write that
+// lost to another writer: a random time up to 1 ms × 2^attempt (at most
+// 100 ms), so writers racing on one key spread out instead of colliding
+// again. It fails when ctx ends first.
+func conflictBackoff(ctx context.Context, attempt int) error {
+	limit := min(time.Millisecond<<min(attempt, 7), 100*time.Millisecond)
+	t := time.NewTimer(rand.N(limit) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return schemas.Errorf(schemas.CodeTimeout, "", "gave up retrying a write that lost to other writers: %v (nothing was written; retry)", ctx.Err())
+	}
+}
+
+// storeError turns JetStream's "nobody answered" into an unavailable
+// error that says what that means for the caller; other errors are
+// returned as they are.
+//
+//   - No response from the stream (no leader: a NATS cluster without a
+//     quorum, or a stream being moved): nothing was stored.
+//   - No answer in time: the write may or may not have been stored; a
+//     retry with the same idempotency key finds out.
+func storeError(err error) error {
+	var pe *schemas.Error
+	if err == nil || errors.As(err, &pe) {
+		return err
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstreamClusterNotAvailable:
+		e := schemas.Errorf(schemas.CodeUnavailable, "", "JetStream did not take it (%v): the stream has no leader, as when a NATS cluster lost its quorum: nothing was stored; retry once the cluster is back", err)
+		e.Details = map[string]any{schemas.DetailCommitted: false}
+		return e
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
+		return schemas.Errorf(schemas.CodeUnavailable, "", "JetStream did not answer in time (%v): it may or may not be stored; retry with the same idempotency key to find out", err)
+	}
+	return err
+}
+
+// jetstreamClusterNotAvailable is JetStream's "JetStream system
+// temporarily unavailable" (no meta leader).
+const jetstreamClusterNotAvailable jetstream.ErrorCode = 10008
 
 // listJSON decodes every value of a bucket.
 func listJSON[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {

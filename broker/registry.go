@@ -22,30 +22,62 @@ import (
 
 // registry keeps plugin records in the plugins bucket and drives each
 // plugin's lifecycle. A local cache, fed by a watch on the bucket, serves
-// reads on the hot path (action routing); writes always go to the bucket.
+// reads on the hot path (action routing); writes always go to the bucket,
+// compare-and-set on the revision the operation read, under the plugin's
+// lock across brokers (buslock.go). The cache orders what it hears by KV
+// revision: a write seen late (through the watch, after this broker's own
+// newer write) never replaces a newer one, whatever the clocks say.
 type registry struct {
 	b *Broker
 
 	mu    sync.RWMutex
-	cache map[string]schemas.PluginRecord
+	cache map[string]cachedRecord
+	// gone holds the revision at which a plugin left the bucket, so a put
+	// of it older than that, seen late, does not bring it back.
+	gone map[string]uint64
 	// snap is the read view; nil when the cache changed since it was built.
 	snap atomic.Pointer[snapshot]
 	// version counts cache changes (under mu).
 	version uint64
-
-	locks keyedMutex
-	// orderMu serialises the registrations whose hook ordering
-	// constraints involve each other, from the cycle check to the save,
-	// so two of them cannot make a cycle together (chainorder.go).
-	orderMu sync.Mutex
+	// rounds counts heartbeat rounds (tests).
+	rounds atomic.Int64
+	// seen is the highest bucket revision the watch has applied, so a
+	// registration under the hook-order lock can wait for the cache to
+	// hold every write made before it took the lock (orderedView).
+	seen atomic.Uint64
 }
+
+// cachedRecord is a record and the revision it was read or written at.
+type cachedRecord struct {
+	rec schemas.PluginRecord
+	rev uint64
+}
+
+// pluginRec is a record as an operation works on it: rev is the revision
+// it read (or last wrote), 0 while the record is not stored.
+type pluginRec struct {
+	schemas.PluginRecord
+	rev uint64
+}
+
+// hookOrderLock is the bus-wide lock of registrations with hook ordering
+// constraints.
+const hookOrderLock = "hook-order"
 
 func newRegistry(b *Broker) *registry {
-	return &registry{b: b, cache: map[string]schemas.PluginRecord{}}
+	return &registry{b: b, cache: map[string]cachedRecord{}, gone: map[string]uint64{}}
 }
 
-// lock serialises lifecycle work on one plugin within this broker.
-func (r *registry) lock(name string) func() { return r.locks.lock(name) }
+// lock takes a plugin's lock across brokers: lifecycle work on one plugin
+// runs one at a time on the whole bus. The returned context ends if the
+// lock is lost; unlock must be called.
+func (r *registry) lock(ctx context.Context, name string) (context.Context, func(), error) {
+	ctx, ol, err := r.b.locks.lock(ctx, "plugin/"+name)
+	if err != nil {
+		return ctx, func() {}, err
+	}
+	return ctx, ol.release, nil
+}
 
 // load reads every record into the cache.
 func (r *registry) load(ctx context.Context) error {
@@ -54,11 +86,11 @@ func (r *registry) load(ctx context.Context) error {
 		return fmt.Errorf("list plugins: %w", err)
 	}
 	for k := range keys.Keys() {
-		rec, _, err := r.get(ctx, k)
+		rec, err := r.get(ctx, k)
 		if err != nil {
 			continue
 		}
-		r.put(rec)
+		r.put(rec.PluginRecord, rec.rev)
 	}
 	return nil
 }
@@ -86,32 +118,94 @@ func (r *registry) watch(ctx context.Context) {
 				continue
 			}
 			if e.Operation() != jetstream.KeyValuePut {
-				r.mu.Lock()
-				delete(r.cache, e.Key())
-				r.invalidate()
-				r.mu.Unlock()
-				r.b.metrics.pluginGone(e.Key())
+				r.remove(e.Key(), e.Revision())
+				r.markSeen(e.Revision())
 				continue
 			}
 			var rec schemas.PluginRecord
 			if err := json.Unmarshal(e.Value(), &rec); err == nil {
-				r.put(rec)
+				r.put(rec, e.Revision())
 			}
+			r.markSeen(e.Revision())
 		}
 	}
 }
 
-func (r *registry) put(rec schemas.PluginRecord) {
+// put caches rec as stored at revision rev, unless the cache already
+// holds a later revision (an older write seen late through the watch).
+func (r *registry) put(rec schemas.PluginRecord, rev uint64) {
 	r.mu.Lock()
-	if cur, ok := r.cache[rec.Name]; ok && cur.UpdatedAt.After(rec.UpdatedAt) {
-		// An older write seen late through the watch.
+	if cur, ok := r.cache[rec.Name]; ok && cur.rev >= rev {
 		r.mu.Unlock()
 		return
 	}
-	r.cache[rec.Name] = rec
+	if g, ok := r.gone[rec.Name]; ok {
+		if g >= rev {
+			r.mu.Unlock()
+			return
+		}
+		delete(r.gone, rec.Name)
+	}
+	r.cache[rec.Name] = cachedRecord{rec: rec, rev: rev}
 	r.invalidate()
 	r.mu.Unlock()
 	r.b.metrics.pluginSeen(rec)
+}
+
+// markSeen records that the watch applied the bucket up to rev.
+func (r *registry) markSeen(rev uint64) {
+	for {
+		cur := r.seen.Load()
+		if cur >= rev || r.seen.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// orderedView returns the cached records once the cache holds every write
+// the plugins bucket had when it was called: a registration under the
+// hook-order lock then sees the registrations made before it on any broker.
+func (r *registry) orderedView(ctx context.Context) ([]schemas.PluginRecord, error) {
+	st, err := r.b.st.plugins.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the plugins bucket's status: %w", err)
+	}
+	var last uint64
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		last = bs.StreamInfo().State.LastSeq
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for r.seen.Load() < last {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for the registry to catch up with revision %d: %w", last, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return r.cached(), nil
+}
+
+// remove drops a plugin that left the bucket at revision rev (or, from its
+// own unregistration, after rev).
+func (r *registry) remove(name string, rev uint64) {
+	r.mu.Lock()
+	if cur, ok := r.cache[name]; ok && cur.rev > rev {
+		r.mu.Unlock()
+		return
+	}
+	if r.gone[name] < rev {
+		r.gone[name] = rev
+	}
+	_, cached := r.cache[name]
+	if cached {
+		delete(r.cache, name)
+		r.invalidate()
+	}
+	r.mu.Unlock()
+	if cached {
+		r.b.metrics.pluginGone(name)
+	}
 }
 
 // snapshot is a read-only view of the registry, rebuilt lazily after
@@ -139,8 +233,8 @@ func (r *registry) view() *snapshot {
 	r.mu.RLock()
 	version := r.version
 	recs := make([]schemas.PluginRecord, 0, len(r.cache))
-	for _, rec := range r.cache {
-		recs = append(recs, rec)
+	for _, c := range r.cache {
+		recs = append(recs, c.rec)
 	}
 	r.mu.RUnlock()
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
@@ -168,41 +262,74 @@ func (r *registry) chains() map[string][]schemas.HookStep { return r.view().chai
 func (r *registry) state(name string) schemas.PluginState {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.cache[name].State
+	return r.cache[name].rec.State
 }
 
 // cached returns the cached records sorted by name. The slice is shared:
 // callers must not modify it.
 func (r *registry) cached() []schemas.PluginRecord { return r.view().records }
 
-// get reads one record from the bucket.
-func (r *registry) get(ctx context.Context, name string) (schemas.PluginRecord, uint64, error) {
-	var rec schemas.PluginRecord
+// get reads one record from the bucket, with its revision.
+func (r *registry) get(ctx context.Context, name string) (pluginRec, error) {
+	var rec pluginRec
 	e, err := r.b.st.plugins.Get(ctx, name)
 	if err != nil {
 		if isNotFound(err) {
-			e := schemas.Errorf(schemas.CodeNotFound, "name", "plugin %q is not registered", name)
-			e.Details = map[string]any{schemas.DetailKind: "plugin", schemas.DetailName: name}
-			return rec, 0, e
+			return rec, pluginNotFound(name)
 		}
-		return rec, 0, fmt.Errorf("read plugin %q: %w", name, err)
+		return rec, fmt.Errorf("read plugin %q: %w", name, storeError(err))
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return rec, 0, fmt.Errorf("decode plugin record %q: %w", name, err)
+	if err := json.Unmarshal(e.Value(), &rec.PluginRecord); err != nil {
+		return rec, fmt.Errorf("decode plugin record %q: %w", name, err)
 	}
-	return rec, e.Revision(), nil
+	rec.rev = e.Revision()
+	return rec, nil
 }
 
-// save stamps rec's update time and writes it to the bucket and the cache.
-func (r *registry) save(ctx context.Context, rec *schemas.PluginRecord, events ...*event.Event) error {
+func pluginNotFound(name string) error {
+	e := schemas.Errorf(schemas.CodeNotFound, "name", "plugin %q is not registered", name)
+	e.Details = map[string]any{schemas.DetailKind: "plugin", schemas.DetailName: name}
+	return e
+}
+
+// save stamps rec's update time and writes it to the bucket,
+// compare-and-set on the revision the operation read, and to the cache.
+// A conflict (the outbox sweeper cleared an outbox meanwhile, say) is
+// retried with a short backoff on the latest revision while that is the
+// same registration; a newer registration wins.
+func (r *registry) save(ctx context.Context, rec *pluginRec, events ...*event.Event) error {
 	rec.UpdatedAt = time.Now().UTC()
-	// The record and its events in one write (commit.go): a crash cannot
-	// leave a state change without its event.
-	if err := r.b.putWithEvents(ctx, r.b.st.plugins, rec.Name, rec, false, events...); err != nil {
-		return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
+	for attempt := 0; ; attempt++ {
+		// The record and its events in one write (commit.go): a crash
+		// cannot leave a state change without its event.
+		rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, rec.Name, rec.PluginRecord, rec.rev, false, events...)
+		if err == nil {
+			rec.rev = rev
+			r.put(rec.PluginRecord, rev)
+			return nil
+		}
+		if !errors.Is(err, errConflict) || attempt >= maxConflictRetries {
+			return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
+		}
+		if err := conflictBackoff(ctx, attempt); err != nil {
+			return fmt.Errorf("store plugin record %q: %w", rec.Name, err)
+		}
+		cur, err := r.get(ctx, rec.Name)
+		switch {
+		case errors.Is(err, schemas.ErrNotFound) && rec.rev != 0:
+			return err // unregistered meanwhile
+		case errors.Is(err, schemas.ErrNotFound):
+			rec.rev = 0
+		case err != nil:
+			return err
+		case rec.rev == 0 || cur.Version != rec.Version || !cur.RegisteredAt.Equal(rec.RegisteredAt):
+			e := schemas.Errorf(schemas.CodeConflict, "name", "plugin %s was registered again while this operation ran: it stopped (the newer registration wins)", rec.Name)
+			e.Details = map[string]any{schemas.DetailPlugin: rec.Name}
+			return e
+		default:
+			rec.rev = cur.rev
+		}
 	}
-	r.put(*rec)
-	return nil
 }
 
 // event builds a plugin lifecycle event (nil, logged, when it cannot be
@@ -224,10 +351,13 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 	if err := checkManifest(m); err != nil {
 		return nil, err
 	}
-	unlock := r.lock(m.Name)
+	ctx, unlock, err := r.lock(ctx, m.Name)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 
-	prev, _, err := r.get(ctx, m.Name)
+	prev, err := r.get(ctx, m.Name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, schemas.ErrNotFound) {
 		return nil, err
@@ -237,23 +367,34 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		if err := r.ensureConsumer(ctx, m); err != nil {
 			return nil, err
 		}
-		return &schemas.RegisterResponse{Plugin: prev, Changed: false}, nil
+		return &schemas.RegisterResponse{Plugin: prev.PluginRecord, Changed: false}, nil
 	}
 
 	rec := prev
 	now := time.Now().UTC()
 	if !exists {
-		rec = schemas.PluginRecord{Name: m.Name, RegisteredAt: now}
+		rec = pluginRec{PluginRecord: schemas.PluginRecord{Name: m.Name, RegisteredAt: now}}
 	}
 	if !same {
 		// A manifest whose ordering constraints would make a cycle in a
 		// chain is refused before anything is written.
+		// The registrations whose constraints involve each other take
+		// the hook-order lock across brokers, from the check to the save,
+		// so two of them cannot make a cycle together (chainorder.go).
 		unlockOrder := func() {}
 		if chainConstrained(r.cached(), m) {
-			r.orderMu.Lock()
-			unlockOrder = sync.OnceFunc(r.orderMu.Unlock) // once the record is saved (or not)
+			octx, ol, err := r.b.locks.lock(ctx, hookOrderLock)
+			if err != nil {
+				return nil, err
+			}
+			ctx = octx
+			unlockOrder = sync.OnceFunc(ol.release) // once the record is saved (or not)
 			defer unlockOrder()
-			if err := checkChainOrder(r.cached(), m); err != nil {
+			recs, err := r.orderedView(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkChainOrder(recs, m); err != nil {
 				return nil, err
 			}
 		}
@@ -278,7 +419,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 			schemas.PluginRegisteredData{Name: m.Name, Version: m.Version, PreviousVersion: prevVersion})}
 		if from != rec.State {
 			r.b.metrics.stateChanges.WithLabelValues(string(rec.State)).Inc()
-			evs = append(evs, r.stateEvent(rec, from, nil))
+			evs = append(evs, r.stateEvent(rec.PluginRecord, from, nil))
 		}
 		if err := r.save(ctx, &rec, compact(evs)...); err != nil {
 			return nil, err
@@ -287,7 +428,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
-	return &schemas.RegisterResponse{Plugin: rec, Changed: true}, nil
+	return &schemas.RegisterResponse{Plugin: rec.PluginRecord, Changed: true}, nil
 }
 
 // normalize makes manifests comparable after a JSON round trip.
@@ -311,7 +452,7 @@ func checkManifest(m schemas.Manifest) error {
 
 // lifecycle runs init → config → verify and leaves the plugin ACTIVE, or in
 // ERROR with the error kept. The caller holds the plugin's lock.
-func (r *registry) lifecycle(ctx context.Context, rec schemas.PluginRecord, initial map[string]any) schemas.PluginRecord {
+func (r *registry) lifecycle(ctx context.Context, rec pluginRec, initial map[string]any) pluginRec {
 	name := rec.Name
 	rec = r.transition(ctx, rec, schemas.StateInitializing, nil)
 	var initResp schemas.InitResponse
@@ -321,7 +462,7 @@ func (r *registry) lifecycle(ctx context.Context, rec schemas.PluginRecord, init
 	rec.Metadata = initResp.Metadata
 
 	rec = r.transition(ctx, rec, schemas.StateConfiguring, nil)
-	cfg, err := r.currentConfig(ctx, name)
+	cfg, cfgRev, err := r.currentConfig(ctx, name)
 	if err != nil {
 		return r.transition(ctx, rec, schemas.StateError, err)
 	}
@@ -331,7 +472,7 @@ func (r *registry) lifecycle(ctx context.Context, rec schemas.PluginRecord, init
 	if cfg == nil {
 		cfg = map[string]any{}
 	}
-	if err := r.applyConfig(ctx, rec, cfg); err != nil {
+	if err := r.applyConfig(ctx, rec.PluginRecord, cfg, cfgRev); err != nil {
 		return r.transition(ctx, rec, schemas.StateError, err)
 	}
 	rec.Config = cfg
@@ -340,7 +481,7 @@ func (r *registry) lifecycle(ctx context.Context, rec schemas.PluginRecord, init
 }
 
 // verify runs the verify step and leaves the plugin ACTIVE or in ERROR.
-func (r *registry) verify(ctx context.Context, rec schemas.PluginRecord) schemas.PluginRecord {
+func (r *registry) verify(ctx context.Context, rec pluginRec) pluginRec {
 	rec = r.transition(ctx, rec, schemas.StateVerifying, nil)
 	var vr schemas.VerifyResponse
 	if err := r.call(ctx, rec.Name, schemas.VerbVerify, schemas.VerifyRequest{}, &vr); err != nil {
@@ -359,8 +500,9 @@ func (r *registry) verify(ctx context.Context, rec schemas.PluginRecord) schemas
 
 // applyConfig enforces required params and the config schema, sends the
 // config to the plugin and, once accepted, stores it in the configs bucket,
-// where every running instance watches it.
-func (r *registry) applyConfig(ctx context.Context, rec schemas.PluginRecord, cfg map[string]any) error {
+// where every running instance watches it: compare-and-set on the
+// revision the caller read (0: there was none).
+func (r *registry) applyConfig(ctx context.Context, rec schemas.PluginRecord, cfg map[string]any, rev uint64) error {
 	if err := checkConfig(rec.Manifest, cfg); err != nil {
 		return err
 	}
@@ -371,7 +513,15 @@ func (r *registry) applyConfig(ctx context.Context, rec schemas.PluginRecord, cf
 	if err != nil {
 		return fmt.Errorf("encode config of %s: %w", rec.Name, err)
 	}
-	if _, err := r.b.st.configs.Put(ctx, rec.Name, body); err != nil {
+	if err := checkLock(ctx); err != nil {
+		return err
+	}
+	if _, err := r.b.writeKV(ctx, r.b.st.configs, rec.Name, body, rev, rev != 0, 0); err != nil {
+		if errors.Is(err, errConflict) {
+			e := schemas.Errorf(schemas.CodeConflict, "config", "the config of %s changed while this one was applied: read it again and retry", rec.Name)
+			e.Details = map[string]any{schemas.DetailPlugin: rec.Name}
+			return e
+		}
 		return fmt.Errorf("store config of %s: %w", rec.Name, err)
 	}
 	return nil
@@ -398,32 +548,41 @@ func checkConfig(m schemas.Manifest, cfg map[string]any) error {
 	return nil
 }
 
-// currentConfig returns the stored config of a plugin, nil when none is stored.
-func (r *registry) currentConfig(ctx context.Context, name string) (map[string]any, error) {
+// currentConfig returns the stored config of a plugin (nil when none is
+// stored) and its revision (0 then).
+func (r *registry) currentConfig(ctx context.Context, name string) (map[string]any, uint64, error) {
 	e, err := r.b.st.configs.Get(ctx, name)
 	if err != nil {
 		if isNotFound(err) {
-			return nil, nil
+			return nil, 0, nil
 		}
-		return nil, fmt.Errorf("read config of %s: %w", name, err)
+		return nil, 0, fmt.Errorf("read config of %s: %w", name, storeError(err))
 	}
 	var cfg map[string]any
 	if err := json.Unmarshal(e.Value(), &cfg); err != nil {
-		return nil, fmt.Errorf("decode config of %s: %w", name, err)
+		return nil, 0, fmt.Errorf("decode config of %s: %w", name, err)
 	}
-	return cfg, nil
+	return cfg, e.Revision(), nil
 }
 
 // configure merges set over the plugin's config, validates it and pushes it
 // through config → verify; an empty set just reads.
 func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigRequest) (schemas.PluginRecord, error) {
-	unlock := r.lock(req.Name)
+	rec, err := r.configureLocked(ctx, req)
+	return rec.PluginRecord, err
+}
+
+func (r *registry) configureLocked(ctx context.Context, req *schemas.PluginConfigRequest) (pluginRec, error) {
+	ctx, unlock, err := r.lock(ctx, req.Name)
+	if err != nil {
+		return pluginRec{}, err
+	}
 	defer unlock()
-	rec, _, err := r.get(ctx, req.Name)
+	rec, err := r.get(ctx, req.Name)
 	if err != nil {
 		return rec, err
 	}
-	cur, err := r.currentConfig(ctx, req.Name)
+	cur, cfgRev, err := r.currentConfig(ctx, req.Name)
 	if err != nil {
 		return rec, err
 	}
@@ -454,7 +613,7 @@ func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigReque
 		// An ACTIVE plugin stays ACTIVE (and in its hook chains) while its
 		// config changes. A config the plugin refuses is not stored: the
 		// plugin keeps running on its current one.
-		if err := r.applyConfig(ctx, rec, next); err != nil {
+		if err := r.applyConfig(ctx, rec.PluginRecord, next, cfgRev); err != nil {
 			return rec, err
 		}
 		rec.Config = next
@@ -472,7 +631,7 @@ func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigReque
 		return rec, nil
 	}
 	rec = r.transition(ctx, rec, schemas.StateConfiguring, nil)
-	if err := r.applyConfig(ctx, rec, next); err != nil {
+	if err := r.applyConfig(ctx, rec.PluginRecord, next, cfgRev); err != nil {
 		r.transition(ctx, rec, schemas.StateError, err)
 		return rec, err
 	}
@@ -492,7 +651,7 @@ func (r *registry) configure(ctx context.Context, req *schemas.PluginConfigReque
 
 // transition moves rec to state "to", keeping err as its last error when
 // moving to ERROR or STALE, stores it and publishes state_changed.
-func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to schemas.PluginState, err error) schemas.PluginRecord {
+func (r *registry) transition(ctx context.Context, rec pluginRec, to schemas.PluginState, err error) pluginRec {
 	from := rec.State
 	rec.State = to
 	if err != nil {
@@ -506,7 +665,7 @@ func (r *registry) transition(ctx context.Context, rec schemas.PluginRecord, to 
 	}
 	var evs []*event.Event
 	if from != to {
-		evs = compact([]*event.Event{r.stateEvent(rec, from, rec.LastError)})
+		evs = compact([]*event.Event{r.stateEvent(rec.PluginRecord, from, rec.LastError)})
 	}
 	if serr := r.save(ctx, &rec, evs...); serr != nil {
 		r.b.log.Error().Err(serr).Str(logging.FieldPlugin, rec.Name).Msg("store plugin state")
@@ -647,9 +806,13 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 // unregister removes a plugin's record, config and durable consumer. It is
 // refused while an instance still answers, unless req.Force.
 func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregisterRequest) (schemas.PluginRecord, error) {
-	unlock := r.lock(req.Name)
+	ctx, unlock, err := r.lock(ctx, req.Name)
+	if err != nil {
+		return schemas.PluginRecord{}, err
+	}
 	defer unlock()
-	rec, _, err := r.get(ctx, req.Name)
+	stored, err := r.get(ctx, req.Name)
+	rec := stored.PluginRecord
 	if err != nil {
 		return rec, err
 	}
@@ -674,13 +837,16 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	// The record goes with its unregistered event: written with the event
 	// pending and purged once it is stored.
 	ev := r.event(schemas.TypePluginUnregistered, rec.Name, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive})
-	if err := r.b.putWithEvents(ctx, r.b.st.plugins, req.Name, rec, true, compact([]*event.Event{ev})...); err != nil {
+	rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, req.Name, rec, stored.rev, true, compact([]*event.Event{ev})...)
+	if errors.Is(err, errConflict) {
+		e := schemas.Errorf(schemas.CodeConflict, "name", "plugin %s changed while it was being unregistered: nothing was removed; retry", req.Name)
+		e.Details = map[string]any{schemas.DetailPlugin: req.Name}
+		return rec, e
+	}
+	if err != nil {
 		return rec, fmt.Errorf("delete plugin record %s: %w", req.Name, err)
 	}
-	r.mu.Lock()
-	delete(r.cache, req.Name)
-	r.invalidate()
-	r.mu.Unlock()
+	r.remove(req.Name, rev)
 	r.b.log.Info().Str(logging.FieldPlugin, rec.Name).Str(logging.FieldVersion, rec.Version).Bool("forced", alive).Msg("plugin unregistered")
 	return rec, nil
 }
@@ -702,6 +868,7 @@ func (r *registry) heartbeat(ctx context.Context) {
 			}
 			r.checkAlive(ctx, rec.Name)
 		}
+		r.rounds.Add(1)
 	}
 }
 
@@ -713,9 +880,19 @@ func (r *registry) checkAlive(ctx context.Context, name string) {
 	if ctx.Err() != nil {
 		return
 	}
-	unlock := r.lock(name)
+	// Another broker's lifecycle run (a registration) may hold the
+	// plugin: this round leaves it be rather than hold up the others.
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	giveUp := time.AfterFunc(r.b.cfg.HeartbeatInterval, cancelWait)
+	ctx, unlock, err := r.lock(wctx, name)
+	// The bound is on the wait only, not on the lifecycle run after it.
+	if !giveUp.Stop() || err != nil {
+		unlock()
+		return
+	}
 	defer unlock()
-	rec, _, gerr := r.get(ctx, name)
+	rec, gerr := r.get(ctx, name)
 	if gerr != nil {
 		return
 	}

@@ -70,9 +70,12 @@ func (rr replayRange) pendingAt(ctx context.Context, s jetstream.Stream, filters
 // startReplay validates a replay request and starts the replay: it
 // creates the replay consumer and tells the plugin's instances about it.
 func (b *Broker) startReplay(ctx context.Context, req *schemas.PluginReplayRequest) (*schemas.ReplayStatus, error) {
-	unlock := b.reg.lock(req.Name)
+	ctx, unlock, err := b.reg.lock(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
-	rec, _, err := b.reg.get(ctx, req.Name)
+	rec, err := b.reg.get(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +330,7 @@ func (b *Broker) cancelReplay(ctx context.Context, name string) (*schemas.Replay
 
 // replayConsumer returns a plugin's replay consumer, or not_found.
 func (b *Broker) replayConsumer(ctx context.Context, name string) (jetstream.Consumer, error) {
-	if _, _, err := b.reg.get(ctx, name); err != nil {
+	if _, err := b.reg.get(ctx, name); err != nil {
 		return nil, err
 	}
 	cons, err := b.js.Consumer(ctx, schemas.StreamEvents, schemas.ReplayConsumerName(name))

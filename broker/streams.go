@@ -40,6 +40,7 @@ type stores struct {
 	requests   jetstream.KeyValue
 	handled    jetstream.KeyValue
 	dlqReplays jetstream.KeyValue
+	locks      jetstream.KeyValue
 }
 
 // ensureStores creates (or updates) every stream and bucket the bus needs.
@@ -167,6 +168,21 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", schemas.BucketHandled, err)
+	}
+	// The brokers' leases and object locks (lease.go, buslock.go): one
+	// value per key; lease keys expire by their own TTL, and the markers
+	// of expiries and releases stay long enough for a watcher that fell
+	// behind to see them.
+	st.locks, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         schemas.BucketLocks,
+		Description:    "plugbus brokers' leases and per-object lock tickets (broker only)",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: lockMarkerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", schemas.BucketLocks, err)
 	}
 	return &st, nil
 }

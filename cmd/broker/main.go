@@ -107,6 +107,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.ServerTLSKey, "server-tlskey", "", "TLS key of the embedded server's client port")
 	f.StringVar(&cfg.Prefix, "prefix", wire.DefaultPrefix, "subject prefix of the bus")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of streams and buckets (3 on a cluster)")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", broker.DefaultLeaseTTL, "TTL of the broker's lease on the bus: leadership and object locks of a crashed broker pass on after it (docs/scale-out.md)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", broker.DefaultHeartbeatInterval, "how often plugins are checked for a running instance")
 	f.DurationVar(&cfg.PluginTimeout, "plugin-timeout", broker.DefaultPluginTimeout, "timeout of each init, config and verify call")
 	f.DurationVar(&cfg.ActionTimeout, "action-timeout", broker.DefaultActionTimeout, "timeout of an action call")

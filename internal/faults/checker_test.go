@@ -37,6 +37,8 @@ type op struct {
 	// Steps are the hook steps' outcomes of a successful answer
 	// ("continued", "skipped", "ignored: timeout", …).
 	Steps []string
+	// Last is the last failed attempt's error (for failure reports).
+	Last string
 }
 
 // history is what the clients did.
@@ -161,6 +163,7 @@ func (h *history) fire(ctx context.Context, l load, i int) {
 			return
 		}
 		h.retries[code]++
+		o.Last = err.Error()
 		h.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -230,16 +233,19 @@ func storedAlerts(t *testing.T, js jetstream.JetStream, eventType string) map[st
 
 // Row is one line of the results table.
 type Row struct {
-	Scenario     string  `json:"scenario"`
-	Offered      *int    `json:"offered"`
-	Acknowledged *int    `json:"acknowledged"`
-	Stored       *int    `json:"stored"`
-	Delivered    *int    `json:"delivered"`
-	Lost         *int    `json:"lost"`
-	Duplicated   *int    `json:"duplicated"`
-	Unexpected   *int    `json:"unexpected"`
-	Notes        string  `json:"notes"`
-	Seconds      float64 `json:"seconds"`
+	Scenario     string `json:"scenario"`
+	Offered      *int   `json:"offered"`
+	Acknowledged *int   `json:"acknowledged"`
+	Stored       *int   `json:"stored"`
+	Delivered    *int   `json:"delivered"`
+	Lost         *int   `json:"lost"`
+	Duplicated   *int   `json:"duplicated"`
+	Unexpected   *int   `json:"unexpected"`
+	// StallSeconds is the longest stretch of a load without an
+	// acknowledgement (cluster scenarios).
+	StallSeconds *float64 `json:"longest_stall_seconds,omitempty"`
+	Notes        string   `json:"notes"`
+	Seconds      float64  `json:"seconds"`
 }
 
 func num(n int) *int { return &n }

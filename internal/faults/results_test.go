@@ -33,6 +33,10 @@ var scenarios = []struct{ id, what string }{
 	{"sigterm-drain", "SIGTERM of the broker with requests in flight inside a slow hook, restarted"},
 	{"fuzz", "the Fuzz targets of the module, each for a bounded time"},
 	{"soak", "a long run of alerts fired and resolved, the broker's RSS sampled"},
+	{"cluster-node-restart", "three NATS nodes, two brokers, R3: a node killed and restarted every 20 s under 1,000 alerts/s for a minute"},
+	{"cluster-quorum-loss", "two of three NATS nodes killed under load: requests and publishes fail with an answer, none succeeds; then back"},
+	{"cluster-leader-paused", "the node leading the event stream frozen (SIGSTOP) under load until a new leader serves, then resumed"},
+	{"cluster-broker-kill", "three brokers: the leading one killed with chains inside a hook; the others take over"},
 }
 
 var results = struct {
@@ -122,8 +126,11 @@ func writeResults() error {
 const (
 	tableBegin = "<!-- fault-suite-table: begin (written by go test ./internal/faults -update) -->"
 	tableEnd   = "<!-- fault-suite-table: end -->"
-	tableHead  = "| scenario | offered | acknowledged | stored | delivered | lost | duplicated | unexpected | notes |\n" +
-		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	tableHead  = "| scenario | offered | acknowledged | stored | delivered | lost | duplicated | unexpected | longest stall | notes |\n" +
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	// stallColumn is in the head of a table that has the longest stall
+	// column (older tables had none).
+	stallColumn = "| longest stall |"
 )
 
 func docPath() string { return filepath.Join(repoRoot(), "docs", "reliability.md") }
@@ -140,8 +147,22 @@ func tableRow(r Row) string {
 	if r.Seconds > 0 {
 		notes += fmt.Sprintf(" (%.0f s)", r.Seconds)
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.Scenario, cell(r.Offered), cell(r.Acknowledged), cell(r.Stored),
-		cell(r.Delivered), cell(r.Lost), cell(r.Duplicated), cell(r.Unexpected), notes)
+	stall := "–"
+	if r.StallSeconds != nil {
+		stall = fmt.Sprintf("%.1f s", *r.StallSeconds)
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", r.Scenario, cell(r.Offered), cell(r.Acknowledged), cell(r.Stored),
+		cell(r.Delivered), cell(r.Lost), cell(r.Duplicated), cell(r.Unexpected), stall, notes)
+}
+
+// withStallCell adds an empty longest stall cell to a row of a table
+// written before that column existed.
+func withStallCell(line string) string {
+	cells := strings.SplitN(line, "|", 10)
+	if len(cells) < 10 {
+		return line
+	}
+	return strings.Join(cells[:9], "|") + "| – |" + cells[9]
 }
 
 // docTable splits the doc into what precedes the table and the table's
@@ -153,6 +174,7 @@ func docTable(doc string) (head string, rows map[string]string, err error) {
 		return "", nil, fmt.Errorf("docs/reliability.md has no results table between %q and %q", tableBegin, tableEnd)
 	}
 	rows = map[string]string{}
+	old := !strings.Contains(doc[i:j], stallColumn)
 	for _, line := range strings.Split(doc[i+len(tableBegin):j], "\n") {
 		cells := strings.Split(line, "|")
 		if len(cells) < 10 || !strings.HasPrefix(strings.TrimSpace(line), "|") {
@@ -161,6 +183,9 @@ func docTable(doc string) (head string, rows map[string]string, err error) {
 		id := strings.TrimSpace(cells[1])
 		if id == "scenario" || strings.HasPrefix(id, "---") {
 			continue
+		}
+		if old {
+			line = withStallCell(line)
 		}
 		rows[id] = line
 	}
