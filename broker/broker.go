@@ -172,10 +172,12 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	}
 	var bg sync.WaitGroup
 	bg.Add(4)
-	go func() { defer bg.Done(); b.reg.watch(ctx) }()
+	// The registry's watch of the plugins bucket feeds the sweeper too.
+	sweeper := newOutboxSweeper(b)
+	go func() { defer bg.Done(); b.reg.watch(ctx, sweeper) }()
 	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
+	go func() { defer bg.Done(); sweeper.run(ctx, b.st.jobs, b.st.alerts, b.st.identities) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.
