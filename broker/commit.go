@@ -107,17 +107,31 @@ func withTime(t time.Time) EventOption { return func(e *event.Event) { e.SetTime
 
 // encodeRecord writes a record's JSON object with meta's fields added.
 func encodeRecord(record any, meta recordMeta) ([]byte, error) {
-	body, err := json.Marshal(record)
+	body, err := marshalRecord(record)
 	if err != nil {
 		return nil, err
 	}
-	m, err := json.Marshal(meta)
+	return withMeta(body, meta)
+}
+
+// marshalRecord encodes a record, which must be a JSON object.
+func marshalRecord(record any) ([]byte, error) {
+	body, err := json.Marshal(record)
 	if err != nil {
 		return nil, err
 	}
 	body = bytes.TrimSpace(body)
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
 		return nil, fmt.Errorf("a record must encode as a JSON object, got %.20s", body)
+	}
+	return body, nil
+}
+
+// withMeta adds meta's fields to an encoded record.
+func withMeta(body []byte, meta recordMeta) ([]byte, error) {
+	m, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
 	}
 	if string(m) == "{}" {
 		return body, nil
@@ -536,19 +550,37 @@ func awaitAcks(ctx context.Context, rs []pubResult) (int, error) {
 // encodeCommit encodes a record with meta, and the same record once its
 // outbox is published (meta without Pending).
 func encodeCommit(record any, meta recordMeta) (body, cleared []byte, err error) {
-	if body, err = encodeRecord(record, meta); err != nil || len(meta.Pending) == 0 {
+	rec, err := marshalRecord(record)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body, err = withMeta(rec, meta); err != nil || len(meta.Pending) == 0 {
 		return body, body, err
 	}
 	done := meta
 	done.Pending = nil
-	cleared, err = encodeRecord(record, done)
+	cleared, err = withMeta(rec, done)
 	return body, cleared, err
 }
 
 // checkEventSize refuses an event the stream would not store, before
 // anything is written.
 func (b *Broker) checkEventSize(ctx context.Context, e *event.Event) error {
-	msg, err := wire.EncodeEvent(ctx, wire.EventSubject(b.cfg.Prefix, e.Type()), e)
+	// A bound first: percent-encoding at most triples an attribute's
+	// value. Only an event the bound puts near the limit is encoded to be
+	// measured (and encoded again when published).
+	subject := wire.EventSubject(b.cfg.Prefix, e.Type())
+	bound := len(e.Data()) + len(subject) + 256
+	for _, v := range []string{e.ID(), e.Source(), e.Type(), e.Subject(), e.DataSchema(), e.DataContentType()} {
+		bound += 3*len(v) + 32
+	}
+	for k, v := range e.Extensions() {
+		bound += len(k) + 3*len(fmt.Sprint(v)) + 32
+	}
+	if bound <= b.cfg.MaxRequestBytes {
+		return nil
+	}
+	msg, err := wire.EncodeEvent(ctx, subject, e)
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,10 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 		ID: uuid.NewString(), Hook: hook, Object: object, Outcome: schemas.ChainCompleted,
 		StartedAt: start.UTC(), Steps: make([]schemas.StepRecord, 0, len(steps)),
 	}
+	env0, err := newHookEnvelope(hook, res.record.ID, object)
+	if err != nil {
+		return chainResult{}, fmt.Errorf("encode %s request: %w", hook, err)
+	}
 	var frags strings.Builder
 	stopped := false
 	for i, step := range steps {
@@ -149,9 +153,11 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 				wire.AttrPriority.Int(step.Priority), wire.AttrFailurePolicy.String(step.FailurePolicy),
 				wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(wire.HookSubject(b.cfg.Prefix, hook, step.Plugin)))
 		}
-		resp, callErr := b.callHook(sctx, step, schemas.HookRequest{
-			Hook: hook, ChainID: res.record.ID, Object: object, Step: i, Payload: res.payload, Env: res.env,
-		})
+		var resp schemas.HookResponse
+		body, callErr := env0.encode(i, res.payload, res.env)
+		if callErr == nil {
+			resp, callErr = b.callHook(sctx, step, hook, body)
+		}
 		if callErr == nil {
 			callErr = b.applyStep(kind, step, resp, &res, owner, &frags, &rec)
 		}
@@ -227,7 +233,7 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 // of calls in flight to the hook point and to the plugin: a slow or hung
 // plugin holds up only the operations that wait on it. No responder, a
 // timeout, a full limit and an error reply all come back as errors.
-func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schemas.HookRequest) (schemas.HookResponse, error) {
+func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, hook string, req []byte) (schemas.HookResponse, error) {
 	var resp schemas.HookResponse
 	timeout := step.Timeout.D()
 	cut := false
@@ -238,12 +244,12 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	release, err := b.limits.acquire(cctx, "hook "+req.Hook, b.cfg.HookConcurrency, "plugin "+step.Plugin, b.cfg.PluginConcurrency)
+	held, err := b.limits.acquire(cctx, hookLimit(hook), b.cfg.HookConcurrency, pluginLimit(step.Plugin), b.cfg.PluginConcurrency)
 	if err != nil {
 		return resp, err
 	}
-	defer release()
-	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, req.Hook, step.Plugin), req, &resp)
+	defer held.release()
+	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, hook, step.Plugin), req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
 			e.Message = fmt.Sprintf("no answer within %s", timeout)
@@ -268,15 +274,26 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, req schema
 // chain applies its when_inactive policy without calling it.
 const noResponderGrace = 2 * time.Second
 
-// callStepRetrying sends a step request, again with backoff while no one
-// is subscribed to the subject (the request reached no plugin, so a repeat
-// is safe), for noResponderGrace at most within ctx.
-func (b *Broker) callStepRetrying(ctx context.Context, subject string, req schemas.HookRequest, resp *schemas.HookResponse) error {
+// callStepRetrying sends a step request (encoded), again with backoff
+// while no one is subscribed to the subject (the request reached no
+// plugin, so a repeat is safe), for noResponderGrace at most within ctx.
+func (b *Broker) callStepRetrying(ctx context.Context, subject string, req []byte, resp *schemas.HookResponse) error {
+	call := func() error {
+		msg, err := wire.RequestBody(ctx, b.nc, subject, nil, req)
+		if err != nil {
+			return err
+		}
+		return decodeHookReply(msg, resp)
+	}
+	// The first attempt needs no retry machinery.
+	last := call()
+	if last == nil || !errors.Is(last, schemas.ErrNoResponders) {
+		return last
+	}
 	gctx, cancel := context.WithTimeout(ctx, noResponderGrace)
 	defer cancel()
-	var last error
 	_, err := backoff.Retry(gctx, func() (struct{}, error) {
-		last = wire.Call(ctx, b.nc, subject, req, resp)
+		last = call()
 		if last != nil && !errors.Is(last, schemas.ErrNoResponders) {
 			return struct{}{}, backoff.Permanent(last)
 		}

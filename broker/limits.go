@@ -8,54 +8,78 @@ import (
 )
 
 // limits bounds the calls in flight per key (a hook point, a plugin):
-// bulkheads, so a hung plugin ties up its own slots and nothing else.
+// bulkheads, so a hung plugin ties up its own slots and nothing else. A
+// slot is taken on every hook step and plugin call: finding a key's
+// semaphore takes no lock once it exists, and taking slots allocates
+// nothing.
 type limits struct {
-	mu   sync.Mutex
-	sems map[string]chan struct{}
+	sems sync.Map // limitKey → chan struct{}
 }
 
-func newLimits() *limits { return &limits{sems: map[string]chan struct{}{}} }
+// limitKey names what a limit bounds: a hook point or a plugin.
+type limitKey struct {
+	kind, name string
+}
 
-func (l *limits) sem(key string, n int) chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.sems[key]
-	if c == nil {
-		c = make(chan struct{}, n)
-		l.sems[key] = c
+func (k limitKey) String() string { return k.kind + " " + k.name }
+
+func hookLimit(hook string) limitKey     { return limitKey{"hook", hook} }
+func pluginLimit(plugin string) limitKey { return limitKey{"plugin", plugin} }
+
+func newLimits() *limits { return &limits{} }
+
+func (l *limits) sem(key limitKey, n int) chan struct{} {
+	if c, ok := l.sems.Load(key); ok {
+		return c.(chan struct{})
 	}
-	return c
+	c, _ := l.sems.LoadOrStore(key, make(chan struct{}, n))
+	return c.(chan struct{})
 }
 
-// acquire takes a slot of each (key, n) pair in order, waiting until ctx
-// ends; it fails with a timeout naming the full one.
-func (l *limits) acquire(ctx context.Context, pairs ...any) (func(), error) {
-	var held []chan struct{}
-	release := func() {
-		for _, c := range held {
+// slots are the slots a call holds; release gives them back.
+type slots struct {
+	held [2]chan struct{}
+}
+
+func (s slots) release() {
+	for _, c := range s.held {
+		if c != nil {
 			<-c
 		}
 	}
-	for i := 0; i+1 < len(pairs); i += 2 {
-		key, n := pairs[i].(string), pairs[i+1].(int)
-		c := l.sem(key, n)
+}
+
+// acquire takes a slot of key (at most n in flight), then one of key2
+// (at most n2) unless key2 is the zero limitKey, waiting until ctx ends;
+// it fails with a timeout naming the full one.
+func (l *limits) acquire(ctx context.Context, key limitKey, n int, key2 limitKey, n2 int) (slots, error) {
+	var s slots
+	for i, k := range [2]limitKey{key, key2} {
+		if k == (limitKey{}) {
+			continue
+		}
+		limit := n
+		if i == 1 {
+			limit = n2
+		}
+		c := l.sem(k, limit)
 		select {
 		case c <- struct{}{}:
-			held = append(held, c)
+			s.held[i] = c
 		case <-ctx.Done():
-			release()
-			return nil, schemas.Errorf(schemas.CodeTimeout, "", "%s has %d calls in flight, its limit, and none ended in time: it is slow or hung", key, n)
+			s.release()
+			return slots{}, schemas.Errorf(schemas.CodeTimeout, "", "%s has %d calls in flight, its limit, and none ended in time: it is slow or hung", k, limit)
 		}
 	}
-	return release, nil
+	return s, nil
 }
 
 // callLimited runs a call to plugin within its limit of calls in flight.
 func (b *Broker) callLimited(ctx context.Context, plugin string, call func(context.Context) error) error {
-	release, err := b.limits.acquire(ctx, "plugin "+plugin, b.cfg.PluginConcurrency)
+	s, err := b.limits.acquire(ctx, pluginLimit(plugin), b.cfg.PluginConcurrency, limitKey{}, 0)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer s.release()
 	return call(ctx)
 }

@@ -2,10 +2,14 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -50,21 +54,55 @@ func WithID(id string) EventOption {
 // NewEvent builds a core CloudEvent of eventType carrying data, with a fresh
 // id, the broker's source, the time and the data schema set. The data is
 // encoded once; it is not validated here (the broker builds it from
-// validated input; Config.SelfCheck checks it on publish).
+// validated input; Config.SelfCheck checks it on publish). The event is
+// what event.New and its setters make (TestNewEventMatchesSetters), built
+// without parsing the source and the schema's URL for every event.
 func NewEvent(eventType string, data any, opts ...EventOption) (*event.Event, error) {
-	e := event.New()
-	e.SetID(nuid.Next())
-	e.SetSource(Source)
-	e.SetType(eventType)
-	e.SetTime(time.Now().UTC())
-	e.SetDataSchema(schemas.EventSchemaID(eventType))
+	var body []byte
+	if data != nil {
+		var err error
+		if body, err = json.Marshal(data); err != nil {
+			return nil, fmt.Errorf("encode %s data: %w", eventType, err)
+		}
+	}
+	schema, err := dataSchemaURI(eventType)
+	if err != nil {
+		return nil, err
+	}
+	ct := event.ApplicationJSON
+	e := &event.Event{Context: &event.EventContextV1{
+		ID: nuid.Next(), Source: sourceRef, Type: eventType, Time: &types.Timestamp{Time: time.Now().UTC()},
+		DataSchema: schema, DataContentType: &ct,
+	}, DataEncoded: body}
 	for _, o := range opts {
-		o(&e)
+		o(e)
 	}
-	if err := e.SetData(event.ApplicationJSON, data); err != nil {
-		return nil, fmt.Errorf("encode %s data: %w", eventType, err)
+	return e, nil
+}
+
+// sourceRef is Source, parsed once.
+var sourceRef = func() types.URIRef {
+	u, err := url.Parse(Source)
+	if err != nil {
+		panic(err)
 	}
-	return &e, nil
+	return types.URIRef{URL: *u}
+}()
+
+// schemaURIs caches each event type's data schema URL, parsed: events
+// share it (nothing changes an event's URL in place).
+var schemaURIs sync.Map // event type → *types.URI
+
+func dataSchemaURI(eventType string) (*types.URI, error) {
+	if u, ok := schemaURIs.Load(eventType); ok {
+		return u.(*types.URI), nil
+	}
+	pu, err := url.Parse(schemas.EventSchemaID(eventType))
+	if err != nil {
+		return nil, fmt.Errorf("data schema of %s: %w", eventType, err)
+	}
+	u, _ := schemaURIs.LoadOrStore(eventType, &types.URI{URL: *pu})
+	return u.(*types.URI), nil
 }
 
 // Publish builds and publishes a core event and returns its id. The id is

@@ -35,6 +35,22 @@ func CallHeader(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Hea
 	if err != nil {
 		return fmt.Errorf("encode request for %s: %w", subject, err)
 	}
+	return CallBody(ctx, nc, subject, hdr, body, resp)
+}
+
+// CallBody is CallHeader with the request already encoded: body must be
+// the request's JSON.
+func CallBody(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Header, body []byte, resp any) error {
+	msg, err := RequestBody(ctx, nc, subject, hdr, body)
+	if err != nil {
+		return err
+	}
+	return DecodeReply(msg, resp)
+}
+
+// RequestBody sends an encoded request as CallBody does and returns the
+// reply undecoded (DecodeReply decodes it).
+func RequestBody(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Header, body []byte) (*nats.Msg, error) {
 	out := &nats.Msg{Subject: subject, Data: body}
 	if len(hdr) > 0 {
 		out.Header = nats.Header{}
@@ -50,11 +66,11 @@ func CallHeader(ctx context.Context, nc *nats.Conn, subject string, hdr nats.Hea
 		// (such as the NATS server refusing the publish) gets that error.
 		var cause *schemas.Error
 		if errors.As(context.Cause(ctx), &cause) {
-			return cause
+			return nil, cause
 		}
-		return TransportError(subject, err)
+		return nil, TransportError(subject, err)
 	}
-	return DecodeReply(msg, resp)
+	return msg, nil
 }
 
 // TransportError turns a nats request error into a *schemas.Error with a
@@ -100,7 +116,7 @@ func DecodeReply(msg *nats.Msg, resp any) error {
 // its message with ReplyMsg; use it directly to answer a request received
 // outside a Service.
 func ReplyMsg(reply string, resp any, err error) *nats.Msg {
-	msg := &nats.Msg{Subject: reply, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: reply}
 	if err == nil {
 		body, merr := json.Marshal(resp)
 		if merr == nil {
@@ -118,6 +134,7 @@ func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 		body, _ = json.Marshal(&bare)
 	}
 	msg.Data = body
+	msg.Header = nats.Header{}
 	msg.Header.Set(schemas.HeaderError, e.Message)
 	msg.Header.Set(schemas.HeaderErrorCode, e.Code)
 	return msg

@@ -72,9 +72,9 @@ type Endpoint struct {
 	Metadata map[string]string
 	// Concurrency bounds how many of its requests are handled at once.
 	// 0 or 1 handles them one at a time, in arrival order, on the
-	// subscription's goroutine; above 1 each runs on its own goroutine, and
-	// a request that finds every slot taken waits for one (the endpoint
-	// stops reading until then).
+	// subscription's goroutine; above 1 they run on up to Concurrency
+	// worker goroutines, and a request that finds every worker busy waits
+	// for one (the endpoint stops reading until then).
 	Concurrency int
 	// OnReceive, when set, runs on the subscription's goroutine, in arrival
 	// order, before the request is handed to its handler goroutine: the
@@ -101,9 +101,12 @@ type Service struct {
 }
 
 type endpoint struct {
-	cfg   Endpoint
-	sub   *nats.Subscription
+	cfg Endpoint
+	sub *nats.Subscription
+	// slots bounds the endpoint's workers (Concurrency); work hands a
+	// request to an idle one.
 	slots chan struct{}
+	work  chan func()
 
 	mu    sync.Mutex
 	stats micro.EndpointStats
@@ -192,6 +195,7 @@ func (s *Service) AddEndpoint(ep Endpoint) error {
 	e := &endpoint{cfg: ep, stats: micro.EndpointStats{Name: ep.Name, Subject: ep.Subject, QueueGroup: s.cfg.QueueGroup}}
 	if ep.Concurrency > 1 {
 		e.slots = make(chan struct{}, ep.Concurrency)
+		e.work = make(chan func())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,11 +240,43 @@ func (s *Service) receive(e *endpoint, m *nats.Msg) {
 		run()
 		return
 	}
-	e.slots <- struct{}{}
-	go func() {
-		defer func() { <-e.slots }()
-		run()
-	}()
+	// An idle worker takes it, or a new one while the endpoint has fewer
+	// than Concurrency; else it waits for either.
+	select {
+	case e.work <- run:
+		return
+	default:
+	}
+	select {
+	case e.work <- run:
+	case e.slots <- struct{}{}:
+		go e.worker(s.base, run)
+	}
+}
+
+// workerIdle is how long a worker of an endpoint waits for a request
+// before it ends.
+const workerIdle = 10 * time.Second
+
+// worker runs first, then the requests handed to it, until it has been
+// idle for workerIdle or the service stops. Workers outlive a request so
+// that one does not start a goroutine, and grow its stack again, for each.
+func (e *endpoint) worker(base context.Context, first func()) {
+	defer func() { <-e.slots }()
+	first()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case run := <-e.work:
+			run()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-base.Done():
+			return
+		}
+	}
 }
 
 // Info returns what INFO answers.

@@ -36,7 +36,7 @@ func runPublish(ctx context.Context, r *runner) error {
 	}
 	dur := r.dur(300*time.Millisecond, time.Second)
 	subject := wire.EventSubject(bus.Prefix, schemas.TypeJobDeployed)
-	ratio := &Target{Kind: "ratio_min", Value: 0.85}
+	ratio := &Target{Kind: "ratio_min", Value: 0.95}
 
 	for _, t := range []Transport{InProcess, TCP} {
 		var errCount atomic.Int64

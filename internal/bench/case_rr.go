@@ -177,7 +177,7 @@ func runHookChains(ctx context.Context, r *runner, bus *Bus, client *nats.Conn, 
 		if steps > 0 {
 			chain = r.metric(fmt.Sprintf("hook chain %d steps p50%s", steps, mode.suffix), "µs", false, nil)
 			chain.Note = fmt.Sprintf("raw: %d sequential request/replies; bus: the chain's duration_ms as the broker records it", steps)
-			perStep = r.metric(fmt.Sprintf("hook chain %d steps: added per step p50%s", steps, mode.suffix), "µs", false, &Target{Kind: "bus_max", Value: 10})
+			perStep = r.metric(fmt.Sprintf("hook chain %d steps: added per step p50%s", steps, mode.suffix), "µs", false, &Target{Kind: "bus_max", Value: mode.target})
 			perStep.Note = "(bus chain p50 - raw p50) / steps"
 		}
 		for run := 0; run < r.cfg.Runs; run++ {

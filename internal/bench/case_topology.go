@@ -191,7 +191,7 @@ func runTopology(ctx context.Context, r *runner) error {
 		cp50 := r.metric(fmt.Sprintf("process %s p50", label), "µs", false, nil)
 		cp99 := r.metric(fmt.Sprintf("process %s p99", label), "µs", false, nil)
 		cp50.Note = fmt.Sprintf("bus: the chain's duration as the broker records it (%d plugin process(es), StampJob each); raw: %d sequential request/replies to responder processes doing StampJob", steps, steps)
-		added := r.metric(fmt.Sprintf("process %s: added per step p50", label), "µs", false, nil)
+		added := r.metric(fmt.Sprintf("process %s: added per step p50", label), "µs", false, &Target{Kind: "bus_max", Value: targetStepSDKUs})
 		added.Note = "(bus chain p50 - raw p50) / steps"
 		dp50 := r.metric(fmt.Sprintf("process jobs.deploy p50, %s", label), "µs", false, nil)
 		dp99 := r.metric(fmt.Sprintf("process jobs.deploy p99, %s", label), "µs", false, nil)

@@ -14,13 +14,23 @@ type hookMode struct {
 	// suffix tells the mode's figures apart ("" for the SDK).
 	suffix string
 	desc   string
+	// target bounds the time a step adds to a raw round trip (µs, p50).
+	target float64
 	start  func(bus *Bus, m schemas.Manifest) error
 }
+
+// Targets of the time a hook step adds (docs/performance.md): the
+// broker's share alone, and with SDK plugins.
+const (
+	targetStepBrokerUs = 5
+	targetStepSDKUs    = 10
+)
 
 var hookModes = []hookMode{
 	{
 		suffix: "",
 		desc:   "SDK plugins (sdk.New + HandleHook returning sdk.Continue()), each on its own in-process connection",
+		target: targetStepSDKUs,
 		start: func(bus *Bus, m schemas.Manifest) error {
 			p, err := sdk.New(m, sdk.WithPrefix(bus.Prefix), sdk.WithLogger(prodLogger()))
 			if err != nil {
@@ -36,6 +46,7 @@ var hookModes = []hookMode{
 	{
 		suffix: " [micro]",
 		desc:   "micro services answering the hook subject with fixed {\"outcome\":\"continue\"} bytes (no decoding): the broker's share alone",
+		target: targetStepBrokerUs,
 		start: func(bus *Bus, m schemas.Manifest) error {
 			nc, err := bus.Connect(InProcess, m.Name)
 			if err != nil {
