@@ -40,18 +40,23 @@ dashboard-screenshots: ## the dashboard's screenshots in docs/img (docs/dashboar
 deploy-check: ## validate deployments/ and the Dockerfile with no container engine or cluster (docs/deploy.md): compose-spec loader, nats-server -t, the Dockerfile's build stage run here, helm lint/template | kubeconform, promtool
 	cd deployments/check && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
-.PHONY: bench bench-quick bench-peers bench-peers-quick
-bench: build ## raw NATS vs plugbus benchmarks (docs/performance.md says how long): table + bench/results/latest.json
-	$(BIN)/busbench -broker-bin $(BIN)/broker -doc docs/performance.md
+.PHONY: bench bench-quick bench-doc bench-peers bench-peers-quick
+bench: build ## raw NATS vs plugbus, every case in full (docs/performance.md says how long): table, bench/results/latest.json, then docs/performance.md from it
+	$(BIN)/busbench -broker-bin $(BIN)/broker -out bench/results/latest.json
+	@$(MAKE) --no-print-directory bench-doc
 
-bench-quick: build ## the same benchmarks, small and short: bench/results/quick.json
-	$(BIN)/busbench -quick -broker-bin $(BIN)/broker
+bench-doc: build ## docs/performance.md's results, targets (met or not) and peers from bench/results/latest.json and bench/results/peers.json, running nothing
+	$(BIN)/busbench -from bench/results/latest.json -peers bench/results/peers.json -doc docs/performance.md
+
+bench-quick: build ## every case small and short, each figure once (about a minute): the ratios, no targets (CI runs it); bench/results/quick.json
+	$(BIN)/busbench -quick -runs 1 -ratios -broker-bin $(BIN)/broker
 
 # bench/peers is its own module (it depends on hashicorp/go-plugin; the main
 # module does not).
-bench-peers: ## plugbus's real topology beside hashicorp/go-plugin (net/rpc, gRPC), same work, same run: bench/results/peers.json + docs/performance.md
+bench-peers: build ## plugbus's real topology beside hashicorp/go-plugin (net/rpc, gRPC), same work, same run: bench/results/peers.json, then docs/performance.md (bench-doc)
 	cd bench/peers && $(GO) build $(GOFLAGS) -o ../../$(BIN)/peerbench .
-	$(BIN)/peerbench -doc docs/performance.md
+	$(BIN)/peerbench
+	@$(MAKE) --no-print-directory bench-doc
 
 bench-peers-quick: ## the same, small: bench/results/peers-quick.json
 	cd bench/peers && $(GO) build $(GOFLAGS) -o ../../$(BIN)/peerbench .

@@ -6,7 +6,8 @@
 //
 //	busbench [-quick] [-runs 3] [-cases publish,deliver,...] [-out FILE]
 //	         [-side both|raw|bus] [-profile DIR] [-broker-bin bin/broker]
-//	         [-doc docs/performance.md] [-markdown]
+//	         [-doc docs/performance.md [-peers bench/results/peers.json]]
+//	         [-from FILE] [-markdown] [-ratios]
 package main
 
 import (
@@ -43,8 +44,10 @@ func run() int {
 	brokerBin := fs.String("broker-bin", "bin/broker", "broker binary for the scale case (built with go build when missing)")
 	rate := fs.Int("rate", 5000, "offered rate of the latency case, events/s")
 	markdown := fs.Bool("markdown", false, "also print the table as Markdown")
+	ratios := fs.Bool("ratios", false, "print the figures and their ratios only, without targets (make bench-quick, for CI logs)")
 	from := fs.String("from", "", "do not run: print (and with -doc write) the results of this results file")
-	doc := fs.String("doc", "", "also write the table into this Markdown file, between its busbench:table markers (make bench: docs/performance.md)")
+	doc := fs.String("doc", "", "also write the results into this Markdown file, between its busbench markers: the table, the targets met or not, and bench/peers' table from -peers (make bench: docs/performance.md)")
+	peersFile := fs.String("peers", "bench/results/peers.json", "bench/peers' results file (make bench-peers) for -doc; absent: the doc says none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -94,7 +97,11 @@ func run() int {
 		return 1
 	}
 	fmt.Println()
-	rep.WriteTable(os.Stdout)
+	if *ratios {
+		rep.WriteRatios(os.Stdout)
+	} else {
+		rep.WriteTable(os.Stdout)
+	}
 	if *markdown {
 		fmt.Println()
 		rep.WriteMarkdown(os.Stdout)
@@ -111,9 +118,18 @@ func run() int {
 	if *doc != "" {
 		if len(cases) > 0 || *side != bench.SideBoth {
 			fmt.Fprintf(os.Stderr, "busbench: not updating %s from a partial run (-cases or -side)\n", *doc)
-		} else if err := rep.UpdateDoc(*doc); err != nil {
-			fmt.Fprintf(os.Stderr, "busbench: update %s: %v\n", *doc, err)
-			return 1
+		} else {
+			var peers *bench.Report
+			if _, err := os.Stat(*peersFile); err == nil {
+				if peers, err = bench.ReadReport(*peersFile); err != nil {
+					fmt.Fprintf(os.Stderr, "busbench: %v\n", err)
+					return 1
+				}
+			}
+			if err := rep.UpdateDoc(*doc, peers); err != nil {
+				fmt.Fprintf(os.Stderr, "busbench: update %s: %v\n", *doc, err)
+				return 1
+			}
 		}
 	}
 	fmt.Printf("\n%s mode, %d runs per figure, %s on %d CPUs (%s)", rep.Mode, rep.Runs, rep.Duration, rep.Machine.NumCPU, rep.Machine.CPUModel)

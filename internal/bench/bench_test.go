@@ -76,22 +76,48 @@ func TestRecord(t *testing.T) {
 
 func TestUpdateDoc(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "perf.md")
-	doc := "# Perf\n\n" + DocTableStart + "\nold table\n" + DocTableEnd + "\n\nanalysis\n"
+	doc := "# Perf\n\n" + DocTableStart + "\nold table\n" + DocTableEnd + "\n\n" + DocTargetsStart + "\nold targets\n" + DocTargetsEnd +
+		"\n\n" + DocPeersStart + "\nold peers\n" + DocPeersEnd + "\n\nanalysis\n"
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := &Metric{Case: "publish", Name: "publish 512B inproc", Unit: "events/s", HigherIsBetter: true}
+	m := &Metric{Case: "publish", Name: "publish 512B inproc", Unit: "events/s", HigherIsBetter: true, Target: &Target{Kind: "ratio_min", Value: 0.95}}
 	m.AddRaw(100)
 	m.AddBus(90)
-	rep := &Report{Mode: "quick", Runs: 1, Records: []Record{m.Record()}}
-	if err := rep.UpdateDoc(path); err != nil {
+	s := &Metric{Case: "scale", Name: "register 10000 plugins", Unit: "ms", Target: &Target{Kind: "bus_max", Value: 5000}}
+	s.AddBus(4000)
+	none := &Metric{Case: "scale", Name: "RSS", Unit: "KiB", Target: &Target{Kind: "ratio_max", Value: 1}}
+	none.AddBus(3)
+	rep := &Report{Mode: "full", Runs: 1, Records: []Record{m.Record(), s.Record(), none.Record()}, Versions: Versions{Commit: "abc1234"}}
+	p := &Metric{Case: "peers", Name: "hook step p50: plugbus vs go-plugin gRPC", Unit: "µs", Target: &Target{Kind: "ratio_max", Value: 1}}
+	p.AddRaw(100)
+	p.AddBus(80)
+	peers := &Report{Mode: "full", Runs: 1, Records: []Record{p.Record()}, Baseline: "go-plugin"}
+	if err := rep.UpdateDoc(path, peers); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(path)
 	got := string(b)
-	if strings.Contains(got, "old table") || !strings.Contains(got, "| publish | publish 512B inproc |") ||
-		!strings.HasSuffix(got, DocTableEnd+"\n\nanalysis\n") {
+	for _, want := range []string{
+		"| publish | publish 512B inproc |", "commit abc1234",
+		"| publish | publish 512B inproc | >= 0.95x raw | 0.90x (90.0 vs 100 events/s) | " + TargetNotMet + " |",
+		"| scale | register 10000 plugins | <= 5000 | 4000 ms | " + TargetMet + " |",
+		"| scale | RSS | <= 1.00x raw | - | " + TargetNotMeasured + " |",
+		"| peers | hook step p50: plugbus vs go-plugin gRPC | <= 1.00x raw | 0.80x (80.0 vs 100 µs) | " + TargetMet + " |",
+		"| case | figure | unit | go-plugin | plugbus |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("doc after update lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old ") || !strings.HasSuffix(got, DocPeersEnd+"\n\nanalysis\n") {
 		t.Fatalf("doc after update:\n%s", got)
+	}
+	if err := rep.UpdateDoc(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "make bench-peers") {
+		t.Fatalf("without peers results the section does not say how to get them:\n%s", b)
 	}
 }
 
@@ -601,5 +627,31 @@ func BenchmarkIngress(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// docs/performance.md has every section make bench-doc writes, and the
+// committed results file generates it.
+func TestPerformanceDocSections(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "performance.md")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{DocTableStart, DocTableEnd, DocTargetsStart, DocTargetsEnd, DocPeersStart, DocPeersEnd} {
+		if strings.Count(string(b), m) != 1 {
+			t.Errorf("%s has %d %s markers, want 1", path, strings.Count(string(b), m), m)
+		}
+	}
+	rep, err := ReadReport(filepath.Join("..", "..", "bench", "results", "latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), "performance.md")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.UpdateDoc(tmp, nil); err != nil {
+		t.Fatal(err)
 	}
 }

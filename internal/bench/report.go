@@ -342,13 +342,80 @@ func versions() Versions {
 	return v
 }
 
-// Markers delimiting the generated parts of docs/performance.md: busbench's
-// table and bench/peers' (peerbench).
+// WriteRatios prints the records as an aligned table of the raw and the
+// plugbus figure and their ratio, without targets (make bench-quick: for
+// CI logs, where a loaded machine's figures must not fail a build).
+func (r *Report) WriteRatios(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tname\tunit\traw\tbus\tbus/raw\t")
+	for _, rec := range r.Records {
+		ratio := "-"
+		if rec.Ratio != nil {
+			ratio = fmt.Sprintf("%.2f", *rec.Ratio)
+		}
+		better := "↓"
+		if rec.HigherIsBetter {
+			better = "↑"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\t\n", rec.Case, rec.Name, rec.Unit, better, fmtPtr(rec.Raw), fmtPtr(rec.Bus), ratio)
+	}
+	_ = tw.Flush()
+}
+
+// Target outcomes in docs/performance.md.
 const (
-	DocTableStart = "<!-- busbench:table:start -->"
-	DocTableEnd   = "<!-- busbench:table:end -->"
-	DocPeersStart = "<!-- busbench:peers:start -->"
-	DocPeersEnd   = "<!-- busbench:peers:end -->"
+	TargetMet         = "met"
+	TargetNotMet      = "**not met**"
+	TargetNotMeasured = "not measured"
+)
+
+// WriteTargets prints every record of reps that has a target as a
+// Markdown table: the figure, the target, the result and whether it was
+// met.
+func WriteTargets(w io.Writer, reps ...*Report) {
+	fmt.Fprintln(w, "| case | figure | target | result | met |")
+	fmt.Fprintln(w, "| --- | --- | --- | ---: | --- |")
+	n := 0
+	for _, rep := range reps {
+		if rep == nil {
+			continue
+		}
+		for _, rec := range rep.Records {
+			if rec.Target == nil {
+				continue
+			}
+			n++
+			result := fmtPtr(rec.Bus) + " " + rec.Unit
+			if strings.HasPrefix(rec.Target.Kind, "ratio_") {
+				result = "-"
+				if rec.Ratio != nil {
+					result = fmt.Sprintf("%.2fx (%s vs %s %s)", *rec.Ratio, fmtPtr(rec.Bus), fmtPtr(rec.Raw), rec.Unit)
+				}
+			}
+			met := TargetNotMeasured
+			if rec.Pass != nil {
+				met = TargetNotMet
+				if *rec.Pass {
+					met = TargetMet
+				}
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", rec.Case, rec.Name, rec.Target.String(), result, met)
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "| - | no figure with a target in these results | | | |")
+	}
+}
+
+// Markers delimiting the generated parts of docs/performance.md: busbench's
+// table, the targets, and bench/peers' table (peerbench).
+const (
+	DocTableStart   = "<!-- busbench:table:start -->"
+	DocTableEnd     = "<!-- busbench:table:end -->"
+	DocTargetsStart = "<!-- busbench:targets:start -->"
+	DocTargetsEnd   = "<!-- busbench:targets:end -->"
+	DocPeersStart   = "<!-- busbench:peers:start -->"
+	DocPeersEnd     = "<!-- busbench:peers:end -->"
 )
 
 // WriteDocSection writes the generated part of docs/performance.md: the
@@ -375,10 +442,33 @@ func (r *Report) WriteDocSection(w io.Writer) {
 	}
 }
 
-// UpdateDoc replaces the generated part of the Markdown file at path (the
-// lines between DocTableStart and DocTableEnd) with this report.
-func (r *Report) UpdateDoc(path string) error {
-	return r.UpdateDocBetween(path, DocTableStart, DocTableEnd)
+// UpdateDoc replaces the generated parts of the Markdown file at path
+// (docs/performance.md) with this report and peers (bench/peers'
+// results; nil when there are none): the table between DocTableStart and
+// DocTableEnd, the targets of both between DocTargetsStart and
+// DocTargetsEnd, and peers' table between DocPeersStart and DocPeersEnd.
+func (r *Report) UpdateDoc(path string, peers *Report) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	var table, targets, peer strings.Builder
+	r.WriteDocSection(&table)
+	WriteTargets(&targets, r, peers)
+	if peers != nil {
+		peers.WriteDocSection(&peer)
+	} else {
+		peer.WriteString("No results of bench/peers yet (bench/results/peers.json): `make bench-peers` runs them.\n")
+	}
+	for _, part := range []struct {
+		start, end, text string
+	}{{DocTableStart, DocTableEnd, table.String()}, {DocTargetsStart, DocTargetsEnd, targets.String()}, {DocPeersStart, DocPeersEnd, peer.String()}} {
+		if s, err = replaceBetween(s, part.start, part.end, part.text); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
 }
 
 // UpdateDocBetween replaces the lines between the markers start and end of
@@ -388,15 +478,21 @@ func (r *Report) UpdateDocBetween(path, start, end string) error {
 	if err != nil {
 		return err
 	}
-	s := string(b)
+	var sb strings.Builder
+	r.WriteDocSection(&sb)
+	s, err := replaceBetween(string(b), start, end, sb.String())
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// replaceBetween replaces what lies between the lines start and end of s
+// with text.
+func replaceBetween(s, start, end, text string) (string, error) {
 	i, j := strings.Index(s, start), strings.Index(s, end)
 	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s section", path, start, end)
+		return "", fmt.Errorf("no %s ... %s section", start, end)
 	}
-	var sb strings.Builder
-	sb.WriteString(s[:i+len(start)])
-	sb.WriteString("\n")
-	r.WriteDocSection(&sb)
-	sb.WriteString(s[j:])
-	return os.WriteFile(path, []byte(sb.String()), 0o644)
+	return s[:i+len(start)] + "\n" + text + s[j:], nil
 }
