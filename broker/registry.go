@@ -383,14 +383,15 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		// so two of them cannot make a cycle together (chainorder.go).
 		unlockOrder := func() {}
 		if chainConstrained(r.cached(), m) {
+			// The lock's own context (which ends at its release) is for
+			// the wait only: the lifecycle after the save runs on.
 			octx, ol, err := r.b.locks.lock(ctx, hookOrderLock)
 			if err != nil {
 				return nil, err
 			}
-			ctx = octx
 			unlockOrder = sync.OnceFunc(ol.release) // once the record is saved (or not)
 			defer unlockOrder()
-			recs, err := r.orderedView(ctx)
+			recs, err := r.orderedView(octx)
 			if err != nil {
 				return nil, err
 			}
