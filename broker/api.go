@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/internal/logging"
@@ -124,6 +125,10 @@ func (b *Broker) startAPI() (*wire.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start broker API service: %w", err)
 	}
+	if b.journal != nil {
+		// The operations this broker journals name it by its instance.
+		b.journal.owner = svc.ID()
+	}
 	for _, ep := range b.endpoints() {
 		ep := ep
 		subject := wire.APISubject(b.cfg.Prefix, ep.name)
@@ -196,12 +201,24 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		}
 	}
 	var rk string
+	var run *opRun
+	madeKey := false
 	if err == nil && schemas.Idempotent(ep.name) {
 		var key string
 		key, err = idempotencyKey(req.Headers())
+		if err == nil && key == "" && b.journal != nil {
+			// A key of the broker's own, so that the operation can be
+			// resumed under it if its broker dies mid-chain (resume.go).
+			key, madeKey = brokerKeyPrefix+nuid.Next(), true
+		}
 		if key != "" {
 			rk = requestKey(ep.name, req.Subject(), key)
-			ctx = withOp(ctx, base62(sha256.Sum256([]byte(rk))))
+			op := base62(sha256.Sum256([]byte(rk)))
+			ctx = withOp(ctx, op)
+			run = b.journal.newOpRun(op, ep.name, req.Subject(), key, req.Data())
+			ctx = withOpRun(ctx, run)
+		}
+		if key != "" && !madeKey {
 			if msg, ok := b.lookupReply(ctx, rk); ok {
 				// A repeat: the first reply, nothing done again.
 				if tn != nil {
@@ -227,9 +244,11 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		resp, err = b.serve(ctx, ep, req.Data())
 	}
 	msg := wire.ReplyMsg(req.ReplySubject(), resp, err)
-	if rk != "" {
+	if rk != "" && (!madeKey || run.journalled()) {
 		b.keepReply(ctx, rk, msg)
 	}
+	// After the reply is kept: a journal that says "done" always has it.
+	run.finish(ctx, msg)()
 	if tn != nil {
 		tn.done()
 	}

@@ -30,6 +30,7 @@ var allPaths = []string{
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
 	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
+	APIChainGetRequest, APIChainStatus, APIChainListRequest, APIChainListResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
