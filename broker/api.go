@@ -93,6 +93,8 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
 		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
 		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
+		endpoint(schemas.APIChainsGet, schemas.APIChainGetRequest, schemas.APIChainStatus, b.handleChainsGet),
+		endpoint(schemas.APIChainsList, schemas.APIChainListRequest, schemas.APIChainListResponse, b.handleChainsList),
 		endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve),
 		endpoint(schemas.APIHostsList, schemas.APIHostListRequest, schemas.APIHostListResponse, b.handleHostsList),
 		endpoint(schemas.APIHostsGet, schemas.APIHostRef, schemas.APIHost, b.handleHostsGet),
