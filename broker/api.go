@@ -250,7 +250,7 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		b.keepReply(ctx, rk, msg)
 	}
 	// After the reply is kept: a journal that says "done" always has it.
-	run.finish(ctx, msg)()
+	run.finish(ctx, msg)
 	if tn != nil {
 		tn.done()
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,36 +24,52 @@ func (b *Broker) handleChainsGet(ctx context.Context, req *schemas.ChainGetReque
 		return nil, schemas.Errorf(schemas.CodeInvalidField, "id", "%q is not a chain id (OPERATION-ATTEMPT-N, as chain_id in a chain record)", req.ID)
 	}
 	j := b.journal
-	var h chainHead
-	_, found, err := j.get(ctx, j.chainSubject(req.ID, "h"), &h)
+	// Finished: in the operation's done records (one per attempt).
+	var found *schemas.ChainStatus
+	err := j.scan(ctx, 1, 0, []string{j.doneSubject(op)}, func(m jetstream.Msg, _ uint64) {
+		var d opDone
+		if json.Unmarshal(m.Data(), &d) != nil {
+			return
+		}
+		for _, c := range d.Chains {
+			if c.ID == req.ID {
+				found = &schemas.ChainStatus{Chain: c, Operation: d.operation()}
+			}
+		}
+	})
 	if err != nil {
 		return nil, journalReadError(err)
 	}
-	if !found {
-		e := schemas.Errorf(schemas.CodeNotFound, "id", "chain %s is not in the chain journal: no such chain, or older than the chain retention (%s)", req.ID, b.cfg.ChainRetention)
-		e.Details = map[string]any{schemas.DetailKind: "chain", schemas.DetailName: req.ID}
-		return nil, e
+	if found != nil {
+		return *found, nil
 	}
-	out := schemas.ChainStatus{Operation: schemas.ChainOperation{ID: op, Endpoint: h.Endpoint, State: schemas.OperationRunning,
-		StartedAt: h.StartedAt, UpdatedAt: h.StartedAt}}
+	// Running (or interrupted): rebuilt from its journal.
 	var e opEntry
-	if _, found, err := j.get(ctx, j.opSubject(op), &e); err != nil {
+	if _, ok, err := j.get(ctx, j.runSubject(op), &e); err != nil {
 		return nil, journalReadError(err)
-	} else if found {
-		out.Operation = schemas.ChainOperation{ID: op, Endpoint: e.Endpoint, State: e.State, Attempt: e.Attempt,
-			StartedAt: e.StartedAt, UpdatedAt: e.UpdatedAt, Resumes: e.Resumes, Result: e.Result, Error: e.Error}
+	} else if ok && e.State == schemas.OperationRunning {
+		entries, err := j.entries(ctx, op)
+		if err != nil {
+			return nil, journalReadError(err)
+		}
+		var h chainHead
+		if raw, ok := entries[req.ID+".h"]; ok && json.Unmarshal(raw, &h) == nil {
+			rec, err := b.rebuildChain(h, entries)
+			if err != nil {
+				return nil, journalReadError(err)
+			}
+			return schemas.ChainStatus{Chain: rec, Operation: (&opDone{opEntry: e}).operation()}, nil
+		}
 	}
-	var rec schemas.ChainRecord
-	if _, found, err := j.get(ctx, j.chainSubject(req.ID, "e"), &rec); err != nil {
-		return nil, journalReadError(err)
-	} else if found {
-		out.Chain = rec
-		return out, nil
-	}
-	if out.Chain, err = b.rebuildChain(ctx, h); err != nil {
-		return nil, journalReadError(err)
-	}
-	return out, nil
+	ne := schemas.Errorf(schemas.CodeNotFound, "id", "chain %s is not in the chain journal: no such chain, or older than the chain retention (%s)", req.ID, b.cfg.ChainRetention)
+	ne.Details = map[string]any{schemas.DetailKind: "chain", schemas.DetailName: req.ID}
+	return nil, ne
+}
+
+// operation is the API view of an operation's record.
+func (d *opDone) operation() schemas.ChainOperation {
+	return schemas.ChainOperation{ID: d.Op, Endpoint: d.Endpoint, State: d.State, Attempt: d.Attempt,
+		StartedAt: d.StartedAt, UpdatedAt: d.UpdatedAt, Resumes: d.Resumes, Result: d.Result, Error: d.Error}
 }
 
 func journalReadError(err error) error {
@@ -66,11 +82,12 @@ func journalReadError(err error) error {
 // rebuildChain folds a chain's journalled steps into its record, as the
 // run would have (chainState): the steps so far, and the outcome once
 // every step is there (ChainRunning before).
-func (b *Broker) rebuildChain(ctx context.Context, h chainHead) (schemas.ChainRecord, error) {
-	j := b.journal
+func (b *Broker) rebuildChain(h chainHead, entries map[string][]byte) (schemas.ChainRecord, error) {
 	var in chainInput
-	if _, _, err := j.get(ctx, j.chainSubject(h.ID, "p"), &in); err != nil {
-		return schemas.ChainRecord{}, err
+	if raw, ok := entries[h.ID+".p"]; ok {
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return schemas.ChainRecord{}, err
+		}
 	}
 	cs := b.newChainState(h.Hook, h.Object, h.ID, in.Payload, in.Env, h.StartedAt, len(h.Steps))
 	last := h.StartedAt
@@ -79,16 +96,16 @@ func (b *Broker) rebuildChain(ctx context.Context, h chainHead) (schemas.ChainRe
 			cs.notReached(step)
 			continue
 		}
-		var e stepEntry
-		_, found, err := j.get(ctx, j.chainSubject(h.ID, strconv.Itoa(i)), &e)
-		if err != nil {
-			return schemas.ChainRecord{}, err
-		}
-		if !found {
+		raw, ok := entries[h.ID+"."+strconv.Itoa(i)]
+		if !ok {
 			rec := cs.res.record
 			rec.Outcome = schemas.ChainRunning
 			rec.DurationMs = ms(time.Since(h.StartedAt))
 			return rec, nil
+		}
+		var e stepEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return schemas.ChainRecord{}, err
 		}
 		cs.apply(step, e)
 		if e.At.After(last) {
@@ -100,13 +117,35 @@ func (b *Broker) rebuildChain(ctx context.Context, h chainHead) (schemas.ChainRe
 	return res.record, nil
 }
 
+// rebuildChains rebuilds the record of every chain in an operation's
+// journal, in chain order.
+func (b *Broker) rebuildChains(entries map[string][]byte) []schemas.ChainRecord {
+	var heads []chainHead
+	for name, raw := range entries {
+		var h chainHead
+		if strings.HasSuffix(name, ".h") && json.Unmarshal(raw, &h) == nil {
+			heads = append(heads, h)
+		}
+	}
+	slices.SortFunc(heads, func(x, y chainHead) int { return x.StartedAt.Compare(y.StartedAt) })
+	var out []schemas.ChainRecord
+	for _, h := range heads {
+		if rec, err := b.rebuildChain(h, entries); err == nil {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
 // chainScanWindow is how many journal messages chains.list reads at a
 // time, going back from the newest.
 const chainScanWindow = 4096
 
 // handleChainsList answers chains.list: the newest chain runs of the
-// journal (filtered by object and hook), read back from the end of the
-// stream one window at a time until the limit is reached.
+// journal (filtered by object and hook), finished ones from their
+// operations' done records and running ones from their heads, read back
+// from the end of the stream one window at a time until the limit is
+// reached.
 func (b *Broker) handleChainsList(ctx context.Context, req *schemas.ChainListRequest) (any, error) {
 	limit := req.Limit
 	if limit <= 0 {
@@ -118,99 +157,62 @@ func (b *Broker) handleChainsList(ctx context.Context, req *schemas.ChainListReq
 	if err != nil {
 		return nil, journalReadError(err)
 	}
-	type found struct {
-		seq uint64
-		h   chainHead
+	match := func(object, hook string) bool {
+		return (req.Object == "" || object == req.Object) && (req.Hook == "" || hook == req.Hook)
 	}
-	var heads []found
-	ends := map[string]schemas.ChainRecord{}
+	seen := map[string]schemas.ChainSummary{}
 	stop := info.State.LastSeq + 1
 	first := max(info.State.FirstSeq, 1)
 	window := uint64(max(chainScanWindow, limit*32))
-	for stop > first && len(heads) <= limit && info.State.Msgs > 0 {
+	doneFilter, headFilter := wire.ChainsSubject(j.prefix, "done", "*"), wire.ChainsSubject(j.prefix, "j", "*")
+	for stop > first && len(seen) <= limit && info.State.Msgs > 0 {
 		from := first
 		if stop > first+window {
 			from = stop - window
 		}
-		var batch []found
-		err := j.scan(ctx, from, stop, []string{wire.ChainsSubject(j.prefix, "*", "*", "h"), wire.ChainsSubject(j.prefix, "*", "*", "e")},
-			func(subject string, seq uint64, data []byte) {
-				if subject[len(subject)-1] == 'e' {
-					var rec schemas.ChainRecord
-					if json.Unmarshal(data, &rec) == nil {
-						ends[rec.ID] = rec
+		err := j.scan(ctx, from, stop, []string{doneFilter, headFilter}, func(m jetstream.Msg, _ uint64) {
+			if strings.HasPrefix(m.Subject(), wire.ChainsSubject(j.prefix, "done")) {
+				var d opDone
+				if json.Unmarshal(m.Data(), &d) != nil {
+					return
+				}
+				for _, c := range d.Chains {
+					if match(c.Object, c.Hook) {
+						seen[c.ID] = schemas.ChainSummary{ID: c.ID, Hook: c.Hook, Object: c.Object, Operation: d.Op, Endpoint: d.Endpoint,
+							StartedAt: c.StartedAt, Steps: len(c.Steps), Outcome: c.Outcome, Resumed: c.Resumed}
 					}
-					return
 				}
-				var h chainHead
-				if json.Unmarshal(data, &h) != nil {
-					return
-				}
-				if (req.Object == "" || h.Object == req.Object) && (req.Hook == "" || h.Hook == req.Hook) {
-					batch = append(batch, found{seq, h})
-				}
-			})
+				return
+			}
+			if !strings.HasSuffix(m.Headers().Get(headerJournalEntry), ".h") {
+				return
+			}
+			var h chainHead
+			if json.Unmarshal(m.Data(), &h) != nil || !match(h.Object, h.Hook) {
+				return
+			}
+			if _, done := seen[h.ID]; !done {
+				seen[h.ID] = schemas.ChainSummary{ID: h.ID, Hook: h.Hook, Object: h.Object, Operation: h.Op, Endpoint: h.Endpoint,
+					StartedAt: h.StartedAt, Steps: len(h.Steps), Outcome: schemas.ChainRunning}
+			}
+		})
 		if err != nil {
 			return nil, journalReadError(err)
 		}
-		slices.Reverse(batch)
-		heads = append(heads, batch...)
 		stop = from
 	}
 	out := schemas.ChainListResponse{Chains: []schemas.ChainSummary{}}
-	for i, f := range heads {
-		if i == limit {
-			out.Truncated = true
-			break
-		}
-		s := schemas.ChainSummary{ID: f.h.ID, Hook: f.h.Hook, Object: f.h.Object, Operation: f.h.Op, Endpoint: f.h.Endpoint,
-			StartedAt: f.h.StartedAt, Steps: len(f.h.Steps), Outcome: schemas.ChainRunning}
-		if rec, ok := ends[f.h.ID]; ok {
-			s.Outcome, s.Resumed = rec.Outcome, rec.Resumed
-		}
+	for _, s := range seen {
 		out.Chains = append(out.Chains, s)
 	}
-	return out, nil
-}
-
-// scan calls fn with every journal message in [from, stop) on one of the
-// subject filters, in order.
-func (j *journal) scan(ctx context.Context, from, stop uint64, filters []string, fn func(subject string, seq uint64, data []byte)) error {
-	c, err := j.js.OrderedConsumer(ctx, schemas.StreamChains, jetstream.OrderedConsumerConfig{
-		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+	slices.SortFunc(out.Chains, func(x, y schemas.ChainSummary) int {
+		if c := y.StartedAt.Compare(x.StartedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(y.ID, x.ID)
 	})
-	if err != nil {
-		return err
+	if len(out.Chains) > limit {
+		out.Chains, out.Truncated = out.Chains[:limit], true
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return err
-	}
-	left := int(info.NumPending)
-	for left > 0 {
-		batch, err := c.Fetch(min(left, 512), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			if md.Sequence.Stream >= stop {
-				return nil
-			}
-			fn(m.Subject(), md.Sequence.Stream, m.Data())
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if got == 0 {
-			return fmt.Errorf("read %s: %d messages announced, none came", schemas.StreamChains, left)
-		}
-		left -= got
-	}
-	return nil
+	return out, nil
 }

@@ -149,7 +149,7 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 			cs.notReached(step)
 			continue
 		}
-		out, replayed, err := jc.recorded(ctx, i)
+		out, replayed, err := jc.recorded(i)
 		if err != nil {
 			wire.EndSpan(span, err)
 			return chainResult{}, err

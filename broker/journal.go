@@ -5,45 +5,49 @@ package broker
 // broker that dies mid-chain loses nothing: the chain resumes from its last
 // completed step, on the restarted broker or on another one, and the
 // operation completes once (its commit is idempotent by operation id,
-// commit.go). One message per subject, below "<prefix>.chains.<op>.":
+// commit.go). Three subjects per operation, below "<prefix>.chains.":
 //
-//	op        the operation: endpoint, subject, idempotency key, request,
-//	          attempt, owner (the broker running it), state, and its
-//	          answer once done
-//	run       "running" while the operation runs; once it answered, a
-//	          "done" marker that expires (the resumer watches these only)
-//	<a>-<n>.h the head of the op's n-th chain of attempt a: hook, object,
-//	          steps (the chain as it runs), start
-//	<a>-<n>.p its input: the payload and the env seed
-//	<a>-<n>.<i> step i's result: the plugin's answer or error, or that
-//	          the plugin was not ACTIVE, and how long it took
-//	<a>-<n>.e the chain's record once it is finished
+//	run.<op>   the operation while it runs: endpoint, subject, idempotency
+//	           key, request, attempt, owner (the broker running it). One
+//	           message, replaced compare-and-set; once the operation
+//	           answered, a "done" marker that expires (the resumer watches
+//	           these subjects only).
+//	j.<op>     its journal, one message per entry (header
+//	           Plugbus-Journal-Entry): "<chain>.h" a chain's head (hook,
+//	           object, steps as they run), "<chain>.p" its input (payload,
+//	           env seed), "<chain>.<i>" step i's result (the plugin's
+//	           answer or error, or that the plugin was not ACTIVE), and
+//	           "<chain>.e" its record once finished. Purged (an expiring
+//	           marker) once the operation answered.
+//	done.<op>  the operation's answer and its chains' records, for
+//	           chains.get, kept for the chain retention.
+//
+// So a finished operation leaves one subject (the server indexes every
+// subject of a stream), and a running one three.
 //
 // What is written when, and what waits for it:
 //
-//   - The op entry is created when the operation's first chain with steps
-//     starts, and waited for (one round trip per operation): finding it
-//     already there is how a retry, or a resubmission by the resumer,
+//   - The run entry is created when the operation's first chain with
+//     steps starts, and waited for (one round trip per operation): finding
+//     it already there is how a retry, or a resubmission by the resumer,
 //     learns that it continues an interrupted run.
-//   - The head and input are published without waiting, while step 0 is
-//     called: nothing depends on them until step 0's answer is used, and a
-//     crash before they are stored only makes the resumed run call step 0
-//     again, with the same key.
+//   - A chain's head and input are published without waiting, while step
+//     0 is called: nothing depends on them until step 0's answer is used,
+//     and a crash before they are stored only makes the resumed run call
+//     step 0 again, with the same key.
 //   - Step i's result is stored, and waited for, before the broker acts on
 //     it (applies it, calls step i+1, commits): one round trip per step.
 //     "Step i+1 started" needs no write of its own: it is implied by step
 //     i's result (by the head for step 0), and a resumed run sends step
 //     i+1 again with the same idempotency key (schemas.StepKey).
-//   - The end record and the op's answer are published without waiting on
-//     the hot path (the request's pending publishes, or the reply, cover
-//     them); losing them in a crash loses nothing: a chain whose steps are
-//     all there is rebuilt from them, and an operation still "running"
-//     after its broker is gone is resubmitted and answered from the
-//     requests bucket.
+//   - The chain records and the answer are written once the reply is
+//     kept in the requests bucket; losing them in a crash loses nothing:
+//     an operation still "running" after its broker is gone is resubmitted
+//     and answered from the requests bucket.
 //
-// Results are written with "expect no message on this subject": when two
-// brokers run the same operation (a client's retry on one while another
-// resumes it), the first result stored for a step is the one both use.
+// Entries carry their name as message id: when two brokers run the same
+// operation (a client's retry on one while another resumes it), the
+// stream drops the second result of a step, and both use the first.
 
 import (
 	"context"
@@ -66,9 +70,13 @@ import (
 // came without one: they are resumed under it.
 const brokerKeyPrefix = "plugbus-broker-"
 
-// runMarkTTL is how long the "done" marker of an operation stays in the
-// journal's run index: long enough for every resumer's watch to see it.
-const runMarkTTL = time.Minute
+// markerTTL is how long the markers of a finished operation (its run
+// entry's "done", its journal's purge) stay: long enough for every
+// resumer's watch to see them.
+const markerTTL = time.Minute
+
+// headerJournalEntry names a journal message's entry ("<chain>.h", …).
+const headerJournalEntry = "Plugbus-Journal-Entry"
 
 // journal is the broker's side of the chain journal.
 type journal struct {
@@ -77,7 +85,7 @@ type journal struct {
 	stream jetstream.Stream
 	prefix string
 
-	// owner is this broker's id in op entries: its API service instance
+	// owner is this broker's id in run entries: its API service instance
 	// id, which a ping finds while it runs (resume.go).
 	owner    string
 	stopping chan struct{}
@@ -90,18 +98,18 @@ type journal struct {
 // ensureJournal creates (or updates) the journal's stream.
 func ensureJournal(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              schemas.StreamChains,
-		Description:       "plugbus chain journal: every hook chain run, step by step, so a broker crash resumes it (broker only)",
-		Subjects:          []string{wire.ChainsSubjects(cfg.Prefix)},
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		MaxMsgsPerSubject: 1,
-		MaxAge:            cfg.ChainRetention,
-		MaxBytes:          cfg.ChainMaxBytes,
-		Discard:           jetstream.DiscardOld,
-		AllowDirect:       true,
-		AllowMsgTTL:       true,
-		Duplicates:        time.Minute,
+		Name:        schemas.StreamChains,
+		Description: "plugbus chain journal: every hook chain run, step by step, so a broker crash resumes it (broker only)",
+		Subjects:    []string{wire.ChainsSubjects(cfg.Prefix)},
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxAge:      cfg.ChainRetention,
+		MaxBytes:    cfg.ChainMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+		AllowMsgTTL: true,
+		AllowRollup: true,
+		Duplicates:  2 * time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", schemas.StreamChains, err)
@@ -148,66 +156,70 @@ func (j *journal) runsHere(op string) bool {
 }
 
 // Subjects of the journal.
-func (j *journal) opSubject(op string) string  { return wire.ChainsSubject(j.prefix, op, "op") }
-func (j *journal) runSubject(op string) string { return wire.ChainsSubject(j.prefix, op, "run") }
-func (j *journal) chainSubject(id, what string) string {
-	op, rest, _ := strings.Cut(id, "-")
-	return wire.ChainsSubject(j.prefix, op, rest, what)
+func (j *journal) runSubject(op string) string     { return wire.ChainsSubject(j.prefix, "run", op) }
+func (j *journal) journalSubject(op string) string { return wire.ChainsSubject(j.prefix, "j", op) }
+func (j *journal) doneSubject(op string) string    { return wire.ChainsSubject(j.prefix, "done", op) }
+
+// chainID is the id of an operation's n-th chain in the attempt that
+// started at token: the same operation resumed gets the same ids, and so
+// the same step keys; a new attempt gets new ones.
+func chainID(op, token string, n int) string {
+	return op + "-" + token + "-" + strconv.Itoa(n)
 }
 
-// chainID is the id of an operation's n-th chain in attempt a: the same
-// operation resumed gets the same ids, and so the same step keys.
-func chainID(op string, attempt, n int) string {
-	return op + "-" + strconv.Itoa(attempt) + "-" + strconv.Itoa(n)
-}
+// attemptToken names an attempt by its start (base 36 milliseconds).
+func attemptToken(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 36) }
 
-// parseChainID splits a chain id into its operation, attempt and number.
-func parseChainID(id string) (op string, attempt, n int, ok bool) {
+// parseChainID splits a chain id into its operation, attempt token and
+// number.
+func parseChainID(id string) (op, token string, n int, ok bool) {
 	parts := strings.Split(id, "-")
-	if len(parts) != 3 || parts[0] == "" {
-		return "", 0, 0, false
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return "", "", 0, false
 	}
-	for _, c := range parts[0] {
+	for _, c := range parts[0] + parts[1] {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return "", 0, 0, false
+			return "", "", 0, false
 		}
 	}
-	a, err1 := strconv.Atoi(parts[1])
-	k, err2 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil || a < 0 || k < 0 {
-		return "", 0, 0, false
+	k, err := strconv.Atoi(parts[2])
+	if err != nil || k < 0 {
+		return "", "", 0, false
 	}
-	return parts[0], a, k, true
+	return parts[0], parts[1], k, true
 }
 
 // Journal entries.
 type (
-	// opEntry is an operation's entry ("op").
+	// opEntry is an operation's run entry ("run.<op>"); the done marker
+	// that replaces it has State done and Attempt only.
 	opEntry struct {
-		Op       string `json:"op"`
-		Endpoint string `json:"endpoint"`
-		Subject  string `json:"subject"`
+		Op       string `json:"op,omitempty"`
+		Endpoint string `json:"endpoint,omitempty"`
+		Subject  string `json:"subject,omitempty"`
 		// Key is the idempotency key a resubmission carries: the
 		// caller's, or one the broker made up for a call that had none.
-		Key     string          `json:"key"`
+		Key     string          `json:"key,omitempty"`
 		Request json.RawMessage `json:"request,omitempty"`
-		Attempt int             `json:"attempt"`
-		Owner   string          `json:"owner"`
-		State   string          `json:"state"`
-		Resumes int             `json:"resumes,omitempty"`
+		// Attempt counts the operation's fresh starts; Token names this
+		// one (chainID).
+		Attempt int    `json:"attempt"`
+		Token   string `json:"token,omitempty"`
+		Owner   string `json:"owner,omitempty"`
+		State   string `json:"state"`
+		Resumes int    `json:"resumes,omitempty"`
 		// StartedAt is when the attempt started.
-		StartedAt time.Time       `json:"started_at"`
-		UpdatedAt time.Time       `json:"updated_at"`
-		Result    json.RawMessage `json:"result,omitempty"`
-		Error     *schemas.Error  `json:"error,omitempty"`
+		StartedAt time.Time `json:"started_at"`
+		UpdatedAt time.Time `json:"updated_at"`
 	}
-	// runMark is the run index entry of an operation ("run").
-	runMark struct {
-		State string    `json:"state"`
-		Owner string    `json:"owner,omitempty"`
-		At    time.Time `json:"at"`
+	// opDone is a finished operation's record ("done.<op>").
+	opDone struct {
+		opEntry
+		Result json.RawMessage       `json:"result,omitempty"`
+		Error  *schemas.Error        `json:"error,omitempty"`
+		Chains []schemas.ChainRecord `json:"chains,omitempty"`
 	}
-	// chainHead is a chain's head ("h").
+	// chainHead is a chain's head ("<chain>.h").
 	chainHead struct {
 		ID        string             `json:"id"`
 		Op        string             `json:"op"`
@@ -217,16 +229,16 @@ type (
 		StartedAt time.Time          `json:"started_at"`
 		Steps     []schemas.HookStep `json:"steps"`
 	}
-	// chainInput is a chain's input ("p").
+	// chainInput is a chain's input ("<chain>.p").
 	chainInput struct {
 		Payload json.RawMessage   `json:"payload"`
 		Env     map[string]string `json:"env,omitempty"`
 	}
-	// stepEntry is what happened when a step ran ("<i>"): the plugin's
-	// answer, or the error of the call, or that the plugin was not
-	// ACTIVE (it was not called). Applying it to the chain (chainState)
-	// is deterministic, so a replay gives the record and the result the
-	// first run had.
+	// stepEntry is what happened when a step ran ("<chain>.<i>"): the
+	// plugin's answer, or the error of the call, or that the plugin was
+	// not ACTIVE (it was not called). Applying it to the chain
+	// (chainState) is deterministic, so a replay gives the record and the
+	// result the first run had.
 	stepEntry struct {
 		Plugin     string                `json:"plugin"`
 		Response   *schemas.HookResponse `json:"response,omitempty"`
@@ -239,8 +251,8 @@ type (
 	}
 )
 
-// errJournalConflict is a journal write that found its subject written
-// already (or at another sequence than expected).
+// errJournalConflict is a write that found its subject changed since it
+// was read.
 var errJournalConflict = errors.New("journal entry written meanwhile")
 
 func journalConflict(err error) bool {
@@ -259,47 +271,91 @@ func journalError(what string, err error) error {
 	return e
 }
 
-// publish writes v on subject; expect, when set, is the sequence the
-// subject's last message must have (0: none).
-func (j *journal) publishAsync(subject string, v any, expect *uint64, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+// msg builds a journal message.
+func journalMsg(subject string, v any, header ...string) (*nats.Msg, error) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", subject, err)
 	}
+	m := &nats.Msg{Subject: subject, Data: body}
+	if len(header) > 0 {
+		m.Header = nats.Header{}
+		for i := 0; i+1 < len(header); i += 2 {
+			m.Header.Set(header[i], header[i+1])
+		}
+	}
+	return m, nil
+}
+
+// publish writes v on subject without waiting; expect, when set, is the
+// sequence the subject's last message must have (0: none).
+func (j *journal) publish(subject string, v any, expect *uint64, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	m, err := journalMsg(subject, v)
+	if err != nil {
+		return nil, err
+	}
 	if expect != nil {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expect))
 	}
-	return j.js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: body}, opts...)
+	return j.js.PublishMsgAsync(m, opts...)
 }
 
-// await waits for one write and returns its sequence; errJournalConflict
-// when its expectation failed.
-func await(ctx context.Context, f jetstream.PubAckFuture) (uint64, error) {
+// marker replaces every message of subject with an expiring marker
+// (expect, when set: compare-and-set on the subject's last message).
+func (j *journal) marker(subject string, v any, expect *uint64) (jetstream.PubAckFuture, error) {
+	m, err := journalMsg(subject, v, jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	if err != nil {
+		return nil, err
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgTTL(markerTTL)}
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expect))
+	}
+	return j.js.PublishMsgAsync(m, opts...)
+}
+
+// await waits for one write; errJournalConflict when its expectation
+// failed.
+func await(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	select {
 	case ack := <-f.Ok():
-		return ack.Sequence, nil
+		return ack, nil
 	case err := <-f.Err():
 		if journalConflict(err) {
-			return 0, errJournalConflict
+			return nil, errJournalConflict
 		}
-		return 0, err
+		return nil, err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-// write publishes v on subject and waits for it.
+// write publishes v on subject, rolling up what the subject held, and
+// waits for it; it returns the new sequence.
 func (j *journal) write(ctx context.Context, subject string, v any, expect *uint64) (uint64, error) {
-	f, err := j.publishAsync(subject, v, expect)
+	m, err := journalMsg(subject, v, jetstream.MsgRollup, jetstream.MsgRollupSubject)
 	if err != nil {
 		return 0, err
 	}
-	return await(ctx, f)
+	var opts []jetstream.PublishOpt
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*expect))
+	}
+	f, err := j.js.PublishMsgAsync(m, opts...)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := await(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 var none uint64 // "no message yet" for an expectation
 
-// get reads subject's message into v; found is false when there is none.
+// get reads subject's last message into v; found is false when there is
+// none.
 func (j *journal) get(ctx context.Context, subject string, v any) (seq uint64, found bool, err error) {
 	m, err := j.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -314,6 +370,20 @@ func (j *journal) get(ctx context.Context, subject string, v any) (seq uint64, f
 	return m.Sequence, true, nil
 }
 
+// entries reads an operation's journal: entry name → message body (the
+// first message of each name, as the stream stored them).
+func (j *journal) entries(ctx context.Context, op string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := j.scan(ctx, 1, 0, []string{j.journalSubject(op)}, func(m jetstream.Msg, _ uint64) {
+		if name := m.Headers().Get(headerJournalEntry); name != "" {
+			if _, seen := out[name]; !seen {
+				out[name] = m.Data()
+			}
+		}
+	})
+	return out, err
+}
+
 // opRun is one API request's operation as the journal sees it; handle
 // puts it in the request's context, and the chains the handler runs use
 // it. It writes nothing until a chain with steps starts.
@@ -324,11 +394,13 @@ type opRun struct {
 	request               []byte
 	begun, resumed        bool
 	beginErr              error
-	attempt, chains       int
+	chains                int
 	entry                 opEntry
 	seq                   uint64
-	// ends are the writes of the chains' records, waited for by finish.
-	ends []jetstream.PubAckFuture
+	// journal is the resumed run's journal, as read when it was taken over.
+	journal map[string][]byte
+	// records are the finished chains' records, for the done record.
+	records []schemas.ChainRecord
 }
 
 type opRunKey struct{}
@@ -351,19 +423,21 @@ func (j *journal) newOpRun(op, endpoint, subject, key string, request []byte) *o
 	return &opRun{j: j, op: op, endpoint: endpoint, subject: subject, key: key, request: request}
 }
 
-// journalled reports whether the operation has an entry (its reply must
-// then be kept, so a resubmission finds it).
+// journalled reports whether the operation has a run entry (its reply
+// must then be kept, so a resubmission finds it).
 func (r *opRun) journalled() bool { return r != nil && r.begun && r.beginErr == nil }
 
-// begin writes the operation's entry, or takes over the one an earlier
-// run left: one still running is resumed (same attempt, so the same chain
-// ids and step keys); one that answered (with an error that said to
-// retry, or long ago) starts a new attempt.
+// begin writes the operation's run entry, or takes over the one an
+// earlier run left: one still running is resumed (same attempt, so the
+// same chain ids and step keys); one that answered starts a new attempt.
 func (r *opRun) begin(ctx context.Context) error {
 	if r.begun {
 		return r.beginErr
 	}
 	r.begun = true
+	// Before the entry exists: the resumer never takes an operation this
+	// broker runs.
+	r.j.markRunning(r.op)
 	r.beginErr = r.doBegin(ctx)
 	if r.beginErr != nil {
 		r.j.unmarkRunning(r.op)
@@ -373,69 +447,60 @@ func (r *opRun) begin(ctx context.Context) error {
 
 func (r *opRun) doBegin(ctx context.Context) error {
 	j := r.j
-	// Before the entry exists: the resumer never takes an operation this
-	// broker runs.
-	j.markRunning(r.op)
 	now := time.Now().UTC()
-	runF, err := j.publishAsync(j.runSubject(r.op), runMark{State: schemas.OperationRunning, Owner: j.owner, At: now}, nil)
-	if err != nil {
-		return journalError("start the operation", err)
-	}
 	fresh := opEntry{Op: r.op, Endpoint: r.endpoint, Subject: r.subject, Key: r.key, Request: json.RawMessage(r.request),
-		Owner: j.owner, State: schemas.OperationRunning, StartedAt: now, UpdatedAt: now}
+		Token: attemptToken(now), Owner: j.owner, State: schemas.OperationRunning, StartedAt: now, UpdatedAt: now}
 	for attempt := 0; ; attempt++ {
 		if attempt >= 10 {
-			return journalError("start the operation", errors.New("its entry keeps changing"))
+			return journalError("start the operation", errors.New("its run entry keeps changing"))
 		}
-		seq, err := j.write(ctx, j.opSubject(r.op), fresh, &none)
+		seq, err := j.write(ctx, j.runSubject(r.op), fresh, &none)
 		if err == nil {
-			r.entry, r.seq, r.attempt = fresh, seq, fresh.Attempt
-			break
+			r.entry, r.seq = fresh, seq
+			return nil
 		}
 		if !errors.Is(err, errJournalConflict) {
 			return journalError("start the operation", err)
 		}
 		var cur opEntry
-		seq, found, err := j.get(ctx, j.opSubject(r.op), &cur)
+		seq, found, err := j.get(ctx, j.runSubject(r.op), &cur)
 		if err != nil {
 			return journalError("read the operation", err)
 		}
 		if !found {
 			continue // gone meanwhile (expired): create it
 		}
-		next := cur
+		next := fresh
 		if cur.State == schemas.OperationRunning {
 			// An interrupted run (or one another broker runs now): go on
 			// with it.
-			r.resumed = true
+			next = cur
 			if cur.Owner != j.owner {
 				next.Resumes++
 			}
+			next.Owner, next.UpdatedAt = j.owner, now
 		} else {
 			// It answered: this is a new attempt.
-			r.resumed = false
-			next = fresh
 			next.Attempt = cur.Attempt + 1
 		}
-		next.Owner, next.UpdatedAt = j.owner, now
-		newSeq, err := j.write(ctx, j.opSubject(r.op), next, &seq)
+		newSeq, err := j.write(ctx, j.runSubject(r.op), next, &seq)
 		if errors.Is(err, errJournalConflict) {
 			continue
 		}
 		if err != nil {
 			return journalError("take over the operation", err)
 		}
-		r.entry, r.seq, r.attempt = next, newSeq, next.Attempt
-		break
+		r.entry, r.seq = next, newSeq
+		if next.State == schemas.OperationRunning && cur.State == schemas.OperationRunning {
+			r.resumed = true
+			if r.journal, err = j.entries(ctx, r.op); err != nil {
+				return journalError("read the operation's journal", err)
+			}
+			j.b.log.Info().Str("op", r.op).Str("endpoint", r.endpoint).Int("attempt", next.Attempt).Int("resumes", next.Resumes).
+				Int("entries", len(r.journal)).Msg("resuming an operation from the chain journal")
+		}
+		return nil
 	}
-	if _, err := await(ctx, runF); err != nil {
-		return journalError("start the operation", err)
-	}
-	if r.resumed {
-		j.b.log.Info().Str("op", r.op).Str("endpoint", r.endpoint).Int("attempt", r.attempt).Int("resumes", r.entry.Resumes).
-			Msg("resuming an operation from the chain journal")
-	}
-	return nil
 }
 
 // transientCode reports whether an answer says to retry: such a reply is
@@ -448,61 +513,65 @@ func transientCode(code string) bool {
 	return false
 }
 
-// finish records the operation's answer and returns a function that waits
-// for the write (call it after keeping the reply). An operation cut short
-// by the broker's stop is left running, for the next broker to resume.
-func (r *opRun) finish(ctx context.Context, msg *nats.Msg) (wait func()) {
+// finish records the operation's answer (call it once the reply is kept)
+// and clears its run entry and journal. An operation cut short by the
+// broker's stop is left running, for the next broker to resume.
+func (r *opRun) finish(ctx context.Context, msg *nats.Msg) {
 	if !r.journalled() {
-		return func() {}
+		return
 	}
 	j := r.j
+	defer j.unmarkRunning(r.op)
 	code := msg.Header.Get(schemas.HeaderErrorCode)
 	if transientCode(code) && j.isStopping() {
-		j.unmarkRunning(r.op)
-		return func() {}
+		return
 	}
-	e := r.entry
-	e.State, e.UpdatedAt, e.Request = schemas.OperationDone, time.Now().UTC(), nil
-	if code == "" {
-		e.Result = json.RawMessage(msg.Data)
-		if !json.Valid(e.Result) {
-			e.Result = nil
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
+	defer cancel()
+	if err := j.done(wctx, r.entry, r.seq, msg, r.records); err != nil {
+		j.b.log.Warn().Err(err).Str("op", r.op).Msg("cannot record an operation's answer in the chain journal; the resumer answers it again from the requests bucket")
+	}
+}
+
+// done stores a finished operation's record, then replaces its run entry
+// (compare-and-set on seq: a conflict means another broker took it over,
+// and that one records the answer) and its journal with expiring markers.
+func (j *journal) done(ctx context.Context, e opEntry, seq uint64, msg *nats.Msg, records []schemas.ChainRecord) error {
+	d := opDone{opEntry: e, Chains: records}
+	d.State, d.UpdatedAt, d.Request = schemas.OperationDone, time.Now().UTC(), nil
+	if code := msg.Header.Get(schemas.HeaderErrorCode); code == "" {
+		if json.Valid(msg.Data) {
+			d.Result = json.RawMessage(msg.Data)
 		}
 	} else {
-		e.Error = &schemas.Error{}
-		if json.Unmarshal(msg.Data, e.Error) != nil || e.Error.Code == "" {
-			e.Error = &schemas.Error{Code: code, Message: msg.Header.Get(schemas.HeaderError)}
+		d.Error = &schemas.Error{}
+		if json.Unmarshal(msg.Data, d.Error) != nil || d.Error.Code == "" {
+			d.Error = &schemas.Error{Code: code, Message: msg.Header.Get(schemas.HeaderError)}
 		}
 	}
-	seq := r.seq
-	f1, err1 := j.publishAsync(j.opSubject(r.op), e, &seq)
-	f2, err2 := j.publishAsync(j.runSubject(r.op), runMark{State: schemas.OperationDone, At: e.UpdatedAt}, nil, jetstream.WithMsgTTL(runMarkTTL))
-	writes := []struct {
-		f   jetstream.PubAckFuture
-		err error
-	}{{f1, err1}, {f2, err2}}
-	for _, f := range r.ends {
-		writes = append(writes, struct {
-			f   jetstream.PubAckFuture
-			err error
-		}{f, nil})
+	// Not rolled up: an earlier attempt's record (its chains) stays.
+	f0, err := j.publish(j.doneSubject(e.Op), d, nil)
+	if err != nil {
+		return err
 	}
-	return func() {
-		defer j.unmarkRunning(r.op)
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
-		defer cancel()
-		for _, w := range writes {
-			err := w.err
-			if err == nil {
-				_, err = await(wctx, w.f)
-			}
-			// A conflict: another broker took the operation over; it
-			// records the answer.
-			if err != nil && !errors.Is(err, errJournalConflict) {
-				j.b.log.Warn().Err(err).Str("op", r.op).Msg("cannot record an operation's answer in the chain journal; the resumer answers it again from the requests bucket")
-			}
+	if _, err := await(ctx, f0); err != nil {
+		return err
+	}
+	f1, err := j.marker(j.runSubject(e.Op), opEntry{State: schemas.OperationDone, Attempt: e.Attempt, UpdatedAt: d.UpdatedAt}, &seq)
+	if err != nil {
+		return err
+	}
+	if _, err := await(ctx, f1); err != nil {
+		if errors.Is(err, errJournalConflict) {
+			return nil
 		}
+		return err
 	}
+	f2, err := j.marker(j.journalSubject(e.Op), struct{}{}, nil)
+	if err == nil {
+		_, err = await(ctx, f2)
+	}
+	return err
 }
 
 // chainRun is one chain of an operation in the journal.
@@ -534,29 +603,27 @@ func (b *Broker) journalChain(ctx context.Context, hook string, hasSteps bool) (
 	if err := r.begin(ctx); err != nil {
 		return nil, err
 	}
-	c := &chainRun{r: r, id: chainID(r.op, r.attempt, n), live: true}
-	if !r.resumed {
-		if !hasSteps {
-			return nil, nil
-		}
-		return c, nil
-	}
-	var h chainHead
-	_, found, err := r.j.get(ctx, r.j.chainSubject(c.id, "h"), &h)
-	if err != nil {
-		return nil, journalError("read chain "+c.id, err)
-	}
+	c := &chainRun{r: r, id: chainID(r.op, r.entry.Token, n), live: true}
+	raw, found := r.journal[c.id+".h"]
 	if !found {
 		if !hasSteps {
 			return nil, nil
 		}
 		return c, nil
 	}
+	var h chainHead
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, journalError("read chain "+c.id, err)
+	}
 	if h.Hook != hook {
 		return nil, schemas.Errorf(schemas.CodeInternal, "", "chain %s of operation %s was a %s chain, and is resumed as %s: the broker's handler changed under the journal", c.id, r.op, h.Hook, hook)
 	}
-	if _, _, err := r.j.get(ctx, r.j.chainSubject(c.id, "p"), &c.input); err != nil {
-		return nil, journalError("read chain "+c.id, err)
+	if raw, ok := r.journal[c.id+".p"]; ok {
+		if err := json.Unmarshal(raw, &c.input); err != nil {
+			return nil, journalError("read chain "+c.id, err)
+		}
+	} else {
+		return nil, journalError("read chain "+c.id, errors.New("its head has no input"))
 	}
 	c.head, c.live = &h, false
 	return c, nil
@@ -565,12 +632,22 @@ func (b *Broker) journalChain(ctx context.Context, hook string, hasSteps bool) (
 // resumed reports whether the chain continues a journalled run.
 func (c *chainRun) resumed() bool { return c != nil && c.head != nil }
 
-// chainID returns the chain's id, a fresh one without a journal.
+// chainID returns the chain's id, "" without a journal.
 func (c *chainRun) chainID() string {
 	if c == nil {
 		return ""
 	}
 	return c.id
+}
+
+// append publishes one journal entry of the chain without waiting.
+func (c *chainRun) append(entry string, v any) (jetstream.PubAckFuture, error) {
+	j := c.r.j
+	m, err := journalMsg(j.journalSubject(c.r.op), v, headerJournalEntry, entry)
+	if err != nil {
+		return nil, err
+	}
+	return j.js.PublishMsgAsync(m, jetstream.WithMsgID(entry))
 }
 
 // start journals a fresh chain's head and input, without waiting (the
@@ -579,13 +656,12 @@ func (c *chainRun) start(hook, object string, steps []schemas.HookStep, payload 
 	if c == nil || c.head != nil {
 		return nil
 	}
-	j := c.r.j
-	f1, err := j.publishAsync(j.chainSubject(c.id, "h"), chainHead{ID: c.id, Op: c.r.op, Endpoint: c.r.endpoint, Hook: hook, Object: object,
-		StartedAt: at.UTC(), Steps: steps}, &none)
+	f1, err := c.append(c.id+".h", chainHead{ID: c.id, Op: c.r.op, Endpoint: c.r.endpoint, Hook: hook, Object: object,
+		StartedAt: at.UTC(), Steps: steps})
 	if err != nil {
 		return journalError("start chain "+c.id, err)
 	}
-	f2, err := j.publishAsync(j.chainSubject(c.id, "p"), chainInput{Payload: payload, Env: env}, &none)
+	f2, err := c.append(c.id+".p", chainInput{Payload: payload, Env: env})
 	if err != nil {
 		return journalError("start chain "+c.id, err)
 	}
@@ -595,19 +671,19 @@ func (c *chainRun) start(hook, object string, steps []schemas.HookStep, payload 
 
 // recorded returns step i's journalled result, when the chain resumes and
 // the journal has it.
-func (c *chainRun) recorded(ctx context.Context, i int) (stepEntry, bool, error) {
+func (c *chainRun) recorded(i int) (stepEntry, bool, error) {
 	var e stepEntry
 	if c == nil || c.live {
 		return e, false, nil
 	}
-	_, found, err := c.r.j.get(ctx, c.r.j.chainSubject(c.id, strconv.Itoa(i)), &e)
-	if err != nil {
-		return e, false, journalError(fmt.Sprintf("read step %d of chain %s", i, c.id), err)
-	}
+	raw, found := c.r.journal[c.id+"."+strconv.Itoa(i)]
 	if !found {
 		// The first step without a result: from here on the chain runs.
 		c.live = true
 		return e, false, nil
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return e, false, journalError(fmt.Sprintf("read step %d of chain %s", i, c.id), err)
 	}
 	e.replayed = true
 	return e, true, nil
@@ -620,50 +696,85 @@ func (c *chainRun) record(ctx context.Context, i int, e stepEntry) (stepEntry, e
 	if c == nil {
 		return e, nil
 	}
-	j := c.r.j
 	e.At = time.Now().UTC()
-	subject := j.chainSubject(c.id, strconv.Itoa(i))
-	f, err := j.publishAsync(subject, e, &none)
+	name := c.id + "." + strconv.Itoa(i)
+	f, err := c.append(name, e)
 	if err != nil {
 		return e, journalError(fmt.Sprintf("record step %d of chain %s", i, c.id), err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
 	defer cancel()
 	for _, p := range c.pending {
-		// The head and input: a conflict means another run wrote them.
-		if _, err := await(wctx, p); err != nil && !errors.Is(err, errJournalConflict) {
+		if _, err := await(wctx, p); err != nil {
 			return e, journalError("start chain "+c.id, err)
 		}
 	}
 	c.pending = nil
-	_, err = await(wctx, f)
-	if errors.Is(err, errJournalConflict) {
+	ack, err := await(wctx, f)
+	if err != nil {
+		return e, journalError(fmt.Sprintf("record step %d of chain %s", i, c.id), err)
+	}
+	if ack.Duplicate {
+		// Another run recorded the step first: use its result.
+		all, err := c.r.j.entries(wctx, c.r.op)
+		if err != nil {
+			return e, journalError(fmt.Sprintf("read step %d of chain %s", i, c.id), err)
+		}
 		var first stepEntry
-		_, found, gerr := j.get(wctx, subject, &first)
-		if gerr == nil && found {
+		if raw, ok := all[name]; ok && json.Unmarshal(raw, &first) == nil {
 			first.replayed = true
 			return first, nil
 		}
-		if gerr != nil {
-			err = gerr
-		}
-	}
-	if err != nil {
-		return e, journalError(fmt.Sprintf("record step %d of chain %s", i, c.id), err)
 	}
 	return e, nil
 }
 
-// end journals the chain's record, without waiting: the operation's
-// finish waits for it after the reply is kept.
+// end keeps the chain's record for the operation's done record.
 func (c *chainRun) end(rec schemas.ChainRecord) {
 	if c == nil {
 		return
 	}
-	f, err := c.r.j.publishAsync(c.r.j.chainSubject(c.id, "e"), rec, nil)
+	c.r.records = append(c.r.records, rec)
+}
+
+// scan calls fn with every journal message in [from, stop) (stop 0: to
+// the end) on one of the subject filters, in order.
+func (j *journal) scan(ctx context.Context, from, stop uint64, filters []string, fn func(m jetstream.Msg, seq uint64)) error {
+	c, err := j.js.OrderedConsumer(ctx, schemas.StreamChains, jetstream.OrderedConsumerConfig{
+		FilterSubjects: filters, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(from, 1),
+	})
 	if err != nil {
-		c.r.j.b.log.Warn().Err(err).Str("chain", c.id).Msg("cannot journal a chain's record; chains.get rebuilds it from its steps")
-		return
+		return err
 	}
-	c.r.ends = append(c.r.ends, f)
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	left := int(info.NumPending)
+	for left > 0 {
+		batch, err := c.Fetch(min(left, 512), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if stop != 0 && md.Sequence.Stream >= stop {
+				return nil
+			}
+			fn(m, md.Sequence.Stream)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		if got == 0 {
+			return fmt.Errorf("read %s: %d messages announced, none came", schemas.StreamChains, left)
+		}
+		left -= got
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,9 +58,9 @@ func TestChainJournalRecordsEveryStep(t *testing.T) {
 		t.Fatalf("chains: %+v", fired.Chains)
 	}
 	id := fired.Chains[0].ID
-	op, attempt, n, ok := parseChainID(id)
-	if !ok || attempt != 0 || n != 0 {
-		t.Fatalf("chain id %q: want OP-0-0", id)
+	op, _, n, ok := parseChainID(id)
+	if !ok || n != 0 {
+		t.Fatalf("chain id %q: want OP-TOKEN-0", id)
 	}
 	for i, p := range ps {
 		if keys := p.hookCallKeys(); len(keys) != 1 || keys[0] != schemas.StepKey(id, i) {
@@ -72,24 +73,24 @@ func TestChainJournalRecordsEveryStep(t *testing.T) {
 		}
 	}
 
+	// Done: the answer and the chain's record are kept; the run entry is
+	// a done marker; the step entries are purged.
 	j := tb.b.journal
 	ctx := context.Background()
-	var e opEntry
-	if _, found, err := j.get(ctx, j.opSubject(op), &e); err != nil || !found {
-		t.Fatalf("op entry: found %v, %v", found, err)
+	var d opDone
+	if _, found, err := j.get(ctx, j.doneSubject(op), &d); err != nil || !found {
+		t.Fatalf("done record: found %v, %v", found, err)
 	}
-	if e.State != schemas.OperationDone || e.Endpoint != schemas.APIAlertsFire || e.Key != "k-journal" || e.Owner != j.owner || len(e.Result) == 0 {
-		t.Fatalf("op entry: %+v", e)
+	if d.State != schemas.OperationDone || d.Endpoint != schemas.APIAlertsFire || d.Key != "k-journal" || d.Owner != j.owner ||
+		len(d.Result) == 0 || len(d.Chains) != 1 || d.Chains[0].ID != id || len(d.Request) != 0 {
+		t.Fatalf("done record: %+v", d)
 	}
-	var h chainHead
-	if _, found, _ := j.get(ctx, j.chainSubject(id, "h"), &h); !found || h.Hook != schemas.HookAlertPreNotify || h.Object != "alert/j1" || len(h.Steps) != 3 {
-		t.Fatalf("head: %+v", h)
+	var marker opEntry
+	if _, found, _ := j.get(ctx, j.runSubject(op), &marker); !found || marker.State != schemas.OperationDone {
+		t.Fatalf("run entry after the answer: %+v (found %v), want the done marker", marker, found)
 	}
-	for i := range 3 {
-		var st stepEntry
-		if _, found, _ := j.get(ctx, j.chainSubject(id, strconv.Itoa(i)), &st); !found || st.Plugin != ps[i].manifest.Name || st.Response == nil {
-			t.Fatalf("step %d: %+v", i, st)
-		}
+	if entries, err := j.entries(ctx, op); err != nil || len(entries) != 0 {
+		t.Fatalf("journal after the answer: %d entries (%v), want it purged", len(entries), err)
 	}
 
 	var got schemas.ChainStatus
@@ -102,13 +103,8 @@ func TestChainJournalRecordsEveryStep(t *testing.T) {
 	if err := json.Unmarshal(got.Operation.Result, &reply); err != nil || reply.EventID != fired.EventID {
 		t.Fatalf("chains.get result %s: %v", got.Operation.Result, err)
 	}
-	// Without its end record, the chain is rebuilt from its steps alike.
-	rebuilt, err := tb.b.rebuildChain(ctx, h)
-	if err != nil || outcomes(rebuilt) != outcomes(got.Chain) || rebuilt.Outcome != got.Chain.Outcome {
-		t.Fatalf("rebuilt %+v (%v), want the recorded %+v", rebuilt, err, got.Chain)
-	}
 
-	err = tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "nope-0-0"}, nil)
+	err := tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "nope-0-0"}, nil)
 	wantCode(t, err, schemas.CodeNotFound, "id")
 	err = tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "not a chain"}, nil)
 	wantCode(t, err, schemas.CodeInvalidField, "id")
@@ -190,6 +186,13 @@ func TestChainResumesOnAnotherBrokerAfterCrash(t *testing.T) {
 	case chain = <-calls:
 	case <-time.After(20 * time.Second):
 		t.Fatal("step 3 was never called")
+	}
+	// While step 3 runs, chains.get rebuilds the chain from its journal.
+	var running schemas.ChainStatus
+	a.mustCall(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: chain}, &running)
+	if running.Chain.Outcome != schemas.ChainRunning || len(running.Chain.Steps) != 2 || running.Operation.State != schemas.OperationRunning ||
+		running.Chain.Steps[1].Outcome != schemas.StepPatched {
+		t.Fatalf("chains.get mid-chain: %+v", running)
 	}
 	crash(a)
 	if err := <-first; err == nil {
@@ -291,14 +294,21 @@ func TestChainRetryAfterTransientAnswerIsANewAttempt(t *testing.T) {
 	if len(keys) != 2 || keys[0] == keys[1] {
 		t.Fatalf("keys %v: want two attempts with different keys", keys)
 	}
-	op, attempt, _, _ := parseChainID(ok.Chains[0].ID)
-	if attempt != 1 || keys[1] != schemas.StepKey(ok.Chains[0].ID, 0) {
-		t.Fatalf("second run: chain %s (attempt %d), key %s", ok.Chains[0].ID, attempt, keys[1])
+	second := ok.Chains[0].ID
+	if keys[1] != schemas.StepKey(second, 0) {
+		t.Fatalf("second run: chain %s, key %s", second, keys[1])
 	}
+	firstChain, _, _ := strings.Cut(keys[0], "/")
 	var st schemas.ChainStatus
-	tb.mustCall(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: chainID(op, 0, 0)}, &st)
-	if st.Chain.Outcome != schemas.ChainFailed || st.Operation.Attempt != 1 || st.Operation.State != schemas.OperationDone {
+	tb.mustCall(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: firstChain}, &st)
+	if st.Chain.Outcome != schemas.ChainFailed || st.Operation.Attempt != 0 || st.Operation.State != schemas.OperationDone ||
+		st.Operation.Error == nil || st.Operation.Error.Code != schemas.CodeTimeout {
 		t.Fatalf("the first attempt's chain: %+v", st)
+	}
+	var st2 schemas.ChainStatus
+	tb.mustCall(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: second}, &st2)
+	if st2.Chain.Outcome != schemas.ChainCompleted || st2.Operation.Attempt != 1 || st2.Operation.Error != nil {
+		t.Fatalf("the second attempt's chain: %+v", st2)
 	}
 }
 
@@ -312,12 +322,12 @@ func TestChainJournalWithoutCallerKey(t *testing.T) {
 	tb.mustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "nokey", Severity: "warning", Summary: "s"}, &fired)
 	j := tb.b.journal
 	op, _, _, _ := parseChainID(fired.Chains[0].ID)
-	var e opEntry
-	if _, found, err := j.get(context.Background(), j.opSubject(op), &e); err != nil || !found {
-		t.Fatalf("op entry: %v %v", found, err)
+	var e opDone
+	if _, found, err := j.get(context.Background(), j.doneSubject(op), &e); err != nil || !found {
+		t.Fatalf("done record: %v %v", found, err)
 	}
-	if len(e.Key) <= len(brokerKeyPrefix) || e.Key[:len(brokerKeyPrefix)] != brokerKeyPrefix || e.State != schemas.OperationDone {
-		t.Fatalf("op entry: %+v", e)
+	if !strings.HasPrefix(e.Key, brokerKeyPrefix) || len(e.Key) <= len(brokerKeyPrefix) || e.State != schemas.OperationDone {
+		t.Fatalf("done record: %+v", e)
 	}
 	if _, ok := tb.b.lookupReply(context.Background(), requestKey(schemas.APIAlertsFire, e.Subject, e.Key)); !ok {
 		t.Fatal("the reply is not kept under the broker's key")
@@ -326,22 +336,22 @@ func TestChainJournalWithoutCallerKey(t *testing.T) {
 
 func TestParseChainID(t *testing.T) {
 	for _, tc := range []struct {
-		id         string
-		op         string
-		attempt, n int
-		ok         bool
+		id        string
+		op, token string
+		n         int
+		ok        bool
 	}{
-		{"3bX9kQ2mVx2dY9pLr0sT8u-0-1", "3bX9kQ2mVx2dY9pLr0sT8u", 0, 1, true},
-		{chainID("abc", 12, 3), "abc", 12, 3, true},
-		{"abc-1", "", 0, 0, false},
-		{"a.b-1-2", "", 0, 0, false},
-		{"-1-2", "", 0, 0, false},
-		{"abc--1-2", "", 0, 0, false},
-		{"abc-x-2", "", 0, 0, false},
+		{"3bX9kQ2mVx2dY9pLr0sT8u-mbq2x1k0-1", "3bX9kQ2mVx2dY9pLr0sT8u", "mbq2x1k0", 1, true},
+		{chainID("abc", attemptToken(time.UnixMilli(1700000000000)), 3), "abc", "loyw3v28", 3, true},
+		{"abc-1", "", "", 0, false},
+		{"a.b-1-2", "", "", 0, false},
+		{"-1-2", "", "", 0, false},
+		{"abc--2", "", "", 0, false},
+		{"abc-x-y", "", "", 0, false},
 	} {
-		op, a, n, ok := parseChainID(tc.id)
-		if ok != tc.ok || ok && (op != tc.op || a != tc.attempt || n != tc.n) {
-			t.Errorf("parseChainID(%q) = %q %d %d %v", tc.id, op, a, n, ok)
+		op, token, n, ok := parseChainID(tc.id)
+		if ok != tc.ok || ok && (op != tc.op || token != tc.token || n != tc.n) {
+			t.Errorf("parseChainID(%q) = %q %q %d %v", tc.id, op, token, n, ok)
 		}
 	}
 }

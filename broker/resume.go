@@ -84,13 +84,13 @@ func (j *journal) resume(ctx context.Context) {
 	}
 }
 
-// watch follows the run index ("<prefix>.chains.*.run"): every subject's
-// last message at start, then each new one.
+// watch follows the run entries ("<prefix>.chains.run.*"): every
+// subject's last message at start, then each new one.
 func (r *resumer) watch(ctx context.Context) {
 	j := r.j
 	for ctx.Err() == nil {
 		c, err := j.js.OrderedConsumer(ctx, schemas.StreamChains, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{wire.ChainsSubject(j.prefix, "*", "run")},
+			FilterSubjects: []string{wire.ChainsSubject(j.prefix, "run", "*")},
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		})
 		if err == nil {
@@ -123,13 +123,13 @@ func (r *resumer) watch(ctx context.Context) {
 	}
 }
 
-// see takes one run index message.
+// see takes one run entry (or done marker).
 func (r *resumer) see(subject string, data []byte) {
-	op, _, _ := strings.Cut(strings.TrimPrefix(subject, wire.ChainsSubject(r.j.prefix)), ".")
+	op := subject[strings.LastIndexByte(subject, '.')+1:]
 	if op == "" {
 		return
 	}
-	var m runMark
+	var m opEntry
 	if json.Unmarshal(data, &m) != nil {
 		return
 	}
@@ -199,7 +199,7 @@ func (r *resumer) resumeOp(ctx context.Context, op string) (done, retry bool) {
 	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var e opEntry
-	seq, found, err := j.get(gctx, j.opSubject(op), &e)
+	seq, found, err := j.get(gctx, j.runSubject(op), &e)
 	if err != nil {
 		return false, true
 	}
@@ -220,7 +220,7 @@ func (r *resumer) resumeOp(ctx context.Context, op string) (done, retry bool) {
 	if e.Owner != j.owner {
 		claim.Resumes++
 	}
-	if _, err := j.write(gctx, j.opSubject(op), claim, &seq); err != nil {
+	if _, err := j.write(gctx, j.runSubject(op), claim, &seq); err != nil {
 		// Someone else claimed it (or changed it) first.
 		return false, true
 	}
@@ -246,11 +246,16 @@ func (r *resumer) resumeOp(ctx context.Context, op string) (done, retry bool) {
 	// from the requests bucket (the operation had answered before its
 	// broker could record it): record it here.
 	var cur opEntry
-	cseq, found, err := j.get(gctx, j.opSubject(op), &cur)
+	cseq, found, err := j.get(gctx, j.runSubject(op), &cur)
 	if err == nil && found && cur.State == schemas.OperationRunning && cur.Owner == j.owner && !j.runsHere(op) {
-		run := &opRun{j: j, op: op, begun: true, entry: cur, seq: cseq}
-		j.markRunning(op)
-		run.finish(ctx, reply)()
+		var records []schemas.ChainRecord
+		if entries, err := j.entries(gctx, op); err == nil {
+			records = j.b.rebuildChains(entries)
+		}
+		if err := j.done(gctx, cur, cseq, reply, records); err != nil {
+			log.Warn().Err(err).Msg("cannot record a resumed operation's answer; trying again later")
+			return false, true
+		}
 	}
 	log.Info().Str("code", code).Msg("resumed operation answered")
 	return true, false
