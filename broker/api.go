@@ -249,8 +249,14 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	if rk != "" && (!madeKey || run.journalled()) {
 		b.keepReply(ctx, rk, msg)
 	}
-	// After the reply is kept: a journal that says "done" always has it.
-	run.finish(ctx, msg)
+	// After the reply is kept (a journal that says "done" always has it).
+	// An answer that says to retry is recorded before the object's turn
+	// passes on, so that a retry starts a new attempt; any other answer
+	// is kept, so its record can wait until the caller has it.
+	later := !transientCode(msg.Header.Get(schemas.HeaderErrorCode))
+	if !later {
+		run.finish(ctx, msg)
+	}
 	if tn != nil {
 		tn.done()
 	}
@@ -271,6 +277,9 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
 	if rerr := req.Respond(msg); rerr != nil {
 		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
+	}
+	if later {
+		run.finish(ctx, msg)
 	}
 	wire.EndSpan(span, err)
 }

@@ -19,51 +19,44 @@ import (
 // the operation it belongs to and that operation's answer once it has one
 // (how a caller that went away learns what became of its request).
 func (b *Broker) handleChainsGet(ctx context.Context, req *schemas.ChainGetRequest) (any, error) {
-	op, _, _, ok := parseChainID(req.ID)
+	op, token, _, ok := parseChainID(req.ID)
 	if !ok {
 		return nil, schemas.Errorf(schemas.CodeInvalidField, "id", "%q is not a chain id (OPERATION-ATTEMPT-N, as chain_id in a chain record)", req.ID)
 	}
 	j := b.journal
-	// Finished: in the operation's done records (one per attempt).
-	var found *schemas.ChainStatus
-	err := j.scan(ctx, 1, 0, []string{j.doneSubject(op)}, func(m jetstream.Msg, _ uint64) {
-		var d opDone
-		if json.Unmarshal(m.Data(), &d) != nil {
-			return
-		}
-		for _, c := range d.Chains {
-			if c.ID == req.ID {
-				found = &schemas.ChainStatus{Chain: c, Operation: d.operation()}
-			}
-		}
-	})
+	entries, err := j.entries(ctx, op)
 	if err != nil {
 		return nil, journalReadError(err)
 	}
-	if found != nil {
-		return *found, nil
+	var h chainHead
+	if raw, ok := entries[req.ID+".h"]; !ok || json.Unmarshal(raw, &h) != nil {
+		ne := schemas.Errorf(schemas.CodeNotFound, "id", "chain %s is not in the chain journal: no such chain, or older than the chain retention (%s)", req.ID, b.cfg.ChainRetention)
+		ne.Details = map[string]any{schemas.DetailKind: "chain", schemas.DetailName: req.ID}
+		return nil, ne
 	}
-	// Running (or interrupted): rebuilt from its journal.
-	var e opEntry
-	if _, ok, err := j.get(ctx, j.runSubject(op), &e); err != nil {
-		return nil, journalReadError(err)
-	} else if ok && e.State == schemas.OperationRunning {
-		entries, err := j.entries(ctx, op)
-		if err != nil {
-			return nil, journalReadError(err)
-		}
-		var h chainHead
-		if raw, ok := entries[req.ID+".h"]; ok && json.Unmarshal(raw, &h) == nil {
-			rec, err := b.rebuildChain(h, entries)
-			if err != nil {
-				return nil, journalReadError(err)
+	// Finished: the attempt's answer has the chain's record.
+	var d opDone
+	if raw, ok := entries[doneEntry(token)]; ok && json.Unmarshal(raw, &d) == nil {
+		for _, c := range d.Chains {
+			if c.ID == req.ID {
+				return schemas.ChainStatus{Chain: c, Operation: d.operation()}, nil
 			}
-			return schemas.ChainStatus{Chain: rec, Operation: (&opDone{opEntry: e}).operation()}, nil
+		}
+	} else {
+		// Running (or interrupted, waiting to be resumed).
+		d = opDone{opEntry: opEntry{Op: op, Endpoint: h.Endpoint, State: schemas.OperationRunning, StartedAt: h.StartedAt, UpdatedAt: h.StartedAt}}
+		var e opEntry
+		if _, ok, err := j.get(ctx, j.runSubject(op), &e); err != nil {
+			return nil, journalReadError(err)
+		} else if ok && e.State == schemas.OperationRunning && e.Token == token {
+			d.opEntry = e
 		}
 	}
-	ne := schemas.Errorf(schemas.CodeNotFound, "id", "chain %s is not in the chain journal: no such chain, or older than the chain retention (%s)", req.ID, b.cfg.ChainRetention)
-	ne.Details = map[string]any{schemas.DetailKind: "chain", schemas.DetailName: req.ID}
-	return nil, ne
+	rec, err := b.rebuildChain(h, entries)
+	if err != nil {
+		return nil, journalReadError(err)
+	}
+	return schemas.ChainStatus{Chain: rec, Operation: d.operation()}, nil
 }
 
 // operation is the API view of an operation's record.
@@ -117,13 +110,13 @@ func (b *Broker) rebuildChain(h chainHead, entries map[string][]byte) (schemas.C
 	return res.record, nil
 }
 
-// rebuildChains rebuilds the record of every chain in an operation's
-// journal, in chain order.
-func (b *Broker) rebuildChains(entries map[string][]byte) []schemas.ChainRecord {
+// rebuildChains rebuilds the record of every chain of one attempt (token)
+// in an operation's journal, in chain order.
+func (b *Broker) rebuildChains(entries map[string][]byte, token string) []schemas.ChainRecord {
 	var heads []chainHead
 	for name, raw := range entries {
 		var h chainHead
-		if strings.HasSuffix(name, ".h") && json.Unmarshal(raw, &h) == nil {
+		if _, t, _, ok := parseChainID(strings.TrimSuffix(name, ".h")); ok && t == token && strings.HasSuffix(name, ".h") && json.Unmarshal(raw, &h) == nil {
 			heads = append(heads, h)
 		}
 	}
@@ -142,10 +135,9 @@ func (b *Broker) rebuildChains(entries map[string][]byte) []schemas.ChainRecord 
 const chainScanWindow = 4096
 
 // handleChainsList answers chains.list: the newest chain runs of the
-// journal (filtered by object and hook), finished ones from their
-// operations' done records and running ones from their heads, read back
-// from the end of the stream one window at a time until the limit is
-// reached.
+// journal (filtered by object and hook), from their heads and their
+// attempts' answers, read back from the end of the stream one window at a
+// time until the limit is reached.
 func (b *Broker) handleChainsList(ctx context.Context, req *schemas.ChainListRequest) (any, error) {
 	limit := req.Limit
 	if limit <= 0 {
@@ -164,14 +156,16 @@ func (b *Broker) handleChainsList(ctx context.Context, req *schemas.ChainListReq
 	stop := info.State.LastSeq + 1
 	first := max(info.State.FirstSeq, 1)
 	window := uint64(max(chainScanWindow, limit*32))
-	doneFilter, headFilter := wire.ChainsSubject(j.prefix, "done", "*"), wire.ChainsSubject(j.prefix, "j", "*")
+	filter := wire.ChainsSubject(j.prefix, "j", "*")
 	for stop > first && len(seen) <= limit && info.State.Msgs > 0 {
 		from := first
 		if stop > first+window {
 			from = stop - window
 		}
-		err := j.scan(ctx, from, stop, []string{doneFilter, headFilter}, func(m jetstream.Msg, _ uint64) {
-			if strings.HasPrefix(m.Subject(), wire.ChainsSubject(j.prefix, "done")) {
+		err := j.scan(ctx, from, stop, []string{filter}, func(m jetstream.Msg, _ uint64) {
+			entry := m.Headers().Get(headerJournalEntry)
+			switch {
+			case strings.HasPrefix(entry, "done."):
 				var d opDone
 				if json.Unmarshal(m.Data(), &d) != nil {
 					return
@@ -182,18 +176,15 @@ func (b *Broker) handleChainsList(ctx context.Context, req *schemas.ChainListReq
 							StartedAt: c.StartedAt, Steps: len(c.Steps), Outcome: c.Outcome, Resumed: c.Resumed}
 					}
 				}
-				return
-			}
-			if !strings.HasSuffix(m.Headers().Get(headerJournalEntry), ".h") {
-				return
-			}
-			var h chainHead
-			if json.Unmarshal(m.Data(), &h) != nil || !match(h.Object, h.Hook) {
-				return
-			}
-			if _, done := seen[h.ID]; !done {
-				seen[h.ID] = schemas.ChainSummary{ID: h.ID, Hook: h.Hook, Object: h.Object, Operation: h.Op, Endpoint: h.Endpoint,
-					StartedAt: h.StartedAt, Steps: len(h.Steps), Outcome: schemas.ChainRunning}
+			case strings.HasSuffix(entry, ".h"):
+				var h chainHead
+				if json.Unmarshal(m.Data(), &h) != nil || !match(h.Object, h.Hook) {
+					return
+				}
+				if _, known := seen[h.ID]; !known {
+					seen[h.ID] = schemas.ChainSummary{ID: h.ID, Hook: h.Hook, Object: h.Object, Operation: h.Op, Endpoint: h.Endpoint,
+						StartedAt: h.StartedAt, Steps: len(h.Steps), Outcome: schemas.ChainRunning}
+				}
 			}
 		})
 		if err != nil {

@@ -5,25 +5,24 @@ package broker
 // broker that dies mid-chain loses nothing: the chain resumes from its last
 // completed step, on the restarted broker or on another one, and the
 // operation completes once (its commit is idempotent by operation id,
-// commit.go). Three subjects per operation, below "<prefix>.chains.":
+// commit.go). Two subjects per operation, below "<prefix>.chains.":
 //
-//	run.<op>   the operation while it runs: endpoint, subject, idempotency
-//	           key, request, attempt, owner (the broker running it). One
-//	           message, replaced compare-and-set; once the operation
-//	           answered, a "done" marker that expires (the resumer watches
-//	           these subjects only).
-//	j.<op>     its journal, one message per entry (header
-//	           Plugbus-Journal-Entry): "<chain>.h" a chain's head (hook,
-//	           object, steps as they run), "<chain>.p" its input (payload,
-//	           env seed), "<chain>.<i>" step i's result (the plugin's
-//	           answer or error, or that the plugin was not ACTIVE), and
-//	           "<chain>.e" its record once finished. Purged (an expiring
-//	           marker) once the operation answered.
-//	done.<op>  the operation's answer and its chains' records, for
-//	           chains.get, kept for the chain retention.
+//	run.<op>  the operation while it runs: endpoint, subject, idempotency
+//	          key, request, attempt, owner (the broker running it). One
+//	          message, replaced compare-and-set; once the operation
+//	          answered, a "done" marker that expires, so the subject goes
+//	          (the resumer watches these subjects only).
+//	j.<op>    its journal, append-only, one message per entry (header
+//	          Plugbus-Journal-Entry): "<chain>.h" a chain's head (hook,
+//	          object, steps as they run), "<chain>.p" its input (payload,
+//	          env seed), "<chain>.<i>" step i's result (the plugin's answer
+//	          or error, or that the plugin was not ACTIVE), and
+//	          "done.<attempt>" the answer of an attempt with its chains'
+//	          records. It leaves by age (the chain retention): purging it
+//	          would cost the server a delete per entry.
 //
-// So a finished operation leaves one subject (the server indexes every
-// subject of a stream), and a running one three.
+// So an operation leaves one subject for the retention (the server
+// indexes every subject of a stream, a few hundred bytes each).
 //
 // What is written when, and what waits for it:
 //
@@ -40,7 +39,7 @@ package broker
 //     "Step i+1 started" needs no write of its own: it is implied by step
 //     i's result (by the head for step 0), and a resumed run sends step
 //     i+1 again with the same idempotency key (schemas.StepKey).
-//   - The chain records and the answer are written once the reply is
+//   - The answer and the chain records are written once the reply is
 //     kept in the requests bucket; losing them in a crash loses nothing:
 //     an operation still "running" after its broker is gone is resubmitted
 //     and answered from the requests bucket.
@@ -70,9 +69,8 @@ import (
 // came without one: they are resumed under it.
 const brokerKeyPrefix = "plugbus-broker-"
 
-// markerTTL is how long the markers of a finished operation (its run
-// entry's "done", its journal's purge) stay: long enough for every
-// resumer's watch to see them.
+// markerTTL is how long the done marker of a finished operation's run
+// entry stays: long enough for every resumer's watch to see it.
 const markerTTL = time.Minute
 
 // headerJournalEntry names a journal message's entry ("<chain>.h", …).
@@ -158,7 +156,9 @@ func (j *journal) runsHere(op string) bool {
 // Subjects of the journal.
 func (j *journal) runSubject(op string) string     { return wire.ChainsSubject(j.prefix, "run", op) }
 func (j *journal) journalSubject(op string) string { return wire.ChainsSubject(j.prefix, "j", op) }
-func (j *journal) doneSubject(op string) string    { return wire.ChainsSubject(j.prefix, "done", op) }
+
+// doneEntry names the journal entry of an attempt's answer.
+func doneEntry(token string) string { return "done." + token }
 
 // chainID is the id of an operation's n-th chain in the attempt that
 // started at token: the same operation resumed gets the same ids, and so
@@ -212,7 +212,7 @@ type (
 		StartedAt time.Time `json:"started_at"`
 		UpdatedAt time.Time `json:"updated_at"`
 	}
-	// opDone is a finished operation's record ("done.<op>").
+	// opDone is an attempt's answer ("done.<attempt>").
 	opDone struct {
 		opEntry
 		Result json.RawMessage       `json:"result,omitempty"`
@@ -533,9 +533,10 @@ func (r *opRun) finish(ctx context.Context, msg *nats.Msg) {
 	}
 }
 
-// done stores a finished operation's record, then replaces its run entry
-// (compare-and-set on seq: a conflict means another broker took it over,
-// and that one records the answer) and its journal with expiring markers.
+// done journals an attempt's answer and replaces the operation's run
+// entry with an expiring marker (compare-and-set on seq: a conflict means
+// another broker took the operation over, and that one records the
+// answer).
 func (j *journal) done(ctx context.Context, e opEntry, seq uint64, msg *nats.Msg, records []schemas.ChainRecord) error {
 	d := opDone{opEntry: e, Chains: records}
 	d.State, d.UpdatedAt, d.Request = schemas.OperationDone, time.Now().UTC(), nil
@@ -549,29 +550,31 @@ func (j *journal) done(ctx context.Context, e opEntry, seq uint64, msg *nats.Msg
 			d.Error = &schemas.Error{Code: code, Message: msg.Header.Get(schemas.HeaderError)}
 		}
 	}
-	// Not rolled up: an earlier attempt's record (its chains) stays.
-	f0, err := j.publish(j.doneSubject(e.Op), d, nil)
+	f1, err := j.appendEntry(e.Op, doneEntry(e.Token), d)
 	if err != nil {
 		return err
 	}
-	if _, err := await(ctx, f0); err != nil {
-		return err
-	}
-	f1, err := j.marker(j.runSubject(e.Op), opEntry{State: schemas.OperationDone, Attempt: e.Attempt, UpdatedAt: d.UpdatedAt}, &seq)
+	f2, err := j.marker(j.runSubject(e.Op), opEntry{State: schemas.OperationDone, Attempt: e.Attempt, UpdatedAt: d.UpdatedAt}, &seq)
 	if err != nil {
 		return err
 	}
 	if _, err := await(ctx, f1); err != nil {
-		if errors.Is(err, errJournalConflict) {
-			return nil
-		}
 		return err
 	}
-	f2, err := j.marker(j.journalSubject(e.Op), struct{}{}, nil)
-	if err == nil {
-		_, err = await(ctx, f2)
+	if _, err := await(ctx, f2); err != nil && !errors.Is(err, errJournalConflict) {
+		return err
 	}
-	return err
+	return nil
+}
+
+// appendEntry publishes one entry of op's journal without waiting; its
+// name is its message id, so a second write of it is dropped.
+func (j *journal) appendEntry(op, entry string, v any) (jetstream.PubAckFuture, error) {
+	m, err := journalMsg(j.journalSubject(op), v, headerJournalEntry, entry)
+	if err != nil {
+		return nil, err
+	}
+	return j.js.PublishMsgAsync(m, jetstream.WithMsgID(op+"/"+entry))
 }
 
 // chainRun is one chain of an operation in the journal.
@@ -642,12 +645,7 @@ func (c *chainRun) chainID() string {
 
 // append publishes one journal entry of the chain without waiting.
 func (c *chainRun) append(entry string, v any) (jetstream.PubAckFuture, error) {
-	j := c.r.j
-	m, err := journalMsg(j.journalSubject(c.r.op), v, headerJournalEntry, entry)
-	if err != nil {
-		return nil, err
-	}
-	return j.js.PublishMsgAsync(m, jetstream.WithMsgID(entry))
+	return c.r.j.appendEntry(c.r.op, entry, v)
 }
 
 // start journals a fresh chain's head and input, without waiting (the

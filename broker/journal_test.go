@@ -73,24 +73,39 @@ func TestChainJournalRecordsEveryStep(t *testing.T) {
 		}
 	}
 
-	// Done: the answer and the chain's record are kept; the run entry is
-	// a done marker; the step entries are purged.
+	// Done: the answer and the chain's record are in the journal; the run
+	// entry is a done marker.
 	j := tb.b.journal
 	ctx := context.Background()
+	_, token, _, _ := parseChainID(id)
+	var entries map[string][]byte
+	var err error
+	waitFor(t, "the answer recorded", func() bool {
+		entries, err = j.entries(ctx, op)
+		return err == nil && entries[doneEntry(token)] != nil
+	})
 	var d opDone
-	if _, found, err := j.get(ctx, j.doneSubject(op), &d); err != nil || !found {
-		t.Fatalf("done record: found %v, %v", found, err)
+	if err := json.Unmarshal(entries[doneEntry(token)], &d); err != nil {
+		t.Fatalf("done entry: %v (entries %d)", err, len(entries))
 	}
 	if d.State != schemas.OperationDone || d.Endpoint != schemas.APIAlertsFire || d.Key != "k-journal" || d.Owner != j.owner ||
 		len(d.Result) == 0 || len(d.Chains) != 1 || d.Chains[0].ID != id || len(d.Request) != 0 {
-		t.Fatalf("done record: %+v", d)
+		t.Fatalf("done entry: %+v", d)
+	}
+	for _, e := range []string{id + ".h", id + ".p", id + ".0", id + ".1", id + ".2"} {
+		if _, ok := entries[e]; !ok {
+			t.Errorf("no journal entry %s", e)
+		}
 	}
 	var marker opEntry
 	if _, found, _ := j.get(ctx, j.runSubject(op), &marker); !found || marker.State != schemas.OperationDone {
 		t.Fatalf("run entry after the answer: %+v (found %v), want the done marker", marker, found)
 	}
-	if entries, err := j.entries(ctx, op); err != nil || len(entries) != 0 {
-		t.Fatalf("journal after the answer: %d entries (%v), want it purged", len(entries), err)
+	var h chainHead
+	_ = json.Unmarshal(entries[id+".h"], &h)
+	rebuilt, err := tb.b.rebuildChain(h, entries)
+	if err != nil || outcomes(rebuilt) != outcomes(d.Chains[0]) || rebuilt.Outcome != d.Chains[0].Outcome {
+		t.Fatalf("rebuilt %+v (%v), want the recorded %+v", rebuilt, err, d.Chains[0])
 	}
 
 	var got schemas.ChainStatus
@@ -104,7 +119,7 @@ func TestChainJournalRecordsEveryStep(t *testing.T) {
 		t.Fatalf("chains.get result %s: %v", got.Operation.Result, err)
 	}
 
-	err := tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "nope-0-0"}, nil)
+	err = tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "nope-0-0"}, nil)
 	wantCode(t, err, schemas.CodeNotFound, "id")
 	err = tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: "not a chain"}, nil)
 	wantCode(t, err, schemas.CodeInvalidField, "id")
@@ -306,7 +321,10 @@ func TestChainRetryAfterTransientAnswerIsANewAttempt(t *testing.T) {
 		t.Fatalf("the first attempt's chain: %+v", st)
 	}
 	var st2 schemas.ChainStatus
-	tb.mustCall(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: second}, &st2)
+	waitFor(t, "the second attempt's answer recorded", func() bool {
+		st2 = schemas.ChainStatus{}
+		return tb.call(t, schemas.APIChainsGet, schemas.ChainGetRequest{ID: second}, &st2) == nil && st2.Operation.State == schemas.OperationDone
+	})
 	if st2.Chain.Outcome != schemas.ChainCompleted || st2.Operation.Attempt != 1 || st2.Operation.Error != nil {
 		t.Fatalf("the second attempt's chain: %+v", st2)
 	}
@@ -322,9 +340,16 @@ func TestChainJournalWithoutCallerKey(t *testing.T) {
 	tb.mustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "nokey", Severity: "warning", Summary: "s"}, &fired)
 	j := tb.b.journal
 	op, _, _, _ := parseChainID(fired.Chains[0].ID)
+	_, token, _, _ := parseChainID(fired.Chains[0].ID)
+	var entries map[string][]byte
+	waitFor(t, "the answer recorded", func() bool {
+		var err error
+		entries, err = j.entries(context.Background(), op)
+		return err == nil && entries[doneEntry(token)] != nil
+	})
 	var e opDone
-	if _, found, err := j.get(context.Background(), j.doneSubject(op), &e); err != nil || !found {
-		t.Fatalf("done record: %v %v", found, err)
+	if err := json.Unmarshal(entries[doneEntry(token)], &e); err != nil {
+		t.Fatalf("done entry: %v", err)
 	}
 	if !strings.HasPrefix(e.Key, brokerKeyPrefix) || len(e.Key) <= len(brokerKeyPrefix) || e.State != schemas.OperationDone {
 		t.Fatalf("done record: %+v", e)

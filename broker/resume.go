@@ -250,7 +250,7 @@ func (r *resumer) resumeOp(ctx context.Context, op string) (done, retry bool) {
 	if err == nil && found && cur.State == schemas.OperationRunning && cur.Owner == j.owner && !j.runsHere(op) {
 		var records []schemas.ChainRecord
 		if entries, err := j.entries(gctx, op); err == nil {
-			records = j.b.rebuildChains(entries)
+			records = j.b.rebuildChains(entries, cur.Token)
 		}
 		if err := j.done(gctx, cur, cseq, reply, records); err != nil {
 			log.Warn().Err(err).Msg("cannot record a resumed operation's answer; trying again later")
