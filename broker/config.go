@@ -33,7 +33,7 @@ const (
 	DefaultAlertRetention       = 24 * time.Hour
 	DefaultJobRetention         = 7 * 24 * time.Hour
 	DefaultIdempotencyWindow    = 10 * time.Minute
-	DefaultChainRetention       = 24 * time.Hour
+	DefaultChainRetention       = time.Hour
 	DefaultChainMaxBytes        = 1 << 30
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultRequestTimeout       = time.Minute
@@ -161,7 +161,7 @@ type Config struct {
 	// does nothing again (default 10m).
 	IdempotencyWindow time.Duration
 	// ChainRetention is how long the chain journal keeps a chain run and
-	// its operation (default 24h, at least the idempotency window):
+	// its operation (default 1h, at least the idempotency window):
 	// chains.get reads them, and an operation interrupted by a crash is
 	// resumed while its journal lasts. ChainMaxBytes bounds the journal's
 	// size; the oldest entries go first (default 1 GiB).
