@@ -34,7 +34,8 @@ so: ID is any of its chains' ids (chain_id in a chain record, in the step
 requests plugins get, and in io.plugbus.hook.v1.chain_completed events).
 
 The journal keeps chains for the broker's --chain-retention (1h by default).
--o json prints the whole status, the operation's answer included.`,
+-o json prints the ChainStatus {"chain": ChainRecord, "operation": {…}}, the
+operation's answer included ("result", or "error").`,
 		Args: exactArgs("ID"),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -45,8 +46,11 @@ The journal keeps chains for the broker's --chain-retention (1h by default).
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, st)
+			if a.structured() {
+				if st.Chain.Steps == nil {
+					st.Chain.Steps = []schemas.StepRecord{}
+				}
+				return a.printValue(st)
 			}
 			return a.printChainStatus(st)
 		}),
@@ -114,13 +118,16 @@ func (a *app) chainsListCommand() *cobra.Command {
 each chain's id (for busctl chains get), hook point, object, the operation that
 ran it, its number of steps and its outcome ("running" while it is not
 finished, or waits to be resumed after its broker stopped). --object narrows to
-one object (job/NAME, machine/NAME, alert/ID), --hook to one hook point.`,
+one object (job/NAME, machine/NAME, alert/ID), --hook to one hook point.
+
+-o json prints {"chains": [ChainSummary…], "truncated": true} (truncated only
+when more chains match than --limit).`,
 		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if req.Hook != "" && !slices.Contains(schemas.HookPoints, req.Hook) {
 				return usageErrf("unknown hook point %q: use one of %s", req.Hook, strings.Join(schemas.HookPoints, ", "))
 			}
-			if req.Limit < 0 || req.Limit > schemas.MaxChainListLimit {
+			if req.Limit < 1 || req.Limit > schemas.MaxChainListLimit {
 				return usageErrf("invalid --limit %d: between 1 and %d", req.Limit, schemas.MaxChainListLimit)
 			}
 			c, err := a.client()
@@ -131,8 +138,11 @@ one object (job/NAME, machine/NAME, alert/ID), --hook to one hook point.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, res)
+			if a.structured() {
+				if res.Chains == nil {
+					res.Chains = []schemas.ChainSummary{}
+				}
+				return a.printValue(res)
 			}
 			w := newTable(a.stdout)
 			row(w, "CHAIN", "HOOK", "OBJECT", "ENDPOINT", "STEPS", "OUTCOME", "STARTED", "RESUMED")
