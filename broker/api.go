@@ -225,7 +225,8 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 			rk = requestKey(ep.name, req.Subject(), key)
 			op := base62(sha256.Sum256([]byte(rk)))
 			ctx = withOp(ctx, op)
-			run = b.journal.newOpRun(op, ep.name, req.Subject(), key, req.Data())
+			deadline, _ := ctx.Deadline()
+			run = b.journal.newOpRun(op, ep.name, req.Subject(), key, req.Data(), req.ReplySubject(), deadline)
 			ctx = withOpRun(ctx, run)
 		}
 		if key != "" && !madeKey {
@@ -287,6 +288,7 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
 	}
 	if later {
+		run.answerWaiting(msg, req.ReplySubject())
 		run.finish(ctx, msg)
 	}
 	wire.EndSpan(span, err)

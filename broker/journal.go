@@ -8,7 +8,8 @@ package broker
 // commit.go). Two subjects per operation, below "<prefix>.chains.":
 //
 //	run.<op>  the operation while it runs: endpoint, subject, idempotency
-//	          key, request, attempt, owner (the broker running it). One
+//	          key, request, attempt, owner (the broker running it), the
+//	          reply subject its caller waits on and until when. One
 //	          message, replaced compare-and-set; once the operation
 //	          answered, a "done" marker that expires, so the subject goes
 //	          (the resumer watches these subjects only).
@@ -43,6 +44,9 @@ package broker
 //     kept in the requests bucket; losing them in a crash loses nothing:
 //     an operation still "running" after its broker is gone is resubmitted
 //     and answered from the requests bucket.
+//   - A resumed operation's final answer also goes to the reply subject
+//     its caller waits on (answerWaiting), while the caller's deadline
+//     lasts: the caller gets it without retrying.
 //
 // Entries carry their name as message id: when two brokers run the same
 // operation (a client's retry on one while another resumes it), the
@@ -208,6 +212,12 @@ type (
 		Owner   string `json:"owner,omitempty"`
 		State   string `json:"state"`
 		Resumes int    `json:"resumes,omitempty"`
+		// ReplyTo is the reply subject of the request that waits for the
+		// operation's answer, ReplyBy its caller's deadline: a broker that
+		// completes the operation after a crash answers there too, so a
+		// caller still waiting gets the answer without retrying.
+		ReplyTo string    `json:"reply_to,omitempty"`
+		ReplyBy time.Time `json:"reply_by,omitzero"`
 		// StartedAt is when the attempt started.
 		StartedAt time.Time `json:"started_at"`
 		UpdatedAt time.Time `json:"updated_at"`
@@ -392,11 +402,15 @@ type opRun struct {
 	op, endpoint, subject string
 	key                   string
 	request               []byte
-	begun, resumed        bool
-	beginErr              error
-	chains                int
-	entry                 opEntry
-	seq                   uint64
+	// replyTo and replyBy: where this request's caller waits, and until
+	// when.
+	replyTo        string
+	replyBy        time.Time
+	begun, resumed bool
+	beginErr       error
+	chains         int
+	entry          opEntry
+	seq            uint64
 	// journal is the resumed run's journal, as read when it was taken over.
 	journal map[string][]byte
 	// records are the finished chains' records, for the done record.
@@ -415,12 +429,13 @@ func opRunOf(ctx context.Context) *opRun {
 }
 
 // newOpRun prepares the journal of a request's operation: op is its id,
-// key the idempotency key that leads to it.
-func (j *journal) newOpRun(op, endpoint, subject, key string, request []byte) *opRun {
+// key the idempotency key that leads to it; its caller waits on replyTo
+// until replyBy.
+func (j *journal) newOpRun(op, endpoint, subject, key string, request []byte, replyTo string, replyBy time.Time) *opRun {
 	if j == nil {
 		return nil
 	}
-	return &opRun{j: j, op: op, endpoint: endpoint, subject: subject, key: key, request: request}
+	return &opRun{j: j, op: op, endpoint: endpoint, subject: subject, key: key, request: request, replyTo: replyTo, replyBy: replyBy.UTC()}
 }
 
 // journalled reports whether the operation has a run entry (its reply
@@ -449,7 +464,8 @@ func (r *opRun) doBegin(ctx context.Context) error {
 	j := r.j
 	now := time.Now().UTC()
 	fresh := opEntry{Op: r.op, Endpoint: r.endpoint, Subject: r.subject, Key: r.key, Request: json.RawMessage(r.request),
-		Token: attemptToken(now), Owner: j.owner, State: schemas.OperationRunning, StartedAt: now, UpdatedAt: now}
+		Token: attemptToken(now), Owner: j.owner, State: schemas.OperationRunning, StartedAt: now, UpdatedAt: now,
+		ReplyTo: r.replyTo, ReplyBy: r.replyBy}
 	for attempt := 0; ; attempt++ {
 		if attempt >= 10 {
 			return journalError("start the operation", errors.New("its run entry keeps changing"))
@@ -479,6 +495,11 @@ func (r *opRun) doBegin(ctx context.Context) error {
 				next.Resumes++
 			}
 			next.Owner, next.UpdatedAt = j.owner, now
+			if cur.ReplyTo == "" || now.After(cur.ReplyBy) {
+				// The first caller gave up: the one waiting now is this
+				// request's.
+				next.ReplyTo, next.ReplyBy = r.replyTo, r.replyBy
+			}
 		} else {
 			// It answered: this is a new attempt.
 			next.Attempt = cur.Attempt + 1
@@ -533,6 +554,25 @@ func (r *opRun) finish(ctx context.Context, msg *nats.Msg) {
 	}
 }
 
+// answerWaiting sends the final answer of a resumed operation to the
+// request that waits for it, when that is not the request answered
+// (replied): the caller whose broker died mid-chain gets the answer on
+// its reply subject while its deadline lasts, without retrying. An answer
+// that says to retry is not final (the operation runs again), so it is
+// not sent there.
+func (r *opRun) answerWaiting(msg *nats.Msg, replied string) {
+	if r == nil || !r.resumed || !r.journalled() {
+		return
+	}
+	to := r.entry.ReplyTo
+	if to == "" || to == replied || time.Now().After(r.entry.ReplyBy) || transientCode(msg.Header.Get(schemas.HeaderErrorCode)) {
+		return
+	}
+	if err := r.j.b.nc.PublishMsg(&nats.Msg{Subject: to, Header: msg.Header, Data: msg.Data}); err != nil {
+		r.j.b.log.Debug().Err(err).Str("op", r.op).Msg("cannot send a resumed operation's answer to the caller that waited for it")
+	}
+}
+
 // done journals an attempt's answer and replaces the operation's run
 // entry with an expiring marker (compare-and-set on seq: a conflict means
 // another broker took the operation over, and that one records the
@@ -540,6 +580,7 @@ func (r *opRun) finish(ctx context.Context, msg *nats.Msg) {
 func (j *journal) done(ctx context.Context, e opEntry, seq uint64, msg *nats.Msg, records []schemas.ChainRecord) error {
 	d := opDone{opEntry: e, Chains: records}
 	d.State, d.UpdatedAt, d.Request = schemas.OperationDone, time.Now().UTC(), nil
+	d.ReplyTo, d.ReplyBy = "", time.Time{}
 	if code := msg.Header.Get(schemas.HeaderErrorCode); code == "" {
 		if json.Valid(msg.Data) {
 			d.Result = json.RawMessage(msg.Data)

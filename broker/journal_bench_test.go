@@ -57,7 +57,7 @@ func BenchmarkChainJournal(b *testing.B) {
 					var run *opRun
 					if journal {
 						op := nuid.Next()
-						run = tb.b.journal.newOpRun(op, schemas.APIAlertsFire, wire.APISubject("plugbus", schemas.APIAlertsFire), op, []byte(`{}`))
+						run = tb.b.journal.newOpRun(op, schemas.APIAlertsFire, wire.APISubject("plugbus", schemas.APIAlertsFire), op, []byte(`{}`), "", time.Time{})
 						cctx = withOpRun(withOp(ctx, op), run)
 					}
 					t0 := time.Now()

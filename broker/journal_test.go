@@ -278,6 +278,80 @@ func TestChainResumesOnAnotherBrokerAfterCrash(t *testing.T) {
 	}
 }
 
+// A caller still waiting when its broker dies mid-chain gets the answer
+// on its own request, without retrying: the broker that resumes the
+// operation (here another one, the call had no idempotency key) sends the
+// final reply to the caller's reply subject too.
+func TestWaitingCallerGetsTheResumedAnswer(t *testing.T) {
+	s := startServer(t)
+	a := startBroker(t, Config{NATSURL: s.ClientURL()})
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	calls := make(chan string, 4)
+	chainPlugins(t, s.ClientURL(), a, 3, map[int]func(schemas.HookRequest) (schemas.HookResponse, error){
+		1: blockingStep(2, release, calls),
+	})
+	caller, err := nats.Connect(s.ClientURL(), a.opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+
+	type answer struct {
+		resp schemas.AlertResponse
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+		defer cancel()
+		var r answer
+		r.err = wire.Call(ctx, caller, wire.APISubject("plugbus", schemas.APIAlertsFire),
+			schemas.AlertFireRequest{ID: "waits-1", Severity: "info", Summary: "the caller waits"}, &r.resp)
+		got <- r
+	}()
+	var chain string
+	select {
+	case chain = <-calls:
+	case <-time.After(20 * time.Second):
+		t.Fatal("step 2 was never called")
+	}
+	crash(a)
+	b := startBroker(t, Config{NATSURL: s.ClientURL()})
+	select {
+	case again := <-calls:
+		if again != chain {
+			t.Fatalf("step 2 sent again in chain %s, want %s", again, chain)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the operation was not resumed")
+	}
+	close(release)
+	var r answer
+	select {
+	case r = <-got:
+	case <-time.After(40 * time.Second):
+		t.Fatal("the waiting caller got no answer")
+	}
+	if r.err != nil || r.resp.EventID == "" || len(r.resp.Chains) != 1 || r.resp.Chains[0].ID != chain || !r.resp.Chains[0].Resumed {
+		t.Fatalf("the waiting caller got %+v, %v", r.resp, r.err)
+	}
+	for i := 1; i <= 3; i++ {
+		if r.resp.Alert.Labels[fmt.Sprintf("step%d", i)] != strconv.Itoa(i) {
+			t.Fatalf("labels %v: step%d's patch missing", r.resp.Alert.Labels, i)
+		}
+	}
+	if evs := eventsOf(t, b, schemas.TypeAlertFired, "alert/waits-1"); len(evs) != 1 {
+		t.Fatalf("%d fired events, want 1", len(evs))
+	}
+}
+
 // An answer that says to retry (a step timed out) ends the attempt: a
 // retry with the same key runs the chain afresh, under a new chain id
 // (attempt 1), so its steps get new keys.
