@@ -71,7 +71,9 @@ func (a *app) printChainStatus(st *schemas.ChainStatus) error {
 	}
 	fmt.Fprintln(a.stdout)
 	w = newTable(a.stdout)
-	row(w, "#", "PLUGIN", "OUTCOME", "DURATION", "FROM", "DETAIL")
+	// STEP, not "#": a line starting with "# " reads as a shell comment
+	// where the table is pasted.
+	row(w, "STEP", "PLUGIN", "OUTCOME", "DURATION", "FROM", "DETAIL")
 	for i, s := range ch.Steps {
 		from := "plugin"
 		switch {
