@@ -80,8 +80,9 @@ func (l *stepLog) keys(plugin string, ran bool) map[string]int {
 // suite says so), restarted on the same data dir and port. The chain
 // resumes from the journal: steps 1 and 2 are not sent again, step 3 is
 // (same idempotency key: the plugin's HookAnswers joins it to the call
-// still running), 4 and 5 run once; the caller, retrying with its key,
-// gets the answer; one alert, one fired event; chains.get shows the resume.
+// still running), 4 and 5 run once; the caller gets the answer (on the
+// request it waits on, or on a retry with its key); one alert, one fired
+// event; chains.get shows the resume.
 func TestChainResume(t *testing.T) {
 	heavy(t)
 	start := time.Now()
