@@ -33,6 +33,8 @@ const (
 	DefaultAlertRetention       = 24 * time.Hour
 	DefaultJobRetention         = 7 * 24 * time.Hour
 	DefaultIdempotencyWindow    = 10 * time.Minute
+	DefaultChainRetention       = time.Hour
+	DefaultChainMaxBytes        = 1 << 30
 	DefaultDrainTimeout         = 30 * time.Second
 	DefaultRequestTimeout       = time.Minute
 	// DefaultHookConcurrency and DefaultPluginConcurrency bound the calls
@@ -170,6 +172,13 @@ type Config struct {
 	// idempotency key is kept: a repeat within it gets the same reply and
 	// does nothing again (default 10m).
 	IdempotencyWindow time.Duration
+	// ChainRetention is how long the chain journal keeps a chain run and
+	// its operation (default 1h, at least the idempotency window):
+	// chains.get reads them, and an operation interrupted by a crash is
+	// resumed while its journal lasts. ChainMaxBytes bounds the journal's
+	// size; the oldest entries go first (default 1 GiB).
+	ChainRetention time.Duration
+	ChainMaxBytes  int64
 	// DrainTimeout bounds how long a stopping broker lets the requests in
 	// flight finish (default 30s).
 	DrainTimeout time.Duration
@@ -281,6 +290,12 @@ func (c Config) withDefaults() Config {
 	if c.LogMaxAge == 0 {
 		c.LogMaxAge = DefaultLogMaxAge
 	}
+	if c.ChainRetention == 0 {
+		c.ChainRetention = DefaultChainRetention
+	}
+	if c.ChainMaxBytes == 0 {
+		c.ChainMaxBytes = DefaultChainMaxBytes
+	}
 	if c.LogMaxBytes == 0 {
 		c.LogMaxBytes = DefaultLogMaxBytes
 	}
@@ -369,6 +384,12 @@ func (c Config) Validate() error {
 	}
 	if c.HookConcurrency < 1 || c.PluginConcurrency < 1 {
 		return bad("hook-concurrency", "hook and plugin concurrency must be at least 1")
+	}
+	if c.ChainRetention < c.IdempotencyWindow {
+		return bad("chain-retention", "%s is below the idempotency window (%s): a retry within the window must find its chains", c.ChainRetention, c.IdempotencyWindow)
+	}
+	if c.ChainMaxBytes < 1<<20 {
+		return bad("chain-max-bytes", "%d is below 1 MiB", c.ChainMaxBytes)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ var allPaths = []string{
 	APIDLQReplayResponse, APIDLQPurgeRequest, APIDLQPurgeResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
 	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
+	APIChainGetRequest, APIChainStatus, APIChainListRequest, APIChainListResponse,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {

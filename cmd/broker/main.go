@@ -117,6 +117,8 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&cfg.AlertRetention, "alert-retention", broker.DefaultAlertRetention, "how long a resolved or suppressed alert stays in the alerts bucket")
 	f.DurationVar(&cfg.JobRetention, "job-retention", broker.DefaultJobRetention, "how long a deleted job stays in the jobs bucket")
 	f.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", broker.DefaultIdempotencyWindow, "how long the reply to a request with an Idempotency-Key is kept for repeats")
+	f.DurationVar(&cfg.ChainRetention, "chain-retention", broker.DefaultChainRetention, "how long the chain journal keeps hook chain runs (chains get, resuming after a crash)")
+	f.Int64Var(&cfg.ChainMaxBytes, "chain-max-bytes", broker.DefaultChainMaxBytes, "the chain journal's size limit, oldest entries dropped first")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "on SIGTERM, how long requests in flight may take to finish")
 	f.DurationVar(&cfg.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "deadline of a request whose caller sent none")
 	f.IntVar(&cfg.HookConcurrency, "hook-concurrency", broker.DefaultHookConcurrency, "calls in flight to one hook point at once")

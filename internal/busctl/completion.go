@@ -26,7 +26,8 @@ func (a *app) completionCommand(root *cobra.Command) {
 		}
 		c.Short = "Print the shell completion script for bash, zsh, fish or powershell"
 		c.Long = `Print the script that makes the shell complete busctl's commands, flags and
-arguments (plugin, host, machine and alert names, hook points, -o formats).
+arguments (plugin, host, machine and alert names, chain ids, hook points, -o
+formats).
 
   bash:  source <(busctl completion bash)
          # for every new shell: busctl completion bash > /etc/bash_completion.d/busctl
@@ -137,6 +138,18 @@ func deadLetterSeqs(ctx context.Context, c *client.Client) ([]string, error) {
 	return out, nil
 }
 
+func chainIDs(ctx context.Context, c *client.Client) ([]string, error) {
+	res, err := c.ChainList(ctx, schemas.ChainListRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ch := range res.Chains {
+		out = append(out, ch.ID)
+	}
+	return out, nil
+}
+
 // setCompletions gives the commands that take a name their completion,
 // and the flags with fixed values theirs.
 func (a *app) setCompletions(root *cobra.Command) {
@@ -159,6 +172,7 @@ func (a *app) setCompletions(root *cobra.Command) {
 	byPath["busctl dlq show"] = deadLetterSeqs
 	byPath["busctl dlq replay"] = deadLetterSeqs
 	byPath["busctl dlq purge"] = deadLetterSeqs
+	byPath["busctl chains get"] = chainIDs
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if list, ok := byPath[c.CommandPath()]; ok && c.ValidArgsFunction == nil {
@@ -173,7 +187,7 @@ func (a *app) setCompletions(root *cobra.Command) {
 				return hooks(cmd, args, toComplete)
 			}
 		}
-		fixed := map[string][]string{"code": schemas.ReasonCodes, "status": alertStatuses, "severity": severities}
+		fixed := map[string][]string{"code": schemas.ReasonCodes, "status": alertStatuses, "severity": severities, "hook": schemas.HookPoints}
 		c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
 			if vals, ok := fixed[f.Name]; ok {
 				_ = c.RegisterFlagCompletionFunc(f.Name, fixedCompletions(vals))

@@ -46,6 +46,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"machine", "get", "m1", ""}, ""},
 		{[]string{"alert", "resolve", ""}, "disk-full"},
 		{[]string{"hooks", "ls", "alert."}, schemas.HookAlertPreNotify},
+		{[]string{"chains", "ls", "--hook", "alert."}, schemas.HookAlertPreNotify},
 		{[]string{"-o", ""}, "table,json,yaml"},
 		{[]string{"dlq", "ls", "--code", "perm"}, schemas.ReasonPermanent},
 		{[]string{"alert", "ls", "--status", "f"}, "firing"},

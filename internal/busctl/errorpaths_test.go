@@ -15,6 +15,8 @@ var leafArgs = map[string][]string{
 	"alert get":             {"a1"},
 	"alert ls":              nil,
 	"alert resolve":         {"a1"},
+	"chains get":            {"op1-abc-0"},
+	"chains ls":             nil,
 	"dlq ls":                nil,
 	"dlq purge":             {"1"},
 	"dlq replay":            {"1"},

@@ -237,6 +237,8 @@ func notFoundHint(kind string) string {
 		return "its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer CONSUMER`"
 	case "event":
 		return "`busctl events tail` shows the latest events with their ids"
+	case "chain":
+		return "`busctl chains ls` lists the chain runs the journal keeps (the broker's --chain-retention, 1h by default)"
 	case "stream":
 		return "the broker creates the bus's streams when it starts: " + hintStartBroker
 	}

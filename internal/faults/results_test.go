@@ -31,6 +31,7 @@ var scenarios = []struct{ id, what string }{
 	{"idempotency-window", "the same idempotency key inside and outside the broker's idempotency window"},
 	{"second-broker", "a second broker started on the data dir of a running one"},
 	{"sigterm-drain", "SIGTERM of the broker with requests in flight inside a slow hook, restarted"},
+	{"chain-resume", "kill -9 of the broker while step 3 of a 5-step hook chain (5 plugin processes) runs, restarted: the chain resumes"},
 	{"fuzz", "the Fuzz targets of the module, each for a bounded time"},
 	{"soak", "a long run of alerts fired and resolved, the broker's RSS sampled"},
 	{"cluster-node-restart", "three NATS nodes, two brokers, R3: a node killed and restarted every 20 s under 1,000 alerts/s for a minute"},
