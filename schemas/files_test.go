@@ -30,6 +30,9 @@ var allPaths = []string{
 	APIStreamReadRequest, APIStreamReadResponse, APIStreamStopRequest, APIStreamStopResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
 	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
+	APIActionRecord, APIActionRef, APIActionListRequest, APIActionListResponse, APIActionCancelRequest, APIActionCancelResponse,
+	APIActionProgressRequest, APIActionCompleteRequest, APIActionReportResponse, APIActionCancelNotice, APIActionCancelNoticeReply,
+	EventMachineActionProgress,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
@@ -114,6 +117,7 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypeJobDeleted:             EventJobDeleted,
 		TypeMachineActionRequested: EventMachineActionRequested,
 		TypeMachineActionCompleted: EventMachineActionCompleted,
+		TypeMachineActionProgress:  EventMachineActionProgress,
 		TypeAlertFired:             EventAlertFired,
 		TypeAlertResolved:          EventAlertResolved,
 		TypePluginRegistered:       EventPluginRegistered,

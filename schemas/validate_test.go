@@ -97,6 +97,11 @@ var strictSchemas = map[string]bool{
 	schemas.APIStreamReadRequest:       true,
 	schemas.APIStreamStopRequest:       true,
 	schemas.APIAlertIntakeRequest:      true,
+	schemas.APIActionRef:               true,
+	schemas.APIActionListRequest:       true,
+	schemas.APIActionCancelRequest:     true,
+	schemas.APIActionProgressRequest:   true,
+	schemas.APIActionCompleteRequest:   true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {
