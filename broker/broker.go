@@ -147,11 +147,15 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	var bg sync.WaitGroup
-	bg.Add(4)
+	bg.Add(5)
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.reg.heartbeat(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
+	go func() {
+		defer bg.Done()
+		b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities, b.st.actions)
+	}()
+	go func() { defer bg.Done(); b.keepActions(ctx) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.

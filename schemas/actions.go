@@ -226,3 +226,12 @@ type MachineActionProgressData struct {
 	Seq      uint64    `json:"seq"`
 	At       time.Time `json:"at"`
 }
+
+// Keys of Error.Details of the actions' errors.
+const (
+	// DetailActionID names the action an error is about (a timeout while
+	// waiting for one: it goes on).
+	DetailActionID = "action_id"
+	// DetailStatus is the action's status (a conflict: it ended already).
+	DetailStatus = "status"
+)
