@@ -230,7 +230,7 @@ func (b *Broker) recordProgress(ctx context.Context, plugin string, req *schemas
 	if err != nil {
 		return schemas.ActionReportResponse{}, err
 	}
-	return schemas.ActionReportResponse{Status: row.Status, Recorded: recorded}, nil
+	return schemas.ActionReportResponse{Status: row.Status, Recorded: recorded, Error: row.Error}, nil
 }
 
 func notYourAction(id, plugin string) error {
@@ -263,7 +263,7 @@ func (b *Broker) completeAction(ctx context.Context, plugin string, req *schemas
 	if err != nil {
 		return schemas.ActionReportResponse{}, err
 	}
-	return schemas.ActionReportResponse{Status: row.Status, Recorded: recorded}, nil
+	return schemas.ActionReportResponse{Status: row.Status, Recorded: recorded, Error: row.Error}, nil
 }
 
 // cancelNoticeWait bounds the wait for the instance running a cancelled

@@ -199,6 +199,9 @@ type ActionCompleteRequest struct {
 type ActionReportResponse struct {
 	Status   string `json:"status"`
 	Recorded bool   `json:"recorded"`
+	// Error is the record's error once the action failed or was
+	// cancelled (why it ended, on a progress report).
+	Error *Error `json:"error,omitempty"`
 }
 
 // ActionCancelNotice tells a plugin's instances that an action ended

@@ -41,6 +41,7 @@ type options struct {
 	handlerTimeout    time.Duration
 	hookConcurrency   int
 	actionConcurrency int
+	actionAcceptAfter time.Duration
 	eventBuffer       int
 	host, instance    string
 	tracer            wire.Tracer
@@ -54,6 +55,7 @@ func defaultOptions() options {
 		handlerTimeout:    DefaultHandlerTimeout,
 		hookConcurrency:   DefaultHookConcurrency,
 		actionConcurrency: DefaultActionConcurrency,
+		actionAcceptAfter: DefaultActionAcceptAfter,
 		eventBuffer:       DefaultEventBuffer,
 	}
 }
@@ -156,6 +158,22 @@ func WithActionConcurrency(n int) Option {
 			return fmt.Errorf("%w: action concurrency %d must be at least 1", ErrInvalidOption, n)
 		}
 		o.actionConcurrency = n
+		return nil
+	}
+}
+
+// WithActionAcceptAfter sets how long an action handler may run before
+// the instance answers the broker that it accepted the action (default
+// [DefaultActionAcceptAfter]; zero answers accepted at once): an action
+// that ends sooner is answered with its result in one round trip, a longer
+// one is reported on actions.complete when it ends, so the broker holds no
+// request open for it (docs/protocol.md#actions).
+func WithActionAcceptAfter(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: action accept window %s is negative", ErrInvalidOption, d)
+		}
+		o.actionAcceptAfter = d
 		return nil
 	}
 }

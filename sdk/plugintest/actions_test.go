@@ -1,0 +1,251 @@
+package plugintest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/plugbus/plugbus/broker"
+	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk"
+	"github.com/plugbus/plugbus/sdk/plugintest"
+	"github.com/plugbus/plugbus/wire"
+)
+
+// flasher is a plugin with one long action, "flash", whose handler the
+// test drives step by step: each value sent on steps is reported as
+// progress once the handler gets it; closing steps ends the action with
+// its result (or fail's error).
+type flasher struct {
+	steps chan float64
+	// started is closed when the handler runs; ctxErr gets the handler's
+	// context cause when the context ends before steps is closed.
+	started chan struct{}
+	ctxErr  chan error
+	once    sync.Once
+	calls   chan string
+	fail    error
+}
+
+func newFlasher() *flasher {
+	return &flasher{steps: make(chan float64), started: make(chan struct{}), ctxErr: make(chan error, 1), calls: make(chan string, 16)}
+}
+
+func (f *flasher) manifest(timeout time.Duration) schemas.Manifest {
+	return schemas.Manifest{Name: "flasher", Version: "1.0.0", Actions: []schemas.ActionSpec{
+		{Command: "flash", Model: "machines", Timeout: schemas.Duration(timeout)},
+	}}
+}
+
+func (f *flasher) plugin(t *testing.T, bus *plugintest.Bus, timeout time.Duration, opts ...sdk.Option) *sdk.Plugin {
+	t.Helper()
+	p, err := sdk.New(f.manifest(timeout), append([]sdk.Option{sdk.WithPrefix(bus.Prefix()), sdk.WithActionAcceptAfter(0)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.HandleAction("flash", func(ctx context.Context, a *sdk.Action) (any, error) {
+		f.calls <- a.ActionID
+		f.once.Do(func() { close(f.started) })
+		for {
+			select {
+			case pct, ok := <-f.steps:
+				if !ok {
+					if f.fail != nil {
+						return nil, f.fail
+					}
+					return map[string]any{"firmware": "2.1.0"}, nil
+				}
+				if err := p.Progress(ctx, pct, fmt.Sprintf("flashed %.0f%%", pct)); err != nil {
+					return nil, err
+				}
+			case <-ctx.Done():
+				f.ctxErr <- context.Cause(ctx)
+				return nil, ctx.Err()
+			}
+		}
+	})
+	return p
+}
+
+// actionBus starts a bus whose broker publishes every progress report as
+// an event (an interval of 1ns) unless cfg says otherwise.
+func actionBus(t *testing.T, cfg func(*broker.Config)) *plugintest.Bus {
+	return plugintest.Start(t, plugintest.WithBrokerConfig(func(c *broker.Config) {
+		c.ActionProgressInterval = time.Nanosecond
+		if cfg != nil {
+			cfg(c)
+		}
+	}))
+}
+
+func getAction(t *testing.T, bus *plugintest.Bus, id string) schemas.ActionRecord {
+	t.Helper()
+	var rec schemas.ActionRecord
+	bus.MustCall(t, schemas.APIActionsGet, schemas.ActionRef{ID: id}, &rec)
+	return rec
+}
+
+func waitAction(t *testing.T, bus *plugintest.Bus, id string, cond func(schemas.ActionRecord) bool) schemas.ActionRecord {
+	t.Helper()
+	var rec schemas.ActionRecord
+	bus.WaitFor(t, func() bool {
+		rec = getAction(t, bus, id)
+		return cond(rec)
+	})
+	return rec
+}
+
+func startFlash(t *testing.T, bus *plugintest.Bus) schemas.MachineActionResponse {
+	t.Helper()
+	var resp schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "flash", NoWait: true}, &resp)
+	if resp.ActionID == "" || resp.Status != schemas.ActionRunning {
+		t.Fatalf("no_wait answer %+v, want an action id and status running", resp)
+	}
+	return resp
+}
+
+// machineEvents returns the events of the machine stream about action id,
+// in stream order.
+func machineEvents(t *testing.T, bus *plugintest.Bus, id string) []*event.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := bus.JetStream().OrderedConsumer(ctx, schemas.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.Prefix() + ".evt.machine.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*event.Event
+	for range info.NumPending {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := wire.DecodeEvent(ctx, &nats.Msg{Subject: msg.Subject(), Header: msg.Headers(), Data: msg.Data()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			ActionID string `json:"action_id"`
+		}
+		if json.Unmarshal(ev.Data(), &d) == nil && d.ActionID == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestLongActionProgress runs an action the plugin accepts at once and
+// reports progress on: the record follows every report in order, the
+// events are action_requested, one action_progress per report (the
+// interval is 1ns here) and action_completed with the result, and the
+// record ends succeeded.
+func TestLongActionProgress(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, time.Minute))
+	resp := startFlash(t, bus)
+	rec := getAction(t, bus, resp.ActionID)
+	if rec.Plugin != "flasher" || rec.Machine != "m1" || rec.Timeout.D() != time.Minute || rec.Deadline.Sub(rec.CreatedAt) != time.Minute {
+		t.Fatalf("record %+v", rec)
+	}
+	pcts := []float64{10, 25.5, 60, 99}
+	for i, pct := range pcts {
+		f.steps <- pct
+		rec = waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Progress != nil && r.Progress.Seq == uint64(i+1) })
+		if rec.Progress.Percent != pct || rec.Progress.Message != fmt.Sprintf("flashed %.0f%%", pct) || rec.Status != schemas.ActionRunning {
+			t.Fatalf("after report %d: %+v (progress %+v)", i+1, rec, rec.Progress)
+		}
+	}
+	close(f.steps)
+	rec = waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
+	if rec.Status != schemas.ActionSucceeded || string(rec.Result) != `{"firmware":"2.1.0"}` || rec.FinishedAt == nil || rec.Error != nil {
+		t.Fatalf("final record %+v", rec)
+	}
+
+	evs := machineEvents(t, bus, resp.ActionID)
+	var got []string
+	for _, ev := range evs {
+		got = append(got, ev.Type())
+	}
+	want := []string{schemas.TypeMachineActionRequested}
+	for range pcts {
+		want = append(want, schemas.TypeMachineActionProgress)
+	}
+	want = append(want, schemas.TypeMachineActionCompleted)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	for i, pct := range pcts {
+		var d schemas.MachineActionProgressData
+		if err := evs[i+1].DataAs(&d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Percent != pct || d.Seq != uint64(i+1) || d.Machine != "m1" || d.Plugin != "flasher" || evs[i+1].Subject() != "machine/m1" {
+			t.Errorf("progress event %d: %+v (subject %s)", i, d, evs[i+1].Subject())
+		}
+	}
+	var done schemas.MachineActionCompletedData
+	if err := evs[len(evs)-1].DataAs(&done); err != nil {
+		t.Fatal(err)
+	}
+	if done.Status != schemas.ActionSucceeded || string(done.Result) != `{"firmware":"2.1.0"}` {
+		t.Errorf("completed event %+v", done)
+	}
+}
+
+// TestLongActionWaits: without no_wait, machines.action answers with the
+// result of an accepted action when it ends, and with the plugin's error
+// (code kept) when it fails.
+func TestLongActionWaits(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, time.Minute))
+	type answer struct {
+		resp schemas.MachineActionResponse
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		var a answer
+		a.err = bus.Call(schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "flash"}, &a.resp)
+		got <- a
+	}()
+	<-f.started
+	f.steps <- 50
+	close(f.steps)
+	a := <-got
+	if a.err != nil || a.resp.Status != schemas.ActionSucceeded || string(a.resp.Result) != `{"firmware":"2.1.0"}` {
+		t.Fatalf("answer %+v, %v", a.resp, a.err)
+	}
+
+	g := newFlasher()
+	g.fail = &schemas.Error{Code: schemas.CodeConflict, Message: "bank 2 is locked"}
+	bus2 := actionBus(t, nil)
+	bus2.StartPlugin(t, g.plugin(t, bus2, time.Minute))
+	go func() {
+		var a answer
+		a.err = bus2.Call(schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "flash"}, &a.resp)
+		got <- a
+	}()
+	<-g.started
+	close(g.steps)
+	a = <-got
+	var e *schemas.Error
+	if !errors.As(a.err, &e) || e.Code != schemas.CodeConflict || e.Plugin != "flasher" || e.Message != "bank 2 is locked" {
+		t.Fatalf("failed action answered %+v, %v", a.resp, a.err)
+	}
+}
