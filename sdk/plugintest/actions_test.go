@@ -33,10 +33,12 @@ type flasher struct {
 	once    sync.Once
 	calls   chan string
 	fail    error
+	// returned gets one value each time the handler returns.
+	returned chan struct{}
 }
 
 func newFlasher() *flasher {
-	return &flasher{steps: make(chan float64), started: make(chan struct{}), ctxErr: make(chan error, 1), calls: make(chan string, 16)}
+	return &flasher{steps: make(chan float64), started: make(chan struct{}), ctxErr: make(chan error, 1), calls: make(chan string, 16), returned: make(chan struct{}, 16)}
 }
 
 func (f *flasher) manifest(timeout time.Duration) schemas.Manifest {
@@ -54,6 +56,7 @@ func (f *flasher) plugin(t *testing.T, bus *plugintest.Bus, timeout time.Duratio
 	p.HandleAction("flash", func(ctx context.Context, a *sdk.Action) (any, error) {
 		f.calls <- a.ActionID
 		f.once.Do(func() { close(f.started) })
+		defer func() { f.returned <- struct{}{} }()
 		for {
 			select {
 			case pct, ok := <-f.steps:
@@ -247,5 +250,207 @@ func TestLongActionWaits(t *testing.T) {
 	var e *schemas.Error
 	if !errors.As(a.err, &e) || e.Code != schemas.CodeConflict || e.Plugin != "flasher" || e.Message != "bank 2 is locked" {
 		t.Fatalf("failed action answered %+v, %v", a.resp, a.err)
+	}
+}
+
+func wantCode(t *testing.T, err error, code string) *schemas.Error {
+	t.Helper()
+	var e *schemas.Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("want error code %s, got %v", code, err)
+	}
+	if e.Message == "" {
+		t.Fatalf("error %s has no message", code)
+	}
+	return e
+}
+
+func eventTypes(evs []*event.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		out = append(out, ev.Type())
+	}
+	return out
+}
+
+// TestLongActionCancel cancels a running action (identities on, so the
+// plugin's own permissions carry its reports and its answer to the cancel
+// notice): the handler's context is cancelled with the operator's reason
+// as its cause, the action ends cancelled, and what the handler returns
+// afterwards changes nothing. Cancelling it again, or an unknown action,
+// is refused with a code and details.
+func TestLongActionCancel(t *testing.T) {
+	bus := plugintest.Start(t, plugintest.WithAuth())
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, time.Hour))
+	resp := startFlash(t, bus)
+	f.steps <- 30
+	waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Progress != nil })
+
+	var cr schemas.ActionCancelResponse
+	bus.MustCall(t, schemas.APIActionsCancel, schemas.ActionCancelRequest{ID: resp.ActionID, Reason: "wrong machine"}, &cr)
+	if !cr.Notified || cr.Action.Status != schemas.ActionCancelled || cr.Action.Error == nil || cr.Action.Error.Code != schemas.CodeCancelled {
+		t.Fatalf("cancel answered %+v", cr)
+	}
+	var cause error
+	select {
+	case cause = <-f.ctxErr:
+	case <-time.After(plugintest.WaitTimeout):
+		t.Fatal("the handler's context was not cancelled")
+	}
+	var ce *schemas.Error
+	if !errors.Is(cause, schemas.ErrCancelled) || !errors.As(cause, &ce) || ce.Message != "cancelled by an operator: wrong machine" {
+		t.Fatalf("handler's cause %v, want cancelled by an operator: wrong machine", cause)
+	}
+	// The handler returned ctx.Err(); the record stays cancelled.
+	rec := getAction(t, bus, resp.ActionID)
+	if rec.Status != schemas.ActionCancelled || rec.Error.Message != "cancelled by an operator: wrong machine" || rec.Progress.Percent != 30 {
+		t.Fatalf("record %+v", rec)
+	}
+	var d schemas.MachineActionCompletedData
+	bus.WaitFor(t, func() bool { return len(machineEvents(t, bus, resp.ActionID)) == 3 })
+	evs := machineEvents(t, bus, resp.ActionID)
+	if err := evs[2].DataAs(&d); err != nil || d.Status != schemas.ActionCancelled || d.Error.Code != schemas.CodeCancelled {
+		t.Fatalf("events %v, last %+v (%v)", eventTypes(evs), d, err)
+	}
+
+	e := wantCode(t, bus.Call(schemas.APIActionsCancel, schemas.ActionCancelRequest{ID: resp.ActionID}, nil), schemas.CodeConflict)
+	if e.Details[schemas.DetailStatus] != schemas.ActionCancelled || e.Details[schemas.DetailKind] != "action" {
+		t.Errorf("second cancel: %+v", e)
+	}
+	for _, ep := range []string{schemas.APIActionsCancel, schemas.APIActionsGet} {
+		var req any = schemas.ActionRef{ID: "no-such-action"}
+		if ep == schemas.APIActionsCancel {
+			req = schemas.ActionCancelRequest{ID: "no-such-action"}
+		}
+		e = wantCode(t, bus.Call(ep, req, nil), schemas.CodeNotFound)
+		if e.Details[schemas.DetailKind] != "action" || e.Field != "id" {
+			t.Errorf("%s of an unknown action: %+v", ep, e)
+		}
+	}
+}
+
+// TestLongActionTimeout: an action that runs past the manifest's timeout
+// is recorded failed with code timeout, and its handler's context ends
+// with a timeout cause.
+func TestLongActionTimeout(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, 300*time.Millisecond))
+	err := bus.Call(schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "flash"}, nil)
+	e := wantCode(t, err, schemas.CodeTimeout)
+	if e.Plugin != "flasher" {
+		t.Errorf("timeout error %+v does not name the plugin", e)
+	}
+	var cause error
+	select {
+	case cause = <-f.ctxErr:
+	case <-time.After(plugintest.WaitTimeout):
+		t.Fatal("the handler's context did not end")
+	}
+	if !errors.Is(cause, schemas.ErrTimeout) {
+		t.Fatalf("handler's cause %v, want a timeout", cause)
+	}
+	var list schemas.ActionListResponse
+	bus.MustCall(t, schemas.APIActionsList, schemas.ActionListRequest{Machine: "m1"}, &list)
+	if len(list.Actions) != 1 || list.Actions[0].Status != schemas.ActionFailed || list.Actions[0].Error.Code != schemas.CodeTimeout {
+		t.Fatalf("actions %+v", list.Actions)
+	}
+}
+
+// TestLongActionSurvivesBrokerRestart stops the broker while the plugin
+// works on an action; the plugin finishes meanwhile and keeps reporting
+// its completion until the next broker records it, once.
+func TestLongActionSurvivesBrokerRestart(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, time.Minute))
+	resp := startFlash(t, bus)
+	f.steps <- 40
+	waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Progress != nil })
+
+	bus.StopBroker(t)
+	f.steps <- 80 // reported while no broker runs: retried, then dropped at the end
+	close(f.steps)
+	<-f.returned // done while no broker runs: its completion report waits for one
+	bus.StartBroker(t)
+	rec := waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
+	if rec.Status != schemas.ActionSucceeded || string(rec.Result) != `{"firmware":"2.1.0"}` {
+		t.Fatalf("record after the restart %+v", rec)
+	}
+	completed := 0
+	for _, ev := range machineEvents(t, bus, resp.ActionID) {
+		if ev.Type() == schemas.TypeMachineActionCompleted {
+			completed++
+		}
+	}
+	if completed != 1 {
+		t.Fatalf("%d action_completed events, want 1", completed)
+	}
+	if n := len(f.calls); n != 1 {
+		t.Fatalf("the handler ran %d times, want once", n)
+	}
+}
+
+// TestActionProgressThrottled: with a long progress interval only the
+// first report and the last one before the end become events; the record
+// has every report.
+func TestActionProgressThrottled(t *testing.T) {
+	bus := actionBus(t, func(c *broker.Config) { c.ActionProgressInterval = time.Hour })
+	f := newFlasher()
+	bus.StartPlugin(t, f.plugin(t, bus, time.Minute))
+	resp := startFlash(t, bus)
+	for i, pct := range []float64{10, 20, 30} {
+		f.steps <- pct
+		waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Progress != nil && r.Progress.Seq == uint64(i+1) })
+	}
+	close(f.steps)
+	waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
+	evs := machineEvents(t, bus, resp.ActionID)
+	want := []string{schemas.TypeMachineActionRequested, schemas.TypeMachineActionProgress, schemas.TypeMachineActionProgress, schemas.TypeMachineActionCompleted}
+	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
+		t.Fatalf("events %v, want %v", eventTypes(evs), want)
+	}
+	for i, pct := range map[int]float64{1: 10, 2: 30} {
+		var d schemas.MachineActionProgressData
+		if err := evs[i].DataAs(&d); err != nil || d.Percent != pct {
+			t.Errorf("progress event %d: %+v, want %v%%", i, d, pct)
+		}
+	}
+}
+
+// TestActionReportsBadInput: reports on an unknown action, on another
+// plugin's action and out of range are refused with codes; Progress
+// outside an action handler says so.
+func TestActionReportsBadInput(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	p := f.plugin(t, bus, time.Minute)
+	bus.StartPlugin(t, p)
+	resp := startFlash(t, bus)
+
+	wantCode(t, bus.Call(schemas.APIActionsComplete+".flasher", schemas.ActionCompleteRequest{ActionID: "nope"}, nil), schemas.CodeNotFound)
+	e := wantCode(t, bus.Call(schemas.APIActionsComplete+".other", schemas.ActionCompleteRequest{ActionID: resp.ActionID}, nil), schemas.CodeForbidden)
+	if e.Field != "action_id" {
+		t.Errorf("forbidden report: %+v", e)
+	}
+	wantCode(t, bus.Call(schemas.APIActionsProgress+".other", schemas.ActionProgressRequest{ActionID: resp.ActionID, Seq: 1, Percent: 5}, nil), schemas.CodeForbidden)
+	e = wantCode(t, bus.Call(schemas.APIActionsProgress+".flasher", schemas.ActionProgressRequest{ActionID: resp.ActionID, Seq: 1, Percent: 150}, nil), schemas.CodeInvalidField)
+	if e.Field != "percent" {
+		t.Errorf("out of range: %+v", e)
+	}
+	wantCode(t, bus.Call(schemas.APIActionsList, schemas.ActionListRequest{Status: "sleeping"}, nil), schemas.CodeInvalidField)
+
+	if err := p.Progress(context.Background(), 10, "x"); !errors.Is(err, sdk.ErrNotInAction) {
+		t.Errorf("Progress outside a handler = %v", err)
+	}
+	close(f.steps)
+	waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Status == schemas.ActionSucceeded })
+	// A late repeat of the completion changes nothing.
+	var rr schemas.ActionReportResponse
+	bus.MustCall(t, schemas.APIActionsComplete+".flasher", schemas.ActionCompleteRequest{ActionID: resp.ActionID,
+		Error: &schemas.Error{Code: schemas.CodePluginError, Message: "late"}}, &rr)
+	if rr.Recorded || rr.Status != schemas.ActionSucceeded {
+		t.Fatalf("late completion answered %+v", rr)
 	}
 }
