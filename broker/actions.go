@@ -346,9 +346,11 @@ func (b *Broker) waitAction(ctx context.Context, id string, done func(actionRow)
 // dispatchAction calls the plugin with a pending action: it answers with
 // the result (a short action), with an error, or accepts the action and
 // reports its completion later. It runs beyond the API request that
-// started the action, bounded by the action's deadline.
-func (b *Broker) dispatchAction(row actionRow) {
-	ctx, cancel := context.WithDeadline(context.Background(), row.Deadline)
+// started the action (parent), bounded by the action's deadline, in the
+// request's trace.
+func (b *Broker) dispatchAction(parent context.Context, row actionRow) {
+	parent = context.WithoutCancel(parent)
+	ctx, cancel := context.WithDeadline(parent, row.Deadline)
 	defer cancel()
 	deadline := row.Deadline
 	req := schemas.ActionRequest{ActionID: row.ID, Command: row.Command, Model: row.Model, Object: row.Object, Params: row.Params,
@@ -364,7 +366,7 @@ func (b *Broker) dispatchAction(row actionRow) {
 	}
 	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, metricCode(code)).Observe(time.Since(start).Seconds())
 	// Recording the outcome must not depend on the call's deadline.
-	rctx, rcancel := context.WithTimeout(context.Background(), publishBound)
+	rctx, rcancel := context.WithTimeout(parent, publishBound)
 	defer rcancel()
 	switch {
 	case err == nil && resp.Accepted:

@@ -132,7 +132,7 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		// A pending action found by a retry was left by a broker that
 		// stopped before the plugin took it: call the plugin again (it
 		// sees the same action id).
-		go b.dispatchAction(row)
+		go b.dispatchAction(ctx, row)
 	}
 	return b.answerAction(ctx, row, req.NoWait, chains)
 }

@@ -162,7 +162,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })
 
 	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
-		a.hooksCommand(), a.eventsCommand())
+		a.hooksCommand(), a.eventsCommand(), a.actionsCommand())
 	return root
 }
 

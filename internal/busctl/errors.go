@@ -217,6 +217,8 @@ func notFoundHint(kind string) string {
 		return "`busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
 	case "host":
 		return "`busctl hosts ls` lists the hosts"
+	case "action":
+		return "`busctl actions ls` lists the recent actions"
 	}
 	return ""
 }
