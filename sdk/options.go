@@ -105,8 +105,11 @@ func WithRegisterTimeout(d time.Duration) Option {
 	}
 }
 
-// WithHandlerTimeout bounds each init, config, verify and action handler
-// call: the handler's context ends after d (default 30s).
+// WithHandlerTimeout bounds each init, config and verify handler call: the
+// handler's context ends after d (default 30s). An action handler's context
+// ends at the action's deadline (its manifest timeout, or the broker's
+// action timeout) instead; d bounds it only when the broker sends no
+// deadline (one without long-running actions).
 func WithHandlerTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
