@@ -213,15 +213,16 @@ func (r *actionRun) report(percent float64, message string) {
 
 // sendProgress sends the run's latest progress report whenever there is a
 // new one, at most one every progressSpacing, retrying with backoff while
-// no broker answers, until the handler returns.
+// no broker answers, until the handler returns; then it sends the last
+// report if it is not sent yet (once: the completion report follows).
 func (r *actionRun) sendProgress() {
 	defer close(r.sender)
 	var sent uint64
-	subject := wire.PluginAPISubject(r.p.opts.prefix, schemas.APIActionsProgress, r.p.manifest.Name)
 	bo := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 5 * time.Second}
 	for {
 		select {
 		case <-r.stop:
+			r.flushProgress(sent)
 			return
 		case <-r.kick:
 		}
@@ -232,10 +233,7 @@ func (r *actionRun) sendProgress() {
 			if req.Seq <= sent {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
-			var resp schemas.ActionReportResponse
-			err := wire.Call(ctx, r.p.Conn(), subject, req, &resp)
-			cancel()
+			resp, err := r.sendReport(req)
 			wait := progressSpacing
 			switch {
 			case err == nil:
@@ -253,11 +251,32 @@ func (r *actionRun) sendProgress() {
 			}
 			select {
 			case <-r.stop:
+				r.flushProgress(sent)
 				return
 			case <-time.After(wait):
 			}
 		}
 	}
+}
+
+// flushProgress sends the last report once when it is newer than sent.
+func (r *actionRun) flushProgress(sent uint64) {
+	r.mu.Lock()
+	req := r.latest
+	r.mu.Unlock()
+	if req.Seq > sent {
+		if _, err := r.sendReport(req); err != nil {
+			r.log.Debug().Err(err).Msg("the last progress report was not sent; the completion report follows")
+		}
+	}
+}
+
+func (r *actionRun) sendReport(req schemas.ActionProgressRequest) (schemas.ActionReportResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
+	defer cancel()
+	var resp schemas.ActionReportResponse
+	err := wire.Call(ctx, r.p.Conn(), wire.PluginAPISubject(r.p.opts.prefix, schemas.APIActionsProgress, r.p.manifest.Name), req, &resp)
+	return resp, err
 }
 
 // endedCause is the cause given to a handler whose action the broker

@@ -454,3 +454,54 @@ func TestActionReportsBadInput(t *testing.T) {
 		t.Fatalf("late completion answered %+v", rr)
 	}
 }
+
+// TestLastProgressIsRecorded: a handler that reports its last progress and
+// returns at once still gets that report recorded and published before
+// action_completed, whether it was accepted or answered inline.
+func TestLastProgressIsRecorded(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		accept time.Duration
+	}{{"accepted", 0}, {"answered inline", time.Minute}} {
+		t.Run(c.name, func(t *testing.T) {
+			bus := actionBus(t, func(cfg *broker.Config) { cfg.ActionProgressInterval = time.Hour })
+			p, err := sdk.New(schemas.Manifest{Name: "quick", Version: "1.0.0", Actions: []schemas.ActionSpec{{Command: "burst", Model: "machines"}}},
+				sdk.WithPrefix(bus.Prefix()), sdk.WithActionAcceptAfter(c.accept))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := make(chan struct{})
+			p.HandleAction("burst", func(ctx context.Context, _ *sdk.Action) (any, error) {
+				for i := 1; i <= 4; i++ {
+					if err := p.Progress(ctx, float64(i*20), fmt.Sprintf("step %d", i)); err != nil {
+						return nil, err
+					}
+				}
+				// Once a report is recorded, the next one waits for the
+				// spacing between reports: the handler returns first.
+				<-seen
+				if err := p.Progress(ctx, 100, "step 5"); err != nil {
+					return nil, err
+				}
+				return "ok", nil
+			})
+			bus.StartPlugin(t, p)
+			var resp schemas.MachineActionResponse
+			bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "burst", NoWait: true}, &resp)
+			waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return r.Progress != nil })
+			close(seen)
+			waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
+			rec := getAction(t, bus, resp.ActionID)
+			if rec.Status != schemas.ActionSucceeded || rec.Progress == nil || rec.Progress.Percent != 100 || rec.Progress.Message != "step 5" {
+				t.Fatalf("record %+v, progress %+v", rec, rec.Progress)
+			}
+			evs := machineEvents(t, bus, resp.ActionID)
+			n := len(evs)
+			var d schemas.MachineActionProgressData
+			if n < 3 || evs[n-1].Type() != schemas.TypeMachineActionCompleted || evs[n-2].Type() != schemas.TypeMachineActionProgress ||
+				evs[n-2].DataAs(&d) != nil || d.Percent != 100 {
+				t.Fatalf("events %v (last progress %+v)", eventTypes(evs), d)
+			}
+		})
+	}
+}
