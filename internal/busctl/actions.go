@@ -257,7 +257,11 @@ func (a *app) printAction(r *schemas.ActionRecord) error {
 	fmt.Fprintf(w, "COMMAND:\t%s\n", r.Command)
 	fmt.Fprintf(w, "PLUGIN:\t%s\n", r.Plugin)
 	fmt.Fprintf(w, "STATUS:\t%s\n", r.Status)
-	fmt.Fprintf(w, "PROGRESS:\t%s\n", progressCell(r))
+	prog := progressCell(r)
+	if prog == "" {
+		prog = "-"
+	}
+	fmt.Fprintf(w, "PROGRESS:\t%s\n", prog)
 	fmt.Fprintf(w, "TIMEOUT:\t%s (deadline %s)\n", r.Timeout.D(), fmtTime(r.Deadline))
 	fmt.Fprintf(w, "CREATED:\t%s\n", fmtTime(r.CreatedAt))
 	if r.FinishedAt != nil {
