@@ -272,11 +272,22 @@ func (r *actionRun) flushProgress(sent uint64) {
 }
 
 func (r *actionRun) sendReport(req schemas.ActionProgressRequest) (schemas.ActionReportResponse, error) {
+	var resp schemas.ActionReportResponse
+	err := r.p.report(wire.PluginAPISubject(r.p.opts.prefix, schemas.APIActionsProgress, r.p.manifest.Name), req, &resp)
+	return resp, err
+}
+
+// report sends one progress or completion report. While the connection
+// is down it fails at once (a request would wait in the reconnect buffer
+// for its whole timeout): the caller retries.
+func (p *Plugin) report(subject string, req, resp any) error {
+	nc := p.Conn()
+	if nc == nil || nc.IsReconnecting() {
+		return nats.ErrConnectionReconnecting
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
 	defer cancel()
-	var resp schemas.ActionReportResponse
-	err := wire.Call(ctx, r.p.Conn(), wire.PluginAPISubject(r.p.opts.prefix, schemas.APIActionsProgress, r.p.manifest.Name), req, &resp)
-	return resp, err
+	return wire.Call(ctx, nc, subject, req, resp)
 }
 
 // endedCause is the cause given to a handler whose action the broker
@@ -382,18 +393,20 @@ func (p *Plugin) completeRun(run *actionRun) {
 	}
 	subject := wire.PluginAPISubject(p.opts.prefix, schemas.APIActionsComplete, p.manifest.Name)
 	log := run.log
+	notified := 0 // while disconnected, one log line is enough
 	for attempt := 0; ; attempt++ {
 		var out schemas.ActionReportResponse
 		_, rerr := backoff.Retry(p.stopping(), func() (struct{}, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
-			defer cancel()
-			err := wire.Call(ctx, p.Conn(), subject, req, &out)
+			err := p.report(subject, req, &out)
 			if err != nil && !retryableReport(err) {
 				return struct{}{}, backoff.Permanent(err)
 			}
 			return struct{}{}, err
-		}, append(retryForever(100*time.Millisecond, 5*time.Second), backoff.WithNotify(func(err error, next time.Duration) {
-			log.Warn().Err(err).Dur(FieldDelay, next).Msg("cannot report the action's completion yet; retrying")
+		}, append(retryForever(100*time.Millisecond, 2*time.Second), backoff.WithNotify(func(err error, next time.Duration) {
+			if !errors.Is(err, nats.ErrConnectionReconnecting) || notified == 0 {
+				log.Warn().Err(err).Dur(FieldDelay, next).Msg("cannot report the action's completion yet; retrying")
+			}
+			notified++
 		}))...)
 		switch {
 		case rerr == nil:

@@ -16,8 +16,6 @@ const (
 	// ParamDuration is how long the update takes: a duration ("20s") or a
 	// number of seconds; default DefaultUpdateDuration.
 	ParamDuration = "duration"
-	// ParamFirmware is the machine param the update sets when it is done.
-	ParamFirmware = "incrementer/firmware"
 	// FirmwareVersion is the version an update installs.
 	FirmwareVersion = "2.1.0"
 	// DefaultUpdateDuration is how long an update takes by default.
@@ -41,9 +39,11 @@ type FirmwareResult struct {
 }
 
 // FirmwareUpdate flashes the machine's firmware in updateBlocks blocks
-// over the duration param, reporting progress after each block; it stops
-// when ctx ends (the action was cancelled or timed out) with ctx's cause.
-func (inc *Incrementer) FirmwareUpdate(progress Progress) sdk.ActionHandler {
+// over the duration param, reporting progress after each block, and
+// answers the version it installed (it touches nothing: a demo of a long
+// action); it stops when ctx ends (the action was cancelled or timed out)
+// with ctx's cause.
+func (*Incrementer) FirmwareUpdate(progress Progress) sdk.ActionHandler {
 	return func(ctx context.Context, a *sdk.Action) (any, error) {
 		if a.Object == "" {
 			return nil, schemas.Errorf(schemas.CodeInvalidField, "object", "firmware-update needs a machine")
@@ -67,9 +67,6 @@ func (inc *Incrementer) FirmwareUpdate(progress Progress) sdk.ActionHandler {
 			if err := progress(ctx, float64(i)*100/updateBlocks, msg); err != nil {
 				return nil, err
 			}
-		}
-		if err := inc.Machines.SetParam(ctx, a.Object, ParamFirmware, FirmwareVersion); err != nil {
-			return nil, err
 		}
 		return FirmwareResult{Machine: a.Object, Firmware: FirmwareVersion, Took: time.Since(start).Round(time.Second).String()}, nil
 	}

@@ -5,8 +5,7 @@
 //	                 named by incrementer/parameter (default incrementer/count)
 //	reset_count      sets that param back to 0; needs incrementer/touched
 //	firmware-update  a long action: pretends to flash the machine's firmware
-//	                 for duration (default 20s), reporting progress, then sets
-//	                 incrementer/firmware
+//	                 for duration (default 20s), reporting progress
 //
 // Both params are optional action params, so the broker fills them in from
 // the machine's own params when the call does not pass them. Run it with
@@ -56,7 +55,7 @@ func Manifest() schemas.Manifest {
 			{
 				Command:        "firmware-update",
 				Model:          "machines",
-				Description:    "Flash the machine's firmware over duration (default 20s), reporting progress, then set incrementer/firmware",
+				Description:    "Flash the machine's firmware over duration (default 20s), reporting progress (a demo: it changes nothing)",
 				OptionalParams: []string{ParamDuration},
 				Timeout:        schemas.Duration(UpdateTimeout),
 			},
