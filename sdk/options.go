@@ -152,9 +152,10 @@ func WithHookConcurrency(n int) Option {
 }
 
 // WithActionConcurrency sets how many action calls the instance handles at
-// once (default 16); more wait for a free slot. Action handlers must then
-// be safe for concurrent use (the broker already runs the actions on one
-// machine one at a time).
+// once (default 16); more wait for a free slot. An action the instance
+// accepted (WithActionAcceptAfter) runs on without holding a slot, so
+// action handlers must be safe for concurrent use: two actions on one
+// machine may run at the same time once the first was accepted.
 func WithActionConcurrency(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
