@@ -461,6 +461,11 @@ func (p *Plugin) subscribeCancels(nc *nats.Conn) (*nats.Subscription, error) {
 	})
 }
 
+// actionStopBound bounds how long a stopping instance waits for the
+// handlers it cancelled to return and for their failures to be reported
+// (no broker may be there to take them: the deadline ends those actions).
+const actionStopBound = 5 * time.Second
+
 // actionStopCause is the cause given to the handlers still running when
 // the instance stops.
 var actionStopCause = &schemas.Error{Code: schemas.CodeUnavailable, Message: "the plugin instance stopped during the action: run it again"}

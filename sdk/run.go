@@ -104,7 +104,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 			log.Warn().Err(err).Msg("requests still running at shutdown; stopping anyway")
 		}
 		stopCancel()
-		p.stopActions(log, drainTimeout)
+		p.stopActions(log, actionStopBound)
 		p.runShutdownHooks(log)
 		drain(nc, log)
 		log.Info().Msg("plugin stopped")

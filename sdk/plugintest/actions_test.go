@@ -505,3 +505,24 @@ func TestLastProgressIsRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestStoppingInstanceFailsItsActions: an instance that stops while an
+// action runs cancels its handler and reports the action failed with
+// code unavailable, so the caller need not wait for the timeout.
+func TestStoppingInstanceFailsItsActions(t *testing.T) {
+	bus := actionBus(t, nil)
+	f := newFlasher()
+	in := bus.StartPlugin(t, f.plugin(t, bus, time.Hour))
+	resp := startFlash(t, bus)
+	<-f.started
+	if err := in.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if cause := <-f.ctxErr; !errors.Is(cause, schemas.ErrUnavailable) {
+		t.Fatalf("handler's cause %v", cause)
+	}
+	rec := waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
+	if rec.Status != schemas.ActionFailed || rec.Error == nil || rec.Error.Code != schemas.CodeUnavailable || rec.Error.Plugin != "flasher" {
+		t.Fatalf("record %+v (error %+v)", rec, rec.Error)
+	}
+}
