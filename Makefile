@@ -32,6 +32,14 @@ test: vet ## vet, every test with the race detector, then the fault suite (docs/
 test-faults: ## the fault suite: real processes killed, hung, flooded and fed bad input; rows in bin/faults-results.json
 	$(GO) test -count=1 -timeout 20m ./internal/faults
 
+.PHONY: dashboard-screenshots
+dashboard-screenshots: ## the dashboard's screenshots in docs/img (docs/dashboard.md), from make run's binaries in chromium
+	$(GO) test -count=1 -run TestDashboardDoneMeans ./internal/e2e -update
+
+.PHONY: deploy-check
+deploy-check: ## validate deployments/ and the Dockerfile with no container engine or cluster (docs/deploy.md): compose-spec loader, nats-server -t, the Dockerfile's build stage run here, helm lint/template | kubeconform, promtool
+	cd deployments/check && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
+
 .PHONY: bench bench-quick
 bench: build ## raw NATS vs plugbus benchmarks (docs/performance.md says how long): table + bench/results/latest.json
 	$(BIN)/busbench -broker-bin $(BIN)/broker -doc docs/performance.md

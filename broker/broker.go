@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/plugbus/plugbus/broker/dashboard"
 	"github.com/plugbus/plugbus/broker/identity"
 	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/internal/version"
@@ -47,6 +48,7 @@ type Broker struct {
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
+	dash    *dashboard.Dashboard
 	intake  *intake
 	natsURL string
 }
@@ -280,6 +282,10 @@ func (b *Broker) startHTTP() (*http.Server, error) {
 	}
 	b.httpLn = ln
 	srv := &http.Server{Handler: b.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	if b.dash != nil {
+		// Live streams never end by themselves: end them at shutdown.
+		srv.RegisterOnShutdown(b.dash.Close)
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			b.log.Error().Err(err).Msg("HTTP server failed")

@@ -7,9 +7,9 @@ import (
 )
 
 // httpHandler serves /healthz (200 once ready and connected, 503 otherwise),
-// /metrics (Prometheus, OpenMetrics when the scraper asks for it) and POST
-// /v1/alerts (the alert intake, intake.go), plus /debug/pprof/ when
-// Config.Pprof is set.
+// /metrics (Prometheus, OpenMetrics when the scraper asks for it), POST
+// /v1/alerts (the alert intake, intake.go) and the ops dashboard
+// (dashboard.go), plus /debug/pprof/ when Config.Pprof is set.
 func (b *Broker) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -28,6 +28,7 @@ func (b *Broker) httpHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.Handle("POST "+IntakePath, b.intake)
+	b.mountDashboard(mux)
 	if b.cfg.Pprof {
 		servePprof(mux)
 	}

@@ -624,6 +624,7 @@ func ConsumerConfig(prefix string, m schemas.Manifest) jetstream.ConsumerConfig 
 			cc.FilterSubjects = append(cc.FilterSubjects, s)
 		}
 	}
+	withRedelivery(prefix, &cc)
 	if ev.AckWait > 0 {
 		cc.AckWait = ev.AckWait.D()
 	}

@@ -247,7 +247,9 @@ func TestDeadLetterKeepsEventAndReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := cons.CachedInfo().Config
-	if cfg.MaxDeliver != 2 || len(cfg.FilterSubjects) != 1 || cfg.FilterSubjects[0] != "plugbus.evt.alert.v1.fired" {
+	// Its event type, and the redeliveries of dead letters to it (dlq replay).
+	if cfg.MaxDeliver != 2 || len(cfg.FilterSubjects) != 2 || cfg.FilterSubjects[0] != "plugbus.evt.alert.v1.fired" ||
+		cfg.FilterSubjects[1] != "plugbus.evt.redeliver.plugin_sink.>" {
 		t.Fatalf("consumer config from manifest not applied: %+v", cfg)
 	}
 

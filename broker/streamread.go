@@ -45,8 +45,15 @@ func (b *Broker) handleStreamsRead(ctx context.Context, req *schemas.StreamReadR
 	if req.Since != nil {
 		since = *req.Since
 	}
-	win, err := lastNSince(ctx, s, req.Filters, req.Last, since)
-	if err != nil {
+	var win window
+	if req.FromSeq > 0 {
+		if req.Since != nil {
+			return nil, schemas.Errorf(schemas.CodeInvalidField, "from_seq", "from_seq and since both say where to start: give one")
+		}
+		if win, err = firstNFrom(ctx, s, req.Filters, req.Last, req.FromSeq); err != nil {
+			return nil, fmt.Errorf("find the messages of %s from sequence %d: %w", req.Stream, req.FromSeq, err)
+		}
+	} else if win, err = lastNSince(ctx, s, req.Filters, req.Last, since); err != nil {
 		return nil, fmt.Errorf("find the last %d messages of %s: %w", req.Last, req.Stream, err)
 	}
 	resp := &schemas.StreamReadResponse{Want: win.Want, StartSeq: win.Start}

@@ -40,6 +40,7 @@ type stores struct {
 	requests   jetstream.KeyValue
 	handled    jetstream.KeyValue
 	actions    jetstream.KeyValue
+	dlqReplays jetstream.KeyValue
 }
 
 // ensureStores creates (or updates) every stream and bucket the bus needs.
@@ -127,6 +128,8 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		{name: schemas.BucketHosts, desc: "plugbus hosts, as each hostd reports it", kv: &st.hosts},
 		{name: schemas.BucketHostControl, desc: "plugbus operators' overrides per host and plugin, followed by hostd", kv: &st.hostctl},
 		{name: schemas.BucketIdentities, desc: "plugbus identities: the credentials issued to each plugin and host (broker only)", kv: &st.identities},
+		{name: schemas.BucketDLQReplays, desc: "plugbus: every replay of a dead letter, so each is replayed once (busctl dlq replay)", kv: &st.dlqReplays,
+			ttl: cfg.DLQMaxAge},
 		{name: schemas.BucketRequests, desc: "plugbus replies to requests with an idempotency key, for the idempotency window", kv: &st.requests,
 			latest: true, ttl: cfg.IdempotencyWindow},
 	}

@@ -111,6 +111,29 @@ func lastNSince(ctx context.Context, s jetstream.Stream, filters []string, n uin
 	return lastN(ctx, s, filters, n)
 }
 
+// firstNFrom is the window of the first n messages matching filters from
+// stream sequence from on (fewer when fewer match): one probe counts them.
+// A sequence before the stream's first starts at its first; one after its
+// last is where new messages will come.
+func firstNFrom(ctx context.Context, s jetstream.Stream, filters []string, n, from uint64) (window, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return window{}, err
+	}
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	if from < first {
+		from = first
+	}
+	if n == 0 || info.State.Msgs == 0 || from > last {
+		return window{Start: max(from, last+1)}, nil
+	}
+	p, err := pendingFrom(ctx, s, filters, from)
+	if err != nil {
+		return window{}, err
+	}
+	return window{Start: from, Want: min(p, n)}, nil
+}
+
 // pendingFrom returns how many messages matching filters the stream holds
 // from sequence seq on, read from the num_pending of a probe consumer.
 func pendingFrom(ctx context.Context, s jetstream.Stream, filters []string, seq uint64) (uint64, error) {

@@ -299,6 +299,7 @@ var idempotentEndpoints = map[string]bool{
 	APIPluginsConfig: true, APIPluginsUnregister: true,
 	APIPluginsEnable: true, APIPluginsDisable: true, APIPluginsRestart: true,
 	APIPluginsRevoke: true, APIHostsRevoke: true,
+	APIDLQReplay: true, APIDLQPurge: true,
 	APIPluginsReplay: true, APIPluginsReplayCancel: true,
 	APIActionsCancel: true,
 }

@@ -262,6 +262,27 @@ func samples() []sample {
 		{"stream stop request", schemas.APIStreamStopRequest, schemas.StreamStopRequest{Stream: schemas.StreamLogs, Consumer: "read_abc"}},
 		{"stream stop response", schemas.APIStreamStopResponse, schemas.StreamStopResponse{Stopped: true}},
 		{"identity revoked", schemas.EventIdentityRevoked, schemas.IdentityRevokedData{Role: "host", Name: "edge-1", Revoked: 1, PublicKeys: []string{"UABC"}}},
+		{"stream read request from seq", schemas.APIStreamReadRequest, schemas.StreamReadRequest{Stream: schemas.StreamEvents,
+			Last: 5, FromSeq: 1, Deliver: "_INBOX.abc123.2"}},
+		{"alert list request", schemas.APIAlertListRequest, schemas.AlertListRequest{Status: schemas.AlertFiring}},
+		{"alert list response", schemas.APIAlertListResponse, schemas.AlertListResponse{Alerts: []schemas.Alert{
+			{ID: "disk-full", Severity: "critical", Summary: "disk full", Status: schemas.AlertResolved, FiredAt: t0, ResolvedAt: &t1}}}},
+		{"event get request by seq", schemas.APIEventGetRequest, schemas.EventGetRequest{Seq: 42}},
+		{"event get request by id", schemas.APIEventGetRequest, schemas.EventGetRequest{ID: "4JtR74Ob5zabNKRzNQlTP4"}},
+		{"stored message", schemas.APIStoredMessage, sampleStored()},
+		{"dlq list request", schemas.APIDLQListRequest, schemas.DLQListRequest{Consumer: "plugin_notify-webhook", Code: schemas.ReasonPermanent, FromSeq: 3, Limit: 100}},
+		{"dlq list response", schemas.APIDLQListResponse, schemas.DLQListResponse{DeadLetters: []schemas.DeadLetter{sampleDeadLetter()}, NextSeq: 8, Pending: 12}},
+		{"dlq ref", schemas.APIDLQRef, schemas.DLQRef{Seq: 7}},
+		{"dead letter", schemas.APIDeadLetter, func() schemas.DeadLetter { d := sampleDeadLetter(); m := sampleStored(); d.Message = &m; return d }()},
+		{"dlq replay", schemas.APIDLQReplayRecord, sampleReplay()},
+		{"dlq replay request", schemas.APIDLQReplayRequest, schemas.DLQReplayRequest{Seqs: []uint64{7, 8}, RequestedBy: "ops@h1"}},
+		{"dlq replay response", schemas.APIDLQReplayResponse, schemas.DLQReplayResponse{Results: []schemas.DLQReplayResult{
+			{Seq: 7, Consumer: "plugin_notify-webhook", EventID: "ev1", Status: schemas.ReplayReplayed, Replay: func() *schemas.DLQReplay { r := sampleReplay(); return &r }()},
+			{Seq: 9, Status: schemas.ReplayFailed, Error: &schemas.Error{Code: schemas.CodeNotFound, Message: "no dead letter 9"}}}}},
+		{"dlq purge request seqs", schemas.APIDLQPurgeRequest, schemas.DLQPurgeRequest{Seqs: []uint64{1, 2}}},
+		{"dlq purge request consumer", schemas.APIDLQPurgeRequest, schemas.DLQPurgeRequest{Consumer: "plugin_notify-webhook"}},
+		{"dlq purge request all", schemas.APIDLQPurgeRequest, schemas.DLQPurgeRequest{All: true}},
+		{"dlq purge response", schemas.APIDLQPurgeResponse, schemas.DLQPurgeResponse{Purged: 3}},
 		{"alertmanager webhook", schemas.APIAlertmanagerWebhook, schemas.AlertmanagerWebhook{Version: "4", GroupKey: `{}:{alertname="DiskFull"}`,
 			Status: "firing", Receiver: "plugbus", GroupLabels: map[string]string{"alertname": "DiskFull"},
 			CommonLabels: map[string]string{"alertname": "DiskFull", "severity": "critical"}, ExternalURL: "http://alertmanager:9093",
@@ -275,6 +296,24 @@ func samples() []sample {
 			{ID: "disk-full.m1", Status: schemas.IntakeFiring, Result: schemas.IntakeFired, EventID: "5Bz1vYt0QeW4d2cVq8nL3a"},
 			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved, Result: schemas.IntakeFailed, Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "timed out"}}}}},
 	}, actionSamples()...)
+}
+
+func sampleStored() schemas.StoredMessage {
+	return schemas.StoredMessage{Stream: schemas.StreamEvents, Seq: 42, Subject: "plugbus.evt.alert.v1.fired", Time: t0,
+		Header: map[string][]string{"ce-id": {"ev1"}, "ce-type": {schemas.TypeAlertFired}}, Data: []byte(`{"id":"a"}`)}
+}
+
+func sampleDeadLetter() schemas.DeadLetter {
+	r := sampleReplay()
+	return schemas.DeadLetter{Seq: 7, Time: t1, Consumer: "plugin_notify-webhook", Stream: schemas.StreamEvents, StreamSeq: 42,
+		Subject: "plugbus.evt.alert.v1.fired", Deliveries: 1, Cause: schemas.CauseTerminated, Code: schemas.ReasonPermanent,
+		Reason: "permanent_failure: 410 Gone", EventID: "ev1", EventType: schemas.TypeAlertFired, EventSource: "/plugbus/broker",
+		EventSubject: "alert/a", Replay: &r}
+}
+
+func sampleReplay() schemas.DLQReplay {
+	return schemas.DLQReplay{DLQSeq: 7, Consumer: "plugin_notify-webhook", EventID: "ev1", ReplayedAt: t1, ReplayedBy: schemas.ReplayedByAdmin,
+		RequestedBy: "ops@h1", Subject: "plugbus.evt.redeliver.plugin_notify-webhook.alert.v1.fired", EventSeq: 57}
 }
 
 func sampleHost() schemas.Host {

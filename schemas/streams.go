@@ -136,7 +136,11 @@ type StreamReadRequest struct {
 	Filters []string   `json:"filters,omitempty"`
 	Last    uint64     `json:"last"`
 	Since   *time.Time `json:"since,omitempty"`
-	Follow  bool       `json:"follow,omitempty"`
+	// FromSeq, when set (not with Since), starts the window at this
+	// stream sequence: the reader gets the first Last matching messages
+	// from there (every one with a huge Last).
+	FromSeq uint64 `json:"from_seq,omitempty"`
+	Follow  bool   `json:"follow,omitempty"`
 	// Deliver is the reader's own inbox ("_INBOX.…"), subscribed before
 	// the request: JetStream pushes the messages there, with flow control
 	// requests the reader answers and idle heartbeats.

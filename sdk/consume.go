@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -215,7 +216,19 @@ func (p *Plugin) handleMsg(msg jetstream.Msg, s deliverySettings, replay string)
 		p.terminate(msg, logFor(nil), schemas.ReasonMalformed, err.Error())
 		return
 	}
-	if err := wire.CheckOrigin(p.opts.prefix, msg.Subject(), ev); err != nil {
+	subject := msg.Subject()
+	if cons, orig, ok := wire.RedeliveryOf(p.opts.prefix, subject); ok {
+		// A dead letter replayed to one consumer (wire.RedeliverySubject).
+		// An event type pattern can match another consumer's redelivery
+		// subject too: that one is not for this plugin.
+		if cons != schemas.ConsumerName(p.manifest.Name) {
+			_ = msg.Ack()
+			return
+		}
+		subject = orig
+		d.DeadLetter, _ = strconv.ParseUint(msg.Headers().Get(schemas.HeaderRedeliveryOf), 10, 64)
+	}
+	if err := wire.CheckOrigin(p.opts.prefix, subject, ev); err != nil {
 		// Only what the server checked is trusted: the subject.
 		p.stats.eventsUntrusted.Add(1)
 		p.terminate(msg, logFor(ev), schemas.ReasonUntrusted, err.Error())

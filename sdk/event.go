@@ -49,6 +49,12 @@ type Delivery struct {
 	// operator's `busctl plugins replay`), "" when it comes from the
 	// plugin's durable consumer. See ReplayOf.
 	Replay string
+	// DeadLetter is the sequence in the dead-letter stream of the dead
+	// letter this event is replayed from (an operator's `busctl dlq
+	// replay`: the event this plugin gave up on, sent to it again with its
+	// own id), 0 otherwise. Subject is then the plugin's redelivery subject
+	// (wire.RedeliverySubject).
+	DeadLetter uint64
 }
 
 // Replayed reports whether the event is redelivered by a replay.

@@ -64,7 +64,7 @@ var PluginAPI = []string{
 	schemas.APIPluginsList, schemas.APIPluginsGet, schemas.APIHooksList,
 	schemas.APIJobsGet, schemas.APIJobsList,
 	schemas.APIMachinesGet, schemas.APIMachinesList, schemas.APIMachinesSetParam,
-	schemas.APIAlertsFire, schemas.APIAlertsResolve,
+	schemas.APIAlertsFire, schemas.APIAlertsResolve, schemas.APIAlertsList, schemas.APIAlertsGet,
 }
 
 // adminStreams are the streams the admin reads.

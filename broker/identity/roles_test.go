@@ -63,3 +63,43 @@ func TestPermissions(t *testing.T) {
 		t.Errorf("host h1 publish %v", h.Pub.Allow)
 	}
 }
+
+// matches reports whether subject (no wildcards) matches filter.
+func matches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) || f != "*" && f != st[i] {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// Dead letters, reading single events and verifying plugins are for
+// admins only: plugins and hosts may not publish their subjects.
+func TestAdminOnlyEndpoints(t *testing.T) {
+	may := func(p []string, subject string) bool {
+		return slices.ContainsFunc(p, func(f string) bool { return matches(f, subject) })
+	}
+	for _, ep := range []string{schemas.APIDLQList, schemas.APIDLQGet, schemas.APIDLQReplay, schemas.APIDLQPurge,
+		schemas.APIEventsGet, schemas.APIPluginsVerify, schemas.APIPluginsReplay} {
+		subject := "plugbus.api." + ep
+		if !may(Permissions("plugbus", Identity{Role: RoleAdmin}).Pub.Allow, subject) {
+			t.Errorf("admin may not publish %s", subject)
+		}
+		for _, id := range []Identity{{Role: RolePlugin, Name: "inc"}, {Role: RoleHost, Name: "h1"}} {
+			if may(Permissions("plugbus", id).Pub.Allow, subject) {
+				t.Errorf("%s may publish %s", id, subject)
+			}
+		}
+	}
+	// Plugins read alerts as they read jobs and machines.
+	for _, ep := range []string{schemas.APIAlertsList, schemas.APIAlertsGet} {
+		if !may(Permissions("plugbus", Identity{Role: RolePlugin, Name: "inc"}).Pub.Allow, "plugbus.api."+ep) {
+			t.Errorf("plugin inc may not publish plugbus.api.%s", ep)
+		}
+	}
+}

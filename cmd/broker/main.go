@@ -75,6 +75,9 @@ func newCommand() *cobra.Command {
 				cfg.TracerProvider = tp
 				log.Info().Str("endpoint", tracingEndpoint()).Msg("tracing on: exporting spans over OTLP")
 			}
+			if err := defaultAccount(&cfg); err != nil {
+				return err
+			}
 			b, err := broker.New(cfg)
 			if err != nil {
 				return err
@@ -96,7 +99,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "use this NATS server instead of embedding one")
 	f.StringVar(&cfg.Creds, "creds", "", "NATS credentials file (with --nats-url)")
 	f.StringVar(&cfg.AccountSigningKey, "account-signing-key", "", "nkey seed file of the bus account's signing key, to issue plugbus credentials on an external NATS (with --nats-url; docs/security.md)")
-	f.StringVar(&cfg.Account, "account", "", "public key of the bus account (with --account-signing-key)")
+	f.StringVar(&cfg.Account, "account", "", "public key of the bus account (with --account-signing-key; default: the account of --creds)")
 	f.StringVar(&cfg.TLSCert, "tlscert", "", "client TLS certificate (with --nats-url)")
 	f.StringVar(&cfg.TLSKey, "tlskey", "", "client TLS key (with --nats-url)")
 	f.StringVar(&cfg.TLSCA, "tlsca", "", "CA certificate to verify the NATS server with (with --nats-url)")

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sys/unix"
 
+	"github.com/plugbus/plugbus/broker/dashboard/token"
 	"github.com/plugbus/plugbus/hostd"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk/client"
@@ -169,7 +170,12 @@ func run(ctx context.Context) error {
 		stopAll()
 		return err
 	}
-	banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host, plugins)
+	login, err := dashboardLogin(dataDir, httpAddr)
+	if err != nil {
+		stopAll()
+		return err
+	}
+	banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host, plugins, login)
 
 	select {
 	case <-ctx.Done():
@@ -290,7 +296,21 @@ func waitPlugins(ctx context.Context, natsURL, dataDir string, hostd *child) (st
 	return "", nil, fmt.Errorf("the plugins are not all running after 90s (%s): see hostd's log above", last)
 }
 
-func banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host string, plugins []string) {
+// dashboardLogin returns a URL that logs a browser in to the dashboard as
+// the local admin (busctl dashboard login makes the same).
+func dashboardLogin(dataDir, httpAddr string) (string, error) {
+	creds, err := os.ReadFile(filepath.Join(dataDir, "creds", "admin.creds"))
+	if err != nil {
+		return "", fmt.Errorf("the local admin's credentials: %w", err)
+	}
+	tok, err := token.New(creds, token.DefaultTTL, time.Now())
+	if err != nil {
+		return "", err
+	}
+	return token.LoginURL("http://"+httpAddr, tok), nil
+}
+
+func banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host string, plugins []string, login string) {
 	server := ""
 	if natsURL != "nats://127.0.0.1:4222" {
 		server = " --server " + natsURL
@@ -300,6 +320,11 @@ func banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host string, plugins 
   plugbus is running: NATS %s (embedded JetStream, data in %s), HTTP http://%s
   hostd runs on host %q the plugins of %s: %s
   (webhook sink on http://%s prints what notify-webhook sends)
+
+  Dashboard: http://%[3]s/ (read-only for anyone who reaches it)
+  To act as the admin there (verify, enable, disable, replay), open, within %[10]s:
+    %[9]s
+  (%[8]s dashboard login prints a new one)
 
   Try, in another terminal:
     %[8]s plugins ls
@@ -314,5 +339,5 @@ func banner(natsURL, httpAddr, sink, dataDir, hostdConfig, host string, plugins 
 
   Ctrl-C stops everything.
 
-`, natsURL, dataDir, httpAddr, host, hostdConfig, strings.Join(plugins, " "), sink, b)
+`, natsURL, dataDir, httpAddr, host, hostdConfig, strings.Join(plugins, " "), sink, b, login, fmt.Sprintf("%gh", token.DefaultTTL.Hours()))
 }

@@ -110,8 +110,8 @@ func (a *app) actionsListCommand() *cobra.Command {
 			if acts == nil {
 				acts = []schemas.ActionRecord{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.ActionListResponse{Actions: acts})
+			if a.structured() {
+				return a.printValue(schemas.ActionListResponse{Actions: acts})
 			}
 			w := newTable(a.stdout)
 			row(w, "ID", "MACHINE", "COMMAND", "PLUGIN", "STATUS", "PROGRESS", "CREATED")
@@ -148,8 +148,8 @@ action that has ended cannot be cancelled.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, resp)
+			if a.structured() {
+				return a.printValue(resp)
 			}
 			r := resp.Action
 			told := "its plugin's handler was cancelled"
@@ -202,7 +202,7 @@ func (a *app) followAction(ctx context.Context, c *client.Client, id string, res
 	var lastSeq uint64
 	rec, err := c.WaitAction(ctx, id, actionPoll, func(r *schemas.ActionRecord) {
 		bar.draw(r)
-		if lines && bar.w == nil && !a.jsonOutput() && r.Progress != nil && r.Progress.Seq != lastSeq {
+		if lines && bar.w == nil && !a.structured() && r.Progress != nil && r.Progress.Seq != lastSeq {
 			lastSeq = r.Progress.Seq
 			fmt.Fprintln(a.stdout, progressCell(r))
 		}
@@ -217,8 +217,8 @@ func (a *app) followAction(ctx context.Context, c *client.Client, id string, res
 	}
 	bar.finish()
 	if rec.Status != schemas.ActionSucceeded {
-		if a.jsonOutput() && res == nil {
-			_ = printJSON(a.stdout, rec)
+		if a.structured() && res == nil {
+			_ = a.printValue(rec)
 		}
 		e := schemas.Error{Code: schemas.CodeInternal, Message: fmt.Sprintf("the action %s without an error", rec.Status)}
 		if rec.Error != nil {
@@ -230,13 +230,13 @@ func (a *app) followAction(ctx context.Context, c *client.Client, id string, res
 		e.Details[schemas.DetailActionID] = rec.ID
 		return &e
 	}
-	if a.jsonOutput() {
+	if a.structured() {
 		if res != nil {
 			out := *res
 			out.Status, out.Result = rec.Status, rec.Result
-			return printJSON(a.stdout, out)
+			return a.printValue(out)
 		}
-		return printJSON(a.stdout, rec)
+		return a.printValue(rec)
 	}
 	if err := printResult(a.stdout, rec.Result); err != nil {
 		return err
@@ -248,8 +248,8 @@ func (a *app) followAction(ctx context.Context, c *client.Client, id string, res
 }
 
 func (a *app) printAction(r *schemas.ActionRecord) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, r)
+	if a.structured() {
+		return a.printValue(r)
 	}
 	w := newTable(a.stdout)
 	fmt.Fprintf(w, "ID:\t%s\n", r.ID)
@@ -300,7 +300,7 @@ type actionBar struct {
 
 func (a *app) actionBar() *actionBar {
 	f, ok := a.stderr.(*os.File)
-	if !ok || a.jsonOutput() || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+	if !ok || a.structured() || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
 		return &actionBar{}
 	}
 	return &actionBar{w: a.stderr}

@@ -17,9 +17,9 @@ func (a *app) alertCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:     "alert",
 		Aliases: []string{"alerts"},
-		Short:   "Fire and resolve alerts",
+		Short:   "Fire, resolve, list and show alerts",
 	})
-	cmd.AddCommand(a.alertFireCommand(), a.alertResolveCommand())
+	cmd.AddCommand(a.alertFireCommand(), a.alertResolveCommand(), a.alertListCommand(), a.alertGetCommand())
 	return cmd
 }
 
@@ -85,9 +85,98 @@ func (a *app) alertResolveCommand() *cobra.Command {
 	}
 }
 
+// alertStatuses are the values alert ls --status accepts.
+var alertStatuses = []string{schemas.AlertFiring, schemas.AlertResolved, schemas.AlertSuppressed}
+
+func (a *app) alertListCommand() *cobra.Command {
+	var status string
+	cmd := &cobra.Command{
+		Use:     "ls [--status S]",
+		Aliases: []string{"list"},
+		Short:   "List the alerts the broker keeps (firing, and resolved or suppressed ones for the alert retention)",
+		Long: `List the alerts the broker keeps, oldest fired first: the firing ones, and the
+resolved and suppressed ones until the alert retention (default 24h) drops
+them. --status keeps one status: firing, resolved or suppressed.
+
+-o json prints {"alerts": [Alert…]}.`,
+		Args: exactArgs(),
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if status != "" && !slices.Contains(alertStatuses, status) {
+				return usageErrf("invalid --status %q: use one of %s", status, strings.Join(alertStatuses, ", "))
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			alerts, err := c.ListAlerts(cmd.Context(), status)
+			if err != nil {
+				return err
+			}
+			if alerts == nil {
+				alerts = []schemas.Alert{}
+			}
+			if a.structured() {
+				return a.printValue(schemas.AlertListResponse{Alerts: alerts})
+			}
+			w := newTable(a.stdout)
+			row(w, "ID", "SEVERITY", "STATUS", "SUMMARY", "LABELS", "FIRED", "RESOLVED")
+			for _, al := range alerts {
+				resolved := ""
+				if al.ResolvedAt != nil {
+					resolved = fmtTime(*al.ResolvedAt)
+				}
+				row(w, al.ID, al.Severity, al.Status, truncate(al.Summary, 60), truncate(fmtStringMap(al.Labels), 40), fmtTime(al.FiredAt), resolved)
+			}
+			return w.Flush()
+		}),
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only alerts with this status: "+strings.Join(alertStatuses, ", "))
+	return cmd
+}
+
+func (a *app) alertGetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "get ID",
+		Short: "Show one alert",
+		Args:  exactArgs("ID"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			al, err := c.GetAlert(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.structured() {
+				return a.printValue(al)
+			}
+			w := newTable(a.stdout)
+			kv := func(k, v string) {
+				if v == "" {
+					v = "-"
+				}
+				fmt.Fprintf(w, "%s:\t%s\n", k, oneLine(v))
+			}
+			kv("ID", al.ID)
+			kv("SEVERITY", al.Severity)
+			kv("STATUS", al.Status)
+			kv("SUMMARY", al.Summary)
+			kv("LABELS", fmtStringMap(al.Labels))
+			kv("FIRED", fmtTime(al.FiredAt))
+			resolved := ""
+			if al.ResolvedAt != nil {
+				resolved = fmtTime(*al.ResolvedAt)
+			}
+			kv("RESOLVED", resolved)
+			return w.Flush()
+		}),
+	}
+}
+
 func (a *app) printAlert(res *schemas.AlertResponse) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, res)
+	if a.structured() {
+		return a.printValue(res)
 	}
 	al := res.Alert
 	w := newTable(a.stdout)

@@ -49,9 +49,10 @@ const DefaultServer = "nats://127.0.0.1:4222"
 const (
 	outputTable = "table"
 	outputJSON  = "json"
+	outputYAML  = "yaml"
 )
 
-var outputFormats = []string{outputTable, outputJSON}
+var outputFormats = []string{outputTable, outputJSON, outputYAML}
 
 // app holds the global flags and the lazily opened connection of one run.
 type app struct {
@@ -62,7 +63,10 @@ type app struct {
 	// nats context's server).
 	serverFlag  *pflag.Flag
 	natsContext string
-	creds       string
+	// contextSelected tells that natsContext is the nats CLI's selected
+	// context rather than --context or $NATS_CONTEXT.
+	contextSelected bool
+	creds           string
 	// credsFrom says where the credentials came from, for error hints.
 	credsFrom string
 
@@ -135,11 +139,16 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "busctl",
 		Short: "Drive a plugbus bus from the terminal",
-		Long: `busctl talks to the plugbus broker over NATS: it lists and configures plugins,
-shows the hosts hostd runs them on and enables, disables and restarts them
-there, deploys and deletes jobs, runs machine actions, fires and resolves
-alerts, shows the hook chains, and reads the event, dead-letter and plugin log
-streams.
+		Long: `busctl talks to the plugbus broker over NATS: it lists, configures and verifies
+plugins, shows the hosts hostd runs them on and enables, disables and restarts
+them there, deploys and deletes jobs, runs machine actions, fires, resolves and
+lists alerts, shows the hook chains, reads the event, dead-letter and plugin
+log streams, replays and purges dead letters, and logs a browser in to the
+broker's dashboard as the admin.
+
+Every command prints a table, or with -o json or -o yaml its data (the same
+field names in both). busctl connects as the nats CLI does: --server, --creds,
+or a saved nats context (--context, else the one nats context select chose).
 
 Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		Version:           version.String("busctl", version.Release),
@@ -148,9 +157,11 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 		PersistentPreRunE: a.validateGlobals,
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	f := root.PersistentFlags()
 	f.StringVarP(&a.server, "server", "s", server, "NATS server URL(s), comma separated; defaults to $NATS_URL when set")
-	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT)")
+	f.StringVar(&a.natsContext, "context", os.Getenv("NATS_CONTEXT"), "nats CLI context to connect with (its server, credentials and TLS; default $NATS_CONTEXT, then the one selected with nats context select)")
 	a.serverFlag = f.Lookup("server")
 	f.StringVar(&a.creds, "creds", "", "NATS credentials file (default $NATS_CREDS, then the local admin's, $PLUGBUS_DATA_DIR/creds/admin.creds, when it exists)")
 	f.StringVar(&a.tlsCert, "tlscert", os.Getenv(wire.EnvNATSCert), "client TLS certificate (default $NATS_CERT)")
@@ -162,7 +173,9 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })
 
 	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
-		a.hooksCommand(), a.eventsCommand(), a.actionsCommand())
+		a.hooksCommand(), a.eventsCommand(), a.actionsCommand(), a.dlqCommand(), a.dashboardCommand())
+	a.completionCommand(root)
+	a.setCompletions(root)
 	return root
 }
 
@@ -221,7 +234,7 @@ func group(cmd *cobra.Command) *cobra.Command {
 // validateGlobals checks the global flags before any command runs.
 func (a *app) validateGlobals(*cobra.Command, []string) error {
 	switch a.output {
-	case outputTable, outputJSON:
+	case outputTable, outputJSON, outputYAML:
 	default:
 		return usageErrf("invalid output format %q for -o: use one of %s", a.output, strings.Join(outputFormats, ", "))
 	}
@@ -255,9 +268,19 @@ func (a *app) conn() (*nats.Conn, error) {
 	}
 	opts := []nats.Option{nats.Name("busctl"), nats.Timeout(a.timeout), nats.ErrorHandler(a.asyncError)}
 	server := a.server
+	if a.natsContext == "" {
+		// Like the nats CLI: with no --context (nor $NATS_CONTEXT), the
+		// context `nats context select` chose, when there is one.
+		a.natsContext = natscontext.SelectedContext()
+		a.contextSelected = a.natsContext != ""
+	}
 	if a.natsContext != "" {
 		nctx, err := natscontext.New(a.natsContext, true)
 		if err != nil {
+			if a.contextSelected {
+				return nil, usageErrf("cannot load nats context %q, which `nats context select` chose (%s): %v; select another with `nats context select NAME`, or unselect it with `nats context unselect`",
+					a.natsContext, selectedContextFile(), err)
+			}
 			return nil, usageErrf("cannot load nats context %q (`nats context ls` lists them): %v", a.natsContext, err)
 		}
 		copts, err := nctx.NATSOptions()
@@ -295,6 +318,17 @@ func (a *app) conn() (*nats.Conn, error) {
 	return nc, nil
 }
 
+// selectedContextFile is where the nats CLI keeps the name of the
+// selected context.
+func selectedContextFile() string {
+	root := os.Getenv("XDG_CONFIG_HOME")
+	if root == "" {
+		home, _ := os.UserHomeDir()
+		root = filepath.Join(home, ".config")
+	}
+	return filepath.Join(root, "nats", "context.txt")
+}
+
 // asyncError handles the errors the NATS server sends outside a request:
 // a permissions violation ends the run with a forbidden error that names
 // the subject; the rest are reported on stderr.
@@ -329,6 +363,9 @@ func (a *app) resolveCreds() (path, from string) {
 	}
 	if a.natsContext != "" {
 		// The context brings its own credentials (or none).
+		if a.contextSelected {
+			return "", "the selected nats context " + a.natsContext
+		}
 		return "", "nats context " + a.natsContext
 	}
 	dir := os.Getenv("PLUGBUS_DATA_DIR")
@@ -356,7 +393,9 @@ func (a *app) callCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, a.timeout)
 }
 
-func (a *app) jsonOutput() bool { return a.output == outputJSON }
+// structured reports whether -o asks for data (json or yaml) rather than
+// a table.
+func (a *app) structured() bool { return a.output == outputJSON || a.output == outputYAML }
 
 // exactArgs is cobra.ExactArgs with names, so the message says what is missing.
 func exactArgs(names ...string) cobra.PositionalArgs {

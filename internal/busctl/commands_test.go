@@ -60,7 +60,7 @@ func TestUsageErrors(t *testing.T) {
 		{"missing required flag", []string{"job", "deploy", "web", "--version", "1"}, []string{"image"}},
 		{"missing argument", []string{"job", "get", "--version", "1"}, []string{"missing NAME"}},
 		{"too many arguments", []string{"machine", "get", "a", "b"}, []string{"takes 1 argument"}},
-		{"bad output format", []string{"-o", "yaml", "job", "ls"}, []string{`"yaml"`, "table, json"}},
+		{"bad output format", []string{"-o", "xml", "job", "ls"}, []string{`"xml"`, "table, json, yaml"}},
 		{"unknown command", []string{"jobz"}, []string{`unknown command "jobz"`}},
 		{"unknown subcommand", []string{"job", "launch"}, []string{`unknown command "launch"`, "deploy"}},
 		{"unknown flag", []string{"job", "ls", "--frobnicate"}, []string{"frobnicate"}},

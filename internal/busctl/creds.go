@@ -86,8 +86,8 @@ func (a *app) printCreds(res *schemas.CredsResponse, out string) error {
 			return err
 		}
 	}
-	if a.jsonOutput() {
-		return printJSON(a.stdout, res)
+	if a.structured() {
+		return a.printValue(res)
 	}
 	if out == "" {
 		_, err := fmt.Fprint(a.stdout, res.Creds)
@@ -119,8 +119,8 @@ obtain new credentials for it either, until an admin issues them (plugins creds)
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, res)
+			if a.structured() {
+				return a.printValue(res)
 			}
 			_, err = fmt.Fprintf(a.stdout, "revoked %d credentials of %s %s; its connections are closed\n", res.Revoked, res.Role, res.Name)
 			return err

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -88,6 +89,14 @@ func (a *app) report(cmd *cobra.Command, err error) int {
 	case errors.As(err, &ce):
 		fmt.Fprintf(w, "error: %v\n", err)
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			if a.natsContext != "" && a.creds == "" && os.Getenv("NATS_CREDS") == "" {
+				fmt.Fprintf(w, "hint: the bus refused the credentials of %s: `nats context info %s` shows them; pass --creds FILE, or another --context", a.credsFrom, a.natsContext)
+				if a.contextSelected {
+					fmt.Fprint(w, " (`nats context unselect` stops busctl from using it)")
+				}
+				fmt.Fprintln(w)
+				return ExitError
+			}
 			fmt.Fprintf(w, "hint: the bus refused these credentials (%s): pass --creds FILE or set $NATS_CREDS; with make run the admin's are in data/creds/admin.creds, which busctl finds when run from the checkout\n", a.credsFrom)
 			return ExitError
 		}
@@ -142,6 +151,11 @@ func (a *app) hintFor(e *schemas.Error) string {
 	case schemas.CodeTimeout:
 		return fmt.Sprintf("nothing answered within --timeout %s: raise it (--timeout 30s) or look for STALE or ERROR plugins with `busctl plugins ls`", a.timeout)
 	case schemas.CodeNotFound:
+		if detailString(e, schemas.DetailKind) == "consumer" {
+			if c := detailString(e, schemas.DetailName); c != "" {
+				return fmt.Sprintf("its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer %s`", c)
+			}
+		}
 		return notFoundHint(detailString(e, schemas.DetailKind))
 	case schemas.CodeMissingParam:
 		p := detailString(e, schemas.DetailParam)
@@ -219,6 +233,14 @@ func notFoundHint(kind string) string {
 		return "`busctl hosts ls` lists the hosts"
 	case "action":
 		return "`busctl actions ls` lists the recent actions"
+	case "dead_letter":
+		return "`busctl dlq ls` lists the dead letters"
+	case "consumer":
+		return "its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer CONSUMER`"
+	case "event":
+		return "`busctl events tail` shows the latest events with their ids"
+	case "stream":
+		return "the broker creates the bus's streams when it starts: " + hintStartBroker
 	}
 	return ""
 }

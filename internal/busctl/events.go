@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -26,45 +28,91 @@ const summaryWidth = 60
 func (a *app) eventsCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "events",
-		Short: "Read the event stream and the dead letters",
+		Short: "Read the event stream (tail, get) and the dead letters",
 	})
-	cmd.AddCommand(a.eventsTailCommand(), a.eventsDLQCommand())
+	cmd.AddCommand(a.eventsTailCommand(), a.eventsGetCommand(), a.eventsDLQCommand())
 	return cmd
 }
 
 func (a *app) eventsTailCommand() *cobra.Command {
 	var (
-		typ    string
-		count  int
-		follow bool
+		typ, subject, source, since string
+		fromSeq                     uint64
+		count                       int
+		all, follow                 bool
 	)
 	cmd := &cobra.Command{
-		Use:   "tail [--type T] [--count N] [--follow]",
-		Short: "Print the last events of the event stream, oldest first",
+		Use:   "tail [--type T] [--subject S] [--source S] [--since D|TIME | --from-seq N] [-n|--count N | --all] [-f|--follow]",
+		Short: "Print the last events of the event stream, oldest first (or from a sequence or time on)",
 		Long: `Print the last N events (default 10) of the event stream PLUGBUS_EVENTS, oldest
 first, and exit; with --follow keep printing new events until Ctrl-C.
 
---type keeps one event type (io.plugbus.job.v1.deployed) or a pattern of
-types ("io.plugbus.job.v1.*", "io.plugbus.*.v1.fired", "io.plugbus.>"); it is
-turned into a subject filter, so the server does the filtering.
+Where to start:
+  --from-seq N   from stream sequence N on: the first --count events from
+                 there (every one without --count); --from-seq 1 is the
+                 stream's beginning
+  --since D|TIME from a time on: a duration back from now (10m, 1h30m) or
+                 an RFC 3339 time (2025-05-01T12:00:00Z), by when the
+                 events were stored: every event since, or with --count
+                 the last N of them
+--all prints every matching event of the window (the whole stream without
+--since or --from-seq).
 
-The stream is read with an ephemeral ordered consumer (memory storage, no
-acks), deleted when busctl exits: no durable state is left behind.
+Which events:
+  --type T     one event type (io.plugbus.job.v1.deployed) or a pattern of
+               types ("io.plugbus.job.v1.*", "io.plugbus.*.v1.fired",
+               "io.plugbus.>"); turned into a subject filter, so the server
+               does the filtering
+  --subject S  the CloudEvent subject (job/web, machine/m1, alert/ID); a
+               shell pattern: "job/*"
+  --source S   the CloudEvent source (/plugbus/broker,
+               /plugbus/plugins/NAME); a shell pattern: "/plugbus/plugins/*"
+--subject and --source are matched by busctl on each event it reads, so
+with them busctl reads the whole window (narrow it with --type, --since or
+--from-seq); --count then counts the matching events.
+
+The stream is read through the broker (streams.read): it pushes the window
+into busctl's inbox from an ephemeral consumer (memory storage, no acks),
+deleted when busctl exits: no durable state is left behind. Reading many
+events on a terminal shows a progress bar on stderr (never with -o json or
+yaml, nor when stdout is not a terminal).
 
 Columns: TIME, TYPE, SUBJECT (the CloudEvent subject, such as job/demo or
 machine/m1, else the NATS subject), ID and SUMMARY (a few words for core
-events, such as "demo v1 nginx" or "m1 increment → succeeded", else the data).
+events, such as "demo v1 nginx" or "m1 increment → succeeded", else the data;
+a dead letter replayed to one plugin starts with "redelivered to CONSUMER:").
 
--o json prints one structured CloudEvent (JSON) per line. A message that is
-not a valid CloudEvent is shown as a MALFORMED row with its stream sequence
-(in -o json mode that note goes to stderr, so stdout stays CloudEvents).
-Data that is not JSON is shown too: text as a "data" string, anything else
-(binary, or bytes that claim to be JSON and are not) as "data_base64", with
-a note on stderr for the latter; in the table, SUMMARY says what it is.`,
+-o json prints one structured CloudEvent (JSON) per line, -o yaml one YAML
+document per event. A message that is not a valid CloudEvent is shown as a
+MALFORMED row with its stream sequence (with -o json or yaml that note goes
+to stderr, so stdout stays CloudEvents). Data that is not JSON is shown too:
+text as a "data" string, anything else (binary, or bytes that claim to be
+JSON and are not) as "data_base64", with a note on stderr for the latter; in
+the table, SUMMARY says what it is.`,
 		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if count < 0 {
 				return usageErrf("--count must be 0 or more, got %d", count)
+			}
+			changed := cmd.Flags().Changed
+			if changed("since") && changed("from-seq") {
+				return usageErrf("--since and --from-seq both say where to start: give one")
+			}
+			if all && changed("count") {
+				return usageErrf("--all and --count both say how many: give one")
+			}
+			if changed("from-seq") && fromSeq == 0 {
+				return usageErrf("--from-seq must be 1 or more (stream sequences start at 1), got 0")
+			}
+			w := streamWindow{last: uint64(count), fromSeq: fromSeq, follow: follow, what: "events"}
+			if since != "" {
+				var err error
+				if w.since, err = parseSince(since, time.Now()); err != nil {
+					return err
+				}
+			}
+			if all || (!changed("count") && (since != "" || fromSeq > 0)) || (fromSeq > 0 && follow) {
+				w.last = math.MaxUint64
 			}
 			filter := a.prefix + ".evt.>"
 			if typ != "" {
@@ -73,16 +121,129 @@ a note on stderr for the latter; in the table, SUMMARY says what it is.`,
 					return err
 				}
 			}
-			p := &eventPrinter{a: a, table: newStreamTable(a.stdout,
+			w.filters = []string{filter}
+			match, err := attributeFilter(subject, source)
+			if err != nil {
+				return err
+			}
+			var p msgPrinter = &eventPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "TYPE", "SUBJECT", "ID", "SUMMARY"}, []int{20, 30, 30, 36, 0})}
-			return a.readStream(cmd.Context(), schemas.StreamEvents, []string{filter}, uint64(count), time.Time{}, follow, p)
+			if match != nil {
+				fp := &filterPrinter{inner: p, match: match, inWindow: true}
+				switch {
+				case w.last == math.MaxUint64:
+				case fromSeq > 0:
+					fp.first = w.last
+				default:
+					fp.keepLast = w.last
+				}
+				if w.last == 0 {
+					fp.first, fp.keepLast = 0, 0
+					fp.none = true
+				}
+				w.last, p = math.MaxUint64, fp
+			}
+			return a.readStream(cmd.Context(), schemas.StreamEvents, w, p)
 		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&typ, "type", "", "event type or pattern, such as io.plugbus.job.v1.deployed or io.plugbus.job.v1.* (default: all)")
-	f.IntVarP(&count, "count", "n", 10, "how many of the last events to print")
+	f.StringVar(&subject, "subject", "", "only events whose CloudEvent subject matches, such as job/web or 'job/*'")
+	f.StringVar(&source, "source", "", "only events whose CloudEvent source matches, such as /plugbus/broker or '/plugbus/plugins/*'")
+	f.StringVar(&since, "since", "", "start at this time: a duration back from now (10m) or an RFC 3339 time")
+	f.Uint64Var(&fromSeq, "from-seq", 0, "start at this stream sequence (1 is the beginning)")
+	f.IntVarP(&count, "count", "n", 10, "how many events: the last N (with --from-seq the first N from there; with --since default all since)")
+	f.BoolVar(&all, "all", false, "every matching event of the window")
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing new events until Ctrl-C")
 	return cmd
+}
+
+// attributeFilter matches events by CloudEvent subject and source (shell
+// patterns, see path.Match); nil when neither is given.
+func attributeFilter(subject, source string) (func(*client.StreamMsg) bool, error) {
+	for flag, pat := range map[string]string{"subject": subject, "source": source} {
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, usageErrf("invalid --%s %q: %v (a shell pattern such as 'job/*')", flag, pat, err)
+		}
+	}
+	if subject == "" && source == "" {
+		return nil, nil
+	}
+	ok := func(pat, v string) bool {
+		if pat == "" {
+			return true
+		}
+		m, _ := path.Match(pat, v)
+		return m
+	}
+	return func(msg *client.StreamMsg) bool {
+		subj, src := msg.Header.Get("ce-subject"), msg.Header.Get("ce-source")
+		if msg.Header.Get("ce-specversion") == "" {
+			// Not binary mode: the attributes are in the body.
+			e, err := wire.DecodeEvent(context.Background(), natsMsg(msg))
+			if err != nil {
+				return false
+			}
+			subj, src = e.Subject(), e.Source()
+		}
+		return ok(subject, subj) && ok(source, src)
+	}, nil
+}
+
+// errStopRead, from a msgPrinter, ends a read that has what it wants.
+var errStopRead = errors.New("stop reading")
+
+// filterPrinter passes on the messages match accepts: with keepLast, only
+// the last keepLast of the window (then every new one); with first, the
+// first ones and stops; with none, only new ones after the window.
+type filterPrinter struct {
+	inner    msgPrinter
+	match    func(*client.StreamMsg) bool
+	keepLast uint64
+	first    uint64
+	none     bool
+	inWindow bool
+	ring     []*client.StreamMsg
+	printed  uint64
+}
+
+func (p *filterPrinter) print(msg *client.StreamMsg) error {
+	if !p.match(msg) {
+		return nil
+	}
+	if p.inWindow {
+		switch {
+		case p.none:
+			return nil
+		case p.keepLast > 0:
+			p.ring = append(p.ring, msg)
+			if uint64(len(p.ring)) > p.keepLast {
+				p.ring = p.ring[1:]
+			}
+			return nil
+		}
+	}
+	if err := p.inner.print(msg); err != nil {
+		return err
+	}
+	p.printed++
+	if p.first > 0 && p.printed >= p.first {
+		return errStopRead
+	}
+	return nil
+}
+
+func (p *filterPrinter) endBatch() error {
+	if p.inWindow {
+		p.inWindow = false
+		for _, m := range p.ring {
+			if err := p.inner.print(m); err != nil {
+				return err
+			}
+		}
+		p.ring = nil
+	}
+	return p.inner.endBatch()
 }
 
 func (a *app) eventsDLQCommand() *cobra.Command {
@@ -109,7 +270,7 @@ the event decoded as a CloudEvent (data that is not JSON or text as
 			p := &dlqPrinter{a: a, table: newStreamTable(a.stdout,
 				[]string{"TIME", "SEQ", "TYPE", "ID", "CONSUMER", "STREAM-SEQ", "DELIVERIES", "REASON"},
 				[]int{20, 3, 30, 36, 8, 10, 10, 0})}
-			return a.readStream(cmd.Context(), schemas.StreamDLQ, nil, uint64(count), time.Time{}, follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamDLQ, streamWindow{last: uint64(count), follow: follow, what: "dead letters"}, p)
 		}),
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 10, "how many of the last dead letters to print")
@@ -147,19 +308,32 @@ type msgPrinter interface {
 	endBatch() error
 }
 
-// readStream prints the last n messages of stream that match filters,
-// oldest first (only among those stored at or after since, when it is
-// set), then with follow keeps printing new ones until ctx ends. The
-// broker pushes them into busctl's inbox (streams.read): admins hold no
-// consumer permissions on the bus's streams.
-func (a *app) readStream(ctx context.Context, stream string, filters []string, n uint64, since time.Time, follow bool, p msgPrinter) error {
+// streamWindow says which messages of a stream to read.
+type streamWindow struct {
+	filters []string
+	// last is how many: the last ones (of those stored since since, when
+	// set), or with fromSeq the first ones from there; math.MaxUint64 for
+	// every one.
+	last    uint64
+	since   time.Time
+	fromSeq uint64
+	follow  bool
+	// what names the messages on the progress bar ("events").
+	what string
+}
+
+// readStream prints the messages of stream that w selects, oldest first,
+// then with w.follow keeps printing new ones until ctx ends. The broker
+// pushes them into busctl's inbox (streams.read): admins hold no consumer
+// permissions on the bus's streams.
+func (a *app) readStream(ctx context.Context, stream string, w streamWindow, p msgPrinter) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
-	req := schemas.StreamReadRequest{Stream: stream, Filters: filters, Last: n, Follow: follow}
-	if !since.IsZero() {
-		req.Since = &since
+	req := schemas.StreamReadRequest{Stream: stream, Filters: w.filters, Last: w.last, Follow: w.follow, FromSeq: w.fromSeq}
+	if !w.since.IsZero() {
+		req.Since = &w.since
 	}
 	cctx, cancel := a.callCtx(ctx)
 	r, err := c.ReadStream(cctx, req)
@@ -173,7 +347,7 @@ func (a *app) readStream(ctx context.Context, stream string, filters []string, n
 		cancel()
 	}()
 	want := r.Want()
-	if want == 0 && !follow {
+	if want == 0 && !w.follow {
 		return p.endBatch()
 	}
 	if want == 0 {
@@ -181,17 +355,23 @@ func (a *app) readStream(ctx context.Context, stream string, filters []string, n
 			return err
 		}
 	}
+	what := w.what
+	if what == "" {
+		what = "messages"
+	}
+	bar := a.progress(want, "reading "+what)
+	defer bar.Finish()
 	var got uint64
-	for follow || got < want {
+	for w.follow || got < want {
 		nctx, ncancel := ctx, context.CancelFunc(func() {})
-		if !follow {
+		if !w.follow {
 			// The messages are known to be there: bound the wait anyway.
 			nctx, ncancel = a.callCtx(ctx)
 		}
 		msg, err := r.Next(nctx)
 		ncancel()
 		if err != nil {
-			if follow && ctx.Err() != nil {
+			if w.follow && ctx.Err() != nil {
 				return nil // Ctrl-C ends --follow normally
 			}
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -200,19 +380,26 @@ func (a *app) readStream(ctx context.Context, stream string, filters []string, n
 			return &streamError{stream: stream, err: err}
 		}
 		if err := p.print(msg); err != nil {
+			if errors.Is(err, errStopRead) {
+				bar.Finish()
+				return p.endBatch()
+			}
 			return err
 		}
 		got++
+		bar.Add(1)
 		if got == want {
+			bar.Finish()
 			if err := p.endBatch(); err != nil {
 				return err
 			}
 		}
 		// Messages deleted meanwhile (limits, purge) shorten the window.
-		if !follow && msg.Pending == 0 {
+		if !w.follow && msg.Pending == 0 {
 			break
 		}
 	}
+	bar.Finish()
 	return p.endBatch()
 }
 
@@ -228,13 +415,13 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 	e, err := wire.DecodeEvent(context.Background(), natsMsg(msg))
 	if err != nil {
 		note := fmt.Sprintf("malformed event at stream seq %d: %v", seq, err)
-		if p.a.jsonOutput() {
+		if p.a.structured() {
 			_, werr := fmt.Fprintf(p.a.stderr, "%s (subject %s)\n", note, msg.Subject)
 			return werr
 		}
 		return p.table.add(fmtTime(stored), "MALFORMED", msg.Subject, "", note)
 	}
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		b, note, err := marshalEvent(e)
 		if err != nil {
 			return fmt.Errorf("encode event %s at stream seq %d: %w", e.ID(), seq, err)
@@ -244,8 +431,7 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 				return err
 			}
 		}
-		_, err = p.a.stdout.Write(append(b, '\n'))
-		return err
+		return p.a.emitRecord(b)
 	}
 	t := e.Time()
 	if t.IsZero() {
@@ -255,11 +441,15 @@ func (p *eventPrinter) print(msg *client.StreamMsg) error {
 	if subject == "" {
 		subject = msg.Subject
 	}
-	return p.table.add(fmtTime(t), e.Type(), subject, e.ID(), truncate(eventSummary(e), summaryWidth))
+	summary := eventSummary(e)
+	if cons, _, ok := wire.RedeliveryOf(p.a.prefix, msg.Subject); ok {
+		summary = "redelivered to " + cons + ": " + summary
+	}
+	return p.table.add(fmtTime(t), e.Type(), subject, e.ID(), truncate(summary, summaryWidth))
 }
 
 func (p *eventPrinter) endBatch() error {
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		return nil
 	}
 	return p.table.flush()
@@ -515,7 +705,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 	} else {
 		d.DecodeError = err.Error()
 	}
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		b, err := json.Marshal(d)
 		if err != nil && d.Event != nil && !d.Event.DataBase64 {
 			// A content type jsonSafe misjudges: base64 always encodes.
@@ -533,8 +723,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 				return err
 			}
 		}
-		_, err = p.a.stdout.Write(append(b, '\n'))
-		return err
+		return p.a.emitRecord(b)
 	}
 	if typ == "" && d.DecodeError != "" {
 		typ = "MALFORMED"
@@ -544,7 +733,7 @@ func (p *dlqPrinter) print(msg *client.StreamMsg) error {
 }
 
 func (p *dlqPrinter) endBatch() error {
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		return nil
 	}
 	return p.table.flush()

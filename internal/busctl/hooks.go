@@ -58,7 +58,7 @@ Hook points: ` + strings.Join(schemas.HookPoints, ", ") + `.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
+			if a.structured() {
 				if res.Chains == nil {
 					res.Chains = []schemas.HookChain{}
 				}
@@ -67,7 +67,7 @@ Hook points: ` + strings.Join(schemas.HookPoints, ", ") + `.`,
 						res.Chains[i].Steps = []schemas.HookStep{}
 					}
 				}
-				return printJSON(a.stdout, res)
+				return a.printValue(res)
 			}
 			want := schemas.HookPoints
 			if hook != "" {

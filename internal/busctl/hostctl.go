@@ -52,8 +52,8 @@ shows the instances' state.
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, res)
+			if a.structured() {
+				return a.printValue(res)
 			}
 			for _, ctl := range res.Controls {
 				if _, err := fmt.Fprintf(a.stdout, "%s %s on host %s (%s)\n", done, ctl.Plugin, ctl.Host, effect); err != nil {
@@ -94,8 +94,8 @@ a moment later (RESTARTS and SINCE in ` + "`busctl hosts get HOST`" + ` change).
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, res)
+			if a.structured() {
+				return a.printValue(res)
 			}
 			for _, ctl := range res.Controls {
 				if _, err := fmt.Fprintf(a.stdout, "restart of %s requested on host %s (hostd restarts its instances)\n", ctl.Plugin, ctl.Host); err != nil {

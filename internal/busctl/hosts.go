@@ -54,8 +54,8 @@ are RUNNING out of all it reports, and its last heartbeat.
 			if hosts == nil {
 				hosts = []schemas.Host{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.HostListResponse{Hosts: hosts})
+			if a.structured() {
+				return a.printValue(schemas.HostListResponse{Hosts: hosts})
 			}
 			w := newTable(a.stdout)
 			row(w, "HOST", "STATE", "LABELS", "HOSTD", "PLUGINS", "HEARTBEAT")
@@ -91,8 +91,8 @@ the table.
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, h)
+			if a.structured() {
+				return a.printValue(h)
 			}
 			return a.printHost(h)
 		}),

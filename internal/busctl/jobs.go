@@ -110,8 +110,8 @@ func (a *app) jobListCommand() *cobra.Command {
 			if jobs == nil {
 				jobs = []schemas.Job{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.JobListResponse{Jobs: jobs})
+			if a.structured() {
+				return a.printValue(schemas.JobListResponse{Jobs: jobs})
 			}
 			w := newTable(a.stdout)
 			row(w, "NAME", "VERSION", "IMAGE", "STATUS", "DEPLOYED", "DELETED")
@@ -142,8 +142,8 @@ func (a *app) jobGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, j)
+			if a.structured() {
+				return a.printValue(j)
 			}
 			return a.printJob(j, "")
 		}),
@@ -154,8 +154,8 @@ func (a *app) jobGetCommand() *cobra.Command {
 }
 
 func (a *app) printJobResponse(res *schemas.JobResponse) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, res)
+	if a.structured() {
+		return a.printValue(res)
 	}
 	if err := a.printJob(&res.Job, res.EventID); err != nil {
 		return err

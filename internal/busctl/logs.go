@@ -79,7 +79,7 @@ then reported on stderr, so stdout stays log records.`,
 			}
 			p := &logPrinter{a: a, table: newStreamTable(a.stdout, nil, logMinWidths)}
 			filter := wire.LogsSubject(a.prefix, host, name)
-			return a.readStream(cmd.Context(), schemas.StreamLogs, []string{filter}, n, from, follow, p)
+			return a.readStream(cmd.Context(), schemas.StreamLogs, streamWindow{filters: []string{filter}, last: n, since: from, follow: follow, what: "log lines"}, p)
 		}),
 	}
 	f := cmd.Flags()
@@ -137,16 +137,15 @@ func (p *logPrinter) print(msg *client.StreamMsg) error {
 	seq, stored := msg.Seq, msg.Time
 	rec, err := decodeLogRecord(msg.Data)
 	if err != nil {
-		if p.a.jsonOutput() {
+		if p.a.structured() {
 			_, werr := fmt.Fprintf(p.a.stderr, "not a log record at stream seq %d (subject %s; %v): %s\n",
 				seq, msg.Subject, err, rawText(msg.Data))
 			return werr
 		}
 		return p.table.add(stored.UTC().Format(logTimeLayout), subjectSource(p.a.prefix, msg.Subject), levelCell("RAW"), rawText(msg.Data))
 	}
-	if p.a.jsonOutput() {
-		_, err := fmt.Fprintln(p.a.stdout, compactJSON(msg.Data))
-		return err
+	if p.a.structured() {
+		return p.a.emitRecord([]byte(compactJSON(msg.Data)))
 	}
 	level := strings.ToUpper(rec.Level)
 	text := rec.Message
@@ -174,7 +173,7 @@ func levelCell(level string) string {
 }
 
 func (p *logPrinter) endBatch() error {
-	if p.a.jsonOutput() {
+	if p.a.structured() {
 		return nil
 	}
 	return p.table.flush()

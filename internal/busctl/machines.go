@@ -16,7 +16,7 @@ func (a *app) machineCommand() *cobra.Command {
 		Aliases: []string{"machines"},
 		Short:   "Run actions on machines and manage their params",
 	})
-	cmd.AddCommand(a.machineActionCommand(), a.machineGetCommand(), a.machineListCommand(), a.machineSetParamCommand())
+	cmd.AddCommand(a.machineActionCommand(), a.machineGetCommand(), a.machineListCommand(), a.machineParamsCommand(), a.machineSetParamCommand())
 	return cmd
 }
 
@@ -70,15 +70,15 @@ params (see busctl machine set-param).`,
 				return err
 			}
 			if noWait || !wait {
-				if a.jsonOutput() {
-					return printJSON(a.stdout, res)
+				if a.structured() {
+					return a.printValue(res)
 				}
 				_, err := fmt.Fprintln(a.stdout, res.ActionID)
 				return err
 			}
 			if res.Status == schemas.ActionSucceeded || res.Status == "" {
-				if a.jsonOutput() {
-					return printJSON(a.stdout, res)
+				if a.structured() {
+					return a.printValue(res)
 				}
 				if err := printResult(a.stdout, res.Result); err != nil {
 					return err
@@ -157,8 +157,8 @@ func (a *app) machineListCommand() *cobra.Command {
 			if machines == nil {
 				machines = []schemas.Machine{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.MachineListResponse{Machines: machines})
+			if a.structured() {
+				return a.printValue(schemas.MachineListResponse{Machines: machines})
 			}
 			w := newTable(a.stdout)
 			row(w, "NAME", "PARAMS", "UPDATED")
@@ -168,6 +168,53 @@ func (a *app) machineListCommand() *cobra.Command {
 			return w.Flush()
 		}),
 	}
+}
+
+// machineParams is the -o json form of machine params.
+type machineParams struct {
+	Machine string         `json:"machine"`
+	Params  map[string]any `json:"params"`
+}
+
+func (a *app) machineParamsCommand() *cobra.Command {
+	var plugin string
+	cmd := &cobra.Command{
+		Use:   "params MACHINE [--plugin P]",
+		Short: "List a machine's params and their values",
+		Long: `List the params of MACHINE, one per line in key order, with their values (JSON
+for anything but a string). --plugin P keeps the params named P/…, the ones
+plugin P reads and writes by convention (incrementer/count).
+
+-o json prints {"machine": NAME, "params": {PARAM: VALUE…}}.`,
+		Args: exactArgs("MACHINE"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.GetMachine(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			out := machineParams{Machine: m.Name, Params: map[string]any{}}
+			for k, v := range m.Params {
+				if plugin == "" || strings.HasPrefix(k, plugin+"/") {
+					out.Params[k] = v
+				}
+			}
+			if a.structured() {
+				return a.printValue(out)
+			}
+			w := newTable(a.stdout)
+			row(w, "PARAM", "VALUE")
+			for _, k := range sortedKeys(out.Params) {
+				row(w, k, fmtValue(out.Params[k]))
+			}
+			return w.Flush()
+		}),
+	}
+	cmd.Flags().StringVar(&plugin, "plugin", "", "only the params of this plugin (named PLUGIN/…)")
+	return cmd
 }
 
 func (a *app) machineSetParamCommand() *cobra.Command {
@@ -194,8 +241,8 @@ otherwise as a string; null deletes the param.`,
 }
 
 func (a *app) printMachine(m *schemas.Machine) error {
-	if a.jsonOutput() {
-		return printJSON(a.stdout, m)
+	if a.structured() {
+		return a.printValue(m)
 	}
 	w := newTable(a.stdout)
 	fmt.Fprintf(w, "NAME:\t%s\n", m.Name)

@@ -10,7 +10,75 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
+
+// printValue writes v as -o asks: indented JSON, or YAML with the same
+// field names in the same order (see yamlFromJSON).
+func (a *app) printValue(v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	if a.output == outputYAML {
+		if b, err = yamlFromJSON(b); err != nil {
+			return err
+		}
+		_, err = a.stdout.Write(b)
+		return err
+	}
+	_, err = a.stdout.Write(append(b, '\n'))
+	return err
+}
+
+// emitRecord writes one record of a stream reader (an event, a dead
+// letter, a log line) given as JSON: one line with -o json, one YAML
+// document ("---" first) with -o yaml.
+func (a *app) emitRecord(jsonDoc []byte) error {
+	if a.output == outputYAML {
+		y, err := yamlFromJSON(jsonDoc)
+		if err != nil {
+			return err
+		}
+		_, err = a.stdout.Write(append([]byte("---\n"), y...))
+		return err
+	}
+	_, err := a.stdout.Write(append(jsonDoc, '\n'))
+	return err
+}
+
+// yamlFromJSON converts a JSON document to block-style YAML. The JSON is
+// read into a YAML node tree (JSON is YAML), so keys keep their JSON names
+// and order, and strings that would read back as another type ("1.0",
+// "true", "null") stay quoted.
+func yamlFromJSON(doc []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(doc, &n); err != nil {
+		return nil, fmt.Errorf("encode output as YAML: %w", err)
+	}
+	blockStyle(&n)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, fmt.Errorf("encode output as YAML: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode output as YAML: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// blockStyle drops the flow and quoting styles JSON gave every node, so
+// the encoder picks YAML's own (block collections, plain scalars where
+// they read back the same).
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
 
 // printJSON writes v as indented JSON (map keys sorted, so output is stable).
 func printJSON(w io.Writer, v any) error {

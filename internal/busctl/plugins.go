@@ -15,7 +15,7 @@ func (a *app) pluginsCommand() *cobra.Command {
 		Aliases: []string{"plugin"},
 		Short:   "List, inspect and configure plugins; start, stop and read the logs of the ones hostd runs",
 	})
-	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
+	cmd.AddCommand(a.pluginsListCommand(), a.pluginsGetCommand(), a.pluginsVerifyCommand(), a.pluginsConfigCommand(), a.pluginsRemoveCommand(),
 		a.pluginsEnableCommand(), a.pluginsDisableCommand(), a.pluginsRestartCommand(), a.pluginsLogsCommand(),
 		a.pluginsCredsCommand(), a.pluginsRevokeCommand())
 	cmd.AddCommand(a.pluginsReplayCommand())
@@ -41,8 +41,8 @@ func (a *app) pluginsListCommand() *cobra.Command {
 			if plugins == nil {
 				plugins = []schemas.PluginRecord{}
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, schemas.PluginListResponse{Plugins: plugins})
+			if a.structured() {
+				return a.printValue(schemas.PluginListResponse{Plugins: plugins})
 			}
 			w := newTable(a.stdout)
 			row(w, "NAME", "VERSION", "STATE", "CONSUMER", "ACTIONS", "LAST ERROR")
@@ -71,8 +71,48 @@ func (a *app) pluginsGetCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, p)
+			if a.structured() {
+				return a.printValue(p)
+			}
+			return a.printPlugin(p)
+		}),
+	}
+}
+
+func (a *app) pluginsVerifyCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify NAME",
+		Short: "Ask a plugin again whether it is ready (its verify step) and show its state",
+		Long: `Ask a plugin again whether it is ready: the broker calls the plugin's verify
+endpoint. An ACTIVE plugin that says it is not ready goes to ERROR (and leaves
+its hook chains); a plugin in ERROR runs its whole lifecycle again (init,
+config, verify) and is ACTIVE when every step passes, so a plugin whose
+dependency came back needs no restart. Prints the plugin as plugins get does.
+
+Exits 1 when the plugin is not ready (the error is its last error) or has no
+running instance (STALE).`,
+		Args: exactArgs("NAME"),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			name := args[0]
+			a.hint = func(e *schemas.Error) string {
+				switch e.Code {
+				case schemas.CodePluginError:
+					return fmt.Sprintf("the plugin is in ERROR now; fix what it reports, then run `busctl plugins verify %s` again (`busctl plugins logs %s` shows its logs when hostd runs it)", name, name)
+				case schemas.CodeNotActive:
+					return fmt.Sprintf("start an instance of %s (with hostd: `busctl plugins restart %s`), then verify it", name, name)
+				}
+				return ""
+			}
+			p, err := c.VerifyPlugin(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if a.structured() {
+				return a.printValue(p)
 			}
 			return a.printPlugin(p)
 		}),
@@ -101,8 +141,8 @@ or pass --force (a running instance that registers again comes back).`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, p)
+			if a.structured() {
+				return a.printValue(p)
 			}
 			_, err = fmt.Fprintf(a.stdout, "unregistered %s %s\n", p.Name, p.Version)
 			return err
@@ -165,8 +205,8 @@ pushes it to the plugin. The resulting configuration is printed.`,
 			if err != nil {
 				return err
 			}
-			if a.jsonOutput() {
-				return printJSON(a.stdout, rec)
+			if a.structured() {
+				return a.printValue(rec)
 			}
 			w := newTable(a.stdout)
 			row(w, "KEY", "VALUE")

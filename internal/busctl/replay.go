@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -106,8 +104,8 @@ admins may replay.`,
 				if st, err = c.CancelReplay(ctx, name); err != nil {
 					return err
 				}
-				if a.jsonOutput() {
-					return printJSON(a.stdout, st)
+				if a.structured() {
+					return a.printValue(st)
 				}
 				_, err = fmt.Fprintf(a.stdout, "cancelled replay %s of %s: %d of %d events replayed\n", st.ID, name, st.Replayed, st.Total)
 				return err
@@ -162,8 +160,8 @@ func (a *app) followReplay(ctx context.Context, c *client.Client, st *schemas.Re
 	}
 	bar.draw(st)
 	bar.finish()
-	if a.jsonOutput() {
-		return printJSON(a.stdout, st)
+	if a.structured() {
+		return a.printValue(st)
 	}
 	_, err := fmt.Fprintln(a.stdout, replaySummary(st))
 	return err
@@ -211,8 +209,9 @@ type progressBar struct {
 }
 
 func (a *app) replayBar() *progressBar {
-	f, ok := a.stderr.(*os.File)
-	if !ok || a.jsonOutput() || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+	// As the other progress bars (progress.go): for a person at a
+	// terminal, with a table.
+	if a.structured() || !terminal(a.stdout) || !terminal(a.stderr) {
 		return &progressBar{}
 	}
 	return &progressBar{w: a.stderr}
