@@ -3,13 +3,11 @@ package busctl
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -21,6 +19,14 @@ const actionPoll = 250 * time.Millisecond
 
 // actionBarWidth is the width of an action's progress bar, in cells.
 const actionBarWidth = 30
+
+// actionStatuses are the values actions ls --status accepts, as the broker
+// does (active: pending or running).
+var actionStatuses = []string{schemas.ActionStatusActive, schemas.ActionPending, schemas.ActionRunning,
+	schemas.ActionSucceeded, schemas.ActionFailed, schemas.ActionCancelled}
+
+// maxActionList is the most actions ls lists, as the broker allows.
+const maxActionList = 1000
 
 func (a *app) actionsCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
@@ -42,7 +48,12 @@ func (a *app) actionsGetCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "get ID",
 		Short: "Show an action: status, progress, result or error",
-		Args:  exactArgs("ID"),
+		Long: `Show the action ID as the broker records it: machine, command, plugin,
+status, the plugin's last progress report, timeout and deadline, and its
+result or error once it ended.
+
+-o json prints the ActionRecord.`,
+		Args: exactArgs("ID"),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -64,10 +75,10 @@ func (a *app) actionsWatchCommand() *cobra.Command {
 		Short: "Follow an action's progress until it ends",
 		Long: `Follow an action until it ends: on a terminal with a progress bar, elsewhere
 with one line per progress report busctl sees (it reads the record four times
-a second, so reports closer together show as the last of them). Then it prints
-the plugin's result (-o json: the action's record) and exits 0, or prints the
-error and exits 1 when the action failed or was cancelled. Ctrl-C stops
-watching, not the action.`,
+a second, so reports closer together show as the last of them; none with -o
+json or yaml). Then it prints the plugin's result (-o json or yaml: the
+action's record) and exits 0, or prints the error and exits 1 when the action
+failed or was cancelled. Ctrl-C stops watching, not the action.`,
 		Args: exactArgs("ID"),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -83,27 +94,30 @@ watching, not the action.`,
 func (a *app) actionsListCommand() *cobra.Command {
 	var (
 		status, machine string
-		limit           int
+		count           int
 	)
 	cmd := &cobra.Command{
-		Use:     "ls [--status S] [--machine M] [--limit N]",
+		Use:     "ls [--status S] [--machine M] [-n|--count N]",
 		Aliases: []string{"list"},
 		Short:   "List actions, newest first",
-		Args:    exactArgs(),
+		Long: `List the actions the broker keeps, newest first: the last 20, or -n of them
+(up to 1000); --status keeps those with one status (active: pending or
+running), --machine those on one machine.
+
+-o json prints {"actions": [ActionRecord…]}.`,
+		Args: exactArgs(),
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			switch status {
-			case "", schemas.ActionStatusActive, schemas.ActionPending, schemas.ActionRunning, schemas.ActionSucceeded, schemas.ActionFailed, schemas.ActionCancelled:
-			default:
-				return usageErrf("invalid --status %q: use active, pending, running, succeeded, failed or cancelled", status)
+			if status != "" && !slices.Contains(actionStatuses, status) {
+				return usageErrf("invalid --status %q: use one of %s", status, strings.Join(actionStatuses, ", "))
 			}
-			if limit < 1 || limit > 1000 {
-				return usageErrf("invalid --limit %d: between 1 and 1000", limit)
+			if count < 1 || count > maxActionList {
+				return usageErrf("invalid --count %d: between 1 and %d", count, maxActionList)
 			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			acts, err := c.ListActions(cmd.Context(), schemas.ActionListRequest{Status: status, Machine: machine, Limit: limit})
+			acts, err := c.ListActions(cmd.Context(), schemas.ActionListRequest{Status: status, Machine: machine, Limit: count})
 			if err != nil {
 				return err
 			}
@@ -122,9 +136,9 @@ func (a *app) actionsListCommand() *cobra.Command {
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&status, "status", "", "only actions with this status: active (pending or running), pending, running, succeeded, failed, cancelled")
+	f.StringVar(&status, "status", "", "only actions with this status: "+strings.Join(actionStatuses, ", ")+" (active: pending or running)")
 	f.StringVar(&machine, "machine", "", "only the actions on this machine")
-	f.IntVar(&limit, "limit", 20, "at most this many (1 to 1000)")
+	f.IntVarP(&count, "count", "n", 20, fmt.Sprintf("at most this many, the newest (1 to %d)", maxActionList))
 	return cmd
 }
 
@@ -136,7 +150,10 @@ func (a *app) actionsCancelCommand() *cobra.Command {
 		Long: `Cancel an action that is pending or running: the broker records it cancelled
 (with --reason) and tells the plugin instance running it, whose handler's
 context is cancelled; what the plugin reports afterwards is ignored. An
-action that has ended cannot be cancelled.`,
+action that has ended cannot be cancelled.
+
+-o json prints {"action": ActionRecord, "notified": BOOL}: notified is false
+when no instance of the plugin answered.`,
 		Args: exactArgs("ID"),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
@@ -196,13 +213,13 @@ func runningActionHint(e *schemas.Error) string {
 // terminal (and, with lines, printing a line per report elsewhere), then
 // prints the outcome: the result, or the error as the command's error. res,
 // when set, is the answer of the machines.action call that started it
-// (printed with -o json, with the chains).
+// (printed with -o json or yaml, with the chains).
 func (a *app) followAction(ctx context.Context, c *client.Client, id string, res *schemas.MachineActionResponse, lines bool) error {
-	bar := a.actionBar()
+	bar := a.lineBar()
 	var lastSeq uint64
 	rec, err := c.WaitAction(ctx, id, actionPoll, func(r *schemas.ActionRecord) {
-		bar.draw(r)
-		if lines && bar.w == nil && !a.structured() && r.Progress != nil && r.Progress.Seq != lastSeq {
+		bar.draw(actionLine(r, actionBarWidth))
+		if lines && !bar.on() && !a.structured() && r.Progress != nil && r.Progress.Seq != lastSeq {
 			lastSeq = r.Progress.Seq
 			fmt.Fprintln(a.stdout, progressCell(r))
 		}
@@ -289,43 +306,6 @@ func progressCell(r *schemas.ActionRecord) string {
 		s += " " + truncate(r.Progress.Message, 40)
 	}
 	return s
-}
-
-// actionBar draws an action's progress on a terminal, in place; it draws
-// nothing elsewhere, nor with -o json.
-type actionBar struct {
-	w     io.Writer // nil: off
-	drawn bool
-}
-
-func (a *app) actionBar() *actionBar {
-	f, ok := a.stderr.(*os.File)
-	if !ok || a.structured() || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
-		return &actionBar{}
-	}
-	return &actionBar{w: a.stderr}
-}
-
-func (b *actionBar) draw(r *schemas.ActionRecord) {
-	if b.w == nil {
-		return
-	}
-	fmt.Fprintf(b.w, "\r\033[K%s", actionLine(r, actionBarWidth))
-	b.drawn = true
-}
-
-func (b *actionBar) clear() {
-	if b.w != nil && b.drawn {
-		fmt.Fprint(b.w, "\r\033[K")
-		b.drawn = false
-	}
-}
-
-func (b *actionBar) finish() {
-	if b.w != nil && b.drawn {
-		fmt.Fprintln(b.w)
-		b.drawn = false
-	}
 }
 
 // actionLine renders "firmware-update m1 [=====>      ]  42% flashing

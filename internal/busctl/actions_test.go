@@ -157,6 +157,41 @@ func TestActionsNoWaitGetWatchCancel(t *testing.T) {
 		"hint: `busctl actions get "+rec.ID+"` shows its last progress")
 }
 
+// A person at a terminal watches an action's progress bar on stderr
+// (the result alone on stdout); with -o yaml there is no bar, and the
+// reply and the action's record are YAML.
+func TestMachineActionProgressBar(t *testing.T) {
+	bus := replayBus{plugintest.Start(t)}
+	w := startWorker(t, bus)
+	go func() {
+		halfway(t, bus)
+		close(w.release)
+	}()
+	restore := busctl.SetTerminal(true)
+	r := bus.busctl(t, "machine", "action", "m1", "work")
+	restore()
+	wantExit(t, r, 0, "{\n  \"worked\": \"m1\"\n}\n", "work m1 [", "% halfway")
+
+	defer busctl.SetTerminal(true)()
+	w.release = make(chan struct{})
+	r = bus.busctl(t, "-o", "yaml", "machine", "action", "m2", "work", "--no-wait")
+	wantExit(t, r, 0, "")
+	if r.stderr != "" || !strings.Contains(r.stdout, "machine: m2\n") || !strings.Contains(r.stdout, "status: running\n") {
+		t.Fatalf("-o yaml machine action --no-wait: stderr %q\n%s", r.stderr, r.stdout)
+	}
+	rec := halfway(t, bus)
+	r = bus.busctl(t, "-o", "yaml", "actions", "get", rec.ID)
+	wantExit(t, r, 0, "")
+	if r.stderr != "" || !strings.Contains(r.stdout, "id: "+rec.ID+"\n") || !strings.Contains(r.stdout, "  message: halfway\n") {
+		t.Errorf("-o yaml actions get: stderr %q\n%s", r.stderr, r.stdout)
+	}
+	if r = bus.busctl(t, "-o", "yaml", "actions", "cancel", rec.ID); r.code != 0 || !strings.Contains(r.stdout, "status: cancelled\n") ||
+		!strings.Contains(r.stdout, "notified: true\n") {
+		t.Errorf("-o yaml actions cancel: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantExit(t, bus.busctl(t, "actions", "ls", "-n", "0"), 2, "", "invalid --count 0")
+}
+
 func TestActionProgressLine(t *testing.T) {
 	rec := func(status string, pct float64, msg string) *schemas.ActionRecord {
 		r := &schemas.ActionRecord{Command: "firmware-update", Object: "m1", Status: status}

@@ -141,10 +141,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Drive a plugbus bus from the terminal",
 		Long: `busctl talks to the plugbus broker over NATS: it lists, configures and verifies
 plugins, shows the hosts hostd runs them on and enables, disables and restarts
-them there, deploys and deletes jobs, runs machine actions, fires, resolves and
-lists alerts, shows the hook chains, reads the event, dead-letter and plugin
-log streams, replays and purges dead letters, and logs a browser in to the
-broker's dashboard as the admin.
+them there, deploys and deletes jobs, runs machine actions and follows, lists
+and cancels long ones, fires, resolves and lists alerts, shows the hook chains,
+reads the event, dead-letter and plugin log streams, replays and purges dead
+letters, and logs a browser in to the broker's dashboard as the admin.
 
 Every command prints a table, or with -o json or -o yaml its data (the same
 field names in both). busctl connects as the nats CLI does: --server, --creds,

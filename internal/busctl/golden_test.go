@@ -30,6 +30,10 @@ var goldenVolatile = []struct {
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<uuid>"},
 	{regexp.MustCompile(`\b[0-9A-Za-z]{22}\b`), "<id>"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:<port>"},
+	// How long an action took: duration_ms in JSON and YAML, "(5ms)" after
+	// its finish time in a table.
+	{regexp.MustCompile(`(duration_ms"?: )[0-9.e+-]+`), "${1}<ms>"},
+	{regexp.MustCompile(`<time> \((\d+(\.\d+)?(h|m|s|ms|µs|ns))+\)`), "<time> (<duration>)"},
 }
 
 // golden compares got, made stable, with testdata/NAME.golden (written
@@ -87,6 +91,8 @@ func TestGolden(t *testing.T) {
 		Labels: map[string]string{"host": "h2"}}, nil)
 	bus.MustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "load", Severity: schemas.SeverityWarning, Summary: "load is high"}, nil)
 	bus.MustCall(t, schemas.APIAlertsResolve, schemas.AlertRef{ID: "load"}, nil)
+	var action schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "count"}, &action)
 	bus.WaitFor(t, func() bool { return drained(bus, "counter") && len(bus.DeadLetters(t, "counter")) == 2 })
 
 	commands := []struct {
@@ -100,6 +106,8 @@ func TestGolden(t *testing.T) {
 		{"hooks_ls", []string{"hooks", "ls", schemas.HookJobPreDeploy}},
 		{"events_tail", []string{"events", "tail", "--type", "io.plugbus.alert.>", "--from-seq", "1", "-n", "3"}},
 		{"dlq_ls", []string{"dlq", "ls"}},
+		{"actions_ls", []string{"actions", "ls"}},
+		{"actions_get", []string{"actions", "get", action.ActionID}},
 	}
 	for _, c := range commands {
 		for _, format := range []string{"table", "json", "yaml"} {

@@ -36,8 +36,8 @@ machine, command, plugin, status, the plugin's result as JSON and the hook
 chains).
 
 busctl waits until the action ends (--wait, the default), however long it
-runs, with a progress bar on a terminal when the plugin reports progress
-(none with -o json or when stderr is not a terminal). Ctrl-C stops waiting,
+runs, with a progress bar on stderr when the plugin reports progress and
+stdout and stderr are a terminal (none with -o json or yaml). Ctrl-C stops waiting,
 not the action. --no-wait prints the action's id as soon as the plugin has
 taken it (-o json: the reply, status running): follow it with
 ` + "`busctl actions watch ID`" + `, cancel it with ` + "`busctl actions cancel ID`" + `.
