@@ -86,6 +86,11 @@ failed or was cancelled. Ctrl-C stops watching, not the action.`,
 				return err
 			}
 			a.hint = actionHint
+			// The first read fails as any command does with no broker or
+			// no such action; from there a broker restart is waited for.
+			if _, err := c.GetAction(cmd.Context(), args[0]); err != nil {
+				return err
+			}
 			return a.followAction(cmd.Context(), c, args[0], nil, true)
 		}),
 	}
