@@ -121,6 +121,11 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIPluginsReplay, schemas.APIPluginReplayRequest, schemas.APIReplayStatus, b.handlePluginReplay),
 		endpoint(schemas.APIPluginsReplayStatus, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayStatus),
 		endpoint(schemas.APIPluginsReplayCancel, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayCancel),
+		endpoint(schemas.APIActionsGet, schemas.APIActionRef, schemas.APIActionRecord, b.handleActionGet),
+		endpoint(schemas.APIActionsList, schemas.APIActionListRequest, schemas.APIActionListResponse, b.handleActionList),
+		endpoint(schemas.APIActionsCancel, schemas.APIActionCancelRequest, schemas.APIActionCancelResponse, b.handleActionCancel),
+		endpoint(schemas.APIActionsProgress, schemas.APIActionProgressRequest, schemas.APIActionReportResponse, b.handleActionProgress),
+		endpoint(schemas.APIActionsComplete, schemas.APIActionCompleteRequest, schemas.APIActionReportResponse, b.handleActionComplete),
 	}
 }
 

@@ -177,12 +177,16 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	var bg sync.WaitGroup
-	bg.Add(5)
+	bg.Add(6)
 	go func() { defer bg.Done(); b.journal.resume(ctx) }()
 	go func() { defer bg.Done(); b.reg.watch(ctx) }()
 	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() { defer bg.Done(); b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities) }()
+	go func() {
+		defer bg.Done()
+		b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities, b.st.actions)
+	}()
+	go func() { defer bg.Done(); b.keepActions(ctx) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
@@ -32,11 +33,15 @@ const (
 	DefaultEventDedupWindow     = 2 * time.Minute
 	DefaultAlertRetention       = 24 * time.Hour
 	DefaultJobRetention         = 7 * 24 * time.Hour
-	DefaultIdempotencyWindow    = 10 * time.Minute
-	DefaultChainRetention       = time.Hour
-	DefaultChainMaxBytes        = 1 << 30
-	DefaultDrainTimeout         = 30 * time.Second
-	DefaultRequestTimeout       = time.Minute
+	DefaultActionRetention      = 7 * 24 * time.Hour
+	// DefaultActionProgressInterval is the least time between two
+	// progress events of one action.
+	DefaultActionProgressInterval = time.Second
+	DefaultIdempotencyWindow      = 10 * time.Minute
+	DefaultChainRetention         = time.Hour
+	DefaultChainMaxBytes          = 1 << 30
+	DefaultDrainTimeout           = 30 * time.Second
+	DefaultRequestTimeout         = time.Minute
 	// DefaultHookConcurrency and DefaultPluginConcurrency bound the calls
 	// in flight to one hook point and to one plugin.
 	DefaultHookConcurrency   = 64
@@ -143,8 +148,14 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// PluginTimeout bounds each init, config and verify call (default 10s).
 	PluginTimeout time.Duration
-	// ActionTimeout bounds an action call to a plugin (default 30s).
+	// ActionTimeout bounds an action whose manifest declares no timeout
+	// of its own (default 30s): docs/protocol.md#actions.
 	ActionTimeout time.Duration
+	// ActionRetention is how long a finished action stays in the actions
+	// bucket (default 7 days); ActionProgressInterval is the least time
+	// between two progress events of one action (default 1s; the last
+	// report before the action ends is always published).
+	ActionRetention, ActionProgressInterval time.Duration
 	// MaxRequestBytes is the largest API request accepted (default 1 MiB).
 	MaxRequestBytes int
 	// MaxConcurrency bounds API requests handled at once (default 256).
@@ -269,6 +280,12 @@ func (c Config) withDefaults() Config {
 	if c.JobRetention == 0 {
 		c.JobRetention = DefaultJobRetention
 	}
+	if c.ActionRetention == 0 {
+		c.ActionRetention = DefaultActionRetention
+	}
+	if c.ActionProgressInterval == 0 {
+		c.ActionProgressInterval = DefaultActionProgressInterval
+	}
 	if c.IdempotencyWindow == 0 {
 		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
@@ -341,7 +358,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"heartbeat-interval": c.HeartbeatInterval, "plugin-timeout": c.PluginTimeout,
-		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge, "log-max-age": c.LogMaxAge,
+		"action-timeout": c.ActionTimeout, "action-progress-interval": c.ActionProgressInterval, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge, "log-max-age": c.LogMaxAge,
 	} {
 		if d < 0 {
 			return bad(name, "%s must not be negative", d)
@@ -366,7 +383,7 @@ func (c Config) Validate() error {
 		return bad("max-concurrency", "%d must be at least 1", c.MaxConcurrency)
 	}
 	for name, d := range map[string]time.Duration{"alert-retention": c.AlertRetention, "job-retention": c.JobRetention,
-		"idempotency-window": c.IdempotencyWindow} {
+		"action-retention": c.ActionRetention, "idempotency-window": c.IdempotencyWindow} {
 		if d < time.Second {
 			return bad(name, "%s is below 1s (records expire by the second)", d)
 		}
@@ -375,6 +392,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			return bad(name, "%s must be positive", d)
 		}
+	}
+	if c.ActionTimeout > schemas.MaxActionTimeout {
+		return bad("action-timeout", "%s is above the longest action timeout, %s", c.ActionTimeout, schemas.MaxActionTimeout)
 	}
 	if c.EventDedupWindow < 5*time.Second {
 		return bad("event-dedup-window", "%s is below 5s: the outbox sweeper republishes pending events after 2s and needs them dropped as repeats", c.EventDedupWindow)

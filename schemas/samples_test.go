@@ -116,7 +116,7 @@ func sampleHookStep() schemas.HookStep {
 // samples covers every document schema with a populated value, plus the
 // minimal values Go produces for empty types and nil slices/maps.
 func samples() []sample {
-	return []sample{
+	return append([]sample{
 		{"manifest", schemas.ManifestV1, sampleManifest()},
 		{"manifest minimal", schemas.ManifestV1, schemas.Manifest{Name: "a", Version: "0.0.1"}},
 		{"error", schemas.APIError, sampleError()},
@@ -310,7 +310,7 @@ func samples() []sample {
 		{"alert intake response", schemas.APIAlertIntakeResponse, schemas.AlertIntakeResponse{Alerts: []schemas.AlertIntakeResult{
 			{ID: "disk-full.m1", Status: schemas.IntakeFiring, Result: schemas.IntakeFired, EventID: "5Bz1vYt0QeW4d2cVq8nL3a"},
 			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved, Result: schemas.IntakeFailed, Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "timed out"}}}}},
-	}
+	}, actionSamples()...)
 }
 
 func sampleStored() schemas.StoredMessage {

@@ -105,6 +105,11 @@ var strictSchemas = map[string]bool{
 	schemas.APIAlertIntakeRequest:      true,
 	schemas.APIChainGetRequest:         true,
 	schemas.APIChainListRequest:        true,
+	schemas.APIActionRef:               true,
+	schemas.APIActionListRequest:       true,
+	schemas.APIActionCancelRequest:     true,
+	schemas.APIActionProgressRequest:   true,
+	schemas.APIActionCompleteRequest:   true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {

@@ -231,6 +231,8 @@ func notFoundHint(kind string) string {
 		return "`busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
 	case "host":
 		return "`busctl hosts ls` lists the hosts"
+	case "action":
+		return "`busctl actions ls` lists the recent actions"
 	case "dead_letter":
 		return "`busctl dlq ls` lists the dead letters"
 	case "consumer":

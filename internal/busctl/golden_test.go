@@ -32,6 +32,10 @@ var goldenVolatile = []struct {
 	{regexp.MustCompile(`\b[0-9A-Za-z]{22}-[0-9a-z]{1,13}-(\d+)\b`), "<id>-<attempt>-$1"},
 	{regexp.MustCompile(`\b[0-9A-Za-z]{22}\b`), "<id>"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:<port>"},
+	// How long an action took: duration_ms in JSON and YAML, "(5ms)" after
+	// its finish time in a table.
+	{regexp.MustCompile(`(duration_ms"?: )[0-9.e+-]+`), "${1}<ms>"},
+	{regexp.MustCompile(`<time> \((\d+(\.\d+)?(h|m|s|ms|µs|ns))+\)`), "<time> (<duration>)"},
 }
 
 // durations match how long something took, in a table ("0.4ms",
@@ -109,6 +113,8 @@ func TestGolden(t *testing.T) {
 		Labels: map[string]string{"host": "h2"}}, nil)
 	bus.MustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "load", Severity: schemas.SeverityWarning, Summary: "load is high"}, nil)
 	bus.MustCall(t, schemas.APIAlertsResolve, schemas.AlertRef{ID: "load"}, nil)
+	var action schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "count"}, &action)
 	bus.WaitFor(t, func() bool { return drained(bus, "counter") && len(bus.DeadLetters(t, "counter")) == 2 })
 	var deployed schemas.JobResponse
 	bus.MustCall(t, schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "web", Version: "1", Image: "nginx"}, &deployed)
@@ -134,6 +140,8 @@ func TestGolden(t *testing.T) {
 		{"dlq_ls", []string{"dlq", "ls"}},
 		{"chains_get", []string{"chains", "get", chain}},
 		{"chains_ls", []string{"chains", "ls"}},
+		{"actions_ls", []string{"actions", "ls"}},
+		{"actions_get", []string{"actions", "get", action.ActionID}},
 	}
 	for _, c := range commands {
 		for _, format := range []string{"table", "json", "yaml"} {

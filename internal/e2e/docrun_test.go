@@ -84,6 +84,7 @@ var volatile = []struct {
 	{regexp.MustCompile(`\b[UAO][A-Z2-7]{55}\b`), "<nkey>"},
 	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|us|ms|s)\b`), "<dur>"},
 	{regexp.MustCompile(`"duration_ms":\s*[0-9.]+`), `"duration_ms":<n>`},
+	{regexp.MustCompile(`(?m)^(\s*(- )?)duration_ms: [0-9.]+$`), "${1}duration_ms: <n>"}, // -o yaml
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:<port>"},
 	{regexp.MustCompile(`"(seq|stream_seq)":\s*\d+`), `"$1":<n>`},
 	// A process id right after a running instance's state.
