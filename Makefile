@@ -43,12 +43,22 @@ dashboard-screenshots: ## the dashboard's screenshots in docs/img (docs/dashboar
 deploy-check: ## validate deployments/ and the Dockerfile with no container engine or cluster (docs/deploy.md): compose-spec loader, nats-server -t, the Dockerfile's build stage run here, helm lint/template | kubeconform, promtool
 	cd deployments/check && $(GO) vet ./... && $(GO) test -count=1 -timeout 15m ./...
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-peers bench-peers-quick
 bench: build ## raw NATS vs plugbus benchmarks (docs/performance.md says how long): table + bench/results/latest.json
 	$(BIN)/busbench -broker-bin $(BIN)/broker -doc docs/performance.md
 
 bench-quick: build ## the same benchmarks, small and short: bench/results/quick.json
 	$(BIN)/busbench -quick -broker-bin $(BIN)/broker
+
+# bench/peers is its own module (it depends on hashicorp/go-plugin; the main
+# module does not).
+bench-peers: ## plugbus's real topology beside hashicorp/go-plugin (net/rpc, gRPC), same work, same run: bench/results/peers.json + docs/performance.md
+	cd bench/peers && $(GO) build $(GOFLAGS) -o ../../$(BIN)/peerbench .
+	$(BIN)/peerbench -doc docs/performance.md
+
+bench-peers-quick: ## the same, small: bench/results/peers-quick.json
+	cd bench/peers && $(GO) build $(GOFLAGS) -o ../../$(BIN)/peerbench .
+	$(BIN)/peerbench -quick -out bench/results/peers-quick.json
 
 fmt: ## gofmt every file
 	gofmt -w $$(git ls-files '*.go')

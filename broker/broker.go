@@ -178,14 +178,13 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	}
 	var bg sync.WaitGroup
 	bg.Add(6)
+	// The registry's watch of the plugins bucket feeds the sweeper too.
+	sweeper := newOutboxSweeper(b)
 	go func() { defer bg.Done(); b.journal.resume(ctx) }()
-	go func() { defer bg.Done(); b.reg.watch(ctx) }()
+	go func() { defer bg.Done(); b.reg.watch(ctx, sweeper) }()
 	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() {
-		defer bg.Done()
-		b.sweepOutboxes(ctx, b.st.jobs, b.st.alerts, b.st.plugins, b.st.identities, b.st.actions)
-	}()
+	go func() { defer bg.Done(); sweeper.run(ctx, b.st.jobs, b.st.alerts, b.st.identities, b.st.actions) }()
 	go func() { defer bg.Done(); b.keepActions(ctx) }()
 
 	// Ready means the API answers: make sure the server has our

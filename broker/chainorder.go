@@ -222,22 +222,14 @@ func findCycle(steps []schemas.HookStep, succs [][]int, placed []bool) []string 
 	return nil
 }
 
-// chainConstrained reports whether a manifest's hooks take part in an
-// ordering constraint: its own, or another registered plugin's naming it.
-func chainConstrained(recs []schemas.PluginRecord, m schemas.Manifest) bool {
-	if len(m.Hooks) == 0 {
-		return false
-	}
+// hasConstraints reports whether a manifest's hooks carry ordering
+// constraints of their own. A registration takes the hook-order lock when
+// they do, or when another registered plugin's constraints name it
+// (registry.named).
+func hasConstraints(m schemas.Manifest) bool {
 	for _, h := range m.Hooks {
 		if len(h.After) > 0 || len(h.Before) > 0 {
 			return true
-		}
-	}
-	for _, r := range recs {
-		for _, h := range r.Manifest.Hooks {
-			if r.Name != m.Name && (slices.Contains(h.After, m.Name) || slices.Contains(h.Before, m.Name)) {
-				return true
-			}
 		}
 	}
 	return false

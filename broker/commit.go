@@ -225,7 +225,7 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 			}
 			if len(meta.Pending) > 0 {
 				// An earlier operation's events first, in order.
-				if err := b.flushRecord(ctx, kv, key, rev, entry.Value(), meta); err != nil && !errors.Is(err, errConflict) {
+				if _, err := b.flushRecord(ctx, kv, key, rev, entry.Value(), meta); err != nil && !errors.Is(err, errConflict) {
 					return out, err
 				}
 				continue
@@ -269,7 +269,7 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		if err := ol.check(); err != nil {
 			return out, err
 		}
-		body, err := encodeRecord(cur, meta)
+		body, cleared, err := encodeCommit(cur, meta)
 		if err != nil {
 			return out, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
 		}
@@ -298,24 +298,42 @@ func commitRecord[T any](ctx context.Context, b *Broker, kv jetstream.KeyValue, 
 		// caller does.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
 		defer cancel()
-		if err := b.flushRecord(pctx, kv, key, newRev, body, meta); err != nil && !errors.Is(err, errConflict) {
+		if _, err := b.flushOutbox(pctx, kv, key, newRev, meta, events, cleared); err != nil && !errors.Is(err, errConflict) {
 			return out, b.pendingError(key, op, err)
 		}
 		return out, nil
 	}
 }
 
+// outboxEnd says how putWithEvents leaves a record once its events are
+// stored.
+type outboxEnd int
+
+const (
+	// outboxClear writes the record again without its outbox.
+	outboxClear outboxEnd = iota
+	// outboxPurge purges the key (an unregistered plugin).
+	outboxPurge
+	// outboxKeep leaves the record as it is: the same operation writes it
+	// again next (a lifecycle's next transition), and that write replaces
+	// the outbox. Until then the outbox holds events already stored; a
+	// sweeper that takes it meanwhile (the broker stopped) publishes them
+	// again, which the stream drops as duplicates.
+	outboxKeep
+)
+
 // putWithEvents writes a record whose writer holds its lock (plugin
-// records) together with its events, publishes them and clears them:
-// commitRecord without the read, compare-and-set on the revision rev the
-// caller read (0: the record must not exist yet). It returns the revision
-// of the commit write, or errConflict. purge makes the record go once the
-// events are stored.
-func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key string, record any, rev uint64, purge bool, events ...*event.Event) (uint64, error) {
+// records) together with its events, publishes them and ends the outbox
+// as end says: commitRecord without the read, compare-and-set on the
+// revision rev the caller read (0: the record must not exist yet). It
+// returns the revision the record stands at afterwards (that of the write
+// clearing the outbox; of the commit when the outbox is kept, there was
+// nothing to clear or someone else cleared it), or errConflict.
+func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key string, record any, rev uint64, end outboxEnd, events ...*event.Event) (uint64, error) {
 	// One write of a request may be one of several (a lifecycle's
 	// transitions): each gets its own id.
 	op := nuid.Next()
-	meta := recordMeta{Op: op, Purge: purge}
+	meta := recordMeta{Op: op, Purge: end == outboxPurge}
 	ol := lockOf(ctx)
 	if err := ol.check(); err != nil {
 		return 0, err
@@ -329,7 +347,7 @@ func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key s
 		meta.Events = append(meta.Events, e.ID())
 		meta.Pending = append(meta.Pending, pendingOf(e))
 	}
-	body, err := encodeRecord(record, meta)
+	body, cleared, err := encodeCommit(record, meta)
 	if err != nil {
 		return 0, fmt.Errorf("encode %s/%s: %w", kv.Bucket(), key, err)
 	}
@@ -342,8 +360,20 @@ func (b *Broker) putWithEvents(ctx context.Context, kv jetstream.KeyValue, key s
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishBound)
 	defer cancel()
-	if err := b.flushRecord(pctx, kv, key, newRev, body, meta); err != nil && !errors.Is(err, errConflict) {
+	if end == outboxKeep {
+		if _, err := awaitAcks(pctx, b.publishAll(pctx, events)); err != nil {
+			return newRev, b.pendingError(key, op, err)
+		}
+		return newRev, nil
+	}
+	clearRev, err := b.flushOutbox(pctx, kv, key, newRev, meta, events, cleared)
+	switch {
+	case err != nil && !errors.Is(err, errConflict):
 		return newRev, b.pendingError(key, op, err)
+	case err == nil && clearRev != 0:
+		// The record as it stands now: the next compare-and-set of the
+		// operation is on this revision.
+		return clearRev, nil
 	}
 	return newRev, nil
 }
@@ -398,41 +428,121 @@ func (b *Broker) writeKV(ctx context.Context, kv jetstream.KeyValue, key string,
 
 // flushRecord publishes a record's outbox and clears it (compare-and-set
 // on rev; errConflict when someone else changed it meanwhile, which means
-// they have seen the outbox).
-func (b *Broker) flushRecord(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, raw []byte, meta recordMeta) error {
-	var fs []jetstream.PubAckFuture
+// they have seen the outbox). raw is the record as stored at rev. It
+// returns how many of the events the stream had not stored yet (the
+// others it dropped as duplicates).
+func (b *Broker) flushRecord(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, raw []byte, meta recordMeta) (int, error) {
+	events := make([]*event.Event, 0, len(meta.Pending))
 	for _, p := range meta.Pending {
 		e, err := p.event()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		f, err := b.pub.PublishEventAsync(ctx, e)
-		if err != nil {
-			return err
-		}
-		fs = append(fs, f)
+		events = append(events, e)
 	}
-	if err := AwaitAll(ctx, fs...); err != nil {
-		return err
+	fresh, err := awaitAcks(ctx, b.publishAll(ctx, events))
+	if err != nil {
+		return fresh, err
 	}
 	if meta.Purge {
-		err := kv.Purge(ctx, key, jetstream.LastRevision(rev))
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			return errConflict
-		}
-		return err
+		return fresh, b.purgeAt(ctx, kv, key, rev)
 	}
 	var record map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &record); err != nil {
-		return fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
+		return fresh, fmt.Errorf("decode %s/%s: %w", kv.Bucket(), key, err)
 	}
 	delete(record, "_pending")
-	body, err := json.Marshal(record)
+	cleared, err := json.Marshal(record)
 	if err != nil {
-		return err
+		return fresh, err
 	}
-	_, err = b.writeKV(ctx, kv, key, body, rev, true, time.Duration(meta.TTL)*time.Second)
+	_, err = b.writeKV(ctx, kv, key, cleared, rev, true, time.Duration(meta.TTL)*time.Second)
+	return fresh, err
+}
+
+// flushOutbox publishes events (a record's outbox, meta.Pending, as
+// events) and then writes cleared (the record without its outbox) or,
+// with meta.Purge, purges the key, compare-and-set on rev. It returns the
+// revision of that write (0 for a purge).
+func (b *Broker) flushOutbox(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, meta recordMeta, events []*event.Event, cleared []byte) (uint64, error) {
+	if _, err := awaitAcks(ctx, b.publishAll(ctx, events)); err != nil {
+		return 0, err
+	}
+	if meta.Purge {
+		return 0, b.purgeAt(ctx, kv, key, rev)
+	}
+	return b.writeKV(ctx, kv, key, cleared, rev, true, time.Duration(meta.TTL)*time.Second)
+}
+
+// purgeAt purges key compare-and-set on rev (errConflict when it changed).
+func (b *Broker) purgeAt(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) error {
+	err := kv.Purge(ctx, key, jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return errConflict
+	}
 	return err
+}
+
+// pubResult is one asynchronous publish: its ack future, or the error of
+// the publish itself.
+type pubResult struct {
+	f   jetstream.PubAckFuture
+	err error
+}
+
+// publishAll publishes events asynchronously, in order, stopping at the
+// first that cannot be sent.
+func (b *Broker) publishAll(ctx context.Context, events []*event.Event) []pubResult {
+	out := make([]pubResult, 0, len(events))
+	for _, e := range events {
+		f, err := b.pub.PublishEventAsync(ctx, e)
+		out = append(out, pubResult{f, err})
+		if err != nil {
+			break
+		}
+	}
+	return out
+}
+
+// awaitAcks waits for the acks of publishAll's publishes and returns how
+// many events the stream stored (not dropped as duplicates) and the first
+// error.
+func awaitAcks(ctx context.Context, rs []pubResult) (int, error) {
+	fresh := 0
+	var first error
+	for _, r := range rs {
+		if r.err != nil {
+			if first == nil {
+				first = r.err
+			}
+			continue
+		}
+		select {
+		case ack := <-r.f.Ok():
+			if !ack.Duplicate {
+				fresh++
+			}
+		case err := <-r.f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish event: %w", err)
+			}
+		case <-ctx.Done():
+			return fresh, ctx.Err()
+		}
+	}
+	return fresh, first
+}
+
+// encodeCommit encodes a record with meta, and the same record once its
+// outbox is published (meta without Pending).
+func encodeCommit(record any, meta recordMeta) (body, cleared []byte, err error) {
+	if body, err = encodeRecord(record, meta); err != nil || len(meta.Pending) == 0 {
+		return body, body, err
+	}
+	done := meta
+	done.Pending = nil
+	cleared, err = encodeRecord(record, done)
+	return body, cleared, err
 }
 
 // checkEventSize refuses an event the stream would not store, before
@@ -457,9 +567,10 @@ func (b *Broker) checkEventSize(ctx context.Context, e *event.Event) error {
 
 // outboxSweeper completes the outboxes that operations left behind (a
 // broker that stopped between commit and publish): it watches the buckets
-// whose records carry outboxes and flushes any outbox older than
-// sweepGrace. At start, the watch's first values are every record, so
-// what a crash left is published at once.
+// whose records carry outboxes (the plugins bucket through the registry's
+// watch) and flushes any outbox older than sweepGrace. At start, the
+// watch's first values are every record, so what a crash left is
+// published at once.
 type outboxSweeper struct {
 	b       *Broker
 	mu      sync.Mutex
@@ -472,12 +583,20 @@ type sweepItem struct {
 	since time.Time
 }
 
+// outboxKey is how recordMeta.Pending's key appears in a record.
+var outboxKey = []byte(`"_pending"`)
+
 // sweepGrace is how old an outbox must be before the sweeper takes it: the
 // operation that wrote it is normally done with it by then.
 const sweepGrace = 2 * time.Second
 
-func (b *Broker) sweepOutboxes(ctx context.Context, kvs ...jetstream.KeyValue) {
-	s := &outboxSweeper{b: b, pending: map[string]sweepItem{}}
+func newOutboxSweeper(b *Broker) *outboxSweeper {
+	return &outboxSweeper{b: b, pending: map[string]sweepItem{}}
+}
+
+// run watches kvs and sweeps what they (and the buckets whose entries are
+// handed to observe) leave behind, until ctx ends.
+func (s *outboxSweeper) run(ctx context.Context, kvs ...jetstream.KeyValue) {
 	var wg sync.WaitGroup
 	for _, kv := range kvs {
 		wg.Go(func() { s.watch(ctx, kv) })
@@ -507,24 +626,41 @@ func (s *outboxSweeper) watch(ctx context.Context, kv jetstream.KeyValue) {
 			}
 		}
 		for e := range w.Updates() {
-			if e == nil {
-				continue
+			if e != nil {
+				s.observe(kv, e)
 			}
-			id := kv.Bucket() + "/" + e.Key()
-			var meta recordMeta
-			has := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &meta) == nil && len(meta.Pending) > 0
-			s.mu.Lock()
-			if has {
-				if _, ok := s.pending[id]; !ok {
-					s.pending[id] = sweepItem{kv: kv, key: e.Key(), since: e.Created()}
-				}
-			} else {
-				delete(s.pending, id)
-			}
-			s.mu.Unlock()
 		}
 		_ = w.Stop()
 	}
+}
+
+// observe takes one entry of a watch of kv.
+func (s *outboxSweeper) observe(kv jetstream.KeyValue, e jetstream.KeyValueEntry) {
+	id := kv.Bucket() + "/" + e.Key()
+	// Whether the write carries an outbox, without decoding it (sweep
+	// decodes what is due; a record whose data holds the string
+	// "_pending" is only read for nothing).
+	has := e.Operation() == jetstream.KeyValuePut && bytes.Contains(e.Value(), outboxKey)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if has {
+		// The grace runs from the latest write with an outbox: a
+		// lifecycle's next transition replaces the outbox of the one
+		// before (outboxKeep).
+		s.pending[id] = sweepItem{kv: kv, key: e.Key(), since: e.Created()}
+	} else {
+		delete(s.pending, id)
+	}
+}
+
+// forget drops an item unless a write seen since replaced it.
+func (s *outboxSweeper) forget(it sweepItem) {
+	id := it.kv.Bucket() + "/" + it.key
+	s.mu.Lock()
+	if cur, ok := s.pending[id]; ok && cur.since.Equal(it.since) {
+		delete(s.pending, id)
+	}
+	s.mu.Unlock()
 }
 
 func (s *outboxSweeper) sweep(ctx context.Context) {
@@ -541,10 +677,23 @@ func (s *outboxSweeper) sweep(ctx context.Context) {
 		e, err := it.kv.Get(fctx, it.key)
 		if err == nil {
 			var meta recordMeta
-			if json.Unmarshal(e.Value(), &meta) == nil && len(meta.Pending) > 0 {
-				err = s.b.flushRecord(fctx, it.kv, it.key, e.Revision(), e.Value(), meta)
-				if err == nil {
-					s.b.log.Info().Str("bucket", it.kv.Bucket()).Str("key", it.key).Str("op", meta.Op).Int("events", len(meta.Pending)).
+			switch derr := json.Unmarshal(e.Value(), &meta); {
+			case derr == nil && len(meta.Pending) == 0:
+				// No outbox after all (its data holds the word), or
+				// cleared meanwhile: nothing to sweep unless a later
+				// write brings one.
+				s.forget(it)
+			case derr == nil:
+				var fresh int
+				fresh, err = s.b.flushRecord(fctx, it.kv, it.key, e.Revision(), e.Value(), meta)
+				switch {
+				case err == nil && fresh == 0:
+					// The operation had published them and was about to
+					// write the record again (outboxKeep): only the
+					// outbox was left to clear.
+					s.b.log.Debug().Str("bucket", it.kv.Bucket()).Str("key", it.key).Str("op", meta.Op).Msg("cleared an outbox whose events were all stored")
+				case err == nil:
+					s.b.log.Info().Str("bucket", it.kv.Bucket()).Str("key", it.key).Str("op", meta.Op).Int("events", fresh).
 						Msg("published the events an earlier operation left pending")
 				}
 			}

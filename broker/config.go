@@ -59,6 +59,12 @@ const (
 	embeddedMaxPayload = 8 << 20
 )
 
+// Values of Config.AckSampling.
+const (
+	AckSamplingOn  = "on"
+	AckSamplingOff = "off"
+)
+
 // ErrInvalidConfig is wrapped by every Config validation error.
 var ErrInvalidConfig = errors.New("invalid broker config")
 
@@ -217,6 +223,12 @@ type Config struct {
 	// always validated; this is for tests and debugging (it roughly doubles
 	// the CPU cost of a request).
 	SelfCheck bool
+	// AckSampling says whether the server reports every acknowledgement of
+	// a plugin's durable consumer (its sample frequency, 100%), which the
+	// broker counts as plugbus_consumer_acked_total: AckSamplingOn (the
+	// default) or AckSamplingOff (the ack counter stays at zero; naks,
+	// dead letters and the consumer gauges are counted either way).
+	AckSampling string
 	// Logger receives the broker's structured logs (default: disabled).
 	Logger *zerolog.Logger
 	// TracerProvider, when set, gets the broker's OpenTelemetry spans: one
@@ -229,6 +241,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.AckSampling == "" {
+		c.AckSampling = AckSamplingOn
+	}
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
@@ -331,6 +346,9 @@ func (c Config) Validate() error {
 	}
 	if err := wire.ValidatePrefix(c.Prefix); err != nil {
 		return bad("prefix", "%v", err)
+	}
+	if c.AckSampling != AckSamplingOn && c.AckSampling != AckSamplingOff {
+		return bad("ack-sampling", "%q: use %s or %s", c.AckSampling, AckSamplingOn, AckSamplingOff)
 	}
 	if c.NATSURL == "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {

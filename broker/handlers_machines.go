@@ -207,9 +207,7 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 		spec schemas.ActionSpec
 	}
 	var active, inactive []cand
-	view := b.reg.view()
-	for _, i := range view.actions[model+"/"+command] {
-		rec := view.records[i]
+	for _, rec := range b.reg.offering(model, command) {
 		if plugin != "" && rec.Name != plugin {
 			continue
 		}
@@ -244,7 +242,7 @@ func (b *Broker) routeAction(model, command, plugin string) (schemas.PluginRecor
 		return schemas.PluginRecord{}, schemas.ActionSpec{}, &schemas.Error{Code: schemas.CodeNotActive, Field: "command", Plugin: c.rec.Name, Message: msg}
 	}
 	commands := map[string]bool{}
-	for _, rec := range view.records {
+	for _, rec := range b.reg.cached() {
 		if rec.State != schemas.StateActive {
 			continue
 		}

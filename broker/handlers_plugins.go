@@ -3,6 +3,9 @@ package broker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
 
 	"github.com/plugbus/plugbus/schemas"
 )
@@ -25,12 +28,52 @@ func sameName(ctx context.Context, field, name string) error {
 	return nil
 }
 
+// pluginPage is a page of plugins.list with its records already encoded
+// (schemas.PluginListResponse on the wire): the page is cut by the size
+// of what it sends.
+type pluginPage struct {
+	Plugins   []json.RawMessage `json:"plugins"`
+	NextAfter string            `json:"next_after,omitempty"`
+}
+
+// pageHeadroom is what a reply's page leaves of the max payload for the
+// envelope, headers (tracing, error codes) and the cursor.
+const pageHeadroom = 16 << 10
+
 func (b *Broker) handlePluginList(_ context.Context, req *schemas.PluginListRequest) (any, error) {
-	out := schemas.PluginListResponse{Plugins: []schemas.PluginRecord{}}
-	for _, rec := range b.reg.cached() {
-		if req.State == "" || rec.State == req.State {
-			out.Plugins = append(out.Plugins, redacted(rec))
+	limit := req.Limit
+	if limit <= 0 || limit > schemas.MaxPluginPage {
+		limit = schemas.MaxPluginPage
+	}
+	budget := int(min(b.nc.MaxPayload(), int64(b.cfg.MaxRequestBytes))) - pageHeadroom
+	recs := b.reg.cached()
+	i := 0
+	if req.After != "" {
+		i = sort.Search(len(recs), func(i int) bool { return recs[i].Name > req.After })
+	}
+	out := pluginPage{Plugins: []json.RawMessage{}}
+	size := 0
+	last := ""
+	for ; i < len(recs); i++ {
+		rec := recs[i]
+		if req.State != "" && rec.State != req.State {
+			continue
 		}
+		if len(out.Plugins) == limit {
+			out.NextAfter = last
+			break
+		}
+		body, err := json.Marshal(redacted(rec))
+		if err != nil {
+			return nil, fmt.Errorf("encode plugin %s: %w", rec.Name, err)
+		}
+		if len(out.Plugins) > 0 && size+len(body)+1 > budget {
+			out.NextAfter = last
+			break
+		}
+		out.Plugins = append(out.Plugins, body)
+		size += len(body) + 1
+		last = rec.Name
 	}
 	return out, nil
 }

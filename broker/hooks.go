@@ -20,23 +20,6 @@ import (
 	"github.com/plugbus/plugbus/wire"
 )
 
-// computeChains orders the steps of every hook point (chainorder.go):
-// priority ascending (the hook's own priority, else the plugin's, default
-// 0), refined by the steps' after/before constraints, ties broken by plugin
-// name ascending. It runs when the registry changes, not per call.
-func computeChains(recs []schemas.PluginRecord) map[string][]schemas.HookStep {
-	chains := map[string][]schemas.HookStep{}
-	for _, rec := range recs {
-		for _, h := range rec.Manifest.Hooks {
-			chains[h.Hook] = append(chains[h.Hook], hookStep(rec, h))
-		}
-	}
-	for hook, steps := range chains {
-		chains[hook], _ = orderSteps(steps)
-	}
-	return chains
-}
-
 // hookStep is the step a plugin's hook spec makes, with the defaults
 // filled in.
 func hookStep(rec schemas.PluginRecord, h schemas.HookSpec) schemas.HookStep {

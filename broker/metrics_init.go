@@ -84,11 +84,14 @@ func (m *metrics) preinitAPI(endpoints []apiEndpoint) {
 	}
 }
 
-// pluginSeen creates the series of a plugin the registry learned of.
+// pluginSeen creates the series of a plugin the registry learned of: those
+// of its event consumer, when it has one (a plugin that consumes no events
+// never acks, naks or dead-letters, and a registry of thousands of plugins
+// would otherwise hold as many series at 0).
 func (m *metrics) pluginSeen(rec schemas.PluginRecord) {
-	m.acked.WithLabelValues(rec.Name)
-	m.nakked.WithLabelValues(rec.Name)
 	if rec.Consumer != "" {
+		m.acked.WithLabelValues(rec.Name)
+		m.nakked.WithLabelValues(rec.Name)
 		for _, c := range deadLetterCauses {
 			m.deadLetters.WithLabelValues(rec.Consumer, c)
 		}

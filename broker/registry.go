@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +34,10 @@ type registry struct {
 	// gone holds the revision at which a plugin left the bucket, so a put
 	// of it older than that, seen late, does not bring it back.
 	gone map[string]uint64
-	// snap is the read view; nil when the cache changed since it was built.
-	snap atomic.Pointer[snapshot]
-	// version counts cache changes (under mu).
-	version uint64
+	// index and views are the read side (regview.go), kept in step with
+	// the cache under mu.
+	index regIndex
+	views regViews
 	// rounds counts heartbeat rounds (tests).
 	rounds atomic.Int64
 	// seen is the highest bucket revision the watch has applied, so a
@@ -65,7 +64,7 @@ type pluginRec struct {
 const hookOrderLock = "hook-order"
 
 func newRegistry(b *Broker) *registry {
-	return &registry{b: b, cache: map[string]cachedRecord{}, gone: map[string]uint64{}}
+	return &registry{b: b, cache: map[string]cachedRecord{}, gone: map[string]uint64{}, index: newRegIndex()}
 }
 
 // lock takes a plugin's lock across brokers: lifecycle work on one plugin
@@ -96,39 +95,52 @@ func (r *registry) load(ctx context.Context) error {
 }
 
 // watch keeps the cache in step with the bucket, including writes made by
-// other broker replicas.
-func (r *registry) watch(ctx context.Context) {
-	w, err := r.b.st.plugins.WatchAll(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			r.b.log.Error().Err(err).Msg("watch plugin registry")
-		}
-		return
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
+// other broker replicas, until ctx ends; each entry also goes to the
+// outbox sweeper (one watch of the bucket serves both). A watch that
+// fails or ends is started again: it replays the bucket, which changes
+// nothing the cache already holds.
+func (r *registry) watch(ctx context.Context, sweeper *outboxSweeper) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		w, err := r.b.st.plugins.WatchAll(ctx)
+		if err != nil {
+			if ctx.Err() == nil && (attempt == 0 || attempt%20 == 0) {
+				r.b.log.Error().Err(err).Msg("watch plugin registry; retrying")
 			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+			}
+			continue
+		}
+		attempt = -1
+		for e := range w.Updates() {
 			if e == nil {
 				continue
 			}
-			if e.Operation() != jetstream.KeyValuePut {
-				r.remove(e.Key(), e.Revision())
-				r.markSeen(e.Revision())
-				continue
-			}
-			var rec schemas.PluginRecord
-			if err := json.Unmarshal(e.Value(), &rec); err == nil {
-				r.put(rec, e.Revision())
-			}
-			r.markSeen(e.Revision())
+			sweeper.observe(r.b.st.plugins, e)
+			r.apply(e)
+		}
+		_ = w.Stop()
+	}
+}
+
+// apply takes one entry of the watch.
+func (r *registry) apply(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		r.remove(e.Key(), e.Revision())
+		r.markSeen(e.Revision())
+		return
+	}
+	// This broker's own writes are cached already (save puts them):
+	// only others', and its own the watch shows first, are decoded.
+	if !r.holds(e.Key(), e.Revision()) {
+		var rec schemas.PluginRecord
+		if err := json.Unmarshal(e.Value(), &rec); err == nil {
+			r.put(rec, e.Revision())
 		}
 	}
+	r.markSeen(e.Revision())
 }
 
 // put caches rec as stored at revision rev, unless the cache already
@@ -146,10 +158,27 @@ func (r *registry) put(rec schemas.PluginRecord, rev uint64) {
 		}
 		delete(r.gone, rec.Name)
 	}
+	var old *schemas.PluginRecord
+	if cur, ok := r.cache[rec.Name]; ok {
+		old = &cur.rec
+	}
 	r.cache[rec.Name] = cachedRecord{rec: rec, rev: rev}
-	r.invalidate()
+	r.changed(rec.Name, old, &rec)
 	r.mu.Unlock()
 	r.b.metrics.pluginSeen(rec)
+}
+
+// holds reports whether the cache already has plugin name at revision
+// rev or later, or knows it left the bucket at rev or later: a put at rev
+// would change nothing.
+func (r *registry) holds(name string, rev uint64) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if cur, ok := r.cache[name]; ok && cur.rev >= rev {
+		return true
+	}
+	g, ok := r.gone[name]
+	return ok && g >= rev
 }
 
 // markSeen records that the watch applied the bucket up to rev.
@@ -197,10 +226,10 @@ func (r *registry) remove(name string, rev uint64) {
 	if r.gone[name] < rev {
 		r.gone[name] = rev
 	}
-	_, cached := r.cache[name]
+	cur, cached := r.cache[name]
 	if cached {
 		delete(r.cache, name)
-		r.invalidate()
+		r.changed(name, &cur.rec, nil)
 	}
 	r.mu.Unlock()
 	if cached {
@@ -208,66 +237,12 @@ func (r *registry) remove(name string, rev uint64) {
 	}
 }
 
-// snapshot is a read-only view of the registry, rebuilt lazily after
-// changes: records sorted by name, the hook chains in run order and an
-// index of who offers which action.
-type snapshot struct {
-	records []schemas.PluginRecord
-	chains  map[string][]schemas.HookStep
-	// actions maps "model/command" to indexes into records.
-	actions map[string][]int
-}
-
-// invalidate marks the snapshot stale; r.mu is held. The next reader
-// rebuilds it, so a burst of registry writes costs one rebuild.
-func (r *registry) invalidate() {
-	r.version++
-	r.snap.Store(nil)
-}
-
-// view returns the current snapshot, rebuilding it if the registry changed.
-func (r *registry) view() *snapshot {
-	if s := r.snap.Load(); s != nil {
-		return s
-	}
-	r.mu.RLock()
-	version := r.version
-	recs := make([]schemas.PluginRecord, 0, len(r.cache))
-	for _, c := range r.cache {
-		recs = append(recs, c.rec)
-	}
-	r.mu.RUnlock()
-	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
-	s := &snapshot{records: recs, chains: computeChains(recs), actions: map[string][]int{}}
-	for i, rec := range recs {
-		for _, a := range rec.Manifest.Actions {
-			k := a.Model + "/" + a.Command
-			s.actions[k] = append(s.actions[k], i)
-		}
-	}
-	// Publish it unless a write made it stale meanwhile (then the next
-	// reader rebuilds again).
-	r.mu.RLock()
-	if r.version == version {
-		r.snap.CompareAndSwap(nil, s)
-	}
-	r.mu.RUnlock()
-	return s
-}
-
-// chains returns the hook chains as they will run.
-func (r *registry) chains() map[string][]schemas.HookStep { return r.view().chains }
-
 // state returns a plugin's cached state ("" when unknown).
 func (r *registry) state(name string) schemas.PluginState {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.cache[name].rec.State
 }
-
-// cached returns the cached records sorted by name. The slice is shared:
-// callers must not modify it.
-func (r *registry) cached() []schemas.PluginRecord { return r.view().records }
 
 // get reads one record from the bucket, with its revision.
 func (r *registry) get(ctx context.Context, name string) (pluginRec, error) {
@@ -299,10 +274,17 @@ func pluginNotFound(name string) error {
 // same registration; a newer registration wins.
 func (r *registry) save(ctx context.Context, rec *pluginRec, events ...*event.Event) error {
 	rec.UpdatedAt = time.Now().UTC()
+	// A transient state is always followed by the next transition of the
+	// same lifecycle run, whose write replaces the outbox: its own is not
+	// cleared by a write of its own.
+	end := outboxClear
+	if transient(rec.State) {
+		end = outboxKeep
+	}
 	for attempt := 0; ; attempt++ {
 		// The record and its events in one write (commit.go): a crash
 		// cannot leave a state change without its event.
-		rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, rec.Name, rec.PluginRecord, rec.rev, false, events...)
+		rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, rec.Name, rec.PluginRecord, rec.rev, end, events...)
 		if err == nil {
 			rec.rev = rev
 			r.put(rec.PluginRecord, rev)
@@ -330,6 +312,17 @@ func (r *registry) save(ctx context.Context, rec *pluginRec, events ...*event.Ev
 			rec.rev = cur.rev
 		}
 	}
+}
+
+// transient reports whether a plugin state is one a lifecycle run passes
+// through (REGISTERED, INITIALIZING, CONFIGURING, VERIFYING): the run always
+// moves the plugin on from it, to the next step, ACTIVE or ERROR.
+func transient(s schemas.PluginState) bool {
+	switch s {
+	case schemas.StateRegistered, schemas.StateInitializing, schemas.StateConfiguring, schemas.StateVerifying:
+		return true
+	}
+	return false
 }
 
 // event builds a plugin lifecycle event (nil, logged, when it cannot be
@@ -364,7 +357,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 	}
 	same := exists && prev.Version == m.Version && reflect.DeepEqual(normalize(prev.Manifest), normalize(m))
 	if same && prev.State == schemas.StateActive {
-		if err := r.ensureConsumer(ctx, m); err != nil {
+		if err := r.ensureConsumer(ctx, m, exists && prev.Consumer != ""); err != nil {
 			return nil, err
 		}
 		return &schemas.RegisterResponse{Plugin: prev.PluginRecord, Changed: false}, nil
@@ -382,16 +375,19 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		// the hook-order lock across brokers, from the check to the save,
 		// so two of them cannot make a cycle together (chainorder.go).
 		unlockOrder := func() {}
-		if chainConstrained(r.cached(), m) {
-			// The lock's own context (which ends at its release) is for
-			// the wait only: the lifecycle after the save runs on.
+		// The lifecycle runs under the plugin's lock alone.
+		pctx := ctx
+		if hasConstraints(m) || len(m.Hooks) > 0 && r.named(m.Name) {
 			octx, ol, err := r.b.locks.lock(ctx, hookOrderLock)
 			if err != nil {
 				return nil, err
 			}
+			// Until the save: under both locks (ending if either is
+			// lost), commits fenced by the plugin's.
+			ctx = context.WithValue(octx, lockKey{}, lockOf(pctx))
 			unlockOrder = sync.OnceFunc(ol.release) // once the record is saved (or not)
 			defer unlockOrder()
-			recs, err := r.orderedView(octx)
+			recs, err := r.orderedView(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -402,7 +398,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 		rec.Manifest = m
 		rec.Version = m.Version
 		rec.RegisteredAt = now
-		if err := r.ensureConsumer(ctx, m); err != nil {
+		if err := r.ensureConsumer(ctx, m, exists && prev.Consumer != ""); err != nil {
 			return nil, err
 		}
 		rec.Consumer = ""
@@ -426,6 +422,7 @@ func (r *registry) register(ctx context.Context, req *schemas.RegisterRequest) (
 			return nil, err
 		}
 		unlockOrder()
+		ctx = pctx
 		r.b.log.Info().Str(logging.FieldPlugin, m.Name).Str(logging.FieldVersion, m.Version).Str("previous_version", prevVersion).Msg("plugin registered")
 	}
 	rec = r.lifecycle(ctx, rec, req.Config)
@@ -673,7 +670,12 @@ func (r *registry) transition(ctx context.Context, rec pluginRec, to schemas.Plu
 	}
 	if from != to {
 		r.b.metrics.stateChanges.WithLabelValues(string(to)).Inc()
+		// The steps a lifecycle run passes through are debug lines (every
+		// transition is an event anyway); where it ends is info.
 		ev := r.b.log.Info()
+		if transient(to) {
+			ev = r.b.log.Debug()
+		}
 		if to == schemas.StateError || to == schemas.StateStale {
 			ev = r.b.log.Warn()
 			if rec.LastError != nil {
@@ -736,12 +738,20 @@ func (r *registry) call(ctx context.Context, plugin, verb string, req, resp any)
 }
 
 // ensureConsumer creates or updates the plugin's durable consumer from its
-// manifest, or deletes it when the manifest no longer consumes events. An
-// existing consumer keeps its position, so a new version carries on where
-// the old one stopped.
-func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest) error {
+// manifest, or deletes it when the manifest no longer consumes events and
+// had says the plugin's record names one. An existing consumer keeps its
+// position, so a new version carries on where the old one stopped.
+//
+// A plugin without a record, or whose record names no consumer, has none
+// to delete, except after a broker stopped between creating a consumer and
+// storing the record that names it: that consumer stays until the plugin
+// consumes events again (it then carries on with it) or is unregistered.
+func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest, had bool) error {
 	name := schemas.ConsumerName(m.Name)
 	if m.Events == nil || len(m.Events.Types) == 0 {
+		if !had {
+			return nil
+		}
 		err := r.b.js.DeleteConsumer(ctx, schemas.StreamEvents, name)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete consumer %s: %w", name, err)
@@ -749,6 +759,9 @@ func (r *registry) ensureConsumer(ctx context.Context, m schemas.Manifest) error
 		return nil
 	}
 	cc := ConsumerConfig(r.b.cfg.Prefix, m)
+	if r.b.cfg.AckSampling == AckSamplingOff {
+		cc.SampleFrequency = ""
+	}
 	if existing, err := r.b.js.Consumer(ctx, schemas.StreamEvents, name); err == nil {
 		info := existing.CachedInfo()
 		cc.DeliverPolicy = info.Config.DeliverPolicy
@@ -835,7 +848,7 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 	// The record goes with its unregistered event: written with the event
 	// pending and purged once it is stored.
 	ev := r.event(schemas.TypePluginUnregistered, rec.Name, schemas.PluginUnregisteredData{Name: rec.Name, Version: rec.Version, Forced: alive})
-	rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, req.Name, rec, stored.rev, true, compact([]*event.Event{ev})...)
+	rev, err := r.b.putWithEvents(ctx, r.b.st.plugins, req.Name, rec, stored.rev, outboxPurge, compact([]*event.Event{ev})...)
 	if errors.Is(err, errConflict) {
 		e := schemas.Errorf(schemas.CodeConflict, "name", "plugin %s changed while it was being unregistered: nothing was removed; retry", req.Name)
 		e.Details = map[string]any{schemas.DetailPlugin: req.Name}
@@ -851,6 +864,9 @@ func (r *registry) unregister(ctx context.Context, req *schemas.PluginUnregister
 
 // heartbeat marks a plugin STALE when none of its instances answers a micro
 // PING, and brings a STALE plugin back through its lifecycle when one does.
+// A round pings heartbeatConcurrency plugins at a time and takes a
+// plugin's lock only when its answer disagrees with its cached state, so a
+// round over plugins that are as they should be writes nothing.
 func (r *registry) heartbeat(ctx context.Context) {
 	t := time.NewTicker(r.b.cfg.HeartbeatInterval)
 	defer t.Stop()
@@ -860,17 +876,35 @@ func (r *registry) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		sem := make(chan struct{}, heartbeatConcurrency)
+		var wg sync.WaitGroup
 		for _, rec := range r.cached() {
-			if ctx.Err() != nil {
-				return
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
 			}
-			r.checkAlive(ctx, rec.Name)
+			if ctx.Err() != nil {
+				break
+			}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				r.checkAlive(ctx, rec.Name, rec.State)
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
 		}
 		r.rounds.Add(1)
 	}
 }
 
-func (r *registry) checkAlive(ctx context.Context, name string) {
+// heartbeatConcurrency is how many plugins a heartbeat round pings at once.
+const heartbeatConcurrency = 16
+
+// checkAlive pings plugin name, whose cached state is cached, and settles
+// its state under its lock when the answer calls for a change.
+func (r *registry) checkAlive(ctx context.Context, name string, cached schemas.PluginState) {
 	pctx, cancel := context.WithTimeout(ctx, r.b.cfg.HeartbeatInterval)
 	_, err := r.b.nc.RequestWithContext(pctx, wire.PingSubject(wire.PluginService(name)), nil)
 	cancel()
@@ -878,14 +912,19 @@ func (r *registry) checkAlive(ctx context.Context, name string) {
 	if ctx.Err() != nil {
 		return
 	}
+	if alive == (cached != schemas.StateStale) {
+		// As it should be (or a change the next round sees once the
+		// cache has it).
+		return
+	}
 	// Another broker's lifecycle run (a registration) may hold the
 	// plugin: this round leaves it be rather than hold up the others.
 	wctx, cancelWait := context.WithCancel(ctx)
 	defer cancelWait()
 	giveUp := time.AfterFunc(r.b.cfg.HeartbeatInterval, cancelWait)
-	ctx, unlock, err := r.lock(wctx, name)
+	ctx, unlock, lerr := r.lock(wctx, name)
 	// The bound is on the wait only, not on the lifecycle run after it.
-	if !giveUp.Stop() || err != nil {
+	if !giveUp.Stop() || lerr != nil {
 		unlock()
 		return
 	}

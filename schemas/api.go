@@ -62,15 +62,29 @@ type RegisterResponse struct {
 	Changed bool `json:"changed"`
 }
 
-// PluginListRequest asks for every registered plugin.
+// MaxPluginPage bounds plugins.list's limit.
+const MaxPluginPage = 1000
+
+// PluginListRequest asks for the registered plugins, sorted by name, one
+// page at a time: those named after After (from the first when empty), at
+// most Limit of them (MaxPluginPage when 0). A page also ends early where
+// the next record would take the reply over the NATS max payload. Follow
+// PluginListResponse.NextAfter for the rest.
 type PluginListRequest struct {
 	// State, when set, keeps only plugins in that state.
 	State PluginState `json:"state,omitempty"`
+	Limit int         `json:"limit,omitempty"`
+	// After is the name the page starts after: the previous page's
+	// NextAfter.
+	After string `json:"after,omitempty"`
 }
 
 // PluginListResponse answers PluginListRequest, sorted by name.
 type PluginListResponse struct {
 	Plugins []PluginRecord `json:"plugins"`
+	// NextAfter, set when more plugins follow, is the After of the next
+	// page.
+	NextAfter string `json:"next_after,omitempty"`
 }
 
 // PluginGetRequest names one plugin.

@@ -127,6 +127,8 @@ func samples() []sample {
 		{"plugin list request empty", schemas.APIPluginListRequest, schemas.PluginListRequest{}},
 		{"plugin list response", schemas.APIPluginListResponse, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{sampleRecord()}}},
 		{"plugin list response nil", schemas.APIPluginListResponse, schemas.PluginListResponse{}},
+		{"plugin list request page", schemas.APIPluginListRequest, schemas.PluginListRequest{Limit: schemas.MaxPluginPage, After: "audit"}},
+		{"plugin list response page", schemas.APIPluginListResponse, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{sampleRecord()}, NextAfter: sampleRecord().Name}},
 		{"plugin get request", schemas.APIPluginGetRequest, schemas.PluginGetRequest{Name: "incrementer"}},
 		{"plugin unregister request", schemas.APIPluginUnregisterRequest, schemas.PluginUnregisterRequest{Name: "incrementer", Force: true}},
 		{"plugin config request", schemas.APIPluginConfigRequest, schemas.PluginConfigRequest{Name: "incrementer", Set: map[string]any{"incrementer/default-step": 4}}},

@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -239,6 +240,10 @@ func TestInvalidDocuments(t *testing.T) {
 			invalid, "plugin", "must be lower-case letters"},
 		{"bad plugin state filter", schemas.APIPluginListRequest, `{"state":"active"}`,
 			invalid, "state", "must be one of"},
+		{"plugin page over the bound", schemas.APIPluginListRequest, fmt.Sprintf(`{"limit":%d}`, schemas.MaxPluginPage+1),
+			invalid, "limit", "must be at most"},
+		{"plugin page after a bad name", schemas.APIPluginListRequest, `{"after":"Audit"}`,
+			invalid, "after", ""},
 		{"resolved event without resolved_at", schemas.EventAlertResolved, `{"id":"a","severity":"info","summary":"s","status":"resolved","fired_at":"2025-01-01T00:00:00Z"}`,
 			invalid, "resolved_at", "is required"},
 		{"fired event with the wrong status", schemas.EventAlertFired, `{"id":"a","severity":"info","summary":"s","status":"resolved","fired_at":"2025-01-01T00:00:00Z"}`,

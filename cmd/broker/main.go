@@ -123,6 +123,7 @@ func newCommand() *cobra.Command {
 	f.Int64Var(&cfg.ChainMaxBytes, "chain-max-bytes", broker.DefaultChainMaxBytes, "the chain journal's size limit, oldest entries dropped first")
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", broker.DefaultDrainTimeout, "on SIGTERM, how long requests in flight may take to finish")
 	f.DurationVar(&cfg.RequestTimeout, "request-timeout", broker.DefaultRequestTimeout, "deadline of a request whose caller sent none")
+	f.StringVar(&cfg.AckSampling, "ack-sampling", broker.AckSamplingOn, "report every acknowledgement of plugin consumers (plugbus_consumer_acked_total): on or off (docs/performance.md gives its cost)")
 	f.IntVar(&cfg.HookConcurrency, "hook-concurrency", broker.DefaultHookConcurrency, "calls in flight to one hook point at once")
 	f.IntVar(&cfg.PluginConcurrency, "plugin-concurrency", broker.DefaultPluginConcurrency, "calls in flight to one plugin at once")
 	f.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", broker.DefaultDLQMaxAge, "how long dead letters are kept")

@@ -22,6 +22,10 @@ import (
 )
 
 func main() {
+	if code, ok := bench.ChildMain(); ok {
+		// A plugin process of the topology case, started by hostd's supervisor.
+		os.Exit(code)
+	}
 	if len(os.Args) > 1 && os.Args[1] == bench.ChildNATSArg {
 		os.Exit(childNATS(os.Args[2:]))
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	Rate int
 	// Log receives progress lines.
 	Log io.Writer
+	// Peers are other plugin systems the topology case measures beside
+	// plugbus in the same run (bench/peers: hashicorp/go-plugin).
+	Peers []Peer
 }
 
 // caseDef is one benchmark case.
@@ -75,6 +78,7 @@ var cases = []caseDef{
 	{"rr", "4. request/reply and hook chains", runRR},
 	{"ingress", "5. API ingress", runIngress},
 	{"scale", "6. scale", runScale},
+	{"topology", "7. the real topology: plugins as processes", runTopology},
 }
 
 // runner carries the state of one benchmark run.
@@ -89,11 +93,16 @@ type runner struct {
 
 // metric returns the metric called name of the current case, creating it.
 func (r *runner) metric(name, unit string, higherIsBetter bool, target *Target) *Metric {
-	key := r.cur + "/" + name
+	return r.metricIn(r.cur, name, unit, higherIsBetter, target)
+}
+
+// metricIn returns the metric called name of case c, creating it.
+func (r *runner) metricIn(c, name, unit string, higherIsBetter bool, target *Target) *Metric {
+	key := c + "/" + name
 	if m, ok := r.byName[key]; ok {
 		return m
 	}
-	m := &Metric{Case: r.cur, Name: name, Unit: unit, HigherIsBetter: higherIsBetter, Target: target}
+	m := &Metric{Case: c, Name: name, Unit: unit, HigherIsBetter: higherIsBetter, Target: target}
 	r.byName[key] = m
 	r.metrics = append(r.metrics, m)
 	return m

@@ -301,7 +301,7 @@ func BenchmarkDeliver(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
-		if err := rawConsume(ctx, bus, fmt.Sprintf("bench-raw-%d", round), newCounter(b.N), time.Minute); err != nil {
+		if err := rawConsume(ctx, bus, fmt.Sprintf("bench-raw-%d", round), newCounter(b.N), time.Minute, true, 0); err != nil {
 			b.Fatal(err)
 		}
 	})
@@ -566,4 +566,40 @@ func BenchmarkAPIValidation(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkIngress: jobs.deploy through the broker against a raw responder
+// doing the same work by hand (decode, KV get, KV create, JetStream publish
+// with its ack), one client in-process. Allocations are the whole
+// process's (broker, server and client).
+func BenchmarkIngress(b *testing.B) {
+	bus := benchBus(b)
+	ctx := context.Background()
+	client, err := bus.Connect(InProcess, "client")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := rawWorkResponder(ctx, bus, "bench.raw.work", schemas.APIJobsDeploy, false, []byte(`{}`)); err != nil {
+		b.Fatal(err)
+	}
+	seq := 0
+	for _, c := range []struct{ name, subject string }{
+		{"raw", "bench.raw.work"},
+		{"bus", wire.APISubject(bus.Prefix, schemas.APIJobsDeploy)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				seq++
+				body := mustJSON(schemas.JobDeployRequest{Name: "web", Version: fmt.Sprintf("v%d", seq), Image: "registry.example.com/bench/app:1.0.0"})
+				msg, err := client.Request(c.subject, body, 10*time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if msg.Header.Get(schemas.HeaderErrorCode) != "" {
+					b.Fatalf("%s", msg.Data)
+				}
+			}
+		})
+	}
 }

@@ -62,7 +62,11 @@ type Bus struct {
 
 // StartBus starts a broker with its embedded server and waits until it is
 // ready.
-func StartBus(ctx context.Context) (*Bus, error) {
+func StartBus(ctx context.Context) (*Bus, error) { return StartBusWith(ctx, nil) }
+
+// StartBusWith is StartBus with the broker's configuration changed by
+// edit first.
+func StartBusWith(ctx context.Context, edit func(*broker.Config)) (*Bus, error) {
 	dir, err := os.MkdirTemp("", "busbench-")
 	if err != nil {
 		return nil, err
@@ -70,6 +74,9 @@ func StartBus(ctx context.Context) (*Bus, error) {
 	bus := &Bus{Prefix: wire.DefaultPrefix, dir: dir, Topology: "broker embedded (in-process connection to its nats-server)"}
 	log := prodLogger()
 	cfg := broker.Config{Listen: "127.0.0.1:0", DataDir: dir, HTTPAddr: "", Logger: &log}
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := bus.startBroker(ctx, cfg); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err

@@ -11,18 +11,12 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/wire"
 )
-
-// registerConcurrency is how many registrations are in flight at once when
-// the scale case registers its plugins (16 plugin processes starting
-// together).
-const registerConcurrency = 16
 
 // eventStreamConfig is PLUGBUS_EVENTS as the broker creates it, for the
 // bare nats-server of the raw side.
@@ -34,11 +28,12 @@ func eventStreamConfig(prefix string) jetstream.StreamConfig {
 	}
 }
 
-// runScale: 1,000 registered plugins (time to register them all, list
-// them, read the chain order), 100 plugins consuming one event type
-// (fan-out throughput and delivery lag), and the broker's memory idle and
-// under load, with the broker as a child process (bin/broker) so its RSS
-// is its own; the raw side is a bare nats-server child process.
+// runScale: registries of 10, 1,000 and 10,000 plugins (time to register
+// them with 32 registering clients, memory per plugin, action and hook
+// latency and plugins.list at each size; case_scale_registry.go), 100
+// plugins consuming one event type (fan-out throughput and delivery lag),
+// and the broker's memory, with the broker as a child process (bin/broker)
+// so its RSS is its own; the raw side is a bare nats-server child process.
 func runScale(ctx context.Context, r *runner) error {
 	bin, cleanup, err := r.brokerBinary(ctx)
 	if err != nil {
@@ -52,265 +47,6 @@ func runScale(ctx context.Context, r *runner) error {
 	if err := scaleFanOut(ctx, r, bin); err != nil {
 		return fmt.Errorf("fan-out: %w", err)
 	}
-	return nil
-}
-
-func scaleManifest(i int) schemas.Manifest {
-	prio := i % 100
-	return schemas.Manifest{Name: fmt.Sprintf("scale-%04d", i), Version: "1.0.0", Description: "busbench scale plugin",
-		Hooks: []schemas.HookSpec{{Hook: schemas.HookJobRuntimeEnv, Priority: &prio}}}
-}
-
-// scaleRegistry registers N plugins on a fresh broker per run.
-func scaleRegistry(ctx context.Context, r *runner, bin string) error {
-	n := r.pick(100, 1000)
-	const probe = 20
-	mReg := r.metric(fmt.Sprintf("register %d plugins", n), "ms", false, nil)
-	mReg.Note = fmt.Sprintf("%d at a time; raw: as many KV puts of the plugin record", registerConcurrency)
-	mFirst := r.metric("register 1 plugin p50, empty registry", "ms", false, nil)
-	mLast := r.metric(fmt.Sprintf("register 1 plugin p50, %d registered", n), "ms", false, nil)
-	mList := r.metric(fmt.Sprintf("plugins.list p50, %d plugins", n), "ms", false, nil)
-	mList.Note = "raw: request/reply answering the same reply bytes"
-	mHooks := r.metric(fmt.Sprintf("hooks.list p50, %d-step chain", n), "ms", false, nil)
-	mActFew := r.metric(fmt.Sprintf("machines.action p50, %d plugins registered", probe+1), "ms", false, nil)
-	mActMany := r.metric(fmt.Sprintf("machines.action p50, %d plugins registered", n+2*probe+1), "ms", false, nil)
-	mActMany.Note = "the same action plugin; the rest of the registry only grew"
-	mIdle := r.metric("broker RSS idle, fresh", "MiB", false, nil)
-	mIdle.Note = "raw: bare nats-server process with JetStream"
-	mIdleN := r.metric(fmt.Sprintf("broker RSS idle, %d plugins", n), "MiB", false, nil)
-	var sample []byte
-	doRaw := func() error {
-		c, err := startChildNATS(ctx, r.cfg.Self)
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			time.Sleep(200 * time.Millisecond)
-			rss, err := c.RSS()
-			if err != nil {
-				return err
-			}
-			mIdle.AddRaw(rss)
-			nc, err := dial(c.URL)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench_registry", History: 5, Storage: jetstream.FileStorage})
-			if err != nil {
-				return err
-			}
-			rec := mustJSON(schemas.PluginRecord{Name: "scale-0000", Version: "1.0.0", State: schemas.StateActive, Manifest: scaleManifest(0)})
-			start := time.Now()
-			if err := parallel(ctx, n, registerConcurrency, func(i int) error {
-				_, err := kv.Put(ctx, fmt.Sprintf("scale-%04d", i), rec)
-				return err
-			}); err != nil {
-				return err
-			}
-			mReg.AddRaw(us(time.Since(start)) / 1000)
-			if sample != nil {
-				respNC, err := dial(c.URL, nats.Name("raw-list-responder"))
-				if err != nil {
-					return err
-				}
-				defer respNC.Close()
-				if _, err := respNC.Subscribe("bench.raw.list", func(m *nats.Msg) { _ = m.Respond(sample) }); err != nil {
-					return err
-				}
-				if err := respNC.Flush(); err != nil {
-					return err
-				}
-				l := NewLatencies(50)
-				for range 50 {
-					t := time.Now()
-					if _, err := nc.Request("bench.raw.list", []byte(`{}`), 10*time.Second); err != nil {
-						return err
-					}
-					l.Add(time.Since(t))
-				}
-				mList.AddRaw(us(l.Percentile(50)) / 1000)
-			}
-			return nil
-		}()
-		c.Stop()
-		if err != nil {
-			return fmt.Errorf("raw: %w", err)
-		}
-		return nil
-	}
-	doBus := func() error {
-		c, err := startChildBroker(ctx, bin)
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			time.Sleep(200 * time.Millisecond)
-			rss, err := c.RSS()
-			if err != nil {
-				return err
-			}
-			mIdle.AddBus(rss)
-			// Plugin instances: n micro services spread over 10 connections.
-			var conns []*nats.Conn
-			defer func() {
-				for _, nc := range conns {
-					nc.Close()
-				}
-			}()
-			for i := 0; i < 10; i++ {
-				nc, err := dial(c.URL, nats.Name(fmt.Sprintf("scale-plugins-%d", i)))
-				if err != nil {
-					return err
-				}
-				conns = append(conns, nc)
-			}
-			total := n + 2*probe
-			svcs := make([]micro.Service, total)
-			for i := range total {
-				if svcs[i], err = startFakePlugin(conns[i%len(conns)], wire.DefaultPrefix, scaleManifest(i), continueReply); err != nil {
-					return err
-				}
-			}
-			for _, nc := range conns {
-				if err := nc.Flush(); err != nil {
-					return err
-				}
-			}
-			clients := make([]*nats.Conn, registerConcurrency)
-			for i := range clients {
-				if clients[i], err = dial(c.URL, nats.Name("scale-client")); err != nil {
-					return err
-				}
-				conns = append(conns, clients[i])
-			}
-			// The first `probe` plugins one at a time on the empty registry.
-			first := NewLatencies(probe)
-			for i := range probe {
-				d, err := register(ctx, clients[0], wire.DefaultPrefix, scaleManifest(n+i))
-				if err != nil {
-					return err
-				}
-				first.Add(d)
-			}
-			mFirst.AddBus(us(first.Percentile(50)) / 1000)
-			act := actionManifest("scale-action")
-			if _, err := startFakePlugin(conns[0], wire.DefaultPrefix, act, continueReply); err != nil {
-				return err
-			}
-			if err := conns[0].Flush(); err != nil {
-				return err
-			}
-			if _, err := register(ctx, clients[0], wire.DefaultPrefix, act); err != nil {
-				return err
-			}
-			actionP50 := func() (float64, error) {
-				body := mustJSON(schemas.MachineActionRequest{Machine: "m1", Command: "noop"})
-				l := NewLatencies(100)
-				for range 100 {
-					t := time.Now()
-					msg, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIMachinesAction), body, 30*time.Second)
-					if err != nil {
-						return 0, fmt.Errorf("machines.action: %w", err)
-					}
-					if msg.Header.Get(schemas.HeaderErrorCode) != "" {
-						return 0, fmt.Errorf("machines.action: %s", msg.Data)
-					}
-					l.Add(time.Since(t))
-				}
-				return us(l.Percentile(50)) / 1000, nil
-			}
-			v, err := actionP50()
-			if err != nil {
-				return err
-			}
-			mActFew.AddBus(v)
-			var next atomic.Int64
-			start := time.Now()
-			if err := parallel(ctx, n, registerConcurrency, func(i int) error {
-				k := int(next.Add(1)-1) % len(clients)
-				_, err := register(ctx, clients[k], wire.DefaultPrefix, scaleManifest(i))
-				return err
-			}); err != nil {
-				return err
-			}
-			mReg.AddBus(us(time.Since(start)) / 1000)
-			last := NewLatencies(probe)
-			for i := range probe {
-				d, err := register(ctx, clients[0], wire.DefaultPrefix, scaleManifest(n+probe+i))
-				if err != nil {
-					return err
-				}
-				last.Add(d)
-			}
-			mLast.AddBus(us(last.Percentile(50)) / 1000)
-			if v, err = actionP50(); err != nil {
-				return err
-			}
-			mActMany.AddBus(v)
-
-			l := NewLatencies(50)
-			for range 50 {
-				t := time.Now()
-				msg, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIPluginsList), []byte(`{}`), 30*time.Second)
-				if err != nil {
-					return fmt.Errorf("plugins.list: %w", err)
-				}
-				l.Add(time.Since(t))
-				sample = msg.Data
-			}
-			mList.AddBus(us(l.Percentile(50)) / 1000)
-			var hl schemas.HookListResponse
-			if err := call(ctx, clients[0], wire.DefaultPrefix, schemas.APIHooksList, schemas.HookListRequest{Hook: schemas.HookJobRuntimeEnv}, &hl); err != nil {
-				return fmt.Errorf("hooks.list: %w", err)
-			}
-			if len(hl.Chains) != 1 || len(hl.Chains[0].Steps) != total {
-				return fmt.Errorf("hooks.list: want a %d-step chain", total)
-			}
-			l = NewLatencies(50)
-			for range 50 {
-				t := time.Now()
-				if _, err := clients[0].Request(wire.APISubject(wire.DefaultPrefix, schemas.APIHooksList), []byte(`{}`), 30*time.Second); err != nil {
-					return fmt.Errorf("hooks.list: %w", err)
-				}
-				l.Add(time.Since(t))
-			}
-			mHooks.AddBus(us(l.Percentile(50)) / 1000)
-			time.Sleep(500 * time.Millisecond)
-			rss, err = c.RSS()
-			if err != nil {
-				return err
-			}
-			mIdleN.AddBus(rss)
-			return nil
-		}()
-		c.Stop()
-		if err != nil {
-			return fmt.Errorf("bus: %w", err)
-		}
-		return nil
-	}
-	for run := 0; run < r.cfg.Runs; run++ {
-		// The bus first: the raw list answers the bus's reply bytes.
-		if r.bus() {
-			if err := doBus(); err != nil {
-				return err
-			}
-		}
-		if r.raw() {
-			if err := doRaw(); err != nil {
-				return err
-			}
-		}
-	}
-	r.logf("%s: raw %s ms bus %s ms", mReg.Name, fmtNum(median(mReg.raw)), fmtNum(median(mReg.bus)))
-	r.logf("%s: bus %s ms, %s: bus %s ms", mFirst.Name, fmtNum(median(mFirst.bus)), mLast.Name, fmtNum(median(mLast.bus)))
-	r.logf("%s: raw %s bus %s ms; %s: %s ms", mList.Name, fmtNum(median(mList.raw)), fmtNum(median(mList.bus)), mHooks.Name, fmtNum(median(mHooks.bus)))
-	r.logf("%s: raw %s bus %s MiB; %s: %s MiB", mIdle.Name, fmtNum(median(mIdle.raw)), fmtNum(median(mIdle.bus)), mIdleN.Name, fmtNum(median(mIdleN.bus)))
 	return nil
 }
 

@@ -22,8 +22,9 @@ import (
 
 // Target says what a metric must reach.
 type Target struct {
-	// Kind is "ratio_min" (bus/raw must be at least Value) or "bus_max" (the
-	// bus figure must be at most Value, in the metric's unit).
+	// Kind is "ratio_min" (bus/raw must be at least Value), "ratio_max"
+	// (bus/raw must be at most Value) or "bus_max" (the bus figure must be
+	// at most Value, in the metric's unit).
 	Kind  string  `json:"kind"`
 	Value float64 `json:"value"`
 }
@@ -35,6 +36,8 @@ func (t *Target) String() string {
 	switch t.Kind {
 	case "ratio_min":
 		return fmt.Sprintf(">= %.2fx raw", t.Value)
+	case "ratio_max":
+		return fmt.Sprintf("<= %.2fx raw", t.Value)
 	case "bus_max":
 		return fmt.Sprintf("<= %s", fmtNum(t.Value))
 	}
@@ -120,6 +123,9 @@ func (m *Metric) Record() Record {
 		case m.Target.Kind == "ratio_min" && r.Ratio != nil:
 			ok = *r.Ratio >= m.Target.Value
 			r.Pass = &ok
+		case m.Target.Kind == "ratio_max" && r.Ratio != nil:
+			ok = *r.Ratio <= m.Target.Value
+			r.Pass = &ok
 		case m.Target.Kind == "bus_max" && r.Bus != nil:
 			ok = *r.Bus <= m.Target.Value
 			r.Pass = &ok
@@ -167,6 +173,9 @@ type Report struct {
 	Records []Record          `json:"records"`
 	// Skipped lists cases or figures that could not run, with the reason.
 	Skipped []string `json:"skipped,omitempty"`
+	// Baseline names what the raw column is when it is not raw NATS alone
+	// (bench/peers: go-plugin in its rows).
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // ReadReport reads a results file written by WriteJSON.
@@ -243,7 +252,11 @@ func (r *Report) WriteTable(w io.Writer) {
 
 // WriteMarkdown prints the records as a Markdown table (for docs/performance.md).
 func (r *Report) WriteMarkdown(w io.Writer) {
-	fmt.Fprintln(w, "| case | figure | unit | raw NATS | plugbus | bus/raw | plugbus min..max | target | met |")
+	base := r.Baseline
+	if base == "" {
+		base = "raw NATS"
+	}
+	fmt.Fprintf(w, "| case | figure | unit | %s | plugbus | bus/raw | plugbus min..max | target | met |\n", base)
 	fmt.Fprintln(w, "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
 	for _, rec := range r.Records {
 		ratio := "-"
@@ -329,10 +342,13 @@ func versions() Versions {
 	return v
 }
 
-// Markers delimiting the generated part of docs/performance.md.
+// Markers delimiting the generated parts of docs/performance.md: busbench's
+// table and bench/peers' (peerbench).
 const (
 	DocTableStart = "<!-- busbench:table:start -->"
 	DocTableEnd   = "<!-- busbench:table:end -->"
+	DocPeersStart = "<!-- busbench:peers:start -->"
+	DocPeersEnd   = "<!-- busbench:peers:end -->"
 )
 
 // WriteDocSection writes the generated part of docs/performance.md: the
@@ -362,17 +378,23 @@ func (r *Report) WriteDocSection(w io.Writer) {
 // UpdateDoc replaces the generated part of the Markdown file at path (the
 // lines between DocTableStart and DocTableEnd) with this report.
 func (r *Report) UpdateDoc(path string) error {
+	return r.UpdateDocBetween(path, DocTableStart, DocTableEnd)
+}
+
+// UpdateDocBetween replaces the lines between the markers start and end of
+// the Markdown file at path with this report.
+func (r *Report) UpdateDocBetween(path, start, end string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	i, j := strings.Index(s, DocTableStart), strings.Index(s, DocTableEnd)
+	i, j := strings.Index(s, start), strings.Index(s, end)
 	if i < 0 || j < i {
-		return fmt.Errorf("%s has no %s ... %s section", path, DocTableStart, DocTableEnd)
+		return fmt.Errorf("%s has no %s ... %s section", path, start, end)
 	}
 	var sb strings.Builder
-	sb.WriteString(s[:i+len(DocTableStart)])
+	sb.WriteString(s[:i+len(start)])
 	sb.WriteString("\n")
 	r.WriteDocSection(&sb)
 	sb.WriteString(s[j:])

@@ -174,6 +174,12 @@ func TestEndpoints(t *testing.T) {
 			func() (any, error) { return c.ListPlugins(ctx, schemas.StateActive) },
 			schemas.PluginListRequest{State: schemas.StateActive},
 			[]schemas.PluginRecord{plugin}},
+		{"ListPluginsPage", schemas.APIPluginsList, schemas.PluginListResponse{Plugins: []schemas.PluginRecord{plugin}, NextAfter: plugin.Name},
+			func() (any, error) {
+				return c.ListPluginsPage(ctx, schemas.PluginListRequest{Limit: 1, After: "alpha"})
+			},
+			schemas.PluginListRequest{Limit: 1, After: "alpha"},
+			&schemas.PluginListResponse{Plugins: []schemas.PluginRecord{plugin}, NextAfter: plugin.Name}},
 		{"GetPlugin", schemas.APIPluginsGet, plugin,
 			func() (any, error) { return c.GetPlugin(ctx, "incrementer") },
 			schemas.PluginGetRequest{Name: "incrementer"}, &plugin},
@@ -298,6 +304,42 @@ func TestErrorReply(t *testing.T) {
 		Field: "params.incrementer/touched", Plugin: "incrementer"}
 	if !reflect.DeepEqual(*e, want) {
 		t.Errorf("error = %#v, want %#v", *e, want)
+	}
+}
+
+// ListPlugins follows plugins.list's pages to the last, asking each for
+// what comes after the previous one, with the state filter on every page.
+func TestListPluginsFollowsPages(t *testing.T) {
+	nc := startServer(t)
+	fb := newFakeBroker(t, nc, "plugbus")
+	var asked []schemas.PluginListRequest
+	fb.mu.Lock()
+	fb.replies[schemas.APIPluginsList] = func(req *wire.Request) {
+		var r schemas.PluginListRequest
+		_ = json.Unmarshal(req.Data(), &r)
+		asked = append(asked, r)
+		page := map[string]schemas.PluginListResponse{
+			"":  {Plugins: []schemas.PluginRecord{{Name: "a"}, {Name: "b"}}, NextAfter: "b"},
+			"b": {Plugins: []schemas.PluginRecord{{Name: "c"}}, NextAfter: "c"},
+			"c": {Plugins: []schemas.PluginRecord{{Name: "d"}}},
+		}[r.After]
+		_ = req.Reply(page, nil)
+	}
+	fb.mu.Unlock()
+	got, err := client.New(nc).ListPlugins(context.Background(), schemas.StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range got {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "a,b,c,d" {
+		t.Fatalf("ListPlugins = %v, want a,b,c,d", names)
+	}
+	want := []schemas.PluginListRequest{{State: schemas.StateActive}, {State: schemas.StateActive, After: "b"}, {State: schemas.StateActive, After: "c"}}
+	if !reflect.DeepEqual(asked, want) {
+		t.Fatalf("requests %+v, want %+v", asked, want)
 	}
 }
 

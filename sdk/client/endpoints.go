@@ -19,14 +19,34 @@ func (c *Client) Register(ctx context.Context, req schemas.RegisterRequest) (*sc
 }
 
 // ListPlugins returns the registered plugins sorted by name
-// (schemas.APIPluginsList). An empty state lists every plugin; otherwise
-// only plugins in that state are returned.
+// (schemas.APIPluginsList), following the pages to the last. An empty
+// state lists every plugin; otherwise only plugins in that state are
+// returned.
 func (c *Client) ListPlugins(ctx context.Context, state schemas.PluginState) ([]schemas.PluginRecord, error) {
+	var out []schemas.PluginRecord
+	req := schemas.PluginListRequest{State: state}
+	for {
+		page, err := c.ListPluginsPage(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Plugins...)
+		if page.NextAfter == "" || page.NextAfter == req.After {
+			return out, nil
+		}
+		req.After = page.NextAfter
+	}
+}
+
+// ListPluginsPage returns one page of plugins.list: those named after
+// req.After, at most req.Limit (schemas.MaxPluginPage when 0). The
+// reply's NextAfter, when set, is the After of the next page.
+func (c *Client) ListPluginsPage(ctx context.Context, req schemas.PluginListRequest) (*schemas.PluginListResponse, error) {
 	var resp schemas.PluginListResponse
-	if err := c.Call(ctx, schemas.APIPluginsList, schemas.PluginListRequest{State: state}, &resp); err != nil {
+	if err := c.Call(ctx, schemas.APIPluginsList, req, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Plugins, nil
+	return &resp, nil
 }
 
 // GetPlugin returns one plugin's record (schemas.APIPluginsGet); a plugin
