@@ -24,9 +24,12 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: vet ## vet, every test with the race detector, then the fault suite (docs/reliability.md)
-	$(GO) test -race -short -timeout 9m ./...
-	@$(MAKE) --no-print-directory test-faults
+test: vet ## vet, then every test with the race detector and the fault suite (docs/reliability.md) side by side
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-short test-faults
+
+.PHONY: test-short
+test-short: ## every test with the race detector, the fault suite's scenarios skipped (-short)
+	$(GO) test -race -short -timeout 12m ./...
 
 .PHONY: test-faults
 test-faults: ## the fault suite: real processes killed, hung, flooded and fed bad input; rows in bin/faults-results.json

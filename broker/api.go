@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nuid"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/internal/logging"
@@ -94,6 +95,8 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIMachinesSetParam, schemas.APIMachineSetParamRequest, schemas.APIMachine, b.handleMachineSetParam),
 		sequenced(endpoint(schemas.APIAlertsFire, schemas.APIAlertFireRequest, schemas.APIAlertResponse, b.handleAlertFire), "alert/", "id"),
 		endpoint(schemas.APIHooksList, schemas.APIHookListRequest, schemas.APIHookListResponse, b.handleHooksList),
+		endpoint(schemas.APIChainsGet, schemas.APIChainGetRequest, schemas.APIChainStatus, b.handleChainsGet),
+		endpoint(schemas.APIChainsList, schemas.APIChainListRequest, schemas.APIChainListResponse, b.handleChainsList),
 		sequenced(endpoint(schemas.APIAlertsResolve, schemas.APIAlertRef, schemas.APIAlertResponse, b.handleAlertResolve), "alert/", "id"),
 		endpoint(schemas.APIHostsList, schemas.APIHostListRequest, schemas.APIHostListResponse, b.handleHostsList),
 		endpoint(schemas.APIHostsGet, schemas.APIHostRef, schemas.APIHost, b.handleHostsGet),
@@ -118,6 +121,11 @@ func (b *Broker) endpoints() []apiEndpoint {
 		endpoint(schemas.APIPluginsReplay, schemas.APIPluginReplayRequest, schemas.APIReplayStatus, b.handlePluginReplay),
 		endpoint(schemas.APIPluginsReplayStatus, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayStatus),
 		endpoint(schemas.APIPluginsReplayCancel, schemas.APIPluginGetRequest, schemas.APIReplayStatus, b.handlePluginReplayCancel),
+		endpoint(schemas.APIActionsGet, schemas.APIActionRef, schemas.APIActionRecord, b.handleActionGet),
+		endpoint(schemas.APIActionsList, schemas.APIActionListRequest, schemas.APIActionListResponse, b.handleActionList),
+		endpoint(schemas.APIActionsCancel, schemas.APIActionCancelRequest, schemas.APIActionCancelResponse, b.handleActionCancel),
+		endpoint(schemas.APIActionsProgress, schemas.APIActionProgressRequest, schemas.APIActionReportResponse, b.handleActionProgress),
+		endpoint(schemas.APIActionsComplete, schemas.APIActionCompleteRequest, schemas.APIActionReportResponse, b.handleActionComplete),
 	}
 }
 
@@ -133,6 +141,10 @@ func (b *Broker) startAPI() (*wire.Service, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start broker API service: %w", err)
+	}
+	if b.journal != nil {
+		// The operations this broker journals name it by its instance.
+		b.journal.owner = svc.ID()
 	}
 	for _, ep := range b.endpoints() {
 		ep := ep
@@ -221,12 +233,25 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		}
 	}()
 	var rk string
+	var run *opRun
+	madeKey := false
 	if err == nil && schemas.Idempotent(ep.name) {
 		var key string
 		key, err = idempotencyKey(req.Headers())
+		if err == nil && key == "" && b.journal != nil {
+			// A key of the broker's own, so that the operation can be
+			// resumed under it if its broker dies mid-chain (resume.go).
+			key, madeKey = brokerKeyPrefix+nuid.Next(), true
+		}
 		if key != "" {
 			rk = requestKey(ep.name, req.Subject(), key)
-			ctx = withOp(ctx, base62(sha256.Sum256([]byte(rk))))
+			op := base62(sha256.Sum256([]byte(rk)))
+			ctx = withOp(ctx, op)
+			deadline, _ := ctx.Deadline()
+			run = b.journal.newOpRun(op, ep.name, req.Subject(), key, req.Data(), req.ReplySubject(), deadline)
+			ctx = withOpRun(ctx, run)
+		}
+		if key != "" && !madeKey {
 			if msg, ok := b.lookupReply(ctx, rk); ok {
 				// A repeat: the first reply, nothing done again.
 				b.metrics.apiRequests.WithLabelValues(ep.name, "replayed").Inc()
@@ -256,8 +281,17 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 		}
 	}
 	msg := wire.ReplyMsg(req.ReplySubject(), resp, err)
-	if rk != "" {
+	if rk != "" && (!madeKey || run.journalled()) {
 		b.keepReply(ctx, rk, msg)
+	}
+	// After the reply is kept (a journal that says "done" always has it).
+	// An answer that says to retry is recorded before the reply, so that
+	// a retry starts a new attempt; any other answer after the reply, so
+	// its record can wait until the caller has it. Both are recorded
+	// before the object's turn passes on (the deferred release above).
+	later := !transientCode(msg.Header.Get(schemas.HeaderErrorCode))
+	if !later {
+		run.finish(ctx, msg)
 	}
 	code := "ok"
 	if err != nil {
@@ -276,6 +310,10 @@ func (b *Broker) handle(ctx context.Context, ep apiEndpoint, req *wire.Request) 
 	b.metrics.apiDuration.WithLabelValues(ep.name).Observe(time.Since(start).Seconds())
 	if rerr := req.Respond(msg); rerr != nil {
 		b.log.Warn().Err(rerr).Str(logging.FieldEndpoint, ep.name).Msg("reply failed")
+	}
+	if later {
+		run.answerWaiting(msg, req.ReplySubject())
+		run.finish(ctx, msg)
 	}
 	wire.EndSpan(span, err)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
@@ -127,4 +128,46 @@ func TestUnknownCodesAreOther(t *testing.T) {
 	if found["plugbus_api_requests_total"] != 3 || found["plugbus_plugin_call_duration_seconds"] != 3 {
 		t.Errorf("series labelled other: %v; want 3 API requests and 3 plugin calls", found)
 	}
+}
+
+// A ticket whose write JetStream stored but did not acknowledge in time
+// (the write failed for the broker) would hold its object for as long as
+// the broker's lease lives: the broker purges it in the background. Here
+// the ticket is written by hand under the broker's own lease, as the
+// unanswered write would have left it: while it stands, an operation on
+// the object cannot take the lock; once dropOrphan purged it, it can.
+func TestUnansweredTicketIsPurged(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL()})
+	l := tb.b.locks
+	leaseID, epoch, err := l.lease.wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const object = "machine/orphaned"
+	key := ticketKey(leaseID, 10_000) // a slot the broker has not used
+	body := fmt.Sprintf(`{"object":%q,"lease":%q,"broker":"test"}`, object, leaseID)
+	if _, err := tb.b.st.locks.Create(context.Background(), key, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the orphan ticket in the broker's view", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.tickets[key] != nil
+	})
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, ol, err := l.lock(short, object)
+	cancel()
+	if err == nil {
+		ol.release()
+		t.Fatalf("took the lock on %s while another ticket of a live lease held it", object)
+	}
+	l.dropOrphan(epoch, key)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, ol, err = l.lock(ctx, object)
+	if err != nil {
+		t.Fatalf("lock %s after the orphan ticket was purged: %v", object, err)
+	}
+	ol.release()
 }

@@ -49,6 +49,7 @@ type Broker struct {
 	lease   *lease
 	locks   *busLocks
 	cluster *clusterMetrics
+	journal *journal
 	limits  *limits
 	ready   chan struct{}
 	httpLn  net.Listener
@@ -127,6 +128,11 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
 	}
 	b.pub = &Publisher{js: b.js, prefix: b.cfg.Prefix, metrics: b.metrics, check: b.cfg.SelfCheck}
+	chains, err := ensureJournal(setupCtx, b.js, b.cfg)
+	if err != nil {
+		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
+	}
+	b.journal = newJournal(b, chains)
 	b.reg = newRegistry(b)
 	if err := b.reg.load(setupCtx); err != nil {
 		return err
@@ -171,13 +177,15 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 		return err
 	}
 	var bg sync.WaitGroup
-	bg.Add(4)
+	bg.Add(6)
 	// The registry's watch of the plugins bucket feeds the sweeper too.
 	sweeper := newOutboxSweeper(b)
+	go func() { defer bg.Done(); b.journal.resume(ctx) }()
 	go func() { defer bg.Done(); b.reg.watch(ctx, sweeper) }()
 	go func() { defer bg.Done(); b.campaign(ctx) }()
 	go func() { defer bg.Done(); b.hostsLoop(ctx) }()
-	go func() { defer bg.Done(); sweeper.run(ctx, b.st.jobs, b.st.alerts, b.st.identities) }()
+	go func() { defer bg.Done(); sweeper.run(ctx, b.st.jobs, b.st.alerts, b.st.identities, b.st.actions) }()
+	go func() { defer bg.Done(); b.keepActions(ctx) }()
 
 	// Ready means the API answers: make sure the server has our
 	// subscriptions before saying so.

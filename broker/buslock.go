@@ -239,13 +239,17 @@ func (l *busLocks) clean(dead []*ticket) {
 	}
 }
 
-// purge removes a key written at rev, leaving a marker that expires, and
-// returns the marker's revision.
+// purge removes a key written at rev (whatever its revision when rev is
+// 0), leaving a marker that expires, and returns the marker's revision.
 func (l *busLocks) purge(ctx context.Context, key string, rev uint64) (uint64, error) {
 	m := nats.NewMsg("$KV." + l.kv.Bucket() + "." + key)
 	m.Header.Set("KV-Operation", "PURGE")
 	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	ack, err := l.b.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(lockMarkerTTL))
+	opts := []jetstream.PublishOpt{jetstream.WithMsgTTL(lockMarkerTTL)}
+	if rev != 0 {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	ack, err := l.b.js.PublishMsg(ctx, m, opts...)
 	if err != nil {
 		if isWrongLastSeq(err) {
 			return 0, errConflict
@@ -301,7 +305,7 @@ func (l *busLocks) verify(ctx context.Context, t *ticket) {
 
 // takeSlot writes a ticket for object under leaseID and returns its slot
 // and revision.
-func (l *busLocks) takeSlot(ctx context.Context, leaseID, object string) (*lockSlot, uint64, error) {
+func (l *busLocks) takeSlot(ctx, epoch context.Context, leaseID, object string) (*lockSlot, uint64, error) {
 	body, err := json.Marshal(schemas.LockTicket{Object: object, Lease: leaseID, Broker: l.lease.info.Broker})
 	if err != nil {
 		return nil, 0, err
@@ -331,11 +335,42 @@ func (l *busLocks) takeSlot(ctx context.Context, leaseID, object string) (*lockS
 		if err == nil {
 			return s, rev, nil
 		}
-		if !errors.Is(err, errConflict) || attempt >= 3 {
+		if !errors.Is(err, errConflict) {
+			// The write may have been stored all the same (JetStream did
+			// not answer in time): a ticket nobody waits on would hold
+			// the object for as long as this lease lives.
+			l.dropOrphan(epoch, key)
+			return nil, 0, err
+		}
+		if attempt >= 3 {
 			return nil, 0, err
 		}
 		// Someone else wrote the slot's key (cleaned it as dead): leave it.
 	}
+}
+
+// dropOrphan purges, in the background, a ticket key whose write failed
+// without saying whether it was stored, until the purge succeeds or the
+// lease ends (which kills the ticket anyway). The key is this lease's own
+// and its slot is not reused, so an unconditional purge removes nothing
+// else.
+func (l *busLocks) dropOrphan(epoch context.Context, key string) {
+	go func() {
+		for attempt := 0; epoch.Err() == nil; attempt++ {
+			ctx, cancel := context.WithTimeout(epoch, 2*time.Second)
+			_, err := l.purge(ctx, key, 0)
+			cancel()
+			if err == nil {
+				return
+			}
+			l.b.log.Debug().Err(err).Str("key", key).Msg("purge a ticket whose write was not answered; retrying")
+			select {
+			case <-epoch.Done():
+				return
+			case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
+			}
+		}
+	}()
 }
 
 // giveBack returns a released slot for reuse.
@@ -401,7 +436,7 @@ func (l *busLocks) lock(ctx context.Context, object string) (context.Context, *o
 	if err != nil {
 		return ctx, nil, l.waitError(object, err, nil)
 	}
-	s, rev, err := l.takeSlot(ctx, leaseID, object)
+	s, rev, err := l.takeSlot(ctx, epoch, leaseID, object)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx, nil, l.waitError(object, ctx.Err(), nil)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/plugbus/plugbus/schemas"
 	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/trace"
@@ -32,9 +33,15 @@ const (
 	DefaultEventDedupWindow     = 2 * time.Minute
 	DefaultAlertRetention       = 24 * time.Hour
 	DefaultJobRetention         = 7 * 24 * time.Hour
-	DefaultIdempotencyWindow    = 10 * time.Minute
-	DefaultDrainTimeout         = 30 * time.Second
-	DefaultRequestTimeout       = time.Minute
+	DefaultActionRetention      = 7 * 24 * time.Hour
+	// DefaultActionProgressInterval is the least time between two
+	// progress events of one action.
+	DefaultActionProgressInterval = time.Second
+	DefaultIdempotencyWindow      = 10 * time.Minute
+	DefaultChainRetention         = time.Hour
+	DefaultChainMaxBytes          = 1 << 30
+	DefaultDrainTimeout           = 30 * time.Second
+	DefaultRequestTimeout         = time.Minute
 	// DefaultHookConcurrency and DefaultPluginConcurrency bound the calls
 	// in flight to one hook point and to one plugin.
 	DefaultHookConcurrency   = 64
@@ -147,8 +154,14 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// PluginTimeout bounds each init, config and verify call (default 10s).
 	PluginTimeout time.Duration
-	// ActionTimeout bounds an action call to a plugin (default 30s).
+	// ActionTimeout bounds an action whose manifest declares no timeout
+	// of its own (default 30s): docs/protocol.md#actions.
 	ActionTimeout time.Duration
+	// ActionRetention is how long a finished action stays in the actions
+	// bucket (default 7 days); ActionProgressInterval is the least time
+	// between two progress events of one action (default 1s; the last
+	// report before the action ends is always published).
+	ActionRetention, ActionProgressInterval time.Duration
 	// MaxRequestBytes is the largest API request accepted (default 1 MiB).
 	MaxRequestBytes int
 	// MaxConcurrency bounds API requests handled at once (default 256).
@@ -176,6 +189,13 @@ type Config struct {
 	// idempotency key is kept: a repeat within it gets the same reply and
 	// does nothing again (default 10m).
 	IdempotencyWindow time.Duration
+	// ChainRetention is how long the chain journal keeps a chain run and
+	// its operation (default 1h, at least the idempotency window):
+	// chains.get reads them, and an operation interrupted by a crash is
+	// resumed while its journal lasts. ChainMaxBytes bounds the journal's
+	// size; the oldest entries go first (default 1 GiB).
+	ChainRetention time.Duration
+	ChainMaxBytes  int64
 	// DrainTimeout bounds how long a stopping broker lets the requests in
 	// flight finish (default 30s).
 	DrainTimeout time.Duration
@@ -275,6 +295,12 @@ func (c Config) withDefaults() Config {
 	if c.JobRetention == 0 {
 		c.JobRetention = DefaultJobRetention
 	}
+	if c.ActionRetention == 0 {
+		c.ActionRetention = DefaultActionRetention
+	}
+	if c.ActionProgressInterval == 0 {
+		c.ActionProgressInterval = DefaultActionProgressInterval
+	}
 	if c.IdempotencyWindow == 0 {
 		c.IdempotencyWindow = DefaultIdempotencyWindow
 	}
@@ -295,6 +321,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogMaxAge == 0 {
 		c.LogMaxAge = DefaultLogMaxAge
+	}
+	if c.ChainRetention == 0 {
+		c.ChainRetention = DefaultChainRetention
+	}
+	if c.ChainMaxBytes == 0 {
+		c.ChainMaxBytes = DefaultChainMaxBytes
 	}
 	if c.LogMaxBytes == 0 {
 		c.LogMaxBytes = DefaultLogMaxBytes
@@ -344,7 +376,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"heartbeat-interval": c.HeartbeatInterval, "plugin-timeout": c.PluginTimeout,
-		"action-timeout": c.ActionTimeout, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge, "log-max-age": c.LogMaxAge,
+		"action-timeout": c.ActionTimeout, "action-progress-interval": c.ActionProgressInterval, "event-max-age": c.EventMaxAge, "dlq-max-age": c.DLQMaxAge, "log-max-age": c.LogMaxAge,
 	} {
 		if d < 0 {
 			return bad(name, "%s must not be negative", d)
@@ -369,7 +401,7 @@ func (c Config) Validate() error {
 		return bad("max-concurrency", "%d must be at least 1", c.MaxConcurrency)
 	}
 	for name, d := range map[string]time.Duration{"alert-retention": c.AlertRetention, "job-retention": c.JobRetention,
-		"idempotency-window": c.IdempotencyWindow} {
+		"action-retention": c.ActionRetention, "idempotency-window": c.IdempotencyWindow} {
 		if d < time.Second {
 			return bad(name, "%s is below 1s (records expire by the second)", d)
 		}
@@ -379,6 +411,9 @@ func (c Config) Validate() error {
 			return bad(name, "%s must be positive", d)
 		}
 	}
+	if c.ActionTimeout > schemas.MaxActionTimeout {
+		return bad("action-timeout", "%s is above the longest action timeout, %s", c.ActionTimeout, schemas.MaxActionTimeout)
+	}
 	if c.EventDedupWindow < 5*time.Second {
 		return bad("event-dedup-window", "%s is below 5s: the outbox sweeper republishes pending events after 2s and needs them dropped as repeats", c.EventDedupWindow)
 	}
@@ -387,6 +422,12 @@ func (c Config) Validate() error {
 	}
 	if c.HookConcurrency < 1 || c.PluginConcurrency < 1 {
 		return bad("hook-concurrency", "hook and plugin concurrency must be at least 1")
+	}
+	if c.ChainRetention < c.IdempotencyWindow {
+		return bad("chain-retention", "%s is below the idempotency window (%s): a retry within the window must find its chains", c.ChainRetention, c.IdempotencyWindow)
+	}
+	if c.ChainMaxBytes < 1<<20 {
+		return bad("chain-max-bytes", "%d is below 1 MiB", c.ChainMaxBytes)
 	}
 	return nil
 }

@@ -10,9 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/plugbus/plugbus/internal/logging"
 	"github.com/plugbus/plugbus/schemas"
-	"github.com/plugbus/plugbus/wire"
 )
 
 // ModelMachines is the object model of machine actions.
@@ -114,61 +112,79 @@ func (b *Broker) handleMachineAction(ctx context.Context, req *schemas.MachineAc
 		}
 	}
 
-	// The action id and event ids come from the operation: a retry with
-	// the same idempotency key is the same action (a plugin may use the id
-	// to do its side effect once: sdk Once).
+	// The action id comes from the operation: a retry with the same
+	// idempotency key is the same action (a plugin may use the id to do
+	// its side effect once: sdk Once).
 	op := opID(ctx)
 	actionID := uuid.NewSHA1(uuid.NameSpaceOID, []byte("plugbus/action/"+op)).String()
 	// Still the machine's only operation on the bus (buslock.go)?
 	if err := checkLock(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := b.publishLater(ctx, schemas.TypeMachineActionRequested, schemas.MachineActionRequestedData{
-		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name, Params: params,
-	}, WithSubject(object), WithID(eventID(op, 0))); err != nil {
+	timeout := spec.Timeout.D()
+	if timeout == 0 {
+		timeout = b.cfg.ActionTimeout
+	}
+	now := time.Now().UTC()
+	row, created, err := b.createAction(ctx, schemas.ActionRecord{ID: actionID, Model: ModelMachines, Object: req.Machine, Machine: req.Machine,
+		Command: req.Command, Plugin: rec.Name, Params: params, Status: schemas.ActionPending,
+		Timeout: schemas.Duration(timeout), Deadline: now.Add(timeout), CreatedAt: now, UpdatedAt: now}, op)
+	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	callCtx, cancel := context.WithTimeout(ctx, b.cfg.ActionTimeout)
-	var resp schemas.ActionResponse
-	callErr := b.callLimited(callCtx, rec.Name, func(ctx context.Context) error {
-		return wire.Call(ctx, b.nc, wire.PluginSubject(b.cfg.Prefix, rec.Name, schemas.VerbAction), schemas.ActionRequest{
-			ActionID: actionID, Command: req.Command, Model: ModelMachines, Object: req.Machine, Params: params,
-		}, &resp)
-	})
+	if created || row.Status == schemas.ActionPending {
+		// A pending action found by a retry was left by a broker that
+		// stopped before the plugin took it: call the plugin again (it
+		// sees the same action id).
+		go b.dispatchAction(ctx, row)
+	}
+	return b.answerAction(ctx, row, req.NoWait, chains)
+}
+
+// answerAction waits for what the caller of machines.action asked for: the
+// action's end, or with noWait the plugin taking it, within the caller's
+// deadline.
+func (b *Broker) answerAction(ctx context.Context, row actionRow, noWait bool, chains []schemas.ChainRecord) (any, error) {
+	done := func(r actionRow) bool {
+		return schemas.ActionFinal(r.Status) || noWait && r.Status != schemas.ActionPending
+	}
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		// Leave the time to answer before the caller gives up.
+		wctx, cancel = context.WithDeadline(ctx, dl.Add(-commitMargin))
+	}
+	got, err := b.waitAction(wctx, row.ID, done)
 	cancel()
-	elapsed := time.Since(start)
-	result := "ok"
-	completed := schemas.MachineActionCompletedData{
-		ActionID: actionID, Machine: req.Machine, Command: req.Command, Plugin: rec.Name,
-		Status: schemas.ActionSucceeded, Result: resp.Result, DurationMs: float64(elapsed.Microseconds()) / 1000,
+	if got.ID != "" {
+		row = got
 	}
-	if callErr != nil {
-		e := schemas.AsError(callErr)
-		e.Plugin = rec.Name
-		if e.Code == schemas.CodeNoResponders {
-			e.Message = fmt.Sprintf("plugin %s has no running instance to run %s: start it and retry", rec.Name, req.Command)
+	resp := schemas.MachineActionResponse{ActionID: row.ID, Machine: row.Object, Command: row.Command, Plugin: row.Plugin,
+		Status: row.Status, Chains: chains}
+	switch {
+	case err != nil && noWait:
+		return resp, nil // still pending: the caller follows it
+	case err != nil:
+		e := schemas.Errorf(schemas.CodeTimeout, "", "action %s on machine %s is still %s: it goes on; follow it by its id", row.Command, row.Object, row.Status)
+		e.Plugin = row.Plugin
+		e.Details = map[string]any{schemas.DetailActionID: row.ID, schemas.DetailStatus: row.Status}
+		return nil, e
+	case row.Status == schemas.ActionSucceeded:
+		resp.Result = row.Result
+		if len(resp.Result) == 0 {
+			resp.Result = json.RawMessage("null")
 		}
-		callErr = e
-		result = e.Code
-		completed.Status = schemas.ActionFailed
-		completed.Result = nil
-		completed.Error = e
+		return resp, nil
+	case schemas.ActionFinal(row.Status):
+		e := schemas.Error{Code: schemas.CodeInternal, Message: "the action ended without an error"}
+		if row.Error != nil {
+			e = *row.Error
+		}
+		if e.Plugin == "" && row.Status == schemas.ActionFailed {
+			e.Plugin = row.Plugin
+		}
+		return nil, &e
 	}
-	b.metrics.pluginCalls.WithLabelValues(schemas.VerbAction, metricCode(result)).Observe(elapsed.Seconds())
-	if _, err := b.publishLater(ctx, schemas.TypeMachineActionCompleted, completed, WithSubject(object), WithID(eventID(op, 1))); err != nil {
-		b.log.Error().Err(err).Str(logging.FieldActionID, actionID).Msg("publish action_completed")
-	}
-	b.log.Info().Str(logging.FieldActionID, actionID).Str(logging.FieldMachine, req.Machine).Str(logging.FieldCommand, req.Command).
-		Str(logging.FieldPlugin, rec.Name).Str(logging.FieldOutcome, result).Float64(logging.FieldDuration, ms(elapsed)).Msg("action")
-	if callErr != nil {
-		return nil, callErr
-	}
-	if len(resp.Result) == 0 {
-		resp.Result = json.RawMessage("null")
-	}
-	return schemas.MachineActionResponse{ActionID: actionID, Machine: req.Machine, Command: req.Command,
-		Plugin: rec.Name, Result: resp.Result, Chains: chains}, nil
+	return resp, nil
 }
 
 // requireParams refuses an action whose required params are absent.

@@ -155,6 +155,8 @@ type fakePlugin struct {
 	cfgErr   *schemas.Error
 	hooks    map[string]func(schemas.HookRequest) (schemas.HookResponse, error)
 	hookReqs []schemas.HookRequest
+	// hookKeys are the Idempotency-Key headers of hookReqs.
+	hookKeys []string
 }
 
 // onHook sets the answer to a hook point; set it before start.
@@ -169,6 +171,13 @@ func (p *fakePlugin) hookCalls() []schemas.HookRequest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]schemas.HookRequest(nil), p.hookReqs...)
+}
+
+// hookCallKeys are the idempotency keys of the hook calls, in order.
+func (p *fakePlugin) hookCallKeys() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.hookKeys...)
 }
 
 func newFakePlugin(t testing.TB, url string, m schemas.Manifest, opts ...nats.Option) *fakePlugin {
@@ -253,6 +262,7 @@ func (p *fakePlugin) start(prefix string) {
 				_ = json.Unmarshal(r.Data(), &req)
 				p.mu.Lock()
 				p.hookReqs = append(p.hookReqs, req)
+				p.hookKeys = append(p.hookKeys, r.Headers().Get(wire.HeaderIdempotencyKey))
 				p.mu.Unlock()
 				resp, err := h(req)
 				_ = r.Reply(resp, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/plugbus/plugbus/internal/logging"
@@ -84,131 +85,119 @@ type chainResult struct {
 // timeout and failure policy, records the run and publishes it as
 // io.plugbus.hook.v1.chain_completed. env seeds job.runtime_env (its keys
 // are owned by "request").
+//
+// The run is journalled (journal.go): each step's result is stored before
+// the broker acts on it, and a chain that a broker crash cut short
+// resumes, when its operation runs again, from the journal: the steps
+// that had answered are not called again (their answers are replayed),
+// and the rest are called with the same idempotency keys.
 func (b *Broker) runChain(ctx context.Context, hook, object string, payload any, env map[string]string) (chainResult, error) {
 	steps := b.reg.chains()[hook]
+	jc, err := b.journalChain(ctx, hook, len(steps) > 0)
+	if err != nil {
+		return chainResult{}, err
+	}
+	var body json.RawMessage
+	if jc.resumed() {
+		// The chain as it ran: its steps and input, not today's.
+		steps, body, env = jc.head.Steps, jc.input.Payload, jc.input.Env
+	}
 	if len(steps) == 0 {
 		// Nothing to run, record or encode.
 		return chainResult{env: env}, nil
 	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
+	if body == nil {
+		if body, err = json.Marshal(payload); err != nil {
+			return chainResult{}, fmt.Errorf("encode %s payload: %w", hook, err)
+		}
 	}
 	ctx, span := b.tracer.Start(ctx, trace.SpanKindInternal, "hook.chain", hook)
 	if span.IsRecording() {
 		span.SetAttributes(wire.AttrHook.String(hook), wire.AttrObject.String(object))
 	}
-	res := chainResult{payload: body}
-	kind := schemas.HookKind(hook)
-	owner := map[string]string{}
-	if kind == schemas.HookKindEnv {
-		res.env = map[string]string{}
-		for k, v := range env {
-			res.env[k] = v
-			owner[k] = "the request"
-		}
-	}
 	start := time.Now()
-	res.ran = true
-	res.record = schemas.ChainRecord{
-		ID: uuid.NewString(), Hook: hook, Object: object, Outcome: schemas.ChainCompleted,
-		StartedAt: start.UTC(), Steps: make([]schemas.StepRecord, 0, len(steps)),
+	id := jc.chainID()
+	if id == "" {
+		id = uuid.NewString()
 	}
-	env0, err := newHookEnvelope(hook, res.record.ID, object)
+	cs := b.newChainState(hook, object, id, body, env, start, len(steps))
+	if jc.resumed() {
+		cs.res.record.StartedAt, cs.res.record.Resumed = jc.head.StartedAt, true
+	} else if err := jc.start(hook, object, steps, body, env, start); err != nil {
+		wire.EndSpan(span, err)
+		return chainResult{}, err
+	}
+	env0, err := newHookEnvelope(hook, id, object)
 	if err != nil {
+		wire.EndSpan(span, err)
 		return chainResult{}, fmt.Errorf("encode %s request: %w", hook, err)
 	}
-	var frags strings.Builder
-	stopped := false
 	for i, step := range steps {
-		rec := schemas.StepRecord{Plugin: step.Plugin, Priority: step.Priority, FailurePolicy: step.FailurePolicy}
-		if stopped {
-			rec.Outcome = schemas.StepNotReached
-			res.record.Steps = append(res.record.Steps, rec)
+		if cs.stopped {
+			cs.notReached(step)
 			continue
 		}
-		if st := b.reg.state(step.Plugin); st != schemas.StateActive {
-			if step.WhenInactive == schemas.WhenInactiveSkip {
-				rec.Outcome = schemas.StepSkipped
-				rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
-					Message: fmt.Sprintf("plugin %s is %s, not ACTIVE: skipped (when_inactive: skip)", step.Plugin, st)}
-				res.record.Steps = append(res.record.Steps, rec)
-				continue
-			}
-			// Fail closed: a gate that is down lets nothing through.
-			rec.Outcome = schemas.StepFailed
-			rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
-				Message: fmt.Sprintf("plugin %s is %s, not ACTIVE", step.Plugin, st)}
-			res.record.Steps = append(res.record.Steps, rec)
-			res.record.Outcome = schemas.ChainFailed
-			res.err = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
-				Message: fmt.Sprintf("hook %s: plugin %s is %s, not ACTIVE, and its step fails closed (failure policy fail): the operation is refused until it is ACTIVE again (or its manifest says when_inactive: skip)", hook, step.Plugin, st)}
-			stopped = true
+		out, replayed, err := jc.recorded(i)
+		if err != nil {
+			wire.EndSpan(span, err)
+			return chainResult{}, err
+		}
+		if replayed {
+			cs.apply(step, out)
 			continue
 		}
+		var sspan trace.Span
 		stepStart := time.Now()
-		sctx, sspan := b.tracer.Start(ctx, trace.SpanKindClient, "hook.step", hook)
-		if sspan.IsRecording() {
-			sspan.SetAttributes(wire.AttrHook.String(hook), wire.AttrPlugin.String(step.Plugin), wire.AttrStep.Int(i),
-				wire.AttrPriority.Int(step.Priority), wire.AttrFailurePolicy.String(step.FailurePolicy),
-				wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(wire.HookSubject(b.cfg.Prefix, hook, step.Plugin)))
-		}
-		var resp schemas.HookResponse
-		body, callErr := env0.encode(i, res.payload, res.env)
-		if callErr == nil {
-			resp, callErr = b.callHook(sctx, step, hook, body)
-		}
-		if callErr == nil {
-			callErr = b.applyStep(kind, step, resp, &res, owner, &frags, &rec)
-		}
-		rec.DurationMs = ms(time.Since(stepStart))
-		b.metrics.hookSteps.WithLabelValues(hook, stepResult(rec.Outcome, callErr)).Observe(time.Since(stepStart).Seconds())
-		if callErr != nil {
-			e := schemas.AsError(callErr)
-			if e.Plugin == "" {
-				e.Plugin = step.Plugin
+		called := false
+		if st := b.reg.state(step.Plugin); st != schemas.StateActive {
+			out = stepEntry{Plugin: step.Plugin, Inactive: st}
+		} else {
+			called = true
+			var sctx context.Context
+			sctx, sspan = b.tracer.Start(ctx, trace.SpanKindClient, "hook.step", hook)
+			if sspan.IsRecording() {
+				sspan.SetAttributes(wire.AttrHook.String(hook), wire.AttrPlugin.String(step.Plugin), wire.AttrStep.Int(i),
+					wire.AttrPriority.Int(step.Priority), wire.AttrFailurePolicy.String(step.FailurePolicy),
+					wire.AttrMessagingSystem.String("nats"), wire.AttrMessagingDestination.String(wire.HookSubject(b.cfg.Prefix, hook, step.Plugin)))
 			}
-			rec.Error = e
-			switch {
-			case e.Code == schemas.CodeConflict && kind == schemas.HookKindEnv:
-				// Two plugins setting one key is a configuration error, whatever the policy.
-				rec.Outcome = schemas.StepFailed
-			case step.FailurePolicy == schemas.FailurePolicyIgnore:
-				rec.Outcome = schemas.StepIgnored
-			default:
-				rec.Outcome = schemas.StepFailed
+			var resp schemas.HookResponse
+			req, callErr := env0.encode(i, cs.res.payload, cs.res.env)
+			if callErr == nil {
+				resp, callErr = b.callHook(sctx, step, hook, schemas.StepKey(id, i), req)
 			}
-			if rec.Outcome == schemas.StepFailed {
-				res.record.Outcome = schemas.ChainFailed
-				res.err = &schemas.Error{Code: e.Code, Plugin: step.Plugin, Field: e.Field,
-					Message: fmt.Sprintf("hook %s: step %s failed: %s", hook, step.Plugin, e.Message)}
-				stopped = true
+			out = stepEntry{Plugin: step.Plugin, Error: schemas.AsError(callErr), DurationMs: ms(time.Since(stepStart))}
+			if callErr == nil {
+				out.Response = &resp
 			}
 		}
-		if rec.Outcome == schemas.StepRejected {
-			res.record.Outcome = schemas.ChainRejected
-			code := resp.Code
-			if code == "" {
-				code = schemas.CodeRejected
+		// Journalled before the broker acts on it (another run's result,
+		// when one was stored first, is the one used).
+		if out, err = jc.record(ctx, i, out); err != nil {
+			if sspan != nil {
+				wire.EndSpan(sspan, err)
 			}
-			res.err = &schemas.Error{Code: code, Plugin: step.Plugin, Message: resp.Reason}
-			stopped = true
+			wire.EndSpan(span, err)
+			return chainResult{}, err
 		}
+		rec, stepErr := cs.apply(step, out)
+		if !called {
+			continue
+		}
+		b.metrics.hookSteps.WithLabelValues(hook, stepResult(rec.Outcome, stepErr)).Observe(time.Since(stepStart).Seconds())
 		if sspan.IsRecording() {
 			sspan.SetAttributes(wire.AttrStepOutcome.String(rec.Outcome))
 		}
-		wire.EndSpan(sspan, callErr)
-		res.record.Steps = append(res.record.Steps, rec)
+		wire.EndSpan(sspan, stepErr)
 	}
-	res.fragments = frags.String()
-	res.record.DurationMs = ms(time.Since(start))
-	if res.err != nil {
-		recErr := *res.err
-		res.record.Error = &recErr
-		res.err.Details = map[string]any{schemas.DetailChain: res.record}
-	}
+	res := cs.finish()
+	jc.end(res.record)
 	b.metrics.hookChains.WithLabelValues(hook, res.record.Outcome).Inc()
-	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, WithSubject(object)); err != nil {
+	var evOpts []EventOption
+	if jc != nil {
+		// A resumed chain publishes its event under the same id.
+		evOpts = append(evOpts, WithID(eventID("chain/"+id, 0)))
+	}
+	if _, err := b.publishLater(ctx, schemas.TypeHookChainCompleted, res.record, append(evOpts, WithSubject(object))...); err != nil {
 		b.log.Error().Err(err).Str(logging.FieldHook, hook).Msg("publish chain_completed")
 	}
 	if span.IsRecording() {
@@ -224,8 +213,128 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 		lvl = b.log.Info()
 	}
 	lvl.Str(logging.FieldHook, hook).Str(logging.FieldObject, object).Str(logging.FieldChainID, res.record.ID).Str(logging.FieldOutcome, res.record.Outcome).
-		Float64(logging.FieldDuration, res.record.DurationMs).Msg("hook chain")
+		Bool("resumed", res.record.Resumed).Float64(logging.FieldDuration, res.record.DurationMs).Msg("hook chain")
 	return res, nil
+}
+
+// chainState is a chain run being folded together, step by step, from
+// answers live or journalled: the same answers give the same record and
+// result, which is what lets a resumed chain replay the steps it had.
+type chainState struct {
+	b       *Broker
+	hook    string
+	kind    string
+	res     chainResult
+	owner   map[string]string
+	frags   strings.Builder
+	stopped bool
+	start   time.Time
+}
+
+func (b *Broker) newChainState(hook, object, id string, body json.RawMessage, env map[string]string, start time.Time, steps int) *chainState {
+	cs := &chainState{b: b, hook: hook, kind: schemas.HookKind(hook), owner: map[string]string{}, start: start}
+	cs.res = chainResult{payload: body, ran: true}
+	if cs.kind == schemas.HookKindEnv {
+		cs.res.env = map[string]string{}
+		for k, v := range env {
+			cs.res.env[k] = v
+			cs.owner[k] = "the request"
+		}
+	}
+	cs.res.record = schemas.ChainRecord{
+		ID: id, Hook: hook, Object: object, Outcome: schemas.ChainCompleted,
+		StartedAt: start.UTC(), Steps: make([]schemas.StepRecord, 0, steps),
+	}
+	return cs
+}
+
+// notReached records a step after the one that stopped the chain.
+func (cs *chainState) notReached(step schemas.HookStep) {
+	cs.res.record.Steps = append(cs.res.record.Steps, schemas.StepRecord{Plugin: step.Plugin, Priority: step.Priority,
+		FailurePolicy: step.FailurePolicy, Outcome: schemas.StepNotReached})
+}
+
+// apply folds one step's result into the run and returns its record and
+// the step's error (nil when it answered well).
+func (cs *chainState) apply(step schemas.HookStep, out stepEntry) (schemas.StepRecord, error) {
+	hook := cs.hook
+	rec := schemas.StepRecord{Plugin: step.Plugin, Priority: step.Priority, FailurePolicy: step.FailurePolicy,
+		DurationMs: out.DurationMs, Replayed: out.replayed}
+	defer func() { cs.res.record.Steps = append(cs.res.record.Steps, rec) }()
+	if st := out.Inactive; st != "" {
+		rec.DurationMs = 0
+		if step.WhenInactive == schemas.WhenInactiveSkip {
+			rec.Outcome = schemas.StepSkipped
+			rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+				Message: fmt.Sprintf("plugin %s is %s, not ACTIVE: skipped (when_inactive: skip)", step.Plugin, st)}
+			return rec, nil
+		}
+		// Fail closed: a gate that is down lets nothing through.
+		rec.Outcome = schemas.StepFailed
+		rec.Error = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+			Message: fmt.Sprintf("plugin %s is %s, not ACTIVE", step.Plugin, st)}
+		cs.res.record.Outcome = schemas.ChainFailed
+		cs.res.err = &schemas.Error{Code: schemas.CodeNotActive, Plugin: step.Plugin,
+			Message: fmt.Sprintf("hook %s: plugin %s is %s, not ACTIVE, and its step fails closed (failure policy fail): the operation is refused until it is ACTIVE again (or its manifest says when_inactive: skip)", hook, step.Plugin, st)}
+		cs.stopped = true
+		return rec, rec.Error
+	}
+	var resp schemas.HookResponse
+	var callErr error
+	if out.Error != nil {
+		callErr = out.Error
+	} else {
+		if out.Response != nil {
+			resp = *out.Response
+		}
+		callErr = cs.b.applyStep(cs.kind, step, resp, &cs.res, cs.owner, &cs.frags, &rec)
+	}
+	if callErr != nil {
+		e := schemas.AsError(callErr)
+		if e.Plugin == "" {
+			e.Plugin = step.Plugin
+		}
+		rec.Error = e
+		switch {
+		case e.Code == schemas.CodeConflict && cs.kind == schemas.HookKindEnv:
+			// Two plugins setting one key is a configuration error, whatever the policy.
+			rec.Outcome = schemas.StepFailed
+		case step.FailurePolicy == schemas.FailurePolicyIgnore:
+			rec.Outcome = schemas.StepIgnored
+		default:
+			rec.Outcome = schemas.StepFailed
+		}
+		if rec.Outcome == schemas.StepFailed {
+			cs.res.record.Outcome = schemas.ChainFailed
+			cs.res.err = &schemas.Error{Code: e.Code, Plugin: step.Plugin, Field: e.Field,
+				Message: fmt.Sprintf("hook %s: step %s failed: %s", hook, step.Plugin, e.Message)}
+			cs.stopped = true
+		}
+	}
+	if rec.Outcome == schemas.StepRejected {
+		cs.res.record.Outcome = schemas.ChainRejected
+		code := resp.Code
+		if code == "" {
+			code = schemas.CodeRejected
+		}
+		cs.res.err = &schemas.Error{Code: code, Plugin: step.Plugin, Message: resp.Reason}
+		cs.stopped = true
+	}
+	return rec, callErr
+}
+
+// finish completes the run's result: fragments, duration, the error with
+// the record in its details.
+func (cs *chainState) finish() chainResult {
+	res := cs.res
+	res.fragments = cs.frags.String()
+	res.record.DurationMs = ms(time.Since(cs.start))
+	if res.err != nil {
+		recErr := *res.err
+		res.record.Error = &recErr
+		res.err.Details = map[string]any{schemas.DetailChain: res.record}
+	}
+	return res
 }
 
 // callHook calls one step with its timeout, cut to the caller's deadline
@@ -233,7 +342,8 @@ func (b *Broker) runChain(ctx context.Context, hook, object string, payload any,
 // of calls in flight to the hook point and to the plugin: a slow or hung
 // plugin holds up only the operations that wait on it. No responder, a
 // timeout, a full limit and an error reply all come back as errors.
-func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, hook string, req []byte) (schemas.HookResponse, error) {
+// req is the step's request, encoded; key its idempotency key.
+func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, hook, key string, req []byte) (schemas.HookResponse, error) {
 	var resp schemas.HookResponse
 	timeout := step.Timeout.D()
 	cut := false
@@ -249,7 +359,9 @@ func (b *Broker) callHook(ctx context.Context, step schemas.HookStep, hook strin
 		return resp, err
 	}
 	defer held.release()
-	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, hook, step.Plugin), req, &resp)
+	// The step's idempotency key: the same in a resumed run of the chain.
+	hdr := nats.Header{wire.HeaderIdempotencyKey: []string{key}}
+	err = b.callStepRetrying(cctx, wire.HookSubject(b.cfg.Prefix, hook, step.Plugin), hdr, req, &resp)
 	if err != nil {
 		if e, ok := err.(*schemas.Error); ok && e.Code == schemas.CodeTimeout {
 			e.Message = fmt.Sprintf("no answer within %s", timeout)
@@ -277,9 +389,9 @@ const noResponderGrace = 2 * time.Second
 // callStepRetrying sends a step request (encoded), again with backoff
 // while no one is subscribed to the subject (the request reached no
 // plugin, so a repeat is safe), for noResponderGrace at most within ctx.
-func (b *Broker) callStepRetrying(ctx context.Context, subject string, req []byte, resp *schemas.HookResponse) error {
+func (b *Broker) callStepRetrying(ctx context.Context, subject string, hdr nats.Header, req []byte, resp *schemas.HookResponse) error {
 	call := func() error {
-		msg, err := wire.RequestBody(ctx, b.nc, subject, nil, req)
+		msg, err := wire.RequestBody(ctx, b.nc, subject, hdr, req)
 		if err != nil {
 			return err
 		}

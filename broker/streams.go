@@ -39,6 +39,7 @@ type stores struct {
 	alerts     jetstream.KeyValue
 	requests   jetstream.KeyValue
 	handled    jetstream.KeyValue
+	actions    jetstream.KeyValue
 	dlqReplays jetstream.KeyValue
 	locks      jetstream.KeyValue
 }
@@ -124,6 +125,7 @@ func ensureStores(ctx context.Context, js jetstream.JetStream, cfg Config) (*sto
 		{name: schemas.BucketMachines, desc: "plugbus machines and their params", kv: &st.machines},
 		{name: schemas.BucketJobs, desc: "plugbus jobs; a deleted one leaves after the job retention", kv: &st.jobs, records: true},
 		{name: schemas.BucketAlerts, desc: "plugbus alerts; a resolved one leaves after the alert retention", kv: &st.alerts, records: true},
+		{name: schemas.BucketActions, desc: "plugbus actions: status, progress, outcome; a finished one leaves after the action retention", kv: &st.actions, records: true},
 		{name: schemas.BucketHosts, desc: "plugbus hosts, as each hostd reports it", kv: &st.hosts},
 		{name: schemas.BucketHostControl, desc: "plugbus operators' overrides per host and plugin, followed by hostd", kv: &st.hostctl},
 		{name: schemas.BucketIdentities, desc: "plugbus identities: the credentials issued to each plugin and host (broker only)", kv: &st.identities},

@@ -146,11 +146,27 @@ type ActionRequest struct {
 	// Params are the call's params with optional params filled in from the
 	// object; required params are guaranteed present.
 	Params map[string]any `json:"params,omitempty"`
+	// Async says the plugin may accept the action instead of answering
+	// with its result (ActionResponse.Accepted), then report progress and
+	// completion on actions.progress and actions.complete (schemas
+	// APIActionsProgress, APIActionsComplete).
+	Async bool `json:"async,omitempty"`
+	// Timeout is the action's timeout and Deadline when it runs out; the
+	// plugin's work on the action should stop then (the broker records it
+	// failed with code timeout).
+	Timeout  Duration   `json:"timeout,omitempty"`
+	Deadline *time.Time `json:"deadline,omitempty"`
 }
 
-// ActionResponse carries a plugin's result.
+// ActionResponse carries a plugin's result, or says that it accepted the
+// action and will report its completion later (an Async request only).
 type ActionResponse struct {
 	Result json.RawMessage `json:"result,omitempty"`
+	// Accepted: the plugin works on the action and reports its completion
+	// on actions.complete.
+	Accepted bool `json:"accepted,omitempty"`
+	// Instance is the plugin instance that took the action.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Job is a deployed (or deleted) job as the registry holds it.
@@ -243,15 +259,21 @@ type MachineActionRequest struct {
 	Params  map[string]any `json:"params,omitempty"`
 	// Plugin selects the plugin when several offer the command.
 	Plugin string `json:"plugin,omitempty"`
+	// NoWait answers once the plugin has taken the action (status running)
+	// instead of when it ends; follow it with actions.get.
+	NoWait bool `json:"no_wait,omitempty"`
 }
 
 // MachineActionResponse answers MachineActionRequest with the plugin's result.
 type MachineActionResponse struct {
-	ActionID string          `json:"action_id"`
-	Machine  string          `json:"machine"`
-	Command  string          `json:"command"`
-	Plugin   string          `json:"plugin"`
-	Result   json.RawMessage `json:"result,omitempty"`
+	ActionID string `json:"action_id"`
+	Machine  string `json:"machine"`
+	Command  string `json:"command"`
+	Plugin   string `json:"plugin"`
+	// Status is the action's status when the reply was sent: succeeded,
+	// or with NoWait also pending or running (ActionRecord.Status).
+	Status string          `json:"status,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
 	// Chains are the hook chain runs of the action (machine.pre_action).
 	Chains []ChainRecord `json:"chains,omitempty"`
 }
@@ -293,6 +315,7 @@ var idempotentEndpoints = map[string]bool{
 	APIPluginsRevoke: true, APIHostsRevoke: true,
 	APIDLQReplay: true, APIDLQPurge: true,
 	APIPluginsReplay: true, APIPluginsReplayCancel: true,
+	APIActionsCancel: true,
 }
 
 // Idempotent reports whether a broker API endpoint takes an idempotency

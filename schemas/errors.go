@@ -41,6 +41,8 @@ const (
 	// CodeUnavailable: the bus cannot do this as it is set up (identities
 	// on a NATS the broker has no signing key for, say).
 	CodeUnavailable = "unavailable"
+	// CodeCancelled: an operator cancelled the action.
+	CodeCancelled = "cancelled"
 )
 
 // Keys of Error.Details. Clients phrase their own hints from them (busctl
@@ -86,7 +88,7 @@ const (
 var Codes = []string{
 	CodeBadRequest, CodeInvalidField, CodeMissingParam, CodeUnknownAction, CodeAmbiguousAction,
 	CodeNotFound, CodeConflict, CodeNotActive, CodePluginError, CodeTimeout, CodeNoResponders,
-	CodeTooLarge, CodeRejected, CodeInternal, CodeForbidden, CodeUnavailable,
+	CodeTooLarge, CodeRejected, CodeInternal, CodeForbidden, CodeUnavailable, CodeCancelled,
 }
 
 // IsCode reports whether code is one of the documented error codes.
@@ -135,6 +137,7 @@ var (
 	ErrInternal        = &Error{Code: CodeInternal}
 	ErrForbidden       = &Error{Code: CodeForbidden}
 	ErrUnavailable     = &Error{Code: CodeUnavailable}
+	ErrCancelled       = &Error{Code: CodeCancelled}
 )
 
 // Error formats the error as "code: message (field F)".

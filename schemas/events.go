@@ -26,7 +26,7 @@ const (
 // CoreEventTypes lists every core event type, in a stable order.
 var CoreEventTypes = []string{
 	TypeJobDeployed, TypeJobDeleted,
-	TypeMachineActionRequested, TypeMachineActionCompleted,
+	TypeMachineActionRequested, TypeMachineActionProgress, TypeMachineActionCompleted,
 	TypeAlertFired, TypeAlertResolved,
 	TypePluginRegistered, TypePluginStateChanged, TypePluginUnregistered,
 	TypeHookChainCompleted,

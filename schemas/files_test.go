@@ -33,6 +33,10 @@ var allPaths = []string{
 	APIDLQReplayResponse, APIDLQPurgeRequest, APIDLQPurgeResponse,
 	APIPluginReplayRequest, APIReplayStatus, APIReplayNotice,
 	APIAlertmanagerWebhook, APIAlertIntakeRequest, APIAlertIntakeResponse,
+	APIChainGetRequest, APIChainStatus, APIChainListRequest, APIChainListResponse,
+	APIActionRecord, APIActionRef, APIActionListRequest, APIActionListResponse, APIActionCancelRequest, APIActionCancelResponse,
+	APIActionProgressRequest, APIActionCompleteRequest, APIActionReportResponse, APIActionCancelNotice, APIActionCancelNoticeReply,
+	EventMachineActionProgress,
 }
 
 func TestEmbeddedSchemasCompile(t *testing.T) {
@@ -117,6 +121,7 @@ func TestEventSchemaPaths(t *testing.T) {
 		TypeJobDeleted:             EventJobDeleted,
 		TypeMachineActionRequested: EventMachineActionRequested,
 		TypeMachineActionCompleted: EventMachineActionCompleted,
+		TypeMachineActionProgress:  EventMachineActionProgress,
 		TypeAlertFired:             EventAlertFired,
 		TypeAlertResolved:          EventAlertResolved,
 		TypePluginRegistered:       EventPluginRegistered,

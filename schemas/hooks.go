@@ -129,6 +129,8 @@ const (
 	ChainRejected  = "rejected"    // a step rejected
 	ChainFailed    = "failed"      // a step failed under policy "fail", or the outputs conflict
 	ChainNoSteps   = "empty"       // no plugin implements the hook
+	// ChainRunning (chains.go) is the outcome chains.get reports for a
+	// chain not finished yet.
 )
 
 // HookStep is one step of a chain as it will run (busctl hooks ls).
@@ -195,6 +197,10 @@ type StepRecord struct {
 	Error *Error `json:"error,omitempty"`
 	// Env lists the env keys this step added (job.runtime_env).
 	EnvKeys []string `json:"env_keys,omitempty"`
+	// Replayed says the step's answer came from the chain journal: an
+	// earlier run of the chain, cut short by a broker crash, had it, and
+	// the plugin was not called again.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // ChainRecord is one chain run, returned to the caller and published as
@@ -209,6 +215,9 @@ type ChainRecord struct {
 	Steps      []StepRecord `json:"steps"`
 	// Error is why the chain was rejected or failed.
 	Error *Error `json:"error,omitempty"`
+	// Resumed says the run was continued from the chain journal after the
+	// broker running it stopped mid-chain (see StepRecord.Replayed).
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // EnvKeyPattern is the rule for environment variable names: the env_key

@@ -176,7 +176,7 @@ type HostStateChangedData struct {
 // each identity publish its own only, so the broker knows who asks.
 func IsScoped(endpoint string) bool {
 	switch endpoint {
-	case APIPluginsRegister, APIPluginsUnregister, APIHostsPluginCreds:
+	case APIPluginsRegister, APIPluginsUnregister, APIHostsPluginCreds, APIActionsProgress, APIActionsComplete:
 		return true
 	}
 	return false

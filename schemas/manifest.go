@@ -117,4 +117,10 @@ type ActionSpec struct {
 	// OptionalParams are filled in from the object's params when the call
 	// does not give them.
 	OptionalParams []string `json:"optional_params,omitempty"`
+	// Timeout bounds the action, from the moment the broker routes it to
+	// the plugin's completion report (at most [MaxActionTimeout]; zero:
+	// the broker's action timeout, 30s by default). An action that runs
+	// past it is recorded failed with code timeout and its handler's
+	// context is cancelled.
+	Timeout Duration `json:"timeout,omitempty"`
 }

@@ -75,6 +75,9 @@ func (m *Manifest) Validate() error {
 				"declares command %q on model %q again (already in manifest.actions[%d])", a.Command, a.Model, j)
 		}
 		actions[key] = i
+		if a.Timeout.D() > MaxActionTimeout {
+			return invalidField(fmt.Sprintf("manifest.actions[%d].timeout", i), "must be at most %s (got %s)", MaxActionTimeout, a.Timeout.D())
+		}
 	}
 	return nil
 }

@@ -116,7 +116,7 @@ func sampleHookStep() schemas.HookStep {
 // samples covers every document schema with a populated value, plus the
 // minimal values Go produces for empty types and nil slices/maps.
 func samples() []sample {
-	return []sample{
+	return append([]sample{
 		{"manifest", schemas.ManifestV1, sampleManifest()},
 		{"manifest minimal", schemas.ManifestV1, schemas.Manifest{Name: "a", Version: "0.0.1"}},
 		{"error", schemas.APIError, sampleError()},
@@ -203,6 +203,21 @@ func samples() []sample {
 		{"chain record", schemas.APIChainRecord, sampleChain()},
 		{"chain record nil steps", schemas.APIChainRecord, schemas.ChainRecord{ID: "c", Hook: schemas.HookJobPreDelete, Object: "job/web", Outcome: schemas.ChainNoSteps, StartedAt: t0}},
 		{"chain completed", schemas.EventHookChainCompleted, sampleEnvChain()},
+		{"chain get request", schemas.APIChainGetRequest, schemas.ChainGetRequest{ID: "3bX9kQ2mVx2dY9pLr0sT8u-mbq2x1k0-1"}},
+		{"chain status running", schemas.APIChainStatus, schemas.ChainStatus{
+			Chain: schemas.ChainRecord{ID: "3bX9kQ2mVx2dY9pLr0sT8u-mbq2x1k0-0", Hook: schemas.HookAlertPreNotify, Object: "alert/a1",
+				Outcome: schemas.ChainRunning, StartedAt: t0, Resumed: true, Steps: []schemas.StepRecord{
+					{Plugin: "tagger", FailurePolicy: schemas.FailurePolicyFail, Outcome: schemas.StepPatched, DurationMs: 1.5, Replayed: true}}},
+			Operation: schemas.ChainOperation{ID: "3bX9kQ2mVx2dY9pLr0sT8u", Endpoint: schemas.APIAlertsFire, State: schemas.OperationRunning,
+				StartedAt: t0, UpdatedAt: t1, Resumes: 1}}},
+		{"chain status done", schemas.APIChainStatus, schemas.ChainStatus{Chain: sampleChain(),
+			Operation: schemas.ChainOperation{ID: "3bX9kQ2mVx2dY9pLr0sT8u", Endpoint: schemas.APIJobsDeploy, State: schemas.OperationDone,
+				Attempt: 1, StartedAt: t0, UpdatedAt: t1, Error: sampleChain().Error}}},
+		{"chain list request", schemas.APIChainListRequest, schemas.ChainListRequest{Object: "job/web", Hook: schemas.HookJobPreDeploy, Limit: 10}},
+		{"chain list request empty", schemas.APIChainListRequest, schemas.ChainListRequest{}},
+		{"chain list response", schemas.APIChainListResponse, schemas.ChainListResponse{Chains: []schemas.ChainSummary{
+			{ID: "3bX9kQ2mVx2dY9pLr0sT8u-mbq2x1k0-0", Hook: schemas.HookAlertPreNotify, Object: "alert/a1", Operation: "3bX9kQ2mVx2dY9pLr0sT8u",
+				Endpoint: schemas.APIAlertsFire, StartedAt: t0, Steps: 5, Outcome: schemas.ChainCompleted, Resumed: true}}, Truncated: true}},
 		{"job deployed", schemas.EventJobDeployed, schemas.JobDeployedData{Name: "web", Version: "1", Image: "nginx:1.27",
 			Env: map[string]string{"PORT": "80"}, Labels: map[string]string{"team": "web"}, DeployedAt: t0}},
 		{"job deployed with hooks", schemas.EventJobDeployed, schemas.JobDeployedData{Name: "web", Version: "1", Image: "nginx:1.27",
@@ -297,7 +312,7 @@ func samples() []sample {
 		{"alert intake response", schemas.APIAlertIntakeResponse, schemas.AlertIntakeResponse{Alerts: []schemas.AlertIntakeResult{
 			{ID: "disk-full.m1", Status: schemas.IntakeFiring, Result: schemas.IntakeFired, EventID: "5Bz1vYt0QeW4d2cVq8nL3a"},
 			{ID: "cpu-hot.m2", Status: schemas.IntakeResolved, Result: schemas.IntakeFailed, Error: &schemas.Error{Code: schemas.CodeTimeout, Message: "timed out"}}}}},
-	}
+	}, actionSamples()...)
 }
 
 func sampleStored() schemas.StoredMessage {

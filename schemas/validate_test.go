@@ -104,6 +104,13 @@ var strictSchemas = map[string]bool{
 	schemas.APIDLQReplayRequest:        true,
 	schemas.APIDLQPurgeRequest:         true,
 	schemas.APIAlertIntakeRequest:      true,
+	schemas.APIChainGetRequest:         true,
+	schemas.APIChainListRequest:        true,
+	schemas.APIActionRef:               true,
+	schemas.APIActionListRequest:       true,
+	schemas.APIActionCancelRequest:     true,
+	schemas.APIActionProgressRequest:   true,
+	schemas.APIActionCompleteRequest:   true,
 }
 
 func TestUnknownTopLevelFields(t *testing.T) {
@@ -288,7 +295,9 @@ func TestInvalidDocuments(t *testing.T) {
 		{"chain record without steps", schemas.APIChainRecord, `{"id":"c","hook":"job.pre_deploy","object":"job/web","outcome":"completed","started_at":"2025-01-01T00:00:00Z","duration_ms":1}`,
 			invalid, "steps", "is required"},
 		{"chain record bad outcome", schemas.APIChainRecord, `{"id":"c","hook":"job.pre_deploy","object":"job/web","outcome":"continued","started_at":"2025-01-01T00:00:00Z","duration_ms":1,"steps":[]}`,
-			invalid, "outcome", `must be one of "completed", "rejected", "failed", "empty" (got "continued")`},
+			invalid, "outcome", `must be one of "completed", "rejected", "failed", "empty", "running" (got "continued")`},
+		{"chain completed still running", schemas.EventHookChainCompleted, `{"id":"c","hook":"job.pre_deploy","object":"job/web","outcome":"running","started_at":"2025-01-01T00:00:00Z","duration_ms":1,"steps":[]}`,
+			invalid, "outcome", `must be one of "completed", "rejected", "failed", "empty" (got "running")`},
 		{"chain completed with a bad step", schemas.EventHookChainCompleted, `{"id":"c","hook":"job.pre_deploy","object":"job/web","outcome":"failed","started_at":"2025-01-01T00:00:00Z","duration_ms":1,"steps":[{"plugin":"p","priority":0,"failure_policy":"fail","outcome":"failed","duration_ms":-2}]}`,
 			invalid, "steps[0].duration_ms", "must be at least 0 (got -2)"},
 		{"job response with a bad chain", schemas.APIJobResponse, `{"job":{"name":"web","version":"1","image":"nginx","status":"deployed","deployed_at":"2025-01-01T00:00:00Z"},"event_id":"e","chains":[{"id":"c","hook":"job.pre_deploy","object":"job/web","outcome":"completed","duration_ms":1,"steps":[]}]}`,

@@ -120,7 +120,12 @@ func (p *Plugin) serveAction(ctx context.Context, req *wire.Request) {
 		p.respond(req, schemas.VerbAction, nil, e)
 		return
 	}
-	hctx, cancel := p.handlerContext(ctx)
+	if in.Async {
+		p.serveAsyncAction(ctx, req, in, h, log)
+		return
+	}
+	// A broker that takes no progress reports: Progress does nothing.
+	hctx, cancel := p.handlerContext(context.WithValue(ctx, actionRunKey{}, &actionRun{p: p, id: in.ActionID, silent: true}))
 	result, err := p.invoke(hctx, &Call{Kind: KindAction, Name: in.Command, Request: &Action{ActionRequest: in}}, func(ctx context.Context, c *Call) (any, error) {
 		return h(ctx, c.Request.(*Action))
 	})

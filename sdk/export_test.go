@@ -1,5 +1,7 @@
 package sdk
 
+import "time"
+
 // RunMain exposes runMain to the external tests.
 var RunMain = runMain
 
@@ -11,3 +13,9 @@ func (p *Plugin) DeliveryLimit() int {
 	}
 	return 0
 }
+
+// SetClock makes a HookAnswers read the time from now.
+func (a *HookAnswers) SetClock(now func() time.Time) { a.now = now }
+
+// Waiting is how many repeats wait for a first call now.
+func (a *HookAnswers) Waiting() int64 { return a.waiting.Load() }

@@ -33,6 +33,14 @@ type HookHandler func(ctx context.Context, req *HookRequest) (*schemas.HookRespo
 // point.
 type HookRequest struct {
 	schemas.HookRequest
+	// IdempotencyKey identifies this step of this chain run
+	// (schemas.StepKey: the chain id and the step): the broker sends the
+	// same key again when it sends the step again, after a crash cut the
+	// chain short and the chain resumed. A plugin that must not do a
+	// step's work twice keys it on IdempotencyKey: [HookAnswers] answers a
+	// repeat with the first answer; [Plugin.Once] does a side effect once
+	// across instances.
+	IdempotencyKey string
 }
 
 // jobHooks are the hook points whose payload is a schemas.JobDeployRequest.

@@ -44,7 +44,7 @@ func (p *Plugin) addHookEndpoints(svc *wire.Service) error {
 		err := svc.AddEndpoint(wire.Endpoint{
 			Name: hookEndpointName(spec.Hook), Subject: subject, Concurrency: p.opts.hookConcurrency,
 			Handler: func(ctx context.Context, req *wire.Request) {
-				resp, err := p.serveHook(ctx, spec, req.Subject(), req.Data())
+				resp, err := p.serveHook(ctx, spec, req.Subject(), req.Headers().Get(wire.HeaderIdempotencyKey), req.Data())
 				if rerr := req.Reply(resp, err); rerr != nil {
 					p.Logger().Warn().Err(rerr).Str(FieldHook, spec.Hook).Msg("cannot send hook reply")
 				}
@@ -59,7 +59,7 @@ func (p *Plugin) addHookEndpoints(svc *wire.Service) error {
 
 // serveHook decodes a hook call, runs its handler with the hook's deadline
 // and checks the response it returns.
-func (p *Plugin) serveHook(ctx context.Context, spec schemas.HookSpec, subject string, data []byte) (*schemas.HookResponse, error) {
+func (p *Plugin) serveHook(ctx context.Context, spec schemas.HookSpec, subject, key string, data []byte) (*schemas.HookResponse, error) {
 	var in schemas.HookRequest
 	// The logger is built only when there is something to log.
 	logger := func() zerolog.Logger {
@@ -87,7 +87,7 @@ func (p *Plugin) serveHook(ctx context.Context, spec schemas.HookSpec, subject s
 	}
 	limit := hookHandlerTimeout(spec.Timeout.D())
 	hctx, cancel := context.WithTimeout(ctx, limit)
-	out, err := p.invoke(hctx, &Call{Kind: KindHook, Name: spec.Hook, Request: &HookRequest{HookRequest: in}}, func(ctx context.Context, c *Call) (any, error) {
+	out, err := p.invoke(hctx, &Call{Kind: KindHook, Name: spec.Hook, Request: &HookRequest{HookRequest: in, IdempotencyKey: key}}, func(ctx context.Context, c *Call) (any, error) {
 		return h(ctx, c.Request.(*HookRequest))
 	})
 	resp, _ := out.(*schemas.HookResponse)

@@ -41,6 +41,7 @@ type options struct {
 	handlerTimeout    time.Duration
 	hookConcurrency   int
 	actionConcurrency int
+	actionAcceptAfter time.Duration
 	eventBuffer       int
 	host, instance    string
 	tracer            wire.Tracer
@@ -54,6 +55,7 @@ func defaultOptions() options {
 		handlerTimeout:    DefaultHandlerTimeout,
 		hookConcurrency:   DefaultHookConcurrency,
 		actionConcurrency: DefaultActionConcurrency,
+		actionAcceptAfter: DefaultActionAcceptAfter,
 		eventBuffer:       DefaultEventBuffer,
 	}
 }
@@ -103,8 +105,11 @@ func WithRegisterTimeout(d time.Duration) Option {
 	}
 }
 
-// WithHandlerTimeout bounds each init, config, verify and action handler
-// call: the handler's context ends after d (default 30s).
+// WithHandlerTimeout bounds each init, config and verify handler call: the
+// handler's context ends after d (default 30s). An action handler's context
+// ends at the action's deadline (its manifest timeout, or the broker's
+// action timeout) instead; d bounds it only when the broker sends no
+// deadline (one without long-running actions).
 func WithHandlerTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -147,15 +152,32 @@ func WithHookConcurrency(n int) Option {
 }
 
 // WithActionConcurrency sets how many action calls the instance handles at
-// once (default 16); more wait for a free slot. Action handlers must then
-// be safe for concurrent use (the broker already runs the actions on one
-// machine one at a time).
+// once (default 16); more wait for a free slot. An action the instance
+// accepted (WithActionAcceptAfter) runs on without holding a slot, so
+// action handlers must be safe for concurrent use: two actions on one
+// machine may run at the same time once the first was accepted.
 func WithActionConcurrency(n int) Option {
 	return func(o *options) error {
 		if n < 1 {
 			return fmt.Errorf("%w: action concurrency %d must be at least 1", ErrInvalidOption, n)
 		}
 		o.actionConcurrency = n
+		return nil
+	}
+}
+
+// WithActionAcceptAfter sets how long an action handler may run before
+// the instance answers the broker that it accepted the action (default
+// [DefaultActionAcceptAfter]; zero answers accepted at once): an action
+// that ends sooner is answered with its result in one round trip, a longer
+// one is reported on actions.complete when it ends, so the broker holds no
+// request open for it (docs/protocol.md#actions).
+func WithActionAcceptAfter(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("%w: action accept window %s is negative", ErrInvalidOption, d)
+		}
+		o.actionAcceptAfter = d
 		return nil
 	}
 }

@@ -83,6 +83,10 @@ type Plugin struct {
 	replay replayState
 	// handlerEWMA is the moving average of event handler run time, in ns.
 	handlerEWMA atomic.Int64
+	// acts are the actions the instance runs (progress.go); stopCtx ends
+	// their completion reports once the instance stopped.
+	acts    actionRuns
+	stopCtx context.Context
 }
 
 // New checks the manifest and the options and returns a Plugin ready for

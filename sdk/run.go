@@ -76,6 +76,11 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("run plugin %s: %w", p.manifest.Name, err)
 	}
 	log := p.Logger()
+	if len(p.manifest.Actions) > 0 {
+		if _, err := p.subscribeCancels(nc); err != nil {
+			log.Warn().Err(err).Msg("cannot subscribe to cancel notices; a cancelled action's handler learns on its next progress report")
+		}
+	}
 
 	prevReconnect := nc.ReconnectHandler()
 	nc.SetReconnectHandler(func(c *nats.Conn) {
@@ -99,6 +104,7 @@ func (p *Plugin) Run(ctx context.Context, nc *nats.Conn) error {
 			log.Warn().Err(err).Msg("requests still running at shutdown; stopping anyway")
 		}
 		stopCancel()
+		p.stopActions(log, actionStopBound)
 		p.runShutdownHooks(log)
 		drain(nc, log)
 		log.Info().Msg("plugin stopped")

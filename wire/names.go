@@ -97,6 +97,11 @@ func PluginFromService(service string) (string, bool) {
 // PingSubject returns the subject that pings every instance of a service.
 func PingSubject(service string) string { return "$SRV.PING." + service }
 
+// PingInstanceSubject returns the subject that pings one instance of a
+// service by its id: with no such instance running, a request on it finds
+// no responders.
+func PingInstanceSubject(service, id string) string { return "$SRV.PING." + service + "." + id }
+
 // APISubject returns the subject of a broker API endpoint:
 // ("plugbus", "jobs.deploy") -> "plugbus.api.jobs.deploy".
 func APISubject(prefix, endpoint string) string { return prefix + ".api." + endpoint }
@@ -132,6 +137,17 @@ func DLQSubject(prefix, consumer string) string { return prefix + ".dlq." + cons
 
 // DLQSubjects is the subject filter of the dead-letter stream.
 func DLQSubjects(prefix string) string { return prefix + ".dlq.>" }
+
+// ChainsSubject returns a subject of the chain journal (stream
+// PLUGBUS_CHAINS, written by brokers only): "plugbus.chains." and the
+// tokens, one for the operation, then the chain's and the step's (see
+// docs/protocol.md, "The chain journal").
+func ChainsSubject(prefix string, tokens ...string) string {
+	return prefix + ".chains." + strings.Join(tokens, ".")
+}
+
+// ChainsSubjects is the subject filter of the chain journal.
+func ChainsSubjects(prefix string) string { return prefix + ".chains.>" }
 
 // LogSubject returns the subject a plugin instance's log lines are
 // published on by its hostd: "plugbus.log.HOST.PLUGIN.INSTANCE".

@@ -143,7 +143,10 @@ func ReplyMsg(reply string, resp any, err error) *nats.Msg {
 // HeaderIdempotencyKey carries a caller's idempotency key on a mutating
 // broker API request: a repeat with the same key within the broker's
 // idempotency window gets the first reply and changes nothing (the name of
-// the IETF draft's HTTP header).
+// the IETF draft's HTTP header). The broker sends it on every hook step
+// request too, set to the step's key (schemas.StepKey: the chain id and
+// the step's position): a step sent again after a broker crash carries the
+// same key, so a plugin can tell a repeat (sdk.HookAnswers).
 const HeaderIdempotencyKey = "Idempotency-Key"
 
 // HeaderTimeout carries how long the caller will wait for the reply, in

@@ -118,6 +118,9 @@ func Permissions(prefix string, id Identity) jwt.Permissions {
 		}
 		pub(wire.PluginAPISubject(prefix, schemas.APIPluginsRegister, n), wire.PluginAPISubject(prefix, schemas.APIPluginsUnregister, n),
 			wire.PluginEventSubject(prefix, n)+".>")
+		// Progress and completion of the actions routed to it, as itself
+		// (docs/protocol.md#actions).
+		pub(wire.PluginAPISubject(prefix, schemas.APIActionsProgress, n), wire.PluginAPISubject(prefix, schemas.APIActionsComplete, n))
 		// Its durable consumer, and its replay consumer while a replay
 		// runs (docs/replay.md).
 		for _, consumer := range []string{schemas.ConsumerName(n), schemas.ReplayConsumerName(n)} {

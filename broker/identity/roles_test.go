@@ -78,14 +78,15 @@ func matches(filter, subject string) bool {
 	return len(ft) == len(st)
 }
 
-// Dead letters, reading single events and verifying plugins are for
-// admins only: plugins and hosts may not publish their subjects.
+// Dead letters, reading single events, verifying plugins and the chain
+// journal are for admins only: plugins and hosts may not publish their
+// subjects.
 func TestAdminOnlyEndpoints(t *testing.T) {
 	may := func(p []string, subject string) bool {
 		return slices.ContainsFunc(p, func(f string) bool { return matches(f, subject) })
 	}
 	for _, ep := range []string{schemas.APIDLQList, schemas.APIDLQGet, schemas.APIDLQReplay, schemas.APIDLQPurge,
-		schemas.APIEventsGet, schemas.APIPluginsVerify, schemas.APIPluginsReplay} {
+		schemas.APIEventsGet, schemas.APIPluginsVerify, schemas.APIPluginsReplay, schemas.APIChainsGet, schemas.APIChainsList} {
 		subject := "plugbus.api." + ep
 		if !may(Permissions("plugbus", Identity{Role: RoleAdmin}).Pub.Allow, subject) {
 			t.Errorf("admin may not publish %s", subject)

@@ -141,10 +141,11 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "Drive a plugbus bus from the terminal",
 		Long: `busctl talks to the plugbus broker over NATS: it lists, configures and verifies
 plugins, shows the hosts hostd runs them on and enables, disables and restarts
-them there, deploys and deletes jobs, runs machine actions, fires, resolves and
-lists alerts, shows the hook chains, reads the event, dead-letter and plugin
-log streams, replays and purges dead letters, and logs a browser in to the
-broker's dashboard as the admin.
+them there, deploys and deletes jobs, runs machine actions and follows, lists
+and cancels long ones, fires, resolves and lists alerts, shows the hook chains
+and the chain runs the broker journalled,
+reads the event, dead-letter and plugin log streams, replays and purges dead
+letters, and logs a browser in to the broker's dashboard as the admin.
 
 Every command prints a table, or with -o json or -o yaml its data (the same
 field names in both). busctl connects as the nats CLI does: --server, --creds,
@@ -173,7 +174,7 @@ Exit codes: 0 success, 1 the broker or NATS failed the request, 2 usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(flagError(err)) })
 
 	root.AddCommand(a.pluginsCommand(), a.hostsCommand(), a.jobCommand(), a.machineCommand(), a.alertCommand(),
-		a.hooksCommand(), a.eventsCommand(), a.dlqCommand(), a.dashboardCommand())
+		a.hooksCommand(), a.chainsCommand(), a.eventsCommand(), a.actionsCommand(), a.dlqCommand(), a.dashboardCommand())
 	a.completionCommand(root)
 	a.setCompletions(root)
 	return root

@@ -26,7 +26,8 @@ func (a *app) completionCommand(root *cobra.Command) {
 		}
 		c.Short = "Print the shell completion script for bash, zsh, fish or powershell"
 		c.Long = `Print the script that makes the shell complete busctl's commands, flags and
-arguments (plugin, host, machine and alert names, hook points, -o formats).
+arguments (plugin, host, machine and alert names, action and chain ids, hook points, -o
+formats).
 
   bash:  source <(busctl completion bash)
          # for every new shell: busctl completion bash > /etc/bash_completion.d/busctl
@@ -125,6 +126,23 @@ func alertIDs(ctx context.Context, c *client.Client) ([]string, error) {
 	return out, err
 }
 
+// completeActions is how many of the newest actions an action id
+// completes from.
+const completeActions = 100
+
+// actionIDs lists the ids of the newest actions with status (all when
+// it is empty).
+func actionIDs(status string) nameLister {
+	return func(ctx context.Context, c *client.Client) ([]string, error) {
+		as, err := c.ListActions(ctx, schemas.ActionListRequest{Status: status, Limit: completeActions})
+		var out []string
+		for _, a := range as {
+			out = append(out, a.ID)
+		}
+		return out, err
+	}
+}
+
 func deadLetterSeqs(ctx context.Context, c *client.Client) ([]string, error) {
 	page, err := c.ListDeadLetters(ctx, schemas.DLQListRequest{Limit: schemas.MaxDLQPage})
 	if err != nil {
@@ -133,6 +151,18 @@ func deadLetterSeqs(ctx context.Context, c *client.Client) ([]string, error) {
 	var out []string
 	for _, d := range page.DeadLetters {
 		out = append(out, strconv.FormatUint(d.Seq, 10))
+	}
+	return out, nil
+}
+
+func chainIDs(ctx context.Context, c *client.Client) ([]string, error) {
+	res, err := c.ChainList(ctx, schemas.ChainListRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ch := range res.Chains {
+		out = append(out, ch.ID)
 	}
 	return out, nil
 }
@@ -156,9 +186,13 @@ func (a *app) setCompletions(root *cobra.Command) {
 	for _, c := range []string{"get", "resolve"} {
 		byPath["busctl alert "+c] = alertIDs
 	}
+	byPath["busctl actions get"] = actionIDs("")
+	byPath["busctl actions watch"] = actionIDs(schemas.ActionStatusActive)
+	byPath["busctl actions cancel"] = actionIDs(schemas.ActionStatusActive)
 	byPath["busctl dlq show"] = deadLetterSeqs
 	byPath["busctl dlq replay"] = deadLetterSeqs
 	byPath["busctl dlq purge"] = deadLetterSeqs
+	byPath["busctl chains get"] = chainIDs
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if list, ok := byPath[c.CommandPath()]; ok && c.ValidArgsFunction == nil {
@@ -173,7 +207,10 @@ func (a *app) setCompletions(root *cobra.Command) {
 				return hooks(cmd, args, toComplete)
 			}
 		}
-		fixed := map[string][]string{"code": schemas.ReasonCodes, "status": alertStatuses, "severity": severities}
+		fixed := map[string][]string{"code": schemas.ReasonCodes, "status": alertStatuses, "severity": severities, "hook": schemas.HookPoints}
+		if c.CommandPath() == "busctl actions ls" {
+			fixed["status"] = actionStatuses
+		}
 		c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
 			if vals, ok := fixed[f.Name]; ok {
 				_ = c.RegisterFlagCompletionFunc(f.Name, fixedCompletions(vals))

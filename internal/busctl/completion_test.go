@@ -1,11 +1,13 @@
 package busctl_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"github.com/plugbus/plugbus/internal/busctl"
 	"github.com/plugbus/plugbus/schemas"
+	"github.com/plugbus/plugbus/sdk"
 	"github.com/plugbus/plugbus/sdk/plugintest"
 )
 
@@ -26,6 +28,15 @@ func TestCompletion(t *testing.T) {
 	mustAt(t, bus, "machine", "set-param", "rack-7", "x", "1")
 	mustAt(t, bus, "machine", "set-param", "m1", "x", "1")
 	mustAt(t, bus, "alert", "fire", "--severity", "info", "--summary", "s", "--id", "disk-full")
+	p, err := sdk.New(schemas.Manifest{Name: "bumper", Version: "1.0.0", Actions: []schemas.ActionSpec{{Command: "bump", Model: "machines"}}},
+		sdk.WithPrefix(bus.Prefix()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.HandleAction("bump", func(context.Context, *sdk.Action) (any, error) { return nil, nil })
+	bus.StartPlugin(t, p)
+	var action schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "bump"}, &action)
 	complete := func(args ...string) []string {
 		t.Helper()
 		out := mustAt(t, bus, append([]string{"__complete"}, args...)...)
@@ -46,9 +57,13 @@ func TestCompletion(t *testing.T) {
 		{[]string{"machine", "get", "m1", ""}, ""},
 		{[]string{"alert", "resolve", ""}, "disk-full"},
 		{[]string{"hooks", "ls", "alert."}, schemas.HookAlertPreNotify},
+		{[]string{"chains", "ls", "--hook", "alert."}, schemas.HookAlertPreNotify},
 		{[]string{"-o", ""}, "table,json,yaml"},
 		{[]string{"dlq", "ls", "--code", "perm"}, schemas.ReasonPermanent},
 		{[]string{"alert", "ls", "--status", "f"}, "firing"},
+		{[]string{"actions", "ls", "--status", "r"}, "running"},
+		{[]string{"actions", "get", ""}, action.ActionID},
+		{[]string{"actions", "cancel", ""}, ""}, // it ended
 	} {
 		if got := strings.Join(complete(tt.args...), ","); got != tt.want {
 			t.Errorf("complete %q = %s, want %s", tt.args, got, tt.want)

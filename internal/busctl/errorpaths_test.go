@@ -11,10 +11,16 @@ import (
 // every command of the tree must be here (TestEveryCommandFailsWell
 // checks), so a new one gets its error paths tested too.
 var leafArgs = map[string][]string{
+	"actions cancel":        {"a1"},
+	"actions get":           {"a1"},
+	"actions ls":            nil,
+	"actions watch":         {"a1"},
 	"alert fire":            {"--severity", "info", "--summary", "x"},
 	"alert get":             {"a1"},
 	"alert ls":              nil,
 	"alert resolve":         {"a1"},
+	"chains get":            {"op1-abc-0"},
+	"chains ls":             nil,
 	"dlq ls":                nil,
 	"dlq purge":             {"1"},
 	"dlq replay":            {"1"},

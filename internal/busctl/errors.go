@@ -231,12 +231,16 @@ func notFoundHint(kind string) string {
 		return "`busctl events tail --type io.plugbus.alert.v1.fired` shows recent alerts"
 	case "host":
 		return "`busctl hosts ls` lists the hosts"
+	case "action":
+		return "`busctl actions ls` lists the recent actions"
 	case "dead_letter":
 		return "`busctl dlq ls` lists the dead letters"
 	case "consumer":
 		return "its plugin is no longer registered or consumes no events (`busctl plugins ls`): remove its dead letters with `busctl dlq purge --consumer CONSUMER`"
 	case "event":
 		return "`busctl events tail` shows the latest events with their ids"
+	case "chain":
+		return "`busctl chains ls` lists the chain runs the journal keeps (the broker's --chain-retention, 1h by default)"
 	case "stream":
 		return "the broker creates the bus's streams when it starts: " + hintStartBroker
 	}

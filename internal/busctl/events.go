@@ -500,6 +500,11 @@ func coreSummary(typ string, data []byte) string {
 			}
 			return words(d.Machine, d.Command)
 		}
+	case schemas.TypeMachineActionProgress:
+		var d schemas.MachineActionProgressData
+		if decode(&d) && d.Machine != "" && d.Command != "" {
+			return words(d.Machine, d.Command, strconv.FormatFloat(d.Percent, 'f', -1, 64)+"%", oneLine(d.Message))
+		}
 	case schemas.TypeMachineActionCompleted:
 		var d schemas.MachineActionCompletedData
 		if decode(&d) && d.Machine != "" && d.Command != "" && d.Status != "" {

@@ -28,8 +28,34 @@ var goldenVolatile = []struct {
 }{
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<uuid>"},
+	// A chain id: the operation, the attempt's start, the chain's number.
+	{regexp.MustCompile(`\b[0-9A-Za-z]{22}-[0-9a-z]{1,13}-(\d+)\b`), "<id>-<attempt>-$1"},
 	{regexp.MustCompile(`\b[0-9A-Za-z]{22}\b`), "<id>"},
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:<port>"},
+	// How long an action took: duration_ms in JSON and YAML, "(5ms)" after
+	// its finish time in a table.
+	{regexp.MustCompile(`(duration_ms"?: )[0-9.e+-]+`), "${1}<ms>"},
+	{regexp.MustCompile(`<time> \((\d+(\.\d+)?(h|m|s|ms|µs|ns))+\)`), "<time> (<duration>)"},
+}
+
+// durations match how long something took, in a table ("0.4ms",
+// "1.2s") and in JSON and YAML (duration_ms).
+var (
+	tableDuration = regexp.MustCompile(`\b\d+\.\dm?s( +|$)`)
+	fieldDuration = regexp.MustCompile(`(duration_ms"?: )[0-9.e+-]+`)
+)
+
+// stableDurations replaces durations with <ms>; in a table the cell keeps
+// its width (the column is as wide as its DURATION header), so the columns
+// after it stay where they were.
+func stableDurations(s string) string {
+	s = tableDuration.ReplaceAllStringFunc(s, func(m string) string {
+		if pad := len(m) - len("<ms>"); strings.HasSuffix(m, " ") && pad > 0 {
+			return "<ms>" + strings.Repeat(" ", pad)
+		}
+		return "<ms>"
+	})
+	return fieldDuration.ReplaceAllString(s, "${1}<ms>")
 }
 
 // golden compares got, made stable, with testdata/NAME.golden (written
@@ -87,7 +113,19 @@ func TestGolden(t *testing.T) {
 		Labels: map[string]string{"host": "h2"}}, nil)
 	bus.MustCall(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: "load", Severity: schemas.SeverityWarning, Summary: "load is high"}, nil)
 	bus.MustCall(t, schemas.APIAlertsResolve, schemas.AlertRef{ID: "load"}, nil)
+	var action schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m1", Command: "count"}, &action)
 	bus.WaitFor(t, func() bool { return drained(bus, "counter") && len(bus.DeadLetters(t, "counter")) == 2 })
+	var deployed schemas.JobResponse
+	bus.MustCall(t, schemas.APIJobsDeploy, schemas.JobDeployRequest{Name: "web", Version: "1", Image: "nginx"}, &deployed)
+	if len(deployed.Chains) == 0 {
+		t.Fatalf("jobs.deploy ran no chain: %+v", deployed)
+	}
+	chain := deployed.Chains[0].ID
+	bus.WaitFor(t, func() bool {
+		var st schemas.ChainStatus
+		return bus.Call(schemas.APIChainsGet, schemas.ChainGetRequest{ID: chain}, &st) == nil && st.Operation.State == schemas.OperationDone
+	})
 
 	commands := []struct {
 		name string
@@ -100,6 +138,10 @@ func TestGolden(t *testing.T) {
 		{"hooks_ls", []string{"hooks", "ls", schemas.HookJobPreDeploy}},
 		{"events_tail", []string{"events", "tail", "--type", "io.plugbus.alert.>", "--from-seq", "1", "-n", "3"}},
 		{"dlq_ls", []string{"dlq", "ls"}},
+		{"chains_get", []string{"chains", "get", chain}},
+		{"chains_ls", []string{"chains", "ls"}},
+		{"actions_ls", []string{"actions", "ls"}},
+		{"actions_get", []string{"actions", "get", action.ActionID}},
 	}
 	for _, c := range commands {
 		for _, format := range []string{"table", "json", "yaml"} {
@@ -107,6 +149,9 @@ func TestGolden(t *testing.T) {
 				out := mustAt(t, bus, append([]string{"-o", format}, c.args...)...)
 				if format == "json" && c.name != "events_tail" && !json.Valid([]byte(out)) {
 					t.Fatalf("-o json is not JSON:\n%s", out)
+				}
+				if strings.HasPrefix(c.name, "chains_") {
+					out = stableDurations(out)
 				}
 				golden(t, c.name+"."+format, out)
 			})

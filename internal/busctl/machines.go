@@ -22,16 +22,25 @@ func (a *app) machineCommand() *cobra.Command {
 
 func (a *app) machineActionCommand() *cobra.Command {
 	var (
-		params []string
-		plugin string
+		params       []string
+		plugin       string
+		wait, noWait bool
 	)
 	cmd := &cobra.Command{
-		Use:   "action MACHINE COMMAND [--param K=V]... [--plugin P]",
+		Use:   "action MACHINE COMMAND [--param K=V]... [--plugin P] [--no-wait]",
 		Short: "Run an action on a machine and print the plugin's result",
 		Long: `Run COMMAND on MACHINE through the plugin that offers it and print the
 plugin's result, then one line per machine.pre_action hook step (plugin,
 outcome, duration). With -o json the whole reply is printed (action_id,
-machine, command, plugin, the plugin's result as JSON and the hook chains).
+machine, command, plugin, status, the plugin's result as JSON and the hook
+chains).
+
+busctl waits until the action ends (--wait, the default), however long it
+runs, with a progress bar on stderr when the plugin reports progress and
+stdout and stderr are a terminal (none with -o json or yaml). Ctrl-C stops waiting,
+not the action. --no-wait prints the action's id as soon as the plugin has
+taken it (-o json: the reply, status running): follow it with
+` + "`busctl actions watch ID`" + `, cancel it with ` + "`busctl actions cancel ID`" + `.
 
 A --param value that is valid JSON is sent as JSON, anything else as a
 string. Required params missing from the call are taken from the machine's
@@ -47,23 +56,42 @@ params (see busctl machine set-param).`,
 			if err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("wait") && wait && noWait {
+				return usageErrf("--wait and --no-wait are alternatives: give one")
+			}
+			a.hint = runningActionHint
+			// The broker answers once the plugin has taken the action;
+			// busctl follows it from there, so no request is held open
+			// for a long action.
 			res, err := c.MachineAction(cmd.Context(), schemas.MachineActionRequest{
-				Machine: machine, Command: command, Params: parseValues(pairs), Plugin: plugin,
+				Machine: machine, Command: command, Params: parseValues(pairs), Plugin: plugin, NoWait: true,
 			})
 			if err != nil {
 				return err
 			}
-			if a.structured() {
-				return a.printValue(res)
-			}
-			if err := printResult(a.stdout, res.Result); err != nil {
+			if noWait || !wait {
+				if a.structured() {
+					return a.printValue(res)
+				}
+				_, err := fmt.Fprintln(a.stdout, res.ActionID)
 				return err
 			}
-			return printChainLines(a.stdout, res.Chains, hasResult(res.Result))
+			if res.Status == schemas.ActionSucceeded || res.Status == "" {
+				if a.structured() {
+					return a.printValue(res)
+				}
+				if err := printResult(a.stdout, res.Result); err != nil {
+					return err
+				}
+				return printChainLines(a.stdout, res.Chains, hasResult(res.Result))
+			}
+			return a.followAction(cmd.Context(), c, res.ActionID, res, false)
 		}),
 	}
 	cmd.Flags().StringArrayVar(&params, "param", nil, "action param KEY=VALUE (repeatable; JSON values are sent as JSON)")
 	cmd.Flags().StringVar(&plugin, "plugin", "", "plugin to run the action (when several offer the command)")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the action ends, with a progress bar on a terminal")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "print the action's id once the plugin has taken it, without waiting for its end")
 	return cmd
 }
 

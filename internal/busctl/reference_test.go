@@ -57,7 +57,8 @@ func TestReferenceComplete(t *testing.T) {
 		}
 	}
 	for _, cmd := range []string{"plugins verify", "hooks ls", "job deploy", "machine params", "alert get", "events tail", "events get",
-		"dlq ls", "dlq show", "dlq replay", "dlq purge", "hosts get", "completion bash"} {
+		"dlq ls", "dlq show", "dlq replay", "dlq purge", "hosts get", "completion bash",
+		"actions get", "actions watch", "actions ls", "actions cancel"} {
 		if !strings.Contains(busctl.Reference(), "| `busctl "+cmd) {
 			t.Errorf("the reference lacks busctl %s", cmd)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -133,9 +132,9 @@ admins may replay.`,
 // followReplay waits until a replay is done, drawing its progress on a
 // terminal, then prints the outcome.
 func (a *app) followReplay(ctx context.Context, c *client.Client, st *schemas.ReplayStatus) error {
-	bar := a.replayBar()
+	bar := a.lineBar()
 	for !st.Done {
-		bar.draw(st)
+		drawReplay(bar, st)
 		select {
 		case <-ctx.Done():
 			bar.clear()
@@ -158,7 +157,7 @@ func (a *app) followReplay(ctx context.Context, c *client.Client, st *schemas.Re
 		}
 		st = next
 	}
-	bar.draw(st)
+	drawReplay(bar, st)
 	bar.finish()
 	if a.structured() {
 		return a.printValue(st)
@@ -201,43 +200,10 @@ func replayHint(name string, e *schemas.Error) string {
 	return ""
 }
 
-// progressBar draws a replay's progress on a terminal, in place; it draws
-// nothing elsewhere, nor with -o json.
-type progressBar struct {
-	w     io.Writer // nil: off
-	drawn bool
-}
-
-func (a *app) replayBar() *progressBar {
-	// As the other progress bars (progress.go): for a person at a
-	// terminal, with a table.
-	if a.structured() || !terminal(a.stdout) || !terminal(a.stderr) {
-		return &progressBar{}
-	}
-	return &progressBar{w: a.stderr}
-}
-
-func (b *progressBar) draw(st *schemas.ReplayStatus) {
-	if b.w == nil || st.Total == 0 {
-		return
-	}
-	fmt.Fprintf(b.w, "\r%s", progressLine(st.Plugin, st.Replayed, st.Total, replayBarWidth))
-	b.drawn = true
-}
-
-// clear erases the bar, so a message can take its line.
-func (b *progressBar) clear() {
-	if b.w != nil && b.drawn {
-		fmt.Fprint(b.w, "\r\033[K")
-		b.drawn = false
-	}
-}
-
-// finish leaves the last bar drawn and ends its line.
-func (b *progressBar) finish() {
-	if b.w != nil && b.drawn {
-		fmt.Fprintln(b.w)
-		b.drawn = false
+// drawReplay draws a replay's progress on bar, once it knows the total.
+func drawReplay(bar *lineBar, st *schemas.ReplayStatus) {
+	if st.Total > 0 {
+		bar.draw(progressLine(st.Plugin, st.Replayed, st.Total, replayBarWidth))
 	}
 }
 

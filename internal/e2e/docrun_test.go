@@ -68,7 +68,7 @@ func (c sessionCmd) skip() bool {
 }
 
 // Normalisation of what changes from run to run, so a page can be
-// compared with a fresh run: times, ids, durations, ports, and column
+// compared with a fresh run: times, ids (chain ids too), durations, ports, and column
 // padding (which follows the width of those).
 var volatile = []struct {
 	re   *regexp.Regexp
@@ -77,11 +77,14 @@ var volatile = []struct {
 	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<time>"},
 	{regexp.MustCompile(`\b\d\d:\d\d:\d\d(\.\d+)?\b`), "<time>"},
 	{regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`), "<uuid>"},
+	// A hook chain id: the operation, the attempt's start, the chain's number.
+	{regexp.MustCompile(`\b[0-9A-Za-z]{22}-[0-9a-z]{1,13}-(\d+)\b`), "<id>-<attempt>-$1"},
 	{regexp.MustCompile(`\b[0-9A-Za-z]{22}\b`), "<id>"},
 	// NATS public keys: users, accounts, operators.
 	{regexp.MustCompile(`\b[UAO][A-Z2-7]{55}\b`), "<nkey>"},
 	{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|us|ms|s)\b`), "<dur>"},
 	{regexp.MustCompile(`"duration_ms":\s*[0-9.]+`), `"duration_ms":<n>`},
+	{regexp.MustCompile(`(?m)^(\s*(- )?)duration_ms: [0-9.]+$`), "${1}duration_ms: <n>"}, // -o yaml
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "127.0.0.1:<port>"},
 	{regexp.MustCompile(`"(seq|stream_seq)":\s*\d+`), `"$1":<n>`},
 	// A process id right after a running instance's state.

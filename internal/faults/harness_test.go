@@ -143,6 +143,9 @@ type proc struct {
 	done chan struct{}
 	err  error     // the exit error, once done is closed
 	end  time.Time // when it exited, once done is closed
+	// stdin writes to the process's standard input (the hook plugin
+	// waits for lines there with HOOKPLUGIN_BLOCK=stdin).
+	stdin io.WriteCloser
 }
 
 // startProc starts bin with args; onLine (may be nil) sees every line of
@@ -152,6 +155,11 @@ func startProc(t *testing.T, name, bin string, env []string, onLine func(string)
 	p := &proc{name: name, cmd: exec.Command(bin, args...), out: &tail{max: 64 << 10, onLine: onLine}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = append(os.Environ(), append([]string{"NATS_URL=", "NATS_CREDS=", "NATS_CONTEXT="}, env...)...)
+	stdin, err := p.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.stdin = stdin
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

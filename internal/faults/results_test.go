@@ -31,6 +31,7 @@ var scenarios = []struct{ id, what string }{
 	{"idempotency-window", "the same idempotency key inside and outside the broker's idempotency window"},
 	{"second-broker", "a second broker started on the data dir of a running one"},
 	{"sigterm-drain", "SIGTERM of the broker with requests in flight inside a slow hook, restarted"},
+	{"chain-resume", "kill -9 of the broker while step 3 of a 5-step hook chain (5 plugin processes) runs, restarted: the chain resumes"},
 	{"fuzz", "the Fuzz targets of the module, each for a bounded time"},
 	{"soak", "a long run of alerts fired and resolved, the broker's RSS sampled"},
 	{"cluster-node-restart", "three NATS nodes, two brokers, R3: a node killed and restarted every 20 s under 1,000 alerts/s for a minute"},
@@ -220,7 +221,67 @@ func updateDoc(rows []Row) error {
 	}
 	fmt.Fprintf(&b, "\nRows last written %s on %d CPUs (%s, %s/%s).\n\n%s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"),
 		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, tableEnd)
-	return os.WriteFile(docPath(), []byte(b.String()), 0o644)
+	if err := os.WriteFile(docPath(), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return updateClusterCopy(old)
+}
+
+// docs/scale-out.md shows the cluster scenarios' rows, copied from the
+// reliability table between these markers.
+const (
+	clusterBegin = "<!-- cluster-faults-table: begin (copied from reliability.md by go test ./internal/faults -update) -->"
+	clusterEnd   = "<!-- cluster-faults-table: end -->"
+)
+
+func scaleOutDocPath() string { return filepath.Join(repoRoot(), "docs", "scale-out.md") }
+
+// clusterBlock is the copy of the cluster rows of rows.
+func clusterBlock(rows map[string]string) string {
+	var b strings.Builder
+	b.WriteString(clusterBegin + "\n\n" + tableHead + "\n")
+	for _, s := range scenarios {
+		if line, ok := rows[s.id]; ok && strings.HasPrefix(s.id, "cluster-") {
+			b.WriteString(line + "\n")
+		}
+	}
+	b.WriteString("\n" + clusterEnd)
+	return b.String()
+}
+
+// updateClusterCopy writes the cluster rows into docs/scale-out.md.
+func updateClusterCopy(rows map[string]string) error {
+	raw, err := os.ReadFile(scaleOutDocPath())
+	if err != nil {
+		return err
+	}
+	doc := string(raw)
+	i, j := strings.Index(doc, clusterBegin), strings.Index(doc, clusterEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("docs/scale-out.md has no cluster table between %q and %q", clusterBegin, clusterEnd)
+	}
+	doc = doc[:i] + clusterBlock(rows) + doc[j+len(clusterEnd):]
+	return os.WriteFile(scaleOutDocPath(), []byte(doc), 0o644)
+}
+
+// docs/scale-out.md holds the cluster scenarios' rows as the reliability
+// table has them.
+func TestScaleOutDocTable(t *testing.T) {
+	raw, err := os.ReadFile(docPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rows, err := docTable(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	so, err := os.ReadFile(scaleOutDocPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(so), clusterBlock(rows)) {
+		t.Errorf("docs/scale-out.md does not hold the cluster rows of docs/reliability.md's table between %q and %q (run go test ./internal/faults -run Cluster -update)", clusterBegin, clusterEnd)
+	}
 }
 
 // docs/reliability.md ends with the results table; it lists every

@@ -179,3 +179,71 @@ func TestAgainstTheBus(t *testing.T) {
 		t.Errorf("stored counter = %#v, want 1", m.Params[DefaultParameter])
 	}
 }
+
+// TestFirmwareUpdate runs the handler with a short duration: it reports
+// every block in order and answers the version; a cancelled context
+// stops it with the cause; a bad duration is refused.
+func TestFirmwareUpdate(t *testing.T) {
+	mm := &memMachines{m: map[string]map[string]any{}}
+	inc := &Incrementer{Machines: mm}
+	var got []float64
+	h := inc.FirmwareUpdate(func(_ context.Context, pct float64, _ string) error {
+		got = append(got, pct)
+		return nil
+	})
+	act := func(params map[string]any) *sdk.Action {
+		return &sdk.Action{ActionRequest: schemas.ActionRequest{Command: "firmware-update", Object: "m1", Params: params}}
+	}
+	res, err := h(context.Background(), act(map[string]any{ParamDuration: "20ms"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.(FirmwareResult); r.Firmware != FirmwareVersion || r.Machine != "m1" {
+		t.Fatalf("result %+v", r)
+	}
+	if len(got) != updateBlocks || got[0] != 5 || got[len(got)-1] != 100 {
+		t.Fatalf("progress %v", got)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := &schemas.Error{Code: schemas.CodeCancelled, Message: "cancelled by an operator"}
+	cancel(cause)
+	if _, err := h(ctx, act(nil)); !errors.Is(err, schemas.ErrCancelled) {
+		t.Fatalf("cancelled update: %v", err)
+	}
+	for _, bad := range []any{"soon", "-1s", "1h", 3600.0} {
+		_, err := h(context.Background(), act(map[string]any{ParamDuration: bad}))
+		var e *schemas.Error
+		if !errors.As(err, &e) || e.Code != schemas.CodeInvalidField || e.Field != "params."+ParamDuration {
+			t.Errorf("duration %v: %v", bad, err)
+		}
+	}
+}
+
+// TestFirmwareUpdateOnTheBus: the long action through the real broker:
+// accepted, progress recorded, the result at the end.
+func TestFirmwareUpdateOnTheBus(t *testing.T) {
+	bus := plugintest.Start(t)
+	p, err := sdk.New(Manifest(), sdk.WithPrefix(bus.Prefix()), sdk.WithActionAcceptAfter(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(p); err != nil {
+		t.Fatal(err)
+	}
+	bus.StartPlugin(t, p)
+	var resp schemas.MachineActionResponse
+	bus.MustCall(t, schemas.APIMachinesAction, schemas.MachineActionRequest{Machine: "m7", Command: "firmware-update",
+		Params: map[string]any{ParamDuration: "400ms"}, NoWait: true}, &resp)
+	var rec schemas.ActionRecord
+	bus.WaitFor(t, func() bool {
+		bus.MustCall(t, schemas.APIActionsGet, schemas.ActionRef{ID: resp.ActionID}, &rec)
+		return schemas.ActionFinal(rec.Status)
+	})
+	var r FirmwareResult
+	if rec.Status != schemas.ActionSucceeded || json.Unmarshal(rec.Result, &r) != nil || r.Firmware != FirmwareVersion {
+		t.Fatalf("record %+v", rec)
+	}
+	if rec.Progress == nil || rec.Progress.Seq == 0 || rec.Timeout.D() != UpdateTimeout {
+		t.Fatalf("progress %+v, timeout %s", rec.Progress, rec.Timeout.D())
+	}
+}

@@ -1,9 +1,11 @@
 // Command incrementer is the plugbus port of Digital Rebar's sample plugin:
-// it offers two actions on machines.
+// it offers three actions on machines.
 //
-//	increment    adds incrementer/step (default 1) to the machine param named
-//	             by incrementer/parameter (default incrementer/count)
-//	reset_count  sets that param back to 0; needs incrementer/touched
+//	increment        adds incrementer/step (default 1) to the machine param
+//	                 named by incrementer/parameter (default incrementer/count)
+//	reset_count      sets that param back to 0; needs incrementer/touched
+//	firmware-update  a long action: pretends to flash the machine's firmware
+//	                 for duration (default 20s), reporting progress
 //
 // Both params are optional action params, so the broker fills them in from
 // the machine's own params when the call does not pass them. Run it with
@@ -50,6 +52,13 @@ func Manifest() schemas.Manifest {
 				RequiredParams: []string{ParamTouched},
 				OptionalParams: []string{ParamParameter},
 			},
+			{
+				Command:        "firmware-update",
+				Model:          "machines",
+				Description:    "Flash the machine's firmware over duration (default 20s), reporting progress (a demo: it changes nothing)",
+				OptionalParams: []string{ParamDuration},
+				Timeout:        schemas.Duration(UpdateTimeout),
+			},
 		},
 	}
 }
@@ -63,5 +72,6 @@ func Setup(p *sdk.Plugin) error {
 	inc := &Incrementer{Machines: BrokerMachines{Bus: p.Client()}}
 	p.HandleAction("increment", inc.Increment)
 	p.HandleAction("reset_count", inc.ResetCount)
+	p.HandleAction("firmware-update", inc.FirmwareUpdate(p.Progress))
 	return nil
 }

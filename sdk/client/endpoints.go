@@ -130,7 +130,11 @@ func (c *Client) GetJob(ctx context.Context, name, version string) (*schemas.Job
 // returns the plugin's result. Set req.Plugin when several plugins offer the
 // command (otherwise schemas.ErrAmbiguousAction); a required param that is
 // neither in req.Params nor on the machine yields schemas.ErrMissingParam
-// with Field naming it.
+// with Field naming it. An action that is still running when the call's
+// deadline comes yields schemas.ErrTimeout with the action's id in
+// Details[schemas.DetailActionID]: it goes on; follow it with GetAction or
+// WaitAction. With req.NoWait the reply comes once the plugin took the
+// action (Status running, or pending when it has not answered yet).
 func (c *Client) MachineAction(ctx context.Context, req schemas.MachineActionRequest) (*schemas.MachineActionResponse, error) {
 	var resp schemas.MachineActionResponse
 	if err := c.Call(ctx, schemas.APIMachinesAction, req, &resp); err != nil {

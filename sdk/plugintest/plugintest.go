@@ -98,6 +98,10 @@ type Bus struct {
 	credsDir string
 	mu       sync.Mutex
 	creds    map[string]string
+	// bcfg is the broker's config; stopBroker stops the running broker
+	// (nil while none runs).
+	bcfg       broker.Config
+	stopBroker func(t testing.TB)
 }
 
 // Start starts a nats-server (127.0.0.1, random port, JetStream in
@@ -164,31 +168,8 @@ func Start(t testing.TB, opts ...Option) *Bus {
 		bcfg.Creds, bcfg.AccountSigningKey, bcfg.Account = ext.BrokerCreds, ext.SigningKey, ext.Account
 		connOpts = append(connOpts, nats.UserCredentials(ext.BrokerCreds))
 	}
-	b, err := broker.New(bcfg)
-	if err != nil {
-		t.Fatalf("plugintest: broker config: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("plugintest: broker: %v", err)
-			}
-		case <-time.After(StartTimeout):
-			t.Errorf("plugintest: broker did not stop within %s", StartTimeout)
-		}
-	})
-	select {
-	case <-b.Ready():
-	case err := <-done:
-		t.Fatalf("plugintest: broker stopped before it was ready: %v", err)
-	case <-time.After(StartTimeout):
-		t.Fatalf("plugintest: broker not ready within %s", StartTimeout)
-	}
+	bus := &Bus{srv: srv, prefix: c.prefix, auth: c.auth, creds: map[string]string{}, bcfg: bcfg}
+	bus.startBroker(t)
 
 	nc, err := nats.Connect(srv.ClientURL(), append(connOpts, nats.Name("plugintest"))...)
 	if err != nil {
@@ -199,7 +180,7 @@ func Start(t testing.TB, opts ...Option) *Bus {
 	if err != nil {
 		t.Fatalf("plugintest: jetstream: %v", err)
 	}
-	bus := &Bus{srv: srv, broker: b, nc: nc, js: js, prefix: c.prefix, auth: c.auth, creds: map[string]string{}}
+	bus.nc, bus.js = nc, js
 	if c.auth {
 		bus.credsDir = t.TempDir()
 	}
@@ -270,7 +251,11 @@ func (b *Bus) Prefix() string { return b.prefix }
 func (b *Bus) Server() *server.Server { return b.srv }
 
 // Broker returns the running broker.
-func (b *Bus) Broker() *broker.Broker { return b.broker }
+func (b *Bus) Broker() *broker.Broker {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.broker
+}
 
 // Call sends a request to a broker API endpoint (schemas.APIMachinesAction
 // and the like) and decodes the reply into resp (which may be nil). Error

@@ -1,0 +1,4 @@
+package busctl
+
+// ActionLine renders an action's progress bar (for tests).
+var ActionLine = actionLine
