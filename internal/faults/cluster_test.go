@@ -303,11 +303,11 @@ func TestClusterLeaderPaused(t *testing.T) {
 		return newLeader != "" && newLeader != leader
 	})
 	elected := time.Since(paused)
-	h.waitAcked(t, "1000 more alerts acknowledged", acked+1000)
+	h.waitAcked(t, "500 more alerts acknowledged", acked+500)
 	c.resumeNode(t, i)
 	held := time.Since(paused)
 	c.waitJetStream(t)
-	h.waitAcked(t, "500 more alerts after the resume", acked+1500)
+	h.waitAcked(t, "500 more alerts after the resume", acked+1000)
 	close(stop)
 	offered := <-done
 	loadEnd := time.Now()
