@@ -1,3 +1,5 @@
+//go:build topology
+
 package check
 
 import (
@@ -140,16 +142,13 @@ func replaceAll(t *testing.T, s string, pairs ...string) string {
 // fired alert must reach the sink. What it cannot cover: the images, the
 // container network, volume ownership, the health checks' timing.
 //
-// Not part of make deploy-check yet: run it by hand with
-// PLUGBUS_TOPOLOGY_TEST=1. By hand (the same steps in a shell) the
+// Not part of make deploy-check yet (so it is behind the build tag
+// topology): run it by hand with go test -tags topology -run Topology. By hand (the same steps in a shell) the
 // topology came up as described; under this test, on a loaded machine, the
 // brokers' first R3 stream creations timed out again and again (the
 // streams were created on the servers, the replies did not reach the
 // broker in time), which is not understood yet.
 func TestComposeTopologyAsProcesses(t *testing.T) {
-	if os.Getenv("PLUGBUS_TOPOLOGY_TEST") == "" {
-		t.Skip("set PLUGBUS_TOPOLOGY_TEST=1 to run the compose topology as processes (not in deploy-check yet: see the comment)")
-	}
 	ns := tool(t, "nats-server", "go install github.com/nats-io/nats-server/v2@v2.15.2")
 	img := buildImage(t)
 	p := composeProject(t)
