@@ -447,33 +447,17 @@ func keeperTick(interval time.Duration) time.Duration {
 }
 
 func (k *actionKeeper) watch(ctx context.Context) {
-	kv := k.b.st.actions
-	for ctx.Err() == nil {
-		w, err := kv.WatchAll(ctx)
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-				continue
-			}
+	watchBucket(ctx, k.b.st.actions, func(e jetstream.KeyValueEntry) {
+		var row actionRow
+		live := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &row) == nil && !schemas.ActionFinal(row.Status)
+		k.mu.Lock()
+		if live {
+			k.active[e.Key()] = row
+		} else {
+			delete(k.active, e.Key())
 		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			var row actionRow
-			live := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &row) == nil && !schemas.ActionFinal(row.Status)
-			k.mu.Lock()
-			if live {
-				k.active[e.Key()] = row
-			} else {
-				delete(k.active, e.Key())
-			}
-			k.mu.Unlock()
-		}
-		_ = w.Stop()
-	}
+		k.mu.Unlock()
+	})
 }
 
 func (k *actionKeeper) tick(ctx context.Context) {

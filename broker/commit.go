@@ -647,6 +647,12 @@ func (s *outboxSweeper) run(ctx context.Context, kvs ...jetstream.KeyValue) {
 }
 
 func (s *outboxSweeper) watch(ctx context.Context, kv jetstream.KeyValue) {
+	watchBucket(ctx, kv, func(e jetstream.KeyValueEntry) { s.observe(kv, e) })
+}
+
+// watchBucket calls fn with every update of kv's keys until ctx ends,
+// watching again (a second later when it cannot) whenever the watch ends.
+func watchBucket(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyValueEntry)) {
 	for ctx.Err() == nil {
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
@@ -659,7 +665,7 @@ func (s *outboxSweeper) watch(ctx context.Context, kv jetstream.KeyValue) {
 		}
 		for e := range w.Updates() {
 			if e != nil {
-				s.observe(kv, e)
+				fn(e)
 			}
 		}
 		_ = w.Stop()

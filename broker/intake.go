@@ -125,7 +125,7 @@ func (in *intake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.b.metrics.badInput.WithLabelValues(code).Inc()
 	}
 	if err != nil {
-		status := httpStatus(schemas.AsError(err).Code)
+		status := schemas.HTTPStatus(schemas.AsError(err).Code)
 		var ue unauthorized
 		if errors.As(err, &ue) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="plugbus"`)
@@ -409,33 +409,6 @@ func (in *intake) call(ctx context.Context, endpoint, key string, req, resp any)
 		}
 	}
 	return err
-}
-
-// httpStatus is the HTTP status of an error code. Failures a retry may
-// cure are 5xx (Alertmanager retries those, not 4xx).
-func httpStatus(code string) int {
-	switch code {
-	case schemas.CodeBadRequest, schemas.CodeInvalidField, schemas.CodeMissingParam:
-		return http.StatusBadRequest
-	case schemas.CodeForbidden:
-		return http.StatusForbidden
-	case schemas.CodeNotFound:
-		return http.StatusNotFound
-	case schemas.CodeConflict:
-		return http.StatusConflict
-	case schemas.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case schemas.CodeRejected, schemas.CodeUnknownAction, schemas.CodeAmbiguousAction:
-		return http.StatusUnprocessableEntity
-	case schemas.CodeTimeout:
-		return http.StatusGatewayTimeout
-	case schemas.CodeNoResponders, schemas.CodeUnavailable, schemas.CodeNotActive:
-		return http.StatusServiceUnavailable
-	case schemas.CodeInternal:
-		return http.StatusInternalServerError
-	default:
-		return http.StatusBadGateway
-	}
 }
 
 // writeError answers with err as a plugbus error envelope.

@@ -119,28 +119,7 @@ func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, msg string, res
 func (d *Dashboard) actionFailed(w http.ResponseWriter, r *http.Request, err error) {
 	e := schemas.AsError(err)
 	d.log.Warn().Str("action", r.URL.Path).Str("code", e.Code).Msg(e.Message)
-	writeError(w, httpStatus(e.Code), e)
-}
-
-// httpStatus maps a plugbus error code to an HTTP status.
-func httpStatus(code string) int {
-	switch code {
-	case schemas.CodeBadRequest, schemas.CodeInvalidField, schemas.CodeMissingParam, schemas.CodeUnknownAction:
-		return http.StatusBadRequest
-	case schemas.CodeForbidden:
-		return http.StatusForbidden
-	case schemas.CodeNotFound:
-		return http.StatusNotFound
-	case schemas.CodeConflict:
-		return http.StatusConflict
-	case schemas.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case schemas.CodeUnavailable, schemas.CodeNoResponders, schemas.CodeTimeout:
-		return http.StatusServiceUnavailable
-	case schemas.CodePluginError, schemas.CodeNotActive, schemas.CodeRejected:
-		return http.StatusBadGateway
-	}
-	return http.StatusInternalServerError
+	writeError(w, schemas.HTTPStatus(e.Code), e)
 }
 
 // maxBody bounds an action's body.
