@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -312,7 +313,13 @@ func TestThreeBrokersOnOneBus(t *testing.T) {
 		}
 		stale := 0
 		for range info.NumPending {
+			// On a cluster the ordered consumer may not serve pulls on
+			// every node at once: a pull can find no responders at first.
 			msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 50; try++ {
+				time.Sleep(100 * time.Millisecond)
+				msg, err = cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
