@@ -432,9 +432,18 @@ func checkLock(ctx context.Context) error { return lockOf(ctx).check() }
 // must release it.
 func (l *busLocks) lock(ctx context.Context, object string) (context.Context, *objectLock, error) {
 	start := time.Now()
-	leaseID, epoch, err := l.lease.wait(ctx)
+	// Without a lease (JetStream took no renewal: a lost quorum) the
+	// caller hears so within a lease TTL, not at its own deadline.
+	wctx, wcancel := context.WithTimeout(ctx, l.lease.ttl)
+	leaseID, epoch, err := l.lease.wait(wctx)
+	wcancel()
 	if err != nil {
-		return ctx, nil, l.waitError(object, err, nil)
+		if ctx.Err() != nil {
+			return ctx, nil, l.waitError(object, ctx.Err(), nil)
+		}
+		e := schemas.Errorf(schemas.CodeUnavailable, "", "cannot lock %s: this broker has had no lease on the bus for %s (JetStream does not take its writes: is the NATS cluster's quorum lost?): nothing was done; retry", object, l.lease.ttl)
+		e.Details = map[string]any{schemas.DetailObject: object, schemas.DetailCommitted: false}
+		return ctx, nil, e
 	}
 	s, rev, err := l.takeSlot(ctx, epoch, leaseID, object)
 	if err != nil {
