@@ -40,6 +40,10 @@ type registry struct {
 	views regViews
 	// rounds counts heartbeat rounds (tests).
 	rounds atomic.Int64
+	// misses counts, per plugin, the heartbeat pings in a row that timed
+	// out (missMu guards it; only the heartbeat touches it).
+	missMu sync.Mutex
+	misses map[string]int
 	// seen is the highest bucket revision the watch has applied, so a
 	// registration under the hook-order lock can wait for the cache to
 	// hold every write made before it took the lock (orderedView).
@@ -902,16 +906,53 @@ func (r *registry) heartbeat(ctx context.Context) {
 // heartbeatConcurrency is how many plugins a heartbeat round pings at once.
 const heartbeatConcurrency = 16
 
+// staleAfterMisses is how many heartbeat pings in a row must time out
+// before a plugin is marked STALE. A ping that finds no responder at all
+// (no instance connected) marks it STALE at once; a timeout may only be a
+// busy instance or a loaded host, and one late answer must not send a
+// healthy plugin through its lifecycle again.
+const staleAfterMisses = 3
+
+// missed records the outcome of one ping of plugin name and says whether
+// the plugin counts as gone: at once for no responders, after
+// staleAfterMisses timeouts in a row otherwise.
+func (r *registry) missed(name string, err error) bool {
+	r.missMu.Lock()
+	defer r.missMu.Unlock()
+	if err == nil {
+		delete(r.misses, name)
+		return false
+	}
+	if errors.Is(err, nats.ErrNoResponders) {
+		delete(r.misses, name)
+		return true
+	}
+	if r.misses == nil {
+		r.misses = map[string]int{}
+	}
+	r.misses[name]++
+	if r.misses[name] < staleAfterMisses {
+		return false
+	}
+	delete(r.misses, name)
+	return true
+}
+
 // checkAlive pings plugin name, whose cached state is cached, and settles
 // its state under its lock when the answer calls for a change.
 func (r *registry) checkAlive(ctx context.Context, name string, cached schemas.PluginState) {
 	pctx, cancel := context.WithTimeout(ctx, r.b.cfg.HeartbeatInterval)
 	_, err := r.b.nc.RequestWithContext(pctx, wire.PingSubject(wire.PluginService(name)), nil)
 	cancel()
-	alive := err == nil
 	if ctx.Err() != nil {
 		return
 	}
+	gone := r.missed(name, err)
+	if err != nil && !gone {
+		// A late answer: the next rounds decide.
+		return
+	}
+	alive := !gone
 	if alive == (cached != schemas.StateStale) {
 		// As it should be (or a change the next round sees once the
 		// cache has it).
@@ -935,7 +976,7 @@ func (r *registry) checkAlive(ctx context.Context, name string, cached schemas.P
 	}
 	switch {
 	case !alive && rec.State != schemas.StateStale:
-		msg := "no instance answers: start the plugin (or check its logs)"
+		msg := fmt.Sprintf("no instance answers (%d heartbeat pings in a row timed out): start the plugin (or check its logs)", staleAfterMisses)
 		if errors.Is(err, nats.ErrNoResponders) {
 			msg = "no instance is running: start the plugin (or check its logs)"
 		}

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/schemas"
@@ -130,6 +132,68 @@ func TestStaleAndBack(t *testing.T) {
 
 	p.start("plugbus")
 	waitFor(t, "ACTIVE again", func() bool { return state() == schemas.StateActive })
+}
+
+// A plugin whose instance is connected but does not answer its pings (a
+// hung or frozen process) goes STALE only after staleAfterMisses pings in
+// a row timed out: one late answer on a loaded host is not a lost plugin.
+func TestStaleAfterMissedPings(t *testing.T) {
+	s := startServer(t)
+	tb := startBroker(t, Config{NATSURL: s.ClientURL(), HeartbeatInterval: 50 * time.Millisecond})
+	p := newFakePlugin(t, s.ClientURL(), manifest("frozen", "1.0.0"))
+	p.start("plugbus")
+	if st := p.register(t, tb, nil).Plugin.State; st != schemas.StateActive {
+		t.Fatalf("state %s", st)
+	}
+	// The instance stays connected but stops answering: a subscriber on
+	// its ping subject that never replies makes every ping time out
+	// instead of finding no responders.
+	var pings atomic.Int64
+	sub, err := p.nc.Subscribe(wire.PingSubject(wire.PluginService("frozen")), func(*nats.Msg) { pings.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := p.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p.stopService()
+	var rec schemas.PluginRecord
+	waitFor(t, "STALE", func() bool {
+		tb.mustCall(t, schemas.APIPluginsGet, schemas.PluginGetRequest{Name: "frozen"}, &rec)
+		return rec.State == schemas.StateStale
+	})
+	if n := pings.Load(); n < staleAfterMisses {
+		t.Fatalf("STALE after %d unanswered pings, want at least %d", n, staleAfterMisses)
+	}
+	e := wantCode(t, rec.LastError, schemas.CodeNoResponders, "")
+	if !strings.Contains(e.Message, "timed out") {
+		t.Fatalf("reason %q does not say the pings timed out", e.Message)
+	}
+}
+
+func TestMissedPingsCount(t *testing.T) {
+	var r registry
+	timeout := context.DeadlineExceeded
+	for i := 1; i < staleAfterMisses; i++ {
+		if r.missed("p", timeout) {
+			t.Fatalf("gone after %d timeouts", i)
+		}
+	}
+	if r.missed("p", nil) {
+		t.Fatal("an answer counts as gone")
+	}
+	for i := 1; i < staleAfterMisses; i++ {
+		if r.missed("p", timeout) {
+			t.Fatalf("an answer did not reset the count: gone after %d timeouts", i)
+		}
+	}
+	if !r.missed("p", timeout) {
+		t.Fatalf("not gone after %d timeouts in a row", staleAfterMisses)
+	}
+	if !r.missed("q", nats.ErrNoResponders) {
+		t.Fatal("no responders does not count as gone at once")
+	}
 }
 
 func actionManifest(name string, actions ...schemas.ActionSpec) schemas.Manifest {
