@@ -223,11 +223,6 @@ func (b *Broker) connect() error {
 		nats.CustomInboxPrefix(wire.InboxPrefix("broker", "")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		// A server that stops answering (frozen, cut off) is left within
-		// a few seconds, not the client's default of minutes: the broker's
-		// lease lives on renewals (docs/scale-out.md).
-		nats.PingInterval(2 * time.Second),
-		nats.MaxPingsOutstanding(3),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				b.log.Warn().Err(err).Msg("disconnected from NATS")
@@ -237,6 +232,10 @@ func (b *Broker) connect() error {
 			b.log.Info().Str(logging.FieldNATSURL, nc.ConnectedUrlRedacted()).Msg("reconnected to NATS")
 		}),
 	}
+	// A server that stops answering (frozen, cut off) is left within a
+	// few seconds, not the client's default of minutes: the broker's
+	// lease lives on renewals (docs/scale-out.md).
+	opts = append(opts, wire.StaleServerOptions()...)
 	if err := b.openAuthority(); err != nil {
 		return err
 	}

@@ -215,6 +215,9 @@ func (d *Daemon) connect(ctx context.Context, cfg Config) error {
 			d.requestReport()
 		}),
 	}
+	// A frozen server is left within seconds: the host's heartbeat must
+	// not lapse for minutes on it (the broker would mark the host lost).
+	opts = append(opts, wire.StaleServerOptions()...)
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/plugbus/plugbus/internal/logging"
+	"github.com/plugbus/plugbus/wire"
 	"github.com/rs/zerolog"
 )
 
@@ -98,6 +99,10 @@ func Connect(ctx context.Context, c ConnectConfig) (*nats.Conn, error) {
 	if c.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(c.TLSCA))
 	}
+	// A server that stops answering is left within seconds (a plugin on
+	// a frozen node of a cluster would get nothing for minutes); the
+	// caller's Options come after and may change it.
+	opts = append(opts, wire.StaleServerOptions()...)
 	opts = append(opts, c.Options...)
 	nc, err := backoff.Retry(ctx, func() (*nats.Conn, error) {
 		nc, err := nats.Connect(url, opts...)

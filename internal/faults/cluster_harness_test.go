@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plugbus/plugbus/broker"
 	"github.com/plugbus/plugbus/sdk/client"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // The cluster scenarios run the bus as it runs in production: three
@@ -126,6 +126,10 @@ cluster {
   name: plugbus-faults
   listen: %[5]q
   routes: [%[6]s]
+  # A frozen peer's routes are dropped within seconds, as in
+  # deployments/compose (docs/scale-out.md).
+  ping_interval: "2s"
+  ping_max: 3
 }
 include plugbus-auth.conf
 `, n.name, n.client, n.status, filepath.Join(dir, "js-"+n.name), n.route, strings.Join(routes, ", "))
@@ -140,9 +144,10 @@ include plugbus-auth.conf
 	}
 	wg.Wait()
 	c.waitJetStream(t)
-	// The clients leave a frozen node within seconds (the default ping
-	// interval would keep them on it for minutes).
-	fast := []nats.Option{nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3)}
+	// The clients leave a frozen node within seconds, as every plugbus
+	// component does (the default ping interval would keep them on it for
+	// minutes).
+	fast := wire.StaleServerOptions()
 	c.bus.adminOnce.Do(func() {
 		c.bus.adminNC = c.connect(t, c.adminCreds(), fast...)
 		c.bus.adminC = client.New(c.bus.adminNC, client.WithRetryFor(30*time.Second))

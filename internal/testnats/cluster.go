@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/plugbus/plugbus/wire"
 )
 
 // Cluster is an in-process nats-server cluster with JetStream on
@@ -44,8 +45,10 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: clientPorts[i],
 			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
 			MaxPayload: 8 << 20,
-			Cluster:    server.ClusterOpts{Name: "plugbus-test", Host: "127.0.0.1", Port: routePorts[i]},
-			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			Cluster: server.ClusterOpts{Name: "plugbus-test", Host: "127.0.0.1", Port: routePorts[i],
+				// As deployments/compose: a frozen peer is dropped within seconds.
+				PingInterval: wire.StalePingInterval, MaxPingsOut: wire.StaleMaxPings},
+			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}})
 	}
 	var wg sync.WaitGroup
