@@ -24,16 +24,33 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# make test runs two lanes side by side, about as long as each other on 2
+# cores: the race run then the fault suite's fuzz scenario (its instrumented
+# builds are CPU work), and the rest of the fault suite (mostly waiting on
+# kills, elections and paced loads).
 test: vet ## vet, then every test with the race detector and the fault suite (docs/reliability.md) side by side
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-short test-faults
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-race test-lane-faults
+
+.PHONY: test-lane-race test-lane-faults
+test-lane-race:
+	@$(MAKE) --no-print-directory test-short
+	@$(MAKE) --no-print-directory test-fuzz
+
+test-lane-faults:
+	@$(MAKE) --no-print-directory test-faults FAULTS_SKIP='^TestFuzz$$'
 
 .PHONY: test-short
 test-short: ## every test with the race detector, the fault suite's scenarios skipped (-short)
 	$(GO) test -race -short -timeout 12m ./...
 
-.PHONY: test-faults
+# FAULTS_SKIP: scenarios (a go test -skip pattern) left out.
+FAULTS_SKIP ?=
+.PHONY: test-faults test-fuzz
 test-faults: ## the fault suite: real processes killed, hung, flooded and fed bad input; rows in bin/faults-results.json
-	$(GO) test -count=1 -timeout 20m ./internal/faults
+	$(GO) test -count=1 -timeout 20m $(if $(FAULTS_SKIP),-skip '$(FAULTS_SKIP)') ./internal/faults
+
+test-fuzz: ## the fault suite's fuzz scenario alone (every Fuzz target of the module); its row in bin/faults-fuzz-results.json
+	$(GO) test -count=1 -timeout 20m -run '^TestFuzz$$' ./internal/faults -results $(CURDIR)/bin/faults-fuzz-results.json
 
 .PHONY: dashboard-screenshots
 dashboard-screenshots: ## the dashboard's screenshots in docs/img (docs/dashboard.md), from make run's binaries in chromium

@@ -432,8 +432,9 @@ func checkLock(ctx context.Context) error { return lockOf(ctx).check() }
 // must release it.
 func (l *busLocks) lock(ctx context.Context, object string) (context.Context, *objectLock, error) {
 	start := time.Now()
-	// Without a lease (JetStream took no renewal: a lost quorum) the
-	// caller hears so within a lease TTL, not at its own deadline.
+	// Without a lease (JetStream takes no writes: a lost quorum) the
+	// caller hears so at once when the last try to take one failed, and
+	// within a lease TTL otherwise, not at its own deadline.
 	wctx, wcancel := context.WithTimeout(ctx, l.lease.ttl)
 	leaseID, epoch, err := l.lease.wait(wctx)
 	wcancel()
@@ -441,7 +442,11 @@ func (l *busLocks) lock(ctx context.Context, object string) (context.Context, *o
 		if ctx.Err() != nil {
 			return ctx, nil, l.waitError(object, ctx.Err(), nil)
 		}
-		e := schemas.Errorf(schemas.CodeUnavailable, "", "cannot lock %s: this broker has had no lease on the bus for %s (JetStream does not take its writes: is the NATS cluster's quorum lost?): nothing was done; retry", object, l.lease.ttl)
+		why := fmt.Sprintf("this broker has had no lease on the bus for %s", l.lease.ttl)
+		if errors.Is(err, errNoLease) {
+			why = err.Error()
+		}
+		e := schemas.Errorf(schemas.CodeUnavailable, "", "cannot lock %s: %s (JetStream does not take its writes: is the NATS cluster's quorum lost?): nothing was done; retry", object, why)
 		e.Details = map[string]any{schemas.DetailObject: object, schemas.DetailCommitted: false}
 		return ctx, nil, e
 	}

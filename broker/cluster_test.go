@@ -345,3 +345,41 @@ func TestThreeBrokersOnOneBus(t *testing.T) {
 		}
 	})
 }
+
+// A broker that lost its lease while the cluster has no quorum, and could
+// not take a new one, refuses operations at once as unavailable, saying
+// nothing was done and why — it does not keep each caller for a lease
+// TTL (or its own deadline) on a bus that takes no writes.
+func TestNoLeaseRefusedAtOnce(t *testing.T) {
+	c := testnats.StartCluster(t, 3)
+	tb := startBroker(t, Config{NATSURL: c.URLs()[0], Replicas: 3, LeaseTTL: 2 * time.Second})
+	fire := func(id string) error {
+		return tb.call(t, schemas.APIAlertsFire, schemas.AlertFireRequest{ID: id, Severity: schemas.SeverityWarning, Summary: "quorum"}, nil)
+	}
+	if err := fire("before"); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(1)
+	c.Stop(2)
+	// The lease ends (as when its key expired while renewals failed); the
+	// next try to take one fails on the leaderless locks bucket.
+	id, _, ok := tb.b.lease.current()
+	if !ok {
+		t.Fatal("no lease before the outage")
+	}
+	tb.b.lease.ended(id, "the test ended it")
+	waitFor(t, "a failed try to take a lease", func() bool {
+		tb.b.lease.mu.Lock()
+		defer tb.b.lease.mu.Unlock()
+		return tb.b.lease.takeErr != nil
+	})
+	e := wantCode(t, fire("during"), schemas.CodeUnavailable, "")
+	if !strings.Contains(e.Message, "no lease on the bus: taking one failed") || !strings.Contains(e.Message, "nothing was done") {
+		t.Fatalf("message %q does not say the broker has no lease, why, and that nothing was done", e.Message)
+	}
+	if e.Details[schemas.DetailCommitted] != false {
+		t.Fatalf("details %v: want committed false", e.Details)
+	}
+	c.Restart(1)
+	waitFor(t, "a lease again and the alert taken", func() bool { return fire("after") == nil })
+}

@@ -68,6 +68,10 @@ type lease struct {
 	end   context.CancelCauseFunc
 	// up is closed once a lease is held; replaced when it ends.
 	up chan struct{}
+	// takeErr is why the last try to take a lease failed, nil once one
+	// is held: while it is set, operations are refused at once rather
+	// than each waiting out a lease TTL for a bus that takes no writes.
+	takeErr error
 }
 
 func newLease(b *Broker, kv jetstream.KeyValue) *lease {
@@ -103,6 +107,7 @@ func (l *lease) take(ctx context.Context) error {
 	l.mu.Lock()
 	l.id, l.rev, l.validUntil = id, rev, sent.Add(l.trust())
 	l.epoch, l.end = epoch, end
+	l.takeErr = nil
 	close(l.up)
 	l.mu.Unlock()
 	l.b.cluster.leases.Inc()
@@ -124,15 +129,23 @@ func (l *lease) current() (id string, epoch context.Context, ok bool) {
 	return l.id, l.epoch, true
 }
 
-// wait returns the lease, waiting while a new one is being taken.
+// errNoLease is wait's error while the broker holds no lease and its last
+// try to take one failed.
+var errNoLease = errors.New("this broker has no lease on the bus")
+
+// wait returns the lease, waiting while a new one is being taken; it
+// returns errNoLease at once while the last try to take one failed.
 func (l *lease) wait(ctx context.Context) (string, context.Context, error) {
 	for {
 		if id, epoch, ok := l.current(); ok {
 			return id, epoch, nil
 		}
 		l.mu.Lock()
-		up := l.up
+		up, takeErr := l.up, l.takeErr
 		l.mu.Unlock()
+		if takeErr != nil {
+			return "", nil, fmt.Errorf("%w: taking one failed: %w", errNoLease, takeErr)
+		}
 		select {
 		case <-up:
 		case <-ctx.Done():
@@ -192,6 +205,9 @@ func (l *lease) run(ctx context.Context) {
 			err := l.take(tctx)
 			cancel()
 			if err != nil {
+				l.mu.Lock()
+				l.takeErr = err
+				l.mu.Unlock()
 				failing++
 				if failing == 1 || failing%20 == 0 {
 					l.b.log.Warn().Err(err).Msg("cannot take a lease on the bus; retrying (operations on jobs, machines, alerts and plugins wait)")
