@@ -24,33 +24,45 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# make test runs two lanes side by side, about as long as each other on 2
-# cores: the race run then the fault suite's fuzz scenario (its instrumented
-# builds are CPU work), and the rest of the fault suite (mostly waiting on
-# kills, elections and paced loads).
+# make test runs three lanes side by side. The fault suite mostly waits (on
+# kills, elections, TTLs and paced loads: make test used about 1.2 of the 2
+# cores with two lanes), so it runs as two processes beside the race run:
+#   race:    the race run, then the fuzz scenario (its instrumented builds
+#            are CPU work)
+#   faults:  the single-node scenarios
+#   cluster: the cluster scenarios (TestCluster*)
+# Each lane writes its own rows (bin/faults-*.json); make test-faults runs
+# the whole suite in one process, as the table in docs/reliability.md is
+# taken (-update).
 test: vet ## vet, then every test with the race detector and the fault suite (docs/reliability.md) side by side
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-race test-lane-faults
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-lane-race test-lane-faults test-lane-cluster
 
-.PHONY: test-lane-race test-lane-faults
+.PHONY: test-lane-race test-lane-faults test-lane-cluster
 test-lane-race:
 	@$(MAKE) --no-print-directory test-short
 	@$(MAKE) --no-print-directory test-fuzz
 
 test-lane-faults:
-	@$(MAKE) --no-print-directory test-faults FAULTS_SKIP='^TestFuzz$$'
+	@$(MAKE) --no-print-directory test-faults FAULTS_SKIP='^(TestFuzz|TestCluster.*)$$'
+
+test-lane-cluster:
+	@$(MAKE) --no-print-directory test-faults FAULTS_RUN='^TestCluster' FAULTS_RESULTS=$(CURDIR)/bin/faults-cluster-results.json
 
 .PHONY: test-short
 test-short: ## every test with the race detector, the fault suite's scenarios skipped (-short)
 	$(GO) test -race -short -timeout 12m ./...
 
-# FAULTS_SKIP: scenarios (a go test -skip pattern) left out.
+# FAULTS_RUN and FAULTS_SKIP: go test -run and -skip patterns for the
+# fault suite; FAULTS_RESULTS: where its rows go.
+FAULTS_RUN ?=
 FAULTS_SKIP ?=
+FAULTS_RESULTS ?= $(CURDIR)/bin/faults-results.json
 .PHONY: test-faults test-fuzz
 test-faults: ## the fault suite: real processes killed, hung, flooded and fed bad input; rows in bin/faults-results.json
-	$(GO) test -count=1 -timeout 20m $(if $(FAULTS_SKIP),-skip '$(FAULTS_SKIP)') ./internal/faults
+	$(GO) test -count=1 -timeout 20m $(if $(FAULTS_RUN),-run '$(FAULTS_RUN)') $(if $(FAULTS_SKIP),-skip '$(FAULTS_SKIP)') ./internal/faults -results $(FAULTS_RESULTS)
 
 test-fuzz: ## the fault suite's fuzz scenario alone (every Fuzz target of the module); its row in bin/faults-fuzz-results.json
-	$(GO) test -count=1 -timeout 20m -run '^TestFuzz$$' ./internal/faults -results $(CURDIR)/bin/faults-fuzz-results.json
+	@$(MAKE) --no-print-directory test-faults FAULTS_RUN='^TestFuzz$$' FAULTS_RESULTS=$(CURDIR)/bin/faults-fuzz-results.json
 
 .PHONY: dashboard-screenshots
 dashboard-screenshots: ## the dashboard's screenshots in docs/img (docs/dashboard.md), from make run's binaries in chromium
