@@ -123,15 +123,19 @@ func (b *Broker) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	b.st, err = ensureStores(setupCtx, b.js, b.cfg)
+	var chains jetstream.Stream
+	err = whileClusterForms(setupCtx, b.log, func() error {
+		var err error
+		if b.st, err = ensureStores(setupCtx, b.js, b.cfg); err != nil {
+			return err
+		}
+		chains, err = ensureJournal(setupCtx, b.js, b.cfg)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
 	}
 	b.pub = &Publisher{js: b.js, prefix: b.cfg.Prefix, metrics: b.metrics, check: b.cfg.SelfCheck}
-	chains, err := ensureJournal(setupCtx, b.js, b.cfg)
-	if err != nil {
-		return fmt.Errorf("%w (is JetStream enabled on the NATS server?)", err)
-	}
 	b.journal = newJournal(b, chains)
 	b.reg = newRegistry(b)
 	if err := b.reg.load(setupCtx); err != nil {
