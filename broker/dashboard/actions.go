@@ -145,3 +145,24 @@ func readBody(r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// actionCancel cancels a long action that has not ended (actions.cancel):
+// the plugin's handler sees its context cancelled.
+func (d *Dashboard) actionCancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s, _ := r.Context().Value(sessionKey{}).(*session)
+	reason := "cancelled from the dashboard"
+	if s != nil {
+		reason += " by " + s.user
+	}
+	var resp schemas.ActionCancelResponse
+	if err := d.call(r.Context(), schemas.APIActionsCancel, schemas.ActionCancelRequest{ID: id, Reason: reason}, &resp); err != nil {
+		d.actionFailed(w, r, err)
+		return
+	}
+	msg := fmt.Sprintf("action %s cancelled; the plugin was told", id)
+	if !resp.Notified {
+		msg = fmt.Sprintf("action %s cancelled; no instance answered the notice, so what the plugin reports later is ignored", id)
+	}
+	d.done(w, r, msg, resp)
+}

@@ -95,7 +95,7 @@ func (bs *bus) post(t *testing.T, path string, c *http.Cookie, hdr map[string]st
 // admin opens no session.
 func TestActionsNeedAdmin(t *testing.T) {
 	bs := startBus(t)
-	for _, p := range []string{"/", "/plugins", "/hooks", "/dead-letters", "/hosts"} {
+	for _, p := range []string{"/", "/plugins", "/hooks", "/dead-letters", "/hosts", "/actions"} {
 		if body := bs.getBody(t, p, nil); strings.Contains(body, "csrf-token") || strings.Contains(body, "data-action") {
 			t.Errorf("%s as anyone shows a CSRF token or an action", p)
 		}
@@ -151,6 +151,10 @@ func TestActionsNeedAdmin(t *testing.T) {
 	}
 	if code, e := bs.post(t, "/dash/action/plugins/nope/bogus", c, ok); code != http.StatusNotFound || e.Code != schemas.CodeNotFound {
 		t.Errorf("an unknown action: %d %+v", code, e)
+	}
+	// Cancelling an action the broker does not know: its not_found.
+	if code, e := bs.post(t, "/dash/action/actions/nope/cancel", c, ok); code != http.StatusNotFound || e.Code != schemas.CodeNotFound {
+		t.Errorf("an admin's cancel of a missing action: %d %+v, want 404 not_found", code, e)
 	}
 	if code, e := bs.post(t, "/dash/action/plugins/nope/disable", c, ok); code != http.StatusBadRequest || e.Field != "host" {
 		t.Errorf("disable without a host: %d %+v, want 400 on host", code, e)

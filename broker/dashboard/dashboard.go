@@ -147,6 +147,7 @@ const (
 	PathHooks       = "/hooks"
 	PathDeadLetters = "/dead-letters"
 	PathHosts       = "/hosts"
+	PathActions     = "/actions"
 	BasePath        = "/dash/"
 	// PathLogin takes ?token=… (a login token) and opens an admin session.
 	PathLogin = token.LoginPath
@@ -162,6 +163,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+PathHooks, page(pageHooks))
 	mux.Handle("GET "+PathDeadLetters, page(pageDeadLetters))
 	mux.Handle("GET "+PathHosts, page(pageHosts))
+	mux.Handle("GET "+PathActions, page(pageActions))
 	mux.Handle("GET "+BasePath+"fragment/{page}", d.secure(http.HandlerFunc(d.serveFragment)))
 	mux.Handle("GET "+BasePath+"static/", d.secure(http.StripPrefix(BasePath+"static/", staticHandler())))
 	mux.Handle("GET "+BasePath+"stream", d.secure(http.HandlerFunc(d.serveStream)))
@@ -171,6 +173,7 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+BasePath+"action/plugins/{name}/verify", d.secure(d.admin(http.HandlerFunc(d.actionVerify))))
 	mux.Handle("POST "+BasePath+"action/plugins/{name}/{verb}", d.secure(d.admin(http.HandlerFunc(d.actionPluginHost))))
 	mux.Handle("POST "+BasePath+"action/dead-letters/{seq}/replay", d.secure(d.admin(http.HandlerFunc(d.actionReplay))))
+	mux.Handle("POST "+BasePath+"action/actions/{id}/cancel", d.secure(d.admin(http.HandlerFunc(d.actionCancel))))
 }
 
 // secure sets the headers every response carries: a content security

@@ -281,3 +281,35 @@ func (d *Dashboard) readWindow(ctx context.Context, stream string, filters []str
 	}
 	return out, nil
 }
+
+// recentActions bounds the actions page: the newest ones (actions.list
+// answers newest first).
+const recentActions = 100
+
+// actionView is an action as the actions page shows it.
+type actionView struct {
+	schemas.ActionRecord
+	// Final is set once the action ended (it can no longer be cancelled).
+	Final bool
+	// Result is the plugin's result as JSON text, cut to maxPreview.
+	ResultText string
+}
+
+func (d *Dashboard) loadActions(ctx context.Context) ([]actionView, error) {
+	actions, err := d.api.ListActions(ctx, schemas.ActionListRequest{Limit: recentActions})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]actionView, 0, len(actions))
+	for _, a := range actions {
+		v := actionView{ActionRecord: a, Final: schemas.ActionFinal(a.Status)}
+		if len(a.Result) > 0 {
+			v.ResultText = string(a.Result)
+			if len(v.ResultText) > maxPreview {
+				v.ResultText = v.ResultText[:maxPreview] + "…"
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

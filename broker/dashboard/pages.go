@@ -25,6 +25,7 @@ const (
 	pageHooks       = "hooks"
 	pageDeadLetters = "dead-letters"
 	pageHosts       = "hosts"
+	pageActions     = "actions"
 	pageMessage     = "message"
 )
 
@@ -40,6 +41,7 @@ var pages = []page{
 	{pageHooks, PathHooks, "Hook chains", topicPlugins + "," + topicChains},
 	{pageDeadLetters, PathDeadLetters, "Dead letters", topicDeadLetters},
 	{pageHosts, PathHosts, "Hosts", topicHosts},
+	{pageActions, PathActions, "Actions", topicActions},
 }
 
 func pageNamed(name string) (page, bool) {
@@ -137,6 +139,7 @@ var funcs = template.FuncMap{
 		return s
 	},
 	"lower": strings.ToLower,
+	"pct":   func(v float64) string { return fmt.Sprintf("%.0f%%", v) },
 }
 
 func parseTemplates() (*templates, error) {
@@ -181,6 +184,8 @@ func (d *Dashboard) load(ctx context.Context, name string) (any, error) {
 		return d.loadDeadLetters(ctx)
 	case pageHosts:
 		return d.loadHosts(ctx)
+	case pageActions:
+		return d.loadActions(ctx)
 	}
 	return nil, nil
 }

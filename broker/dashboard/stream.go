@@ -44,9 +44,10 @@ const (
 	topicHosts       = "hosts"
 	topicChains      = "chains"
 	topicDeadLetters = "dead-letters"
+	topicActions     = "actions"
 )
 
-var notifyTopics = []string{topicPlugins, topicHosts, topicChains, topicDeadLetters}
+var notifyTopics = []string{topicPlugins, topicHosts, topicChains, topicDeadLetters, topicActions}
 
 // maxBacklog bounds ?last=.
 const maxBacklog = 5000
@@ -238,6 +239,10 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 			})
 		case topicHosts:
 			run(func(ctx context.Context, f *feed, ready func()) { d.watchBucket(ctx, f, schemas.BucketHosts, t, ready) })
+		case topicActions:
+			run(func(ctx context.Context, f *feed, ready func()) {
+				d.watchBucket(ctx, f, schemas.BucketActions, t, ready)
+			})
 		case topicChains:
 			run(func(ctx context.Context, f *feed, ready func()) {
 				d.watchStream(ctx, f, schemas.StreamEvents, wire.EventSubject(d.cfg.Prefix, schemas.TypeHookChainCompleted), t, ready)
@@ -276,8 +281,9 @@ func (d *Dashboard) pump(ctx context.Context, sw *sseWriter, f *feed) {
 		names = append(names, t)
 		notices = append(notices, c)
 	}
-	// At most four notice topics: a fixed select keeps it simple.
-	for len(notices) < 4 {
+	// One case per notice topic below: a fixed select keeps it simple
+	// (TestStreamNotices asks for every topic).
+	for len(notices) < 5 {
 		notices = append(notices, nil)
 		names = append(names, "")
 	}
@@ -317,6 +323,8 @@ func (d *Dashboard) pump(ctx context.Context, sw *sseWriter, f *feed) {
 			err = sw.send(sseMsg{event: names[2], data: []byte("{}")}, true)
 		case <-notices[3]:
 			err = sw.send(sseMsg{event: names[3], data: []byte("{}")}, true)
+		case <-notices[4]:
+			err = sw.send(sseMsg{event: names[4], data: []byte("{}")}, true)
 		case <-tick.C:
 			err = sw.comment("ping")
 		}

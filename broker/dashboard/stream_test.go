@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plugbus/plugbus/schemas"
 )
 
 type sse struct {
@@ -146,15 +148,26 @@ func TestStreamResumes(t *testing.T) {
 	}
 }
 
-// A plugin's state change and a host's report reach the stream as notices,
-// without the record (it holds config).
+// A plugin's state change and an action's record reach a stream of every
+// notice topic as notices, without the record (it holds config or params).
 func TestStreamNotices(t *testing.T) {
 	bs := startBus(t)
-	s := bs.openSSE(t, "/dash/stream?topics=plugins,hosts", nil)
+	s := bs.openSSE(t, "/dash/stream?topics=plugins,hosts,chains,dead-letters,actions", nil)
 	s.next("hello")
-	bs.startPlugin(t, newPlugin(t, "notice-test", nil))
+	cancelled := make(chan error, 1)
+	bs.startPlugin(t, flasher(t, cancelled))
 	if m := s.next("plugins"); m.data != "{}" || m.id != "" {
 		t.Errorf("notice %+v, want data {} and no id", m)
+	}
+	res, err := bs.api.MachineAction(ctxT(t), schemas.MachineActionRequest{Machine: "m1", Command: "flash", NoWait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.next("actions"); m.data != "{}" || m.id != "" {
+		t.Errorf("notice %+v, want data {} and no id", m)
+	}
+	if _, err := bs.api.CancelAction(ctxT(t), res.ActionID, "the test is over"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -108,6 +108,8 @@ func docScreenshots(t *testing.T, lb *localBus, p *browsertest.Page, base string
 		return in.State == schemas.InstanceRunning && in.Restarts == before.Restarts+1
 	})
 	lb.mustBusctl(t, "machine", "action", "m1", "increment")
+	// A long action running while the actions page is taken.
+	lb.mustBusctl(t, "machine", "action", "m2", "firmware-update", "--no-wait")
 	lb.mustBusctl(t, "job", "deploy", "demo", "--version", "1", "--image", "nginx")
 	lb.mustBusctl(t, "alert", "fire", "--severity", "warning", "--summary", "disk 85% full", "--label", "host=m2")
 	// A forged event that no plugin can read, dead-lettered by each
@@ -138,6 +140,7 @@ func docScreenshots(t *testing.T, lb *localBus, p *browsertest.Page, base string
 		{"/hooks", "hooks", `document.querySelector('tr[data-chain]') !== null`},
 		{"/dead-letters", "dead-letters", `document.querySelector('tr[data-seq]') !== null`},
 		{"/hosts", "hosts", `document.querySelector('.host[data-state="UP"]') !== null`},
+		{"/actions", "actions", `document.querySelector('tr[data-status="running"] progress') !== null && document.querySelector('tr[data-status="succeeded"]') !== null`},
 	}
 	for _, s := range shots {
 		p.Navigate(base + s.path)

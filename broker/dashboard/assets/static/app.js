@@ -134,7 +134,7 @@
       const p = JSON.parse(m.data);
       flash(p.code + ': ' + p.message, 'error');
     });
-    for (const t of ['plugins', 'hosts', 'chains', 'dead-letters']) src.addEventListener(t, refresh);
+    for (const t of ['plugins', 'hosts', 'chains', 'dead-letters', 'actions']) src.addEventListener(t, refresh);
     src.onerror = () => {
       if (es !== src) return;
       setLive('reconnecting', 'reconnecting…');
