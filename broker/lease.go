@@ -210,7 +210,7 @@ func (l *lease) run(ctx context.Context) {
 				l.mu.Unlock()
 				failing++
 				if failing == 1 || failing%20 == 0 {
-					l.b.log.Warn().Err(err).Msg("cannot take a lease on the bus; retrying (operations on jobs, machines, alerts and plugins wait)")
+					l.b.log.Warn().Err(err).Msg("cannot take a lease on the bus; retrying (meanwhile operations on jobs, machines, alerts and plugins are refused as unavailable: nothing is done)")
 				}
 				t.Reset(min(time.Duration(failing)*100*time.Millisecond, interval))
 				continue
