@@ -82,11 +82,45 @@ func (b *Broker) readAction(ctx context.Context, id string) (actionRow, error) {
 // publish, errNoChange to leave the record as it is, or an error. It
 // returns the record after the change (as it is, for errNoChange) and
 // whether fn changed it.
+//
+// On a replicated bucket a read may be answered by a replica that has not
+// applied the latest write yet (KV reads are JetStream direct gets, which
+// every replica serves): the record this broker or another one has just
+// written can look missing. So a missing record is read again a few times
+// over staleReadWindow before the answer is not_found.
 func (b *Broker) changeAction(ctx context.Context, id, op string, fn func(row *actionRow) ([]*event.Event, error)) (actionRow, bool, error) {
+	delay := 10 * time.Millisecond
+	deadline := time.Now().Add(staleReadWindow)
+	for {
+		row, changed, err := b.changeActionOnce(ctx, id, op, fn)
+		if !errors.Is(err, errActionMissing) {
+			return row, changed, err
+		}
+		if b.cfg.Replicas <= 1 || time.Now().Add(delay).After(deadline) {
+			return row, changed, actionNotFound(id)
+		}
+		select {
+		case <-ctx.Done():
+			return row, changed, actionNotFound(id)
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+}
+
+// staleReadWindow bounds how long a missing action record is read again
+// on a replicated bucket before it counts as missing.
+const staleReadWindow = time.Second
+
+// errActionMissing is changeActionOnce's error for a record it did not
+// find.
+var errActionMissing = errors.New("action record not found")
+
+func (b *Broker) changeActionOnce(ctx context.Context, id, op string, fn func(row *actionRow) ([]*event.Event, error)) (actionRow, bool, error) {
 	var seen actionRow
 	res, err := commitRecord(ctx, b, b.st.actions, id, op, func(cur *actionRow, exists bool) ([]*event.Event, time.Duration, error) {
 		if !exists {
-			return nil, 0, actionNotFound(id)
+			return nil, 0, errActionMissing
 		}
 		seen = *cur
 		evs, err := fn(cur)
