@@ -3,13 +3,14 @@ package sdk_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plugbus/plugbus/internal/testnats"
 	"github.com/plugbus/plugbus/sdk"
 )
 
@@ -18,12 +19,7 @@ import (
 func TestMainServesMetrics(t *testing.T) {
 	s := startServer(t)
 	newFakeBroker(t, s.ClientURL())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testnats.FreePort(t))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

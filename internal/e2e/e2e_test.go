@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,14 +77,11 @@ func TestVersions(t *testing.T) {
 	}
 }
 
+// freeAddr is a free loopback address for a process started (and maybe
+// restarted) on it: testnats.FreePort says why it is not ":0".
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", testnats.FreePort(t))
 }
 
 // proc is a started binary whose output is kept for failure reports.

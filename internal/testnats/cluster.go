@@ -3,6 +3,7 @@ package testnats
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -67,21 +68,50 @@ func StartCluster(t testing.TB, n int) *Cluster {
 
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = FreePort(t)
 	}
 	return ports
 }
+
+// FreePort returns a loopback TCP port that is free now, for a server
+// started on it shortly after (and maybe restarted on it later).
+//
+// The port is below the kernel's ephemeral range (32768–60999 on Linux),
+// where "127.0.0.1:0" would put it: a port from that range, free again
+// until the server listens, can meanwhile become the source port of any
+// outbound connection on the machine (make test runs several test
+// processes side by side), and a node restarted on its ports finds them
+// taken. This process never hands out a port twice.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := portLow + rand.IntN(portHigh-portLow)
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		portsGiven[port] = true
+		return port
+	}
+	t.Fatalf("no free port in %d-%d on 127.0.0.1", portLow, portHigh)
+	return 0
+}
+
+// The range FreePort picks from.
+const portLow, portHigh = 20000, 32000
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func (c *Cluster) start(i int) {
 	c.mu.Lock()
