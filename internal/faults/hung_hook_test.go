@@ -27,11 +27,21 @@ func unrelated(t *testing.T, c *client.Client, n int, tag string) (deploy, list 
 	return median(ds), median(ls)
 }
 
-// unrelatedSamples times n hook-free jobs.deploy and n plugins.list calls.
+// sampleGap spaces the latency samples, so that each median is taken
+// over a second or two rather than a few hundred milliseconds: a short
+// burst of CPU from another process on the machine (make test runs the
+// suite beside the race run) then moves it no more than the hang does.
+const sampleGap = 15 * time.Millisecond
+
+// unrelatedSamples times n hook-free jobs.deploy and n plugins.list calls,
+// sampleGap apart.
 func unrelatedSamples(t *testing.T, c *client.Client, n int, tag string) (deploy, list []time.Duration) {
 	t.Helper()
 	var ds, ls []time.Duration
 	for i := range n {
+		if i > 0 {
+			time.Sleep(sampleGap)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		t0 := time.Now()
 		_, err := c.DeployJob(ctx, schemas.JobDeployRequest{Name: fmt.Sprintf("%s-%03d", tag, i), Version: "1", Image: "nginx"})
