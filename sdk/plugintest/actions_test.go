@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -118,6 +119,19 @@ func startFlash(t *testing.T, bus *plugintest.Bus) schemas.MachineActionResponse
 
 // machineEvents returns the events of the machine stream about action id,
 // in stream order.
+// settledEvents returns the action's machine events once its
+// action_completed event is among them: a record is final once committed,
+// and its events follow from the outbox (docs/reliability.md).
+func settledEvents(t *testing.T, bus *plugintest.Bus, id string) []*event.Event {
+	t.Helper()
+	var evs []*event.Event
+	bus.WaitFor(t, func() bool {
+		evs = machineEvents(t, bus, id)
+		return slices.ContainsFunc(evs, func(e *event.Event) bool { return e.Type() == schemas.TypeMachineActionCompleted })
+	})
+	return evs
+}
+
 func machineEvents(t *testing.T, bus *plugintest.Bus, id string) []*event.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -179,7 +193,7 @@ func TestLongActionProgress(t *testing.T) {
 		t.Fatalf("final record %+v", rec)
 	}
 
-	evs := machineEvents(t, bus, resp.ActionID)
+	evs := settledEvents(t, bus, resp.ActionID)
 	var got []string
 	for _, ev := range evs {
 		got = append(got, ev.Type())
@@ -379,7 +393,7 @@ func TestLongActionSurvivesBrokerRestart(t *testing.T) {
 		t.Fatalf("record after the restart %+v", rec)
 	}
 	completed := 0
-	for _, ev := range machineEvents(t, bus, resp.ActionID) {
+	for _, ev := range settledEvents(t, bus, resp.ActionID) {
 		if ev.Type() == schemas.TypeMachineActionCompleted {
 			completed++
 		}
@@ -406,7 +420,7 @@ func TestActionProgressThrottled(t *testing.T) {
 	}
 	close(f.steps)
 	waitAction(t, bus, resp.ActionID, func(r schemas.ActionRecord) bool { return schemas.ActionFinal(r.Status) })
-	evs := machineEvents(t, bus, resp.ActionID)
+	evs := settledEvents(t, bus, resp.ActionID)
 	want := []string{schemas.TypeMachineActionRequested, schemas.TypeMachineActionProgress, schemas.TypeMachineActionProgress, schemas.TypeMachineActionCompleted}
 	if fmt.Sprint(eventTypes(evs)) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", eventTypes(evs), want)
@@ -495,7 +509,7 @@ func TestLastProgressIsRecorded(t *testing.T) {
 			if rec.Status != schemas.ActionSucceeded || rec.Progress == nil || rec.Progress.Percent != 100 || rec.Progress.Message != "step 5" {
 				t.Fatalf("record %+v, progress %+v", rec, rec.Progress)
 			}
-			evs := machineEvents(t, bus, resp.ActionID)
+			evs := settledEvents(t, bus, resp.ActionID)
 			n := len(evs)
 			var d schemas.MachineActionProgressData
 			if n < 3 || evs[n-1].Type() != schemas.TypeMachineActionCompleted || evs[n-2].Type() != schemas.TypeMachineActionProgress ||
