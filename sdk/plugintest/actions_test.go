@@ -117,8 +117,6 @@ func startFlash(t *testing.T, bus *plugintest.Bus) schemas.MachineActionResponse
 	return resp
 }
 
-// machineEvents returns the events of the machine stream about action id,
-// in stream order.
 // settledEvents returns the action's machine events once its
 // action_completed event is among them: a record is final once committed,
 // and its events follow from the outbox (docs/reliability.md).
@@ -132,6 +130,8 @@ func settledEvents(t *testing.T, bus *plugintest.Bus, id string) []*event.Event 
 	return evs
 }
 
+// machineEvents returns the events of the machine stream about action id,
+// in stream order.
 func machineEvents(t *testing.T, bus *plugintest.Bus, id string) []*event.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
