@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // the browser gets what was buffered, then the overflow notice with the
 // count and the sequence to reload from, and the stream ends.
 func TestFeedOverflow(t *testing.T) {
-	f := newFeed(3, nil)
+	f := newFeed(3)
 	start := time.Now()
 	for seq := uint64(1); seq <= 10; seq++ {
 		f.offer(sseMsg{id: seq, event: sseEvent, data: []byte(`{}`)})
@@ -52,11 +53,18 @@ func TestFeedOverflow(t *testing.T) {
 
 // Notices of one topic coalesce: a page that is busy fetching gets one.
 func TestFeedNoticesCoalesce(t *testing.T) {
-	f := newFeed(1, []string{topicPlugins})
+	f := newFeed(1)
 	for range 100 {
 		f.poke(topicPlugins)
+		f.poke(topicActions)
 	}
-	if n := len(f.notify[topicPlugins]); n != 1 {
-		t.Fatalf("%d notices queued, want 1", n)
+	if n := len(f.changed); n != 1 {
+		t.Fatalf("%d wake-ups queued, want 1", n)
+	}
+	if got := f.takeNotices(); !slices.Equal(got, []string{topicActions, topicPlugins}) {
+		t.Fatalf("notices %v, want one per topic", got)
+	}
+	if got := f.takeNotices(); len(got) != 0 {
+		t.Fatalf("notices %v after they were taken", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -95,24 +96,23 @@ type sseMsg struct {
 // feed is what the sources of one stream hand its writer: events through
 // a bounded buffer, notices coalesced per topic.
 type feed struct {
-	out    chan sseMsg
-	notify map[string]chan struct{}
-	errs   chan *schemas.Error
+	out chan sseMsg
+	// changed wakes the writer when a topic in pending (under mu) has a
+	// notice to send; one per topic however many pokes came meanwhile.
+	changed chan struct{}
+	errs    chan *schemas.Error
 
 	mu         sync.Mutex
+	pending    map[string]bool
 	overflow   bool
 	skipped    uint64
 	fromSeq    uint64
 	overflowed chan struct{}
 }
 
-func newFeed(size int, topics []string) *feed {
-	f := &feed{out: make(chan sseMsg, size), notify: map[string]chan struct{}{}, errs: make(chan *schemas.Error, 8),
-		overflowed: make(chan struct{})}
-	for _, t := range topics {
-		f.notify[t] = make(chan struct{}, 1)
-	}
-	return f
+func newFeed(size int) *feed {
+	return &feed{out: make(chan sseMsg, size), changed: make(chan struct{}, 1), errs: make(chan *schemas.Error, 8),
+		pending: map[string]bool{}, overflowed: make(chan struct{})}
 }
 
 // offer queues an event without ever blocking: when the buffer is full the
@@ -133,10 +133,23 @@ func (f *feed) offer(m sseMsg) {
 }
 
 func (f *feed) poke(topic string) {
+	f.mu.Lock()
+	f.pending[topic] = true
+	f.mu.Unlock()
 	select {
-	case f.notify[topic] <- struct{}{}:
+	case f.changed <- struct{}{}:
 	default:
 	}
+}
+
+// takeNotices returns the topics poked since the last call, sorted, and
+// clears them.
+func (f *feed) takeNotices() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	topics := slices.Sorted(maps.Keys(f.pending))
+	clear(f.pending)
+	return topics
 }
 
 func (f *feed) problem(e *schemas.Error) {
@@ -209,7 +222,7 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	sw := &sseWriter{w: w, rc: http.NewResponseController(w)}
 
-	f := newFeed(d.cfg.BufferSize, topics)
+	f := newFeed(d.cfg.BufferSize)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -275,18 +288,6 @@ func (d *Dashboard) serveStream(w http.ResponseWriter, r *http.Request) {
 func (d *Dashboard) pump(ctx context.Context, sw *sseWriter, f *feed) {
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
-	notices := make([]<-chan struct{}, 0, len(f.notify))
-	names := make([]string, 0, len(f.notify))
-	for t, c := range f.notify {
-		names = append(names, t)
-		notices = append(notices, c)
-	}
-	// One case per notice topic below: a fixed select keeps it simple
-	// (TestStreamNotices asks for every topic).
-	for len(notices) < 5 {
-		notices = append(notices, nil)
-		names = append(names, "")
-	}
 	for {
 		var err error
 		select {
@@ -315,16 +316,12 @@ func (d *Dashboard) pump(ctx context.Context, sw *sseWriter, f *feed) {
 		case e := <-f.errs:
 			data, _ := json.Marshal(e)
 			err = sw.send(sseMsg{event: sseProblem, data: data}, true)
-		case <-notices[0]:
-			err = sw.send(sseMsg{event: names[0], data: []byte("{}")}, true)
-		case <-notices[1]:
-			err = sw.send(sseMsg{event: names[1], data: []byte("{}")}, true)
-		case <-notices[2]:
-			err = sw.send(sseMsg{event: names[2], data: []byte("{}")}, true)
-		case <-notices[3]:
-			err = sw.send(sseMsg{event: names[3], data: []byte("{}")}, true)
-		case <-notices[4]:
-			err = sw.send(sseMsg{event: names[4], data: []byte("{}")}, true)
+		case <-f.changed:
+			for _, topic := range f.takeNotices() {
+				if err = sw.send(sseMsg{event: topic, data: []byte("{}")}, true); err != nil {
+					break
+				}
+			}
 		case <-tick.C:
 			err = sw.comment("ping")
 		}
