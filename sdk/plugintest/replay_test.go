@@ -419,4 +419,3 @@ func TestReplaySurvivesARestart(t *testing.T) {
 		t.Errorf("the restarted instance replayed %v (the first %v), want %v", got, first.ids(true), alerts)
 	}
 }
-
